@@ -1,0 +1,92 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers (see shared STYLE): Protocols holds the wire codecs and the servers and never sees Lua;
+// LuaBridge is the only module that imports the Lua C API; Host wires everything into the
+// `bootpolicy` executable.
+let package = Package(
+    name: "bootpolicy",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "bootpolicy", targets: ["Host"]),
+        .library(name: "Protocols", targets: ["Protocols"]),
+        .library(name: "LuaBridge", targets: ["LuaBridge"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
+    ],
+    targets: [
+        // Debian's liblua5.4-dev, found through pkg-config.
+        .systemLibrary(
+            name: "CLua",
+            pkgConfig: "lua5.4",
+            providers: [.apt(["liblua5.4-dev"])]
+        ),
+        // Lua's API is half macros; this shim gives Swift callable functions and keeps every
+        // call that may longjmp (lua_error, luaL_check*) on the C side.
+        .target(name: "CLuaShim", dependencies: ["CLua"]),
+        .target(
+            name: "Protocols",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "LuaBridge",
+            dependencies: [
+                "CLua", "CLuaShim", "Protocols",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        .executableTarget(
+            name: "Host",
+            dependencies: [
+                "Protocols", "LuaBridge",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .testTarget(
+            name: "ProtocolsTests",
+            dependencies: [
+                "Protocols",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "LuaBridgeTests",
+            dependencies: ["LuaBridge", "Protocols"],
+            resources: [.copy("Policies")]
+        ),
+        .testTarget(
+            name: "HostTests",
+            dependencies: [
+                "Host", "Protocols", "LuaBridge",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,3 @@
+#include "CLuaShim.h"
+
+int bp_lua_version_num(void) { return LUA_VERSION_NUM; }

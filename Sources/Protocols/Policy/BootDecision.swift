@@ -1,0 +1,58 @@
+/// What the policy chain decided for one request. Which fields matter depends on the hook:
+/// - dhcp: `ignore`, `filename`, `nextServer`, `serverName`, `ipxeScript`, `options`;
+/// - tftp: `content` (generated file), `path` (remapped path inside the root), `refuse`;
+/// - http: `content` + `contentType`, `path` (a file under the HTTP root), `refuse`, `status`.
+/// `note` is free text for the log; `policy` names the policy that decided.
+public struct BootDecision: Sendable, Equatable {
+    public var ignore: Bool
+    public var filename: String?
+    public var nextServer: String?
+    public var serverName: String?
+    /// An iPXE script generated for this client; served when the same client fetches `filename`
+    /// by TFTP, or asks the HTTP script endpoint.
+    public var ipxeScript: String?
+    /// Extra DHCP options to put in the reply, by code, already encoded as bytes.
+    public var options: [UInt8: [UInt8]]
+    public var content: [UInt8]?
+    public var contentType: String?
+    public var path: String?
+    public var refuse: String?
+    public var status: Int?
+    public var note: String?
+    public var policy: String?
+
+    public init(
+        ignore: Bool = false, filename: String? = nil, nextServer: String? = nil,
+        serverName: String? = nil, ipxeScript: String? = nil, options: [UInt8: [UInt8]] = [:],
+        content: [UInt8]? = nil, contentType: String? = nil, path: String? = nil,
+        refuse: String? = nil, status: Int? = nil, note: String? = nil, policy: String? = nil
+    ) {
+        self.ignore = ignore
+        self.filename = filename
+        self.nextServer = nextServer
+        self.serverName = serverName
+        self.ipxeScript = ipxeScript
+        self.options = options
+        self.content = content
+        self.contentType = contentType
+        self.path = path
+        self.refuse = refuse
+        self.status = status
+        self.note = note
+        self.policy = policy
+    }
+}
+
+/// The seam between protocol servers and decision logic (cf. pixiecore's `Booter`).
+/// Implementations must be safe to call from any event-loop thread and must not throw:
+/// a policy failure is logged and counted inside and shows up as `nil` (no policy decided).
+public protocol BootDecider: Sendable {
+    /// Runs the request through the chain; nil when every policy passed (or failed).
+    func decide(_ request: BootRequest) -> BootDecision?
+}
+
+/// A decider that never decides; servers fall back to their static behaviour.
+public struct NoDecider: BootDecider {
+    public init() {}
+    public func decide(_ request: BootRequest) -> BootDecision? { nil }
+}

@@ -1,0 +1,86 @@
+/// What a client asked for, decoded into named fields. Policy code (Lua, through LuaBridge)
+/// sees exactly these fields; the protocol servers fill them. No Lua here.
+public struct BootRequest: Sendable, Equatable {
+    /// Which server saw the request; selects the policy hook (`dhcp`, `tftp`, `http`).
+    public enum Kind: String, Sendable, Codable { case dhcp, tftp, http }
+
+    /// What runs on the client, derived from options 60, 77, 93 and 175.
+    public enum Firmware: String, Sendable, Codable {
+        case bios, uefi, ipxe, httpBoot = "http-boot", unknown
+    }
+
+    /// Relay agent facts (giaddr and option 82, RFC 3046).
+    public struct Relay: Sendable, Equatable, Codable {
+        public var giaddr: String
+        public var circuitID: String?
+        public var remoteID: String?
+        public init(giaddr: String, circuitID: String? = nil, remoteID: String? = nil) {
+            self.giaddr = giaddr
+            self.circuitID = circuitID
+            self.remoteID = remoteID
+        }
+    }
+
+    public var kind: Kind
+    /// Client hardware address, lower-case colon form (`52:54:00:12:34:56`); empty when unknown.
+    public var mac: String
+    public var xid: UInt32?
+    /// DHCP message type by name (`discover`, `request`, `inform`, ...).
+    public var messageType: String?
+    /// RFC 4578 option 93 code and its name from `ClientArchitecture` (`bios`, `efi-x64`, ...).
+    public var archCode: UInt16?
+    public var arch: String?
+    public var firmware: Firmware
+    public var vendorClass: String?
+    public var userClass: [String]
+    /// The request carried option 175 (iPXE) and the feature flags found in it, by name.
+    public var isIPXE: Bool
+    public var ipxeFeatures: [String: Int]
+    /// Option 97 as a canonical UUID string.
+    public var uuid: String?
+    public var hostname: String?
+    public var relay: Relay?
+    public var interface: String?
+    public var clientAddress: String?
+    public var serverAddress: String?
+    /// The local port that received the request (67 or 4011 for DHCP, 69 for TFTP, ...).
+    public var serverPort: Int?
+    /// Every option as received, by code (RFC 3396 pieces already joined).
+    public var options: [UInt8: [UInt8]]
+    /// TFTP and HTTP: the path asked for (TFTP as sent, HTTP without the query).
+    public var path: String?
+    /// HTTP: the query parameters.
+    public var query: [String: String]
+
+    public init(
+        kind: Kind, mac: String = "", xid: UInt32? = nil, messageType: String? = nil,
+        archCode: UInt16? = nil, arch: String? = nil, firmware: Firmware = .unknown,
+        vendorClass: String? = nil, userClass: [String] = [], isIPXE: Bool = false,
+        ipxeFeatures: [String: Int] = [:], uuid: String? = nil, hostname: String? = nil,
+        relay: Relay? = nil, interface: String? = nil, clientAddress: String? = nil,
+        serverAddress: String? = nil, serverPort: Int? = nil, options: [UInt8: [UInt8]] = [:],
+        path: String? = nil, query: [String: String] = [:]
+    ) {
+        self.kind = kind
+        self.mac = mac
+        self.xid = xid
+        self.messageType = messageType
+        self.archCode = archCode
+        self.arch = arch
+        self.firmware = firmware
+        self.vendorClass = vendorClass
+        self.userClass = userClass
+        self.isIPXE = isIPXE
+        self.ipxeFeatures = ipxeFeatures
+        self.uuid = uuid
+        self.hostname = hostname
+        self.relay = relay
+        self.interface = interface
+        self.clientAddress = clientAddress
+        self.serverAddress = serverAddress
+        self.serverPort = serverPort
+        self.options = options
+        self.path = path
+        self.query = query
+    }
+}
