@@ -1,0 +1,90 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Collects one request, asks the server what to send, writes it. Bodies of requests are
+/// ignored (boot clients only GET/HEAD); keep-alive is honoured.
+final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let server: HTTPServer
+    private var head: HTTPRequestHead?
+
+    init(server: HTTPServer) { self.server = server }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): self.head = head
+        case .body: break
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            let client = context.remoteAddress?.ipAddress ?? ""
+            let request = HTTPRequestContext(method: head.method, uri: head.uri, headers: head.headers, clientAddress: client)
+            let response = server.respond(to: request)
+            write(response, for: head, context: context)
+        }
+    }
+
+    private func write(_ response: HTTPResponse, for request: HTTPRequestHead, context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: response.contentType)
+        headers.add(name: "Server", value: "bootpolicy")
+        for (name, value) in response.headers { headers.add(name: name, value: value) }
+        let keepAlive = request.isKeepAlive
+        headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        let isHead = request.method == .HEAD
+        var status = response.status
+
+        switch response.body {
+        case .bytes(let bytes):
+            headers.add(name: "Content-Length", value: "\(bytes.count)")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
+            if !isHead { context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil) }
+        case .file(let path, let size, let rangeHeader):
+            headers.add(name: "Accept-Ranges", value: "bytes")
+            var start = 0, end = size - 1
+            switch ByteRange(header: rangeHeader, size: size) {
+            case .whole: break
+            case .partial(let s, let e):
+                status = .partialContent
+                start = s; end = e
+                headers.add(name: "Content-Range", value: "bytes \(s)-\(e)/\(size)")
+            case .unsatisfiable:
+                headers.add(name: "Content-Range", value: "bytes */\(size)")
+                headers.add(name: "Content-Length", value: "0")
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: .rangeNotSatisfiable, headers: headers))), promise: nil)
+                finish(context: context, keepAlive: keepAlive)
+                return
+            }
+            let length = max(0, end - start + 1)
+            headers.add(name: "Content-Length", value: "\(length)")
+            if isHead || length == 0 {
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
+                break
+            }
+            let handle: NIOFileHandle
+            do {
+                handle = try NIOFileHandle(_deprecatedPath: path)
+            } catch {
+                server.logger.warning("http: cannot open file", metadata: ["path": "\(path)", "error": "\(error)"])
+                let body = Array("cannot read \(path)\n".utf8)
+                var h = HTTPHeaders([("Content-Type", "text/plain"), ("Content-Length", "\(body.count)")])
+                h.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: .internalServerError, headers: h))), promise: nil)
+                context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+                break
+            }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
+            let region = FileRegion(fileHandle: handle, readerIndex: start, endIndex: end + 1)
+            context.write(wrapOutboundOut(.body(.fileRegion(region)))).whenComplete { _ in try? handle.close() }
+        }
+        finish(context: context, keepAlive: keepAlive)
+    }
+
+    private func finish(context: ChannelHandlerContext, keepAlive: Bool) {
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if !keepAlive { done.whenComplete { _ in context.close(promise: nil) } }
+    }
+}

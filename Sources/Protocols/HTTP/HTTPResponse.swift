@@ -1,0 +1,104 @@
+import NIOHTTP1
+
+/// One HTTP request as the boot server sees it: method, path without query, decoded query.
+public struct HTTPRequestContext: Sendable {
+    public var method: HTTPMethod
+    public var path: String
+    public var query: [String: String]
+    public var headers: HTTPHeaders
+    public var clientAddress: String
+
+    public init(method: HTTPMethod, uri: String, headers: HTTPHeaders = [:], clientAddress: String) {
+        self.method = method
+        self.headers = headers
+        self.clientAddress = clientAddress
+        let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        self.path = String(parts.first ?? "").removingPercentEncodingOrSelf
+        var query: [String: String] = [:]
+        if parts.count == 2 {
+            for pair in parts[1].split(separator: "&") {
+                let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                let key = String(kv[0]).replacingPlus.removingPercentEncodingOrSelf
+                guard !key.isEmpty else { continue }
+                query[key] = kv.count == 2 ? String(kv[1]).replacingPlus.removingPercentEncodingOrSelf : ""
+            }
+        }
+        self.query = query
+    }
+}
+
+/// What to send back: bytes in memory, or a file region streamed with sendfile.
+public struct HTTPResponse: Sendable {
+    public enum Body: Sendable {
+        case bytes([UInt8])
+        /// A file from the static root; `range` is the raw Range header, applied when sending.
+        case file(path: String, size: Int, range: String?)
+    }
+
+    public var status: HTTPResponseStatus
+    public var contentType: String
+    public var headers: [(String, String)]
+    public var body: Body
+
+    public init(status: HTTPResponseStatus, contentType: String, headers: [(String, String)] = [], body: Body) {
+        self.status = status
+        self.contentType = contentType
+        self.headers = headers
+        self.body = body
+    }
+
+    public static func text(status: HTTPResponseStatus = .ok, _ text: String, contentType: String = "text/plain; charset=utf-8") -> HTTPResponse {
+        HTTPResponse(status: status, contentType: contentType, body: .bytes(Array(text.utf8)))
+    }
+
+    public static func file(_ path: String, size: Int, range: String?) -> HTTPResponse {
+        HTTPResponse(status: .ok, contentType: contentType(forPath: path), body: .file(path: path, size: size, range: range))
+    }
+
+    static func contentType(forPath path: String) -> String {
+        switch path.split(separator: ".").last.map({ $0.lowercased() }) {
+        case "ipxe", "txt", "cfg", "conf", "sh": return "text/plain; charset=utf-8"
+        case "html", "htm": return "text/html; charset=utf-8"
+        case "json": return "application/json"
+        case "iso": return "application/x-iso9660-image"
+        default: return "application/octet-stream"
+        }
+    }
+}
+
+/// RFC 9110 §14.1.2 byte ranges; only a single range is honoured (what boot loaders send).
+enum ByteRange: Equatable {
+    case whole
+    case partial(start: Int, end: Int)  // inclusive
+    case unsatisfiable
+
+    init(header: String?, size: Int) {
+        guard let header, header.hasPrefix("bytes="), !header.contains(",") else { self = .whole; return }
+        let spec = header.dropFirst("bytes=".count).trimmingSpaces
+        let parts = spec.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { self = .whole; return }
+        let first = parts[0].trimmingSpaces, last = parts[1].trimmingSpaces
+        if first.isEmpty {
+            // suffix range: the last N bytes
+            guard let n = Int(last), n > 0 else { self = .unsatisfiable; return }
+            self = size == 0 ? .unsatisfiable : .partial(start: max(0, size - n), end: size - 1)
+            return
+        }
+        guard let start = Int(first), start >= 0 else { self = .whole; return }
+        guard start < size else { self = .unsatisfiable; return }
+        if last.isEmpty { self = .partial(start: start, end: size - 1); return }
+        guard let end = Int(last), end >= start else { self = .whole; return }
+        self = .partial(start: start, end: min(end, size - 1))
+    }
+}
+
+extension StringProtocol {
+    var trimmingSpaces: String {
+        String(self.drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
+    }
+}
+
+extension String {
+    var replacingPlus: String { replacingOccurrences(of: "+", with: " ") }
+    var removingPercentEncodingOrSelf: String { removingPercentEncoding ?? self }
+}

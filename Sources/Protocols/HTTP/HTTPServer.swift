@@ -1,0 +1,154 @@
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+
+/// The HTTP side of netboot: iPXE scripts decided per client by the policy chain, static boot
+/// files (kernels, initrds, ISOs) from a root with HEAD and Range, and extra operator routes
+/// (metrics, status page) that the host plugs in.
+public final class HTTPServer: Service, @unchecked Sendable {
+    public struct Configuration: Sendable {
+        public var host: String
+        public var port: Int
+        /// Static files; nil serves none.
+        public var root: String?
+        /// The path whose misses get an iPXE-printable message instead of a bare 404.
+        public var scriptPath: String
+        public init(host: String = "0.0.0.0", port: Int = 8080, root: String? = nil, scriptPath: String = "/boot.ipxe") {
+            self.host = host
+            self.port = port
+            self.root = root
+            self.scriptPath = scriptPath
+        }
+    }
+
+    /// An operator endpoint the host adds (`/metrics`, `/healthz`, `/`, `/api/clients`).
+    public typealias Route = @Sendable (HTTPRequestContext) -> HTTPResponse
+
+    let configuration: Configuration
+    let decider: BootDecider
+    let sink: BootEventSink
+    let macLookup: @Sendable (String) -> String?
+    let routes: [String: Route]
+    let logger: Logger
+    let group: EventLoopGroup
+    private let boundPromise: EventLoopPromise<SocketAddress>
+
+    public init(
+        configuration: Configuration, decider: BootDecider, sink: BootEventSink = NoEventSink(),
+        macLookup: @escaping @Sendable (String) -> String? = { _ in nil },
+        routes: [String: Route] = [:], group: EventLoopGroup, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.decider = decider
+        self.sink = sink
+        self.macLookup = macLookup
+        self.routes = routes
+        self.group = group
+        self.logger = logger
+        self.boundPromise = group.next().makePromise()
+    }
+
+    /// The address actually bound (useful with port 0); completes once `run` has bound.
+    public var boundAddress: EventLoopFuture<SocketAddress> { boundPromise.futureResult }
+
+    public func run() async throws {
+        let channel: Channel
+        do {
+            channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { child in
+                    child.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
+                        child.pipeline.addHandler(HTTPBootHandler(server: self))
+                    }
+                }
+                .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .bind(host: configuration.host, port: configuration.port).get()
+        } catch {
+            boundPromise.fail(error)
+            throw HTTPServerError.bindFailed(host: configuration.host, port: configuration.port, reason: "\(error)")
+        }
+        if let local = channel.localAddress { boundPromise.succeed(local) }
+        logger.info("http: listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        try await withGracefulShutdownHandler {
+            try await channel.closeFuture.get()
+        } onGracefulShutdown: {
+            channel.close(promise: nil)
+        }
+    }
+
+    /// Decides what to send for one request; pure apart from reading the file system.
+    func respond(to context: HTTPRequestContext) -> HTTPResponse {
+        if let route = routes[context.path] { return route(context) }
+        guard context.method == .GET || context.method == .HEAD else {
+            return .text(status: .methodNotAllowed, "only GET and HEAD are served\n")
+        }
+        let mac = context.query["mac"].flatMap(MACAddress.normalize) ?? macLookup(context.clientAddress) ?? ""
+        let request = BootRequest(
+            kind: .http, mac: mac, clientAddress: context.clientAddress, serverPort: configuration.port,
+            path: context.path, query: context.query
+        )
+        var served = "static"
+        var response: HTTPResponse
+        if let decision = decider.decide(request) {
+            served = decision.policy ?? "policy"
+            if let refusal = decision.refuse {
+                response = .text(status: HTTPResponseStatus(statusCode: decision.status ?? 403), refusal + "\n")
+            } else if let content = decision.content ?? decision.ipxeScript.map({ Array($0.utf8) }) {
+                response = HTTPResponse(
+                    status: HTTPResponseStatus(statusCode: decision.status ?? 200),
+                    contentType: decision.contentType ?? "text/plain; charset=utf-8", body: .bytes(content))
+            } else if let path = decision.path {
+                response = staticFile(path, context: context)
+            } else {
+                response = .text(status: .notFound, "policy \(served) decided nothing to serve for \(context.path)\n")
+            }
+        } else {
+            response = staticFile(context.path, context: context)
+            if response.status == .notFound && context.path == configuration.scriptPath {
+                served = "none"
+                // iPXE prints the echo lines; a bare 404 would leave the operator guessing.
+                response = .text(status: .ok, """
+                    #!ipxe
+                    echo bootpolicy: no policy produced a script for ${mac} (\(mac.isEmpty ? "unknown client" : mac))
+                    echo bootpolicy: check the server log and `bootpolicy explain`
+                    sleep 10
+                    exit 1
+
+                    """)
+            }
+        }
+        sink.record(BootEvent(
+            stage: .http, mac: mac, clientAddress: context.clientAddress,
+            summary: "\(context.method) \(context.path) -> \(response.status.code) (\(served))",
+            fields: ["path": context.path, "status": "\(response.status.code)", "policy": served]))
+        Counter(label: "bootpolicy_http_requests_total", dimensions: [
+            ("status", "\(response.status.code)"), ("served_by", served == "static" || served == "none" ? served : "policy"),
+        ]).increment()
+        return response
+    }
+
+    private func staticFile(_ path: String, context: HTTPRequestContext) -> HTTPResponse {
+        guard let root = configuration.root else { return .text(status: .notFound, "not found: \(path)\n") }
+        switch SafePath.resolve(path, under: root) {
+        case .failure(let error):
+            logger.debug("http: refused path", metadata: ["path": "\(path)", "reason": "\(error)"])
+            return .text(status: error == .notFound ? .notFound : .forbidden, "\(error.message): \(path)\n")
+        case .success(let resolved):
+            return .file(resolved.path, size: resolved.size, range: context.headers.first(name: "range"))
+        }
+    }
+}
+
+public enum HTTPServerError: Error, CustomStringConvertible {
+    case bindFailed(host: String, port: Int, reason: String)
+    public var description: String {
+        switch self {
+        case .bindFailed(let host, let port, let reason): return "http: cannot listen on \(host):\(port): \(reason)"
+        }
+    }
+}
