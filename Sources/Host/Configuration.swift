@@ -1,0 +1,154 @@
+import Foundation
+import Yams
+
+/// Everything `bootpolicy serve` needs. Read from `--config FILE` (YAML), then the command-line
+/// flags override it; every field has a safe default (proxy mode, nothing bound until asked).
+struct Configuration: Codable, Equatable {
+    struct DHCP: Codable, Equatable {
+        /// Ports for ProxyDHCP: 67 (broadcast DISCOVER) and 4011 (PXE boot-server requests).
+        var ports: [Int] = [67, 4011]
+        var enabled: Bool = true
+    }
+    struct TFTP: Codable, Equatable {
+        var enabled: Bool = true
+        var root: String?
+        var port: Int = 69
+        var maxTransfers: Int = 512
+        enum CodingKeys: String, CodingKey { case enabled, root, port, maxTransfers = "max_transfers" }
+    }
+    struct HTTP: Codable, Equatable {
+        var enabled: Bool = true
+        var port: Int = 8080
+        var root: String?
+        var address: String?
+    }
+    struct Policy: Codable, Equatable {
+        var file: String
+        var name: String?
+        var config: YAMLValue?
+    }
+    struct Limits: Codable, Equatable {
+        var instructions: Int?
+        var timeMs: Int?
+        var memoryMB: Int?
+        var states: Int?
+        enum CodingKeys: String, CodingKey { case instructions, timeMs = "time_ms", memoryMB = "memory_mb", states }
+    }
+    struct Log: Codable, Equatable {
+        var format: String = "text"
+        var level: String = "info"
+    }
+
+    var interfaces: [String] = []
+    /// Address to bind on when no interface is named (tests use 127.0.0.1).
+    var listen: String?
+    var proxy: Bool = true
+    /// The address put in next-server / option 54 when the policy says nothing; by default the
+    /// address of the interface the request arrived on.
+    var serverAddress: String?
+    var dhcp = DHCP()
+    var tftp = TFTP()
+    var http = HTTP()
+    var policies: [Policy] = []
+    var limits = Limits()
+    var log = Log()
+
+    enum CodingKeys: String, CodingKey {
+        case interfaces, listen, proxy, serverAddress = "server_address", dhcp, tftp, http, policies, limits, log
+    }
+
+    init() {}
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        interfaces = try c.decodeIfPresent([String].self, forKey: .interfaces) ?? []
+        listen = try c.decodeIfPresent(String.self, forKey: .listen)
+        proxy = try c.decodeIfPresent(Bool.self, forKey: .proxy) ?? true
+        serverAddress = try c.decodeIfPresent(String.self, forKey: .serverAddress)
+        dhcp = try c.decodeIfPresent(DHCP.self, forKey: .dhcp) ?? DHCP()
+        tftp = try c.decodeIfPresent(TFTP.self, forKey: .tftp) ?? TFTP()
+        http = try c.decodeIfPresent(HTTP.self, forKey: .http) ?? HTTP()
+        policies = try c.decodeIfPresent([Policy].self, forKey: .policies) ?? []
+        limits = try c.decodeIfPresent(Limits.self, forKey: .limits) ?? Limits()
+        log = try c.decodeIfPresent(Log.self, forKey: .log) ?? Log()
+    }
+
+    /// Reads a YAML file; errors name the file and, where Yams knows it, the line.
+    static func load(path: String) throws -> Configuration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError("\(path): cannot read: \(error.localizedDescription)")
+        }
+        do {
+            let config = try YAMLDecoder().decode(Configuration.self, from: text)
+            // Relative paths in a config file are relative to the file, not to the cwd.
+            return config.resolvingPaths(relativeTo: URL(fileURLWithPath: path).deletingLastPathComponent().path)
+        } catch let error as DecodingError {
+            throw ConfigError("\(path): \(describe(error))")
+        } catch {
+            throw ConfigError("\(path): \(error)")
+        }
+    }
+
+    func resolvingPaths(relativeTo dir: String) -> Configuration {
+        func abs(_ p: String?) -> String? {
+            guard let p, !p.hasPrefix("/") else { return p }
+            return URL(fileURLWithPath: p, relativeTo: URL(fileURLWithPath: dir, isDirectory: true)).standardizedFileURL.path
+        }
+        var copy = self
+        copy.tftp.root = abs(tftp.root)
+        copy.http.root = abs(http.root)
+        copy.policies = policies.map { var p = $0; p.file = abs(p.file) ?? p.file; return p }
+        return copy
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        func path(_ ctx: DecodingError.Context) -> String {
+            ctx.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .typeMismatch(let type, let ctx): return "\(path(ctx)): expected \(type): \(ctx.debugDescription)"
+        case .valueNotFound(_, let ctx): return "\(path(ctx)): missing value"
+        case .keyNotFound(let key, let ctx): return "\(path(ctx)).\(key.stringValue): required key missing"
+        case .dataCorrupted(let ctx): return "\(path(ctx)): \(ctx.debugDescription) \(ctx.underlyingError.map { "\($0)" } ?? "")"
+        @unknown default: return "\(error)"
+        }
+    }
+}
+
+struct ConfigError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A free-form YAML value: what a policy's own `config:` block holds.
+indirect enum YAMLValue: Codable, Equatable {
+    case string(String), integer(Int), number(Double), bool(Bool), list([YAMLValue]), table([String: YAMLValue]), null
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null }
+        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let i = try? c.decode(Int.self) { self = .integer(i) }
+        else if let d = try? c.decode(Double.self) { self = .number(d) }
+        else if let s = try? c.decode(String.self) { self = .string(s) }
+        else if let l = try? c.decode([YAMLValue].self) { self = .list(l) }
+        else if let t = try? c.decode([String: YAMLValue].self) { self = .table(t) }
+        else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "unsupported YAML value") }
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .string(let s): try c.encode(s)
+        case .integer(let i): try c.encode(i)
+        case .number(let d): try c.encode(d)
+        case .bool(let b): try c.encode(b)
+        case .list(let l): try c.encode(l)
+        case .table(let t): try c.encode(t)
+        case .null: try c.encodeNil()
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import NIOConcurrencyHelpers
+import Protocols
+
+/// Wraps the policy chain with what ties one client's requests together: the iPXE script a
+/// DHCP decision generated is kept for that MAC and served when the same client asks for the
+/// decided filename by TFTP, or for the script endpoint over HTTP, unless a `tftp`/`http` hook
+/// decides otherwise first.
+final class HostDecider: BootDecider, @unchecked Sendable {
+    struct Script {
+        var filename: String?
+        var text: String
+        var policy: String?
+        var expires: Date
+    }
+
+    let chain: BootDecider
+    let scriptPath: String
+    let ttl: TimeInterval
+    private let lock = NIOLock()
+    private var scripts: [String: Script] = [:]
+
+    init(chain: BootDecider, scriptPath: String = "/boot.ipxe", ttl: TimeInterval = 3600) {
+        self.chain = chain
+        self.scriptPath = scriptPath
+        self.ttl = ttl
+    }
+
+    func decide(_ request: BootRequest) -> BootDecision? {
+        let decision = chain.decide(request)
+        switch request.kind {
+        case .dhcp:
+            if let decision, !decision.ignore, let text = decision.ipxeScript, !request.mac.isEmpty {
+                let script = Script(filename: decision.filename, text: text, policy: decision.policy, expires: Date().addingTimeInterval(ttl))
+                lock.withLock {
+                    if scripts.count > 65_536 { scripts = scripts.filter { $0.value.expires > Date() } }
+                    scripts[request.mac] = script
+                }
+            }
+            return decision
+        case .tftp, .http:
+            if decision != nil { return decision }
+            guard let script = storedScript(for: request) else { return nil }
+            return BootDecision(content: Array(script.text.utf8), contentType: "text/plain; charset=utf-8",
+                                note: "script generated at DHCP time", policy: script.policy)
+        }
+    }
+
+    private func storedScript(for request: BootRequest) -> Script? {
+        guard !request.mac.isEmpty, let path = request.path else { return nil }
+        guard let script = lock.withLock({ scripts[request.mac] }), script.expires > Date() else { return nil }
+        if request.kind == .http && path == scriptPath { return script }
+        guard let filename = script.filename else { return nil }
+        return Self.basename(path) == Self.basename(filename) ? script : nil
+    }
+
+    static func basename(_ path: String) -> Substring {
+        let trimmed = path.split(whereSeparator: { $0 == "/" || $0 == "\\" }).last ?? Substring(path)
+        // An HTTP filename in a DHCP decision may carry a query string.
+        return trimmed.split(separator: "?", maxSplits: 1).first ?? trimmed
+    }
+}
