@@ -1,0 +1,46 @@
+-- menu.lua: an iPXE menu generated from a table. iPXE clients get the menu as their script;
+-- everything else is sent to iPXE first.
+--
+-- config:
+--   title    menu title                                   (default "bootpolicy")
+--   timeout  ms before the default entry boots            (default 10000)
+--   entries  list of { key=, label=, chain= } or { key=, label=, kernel=, initrd=, cmdline= }
+--   default  key of the default entry                     (default: the first)
+
+local entries = config.entries or {
+  { key = "disk", label = "Boot from local disk", exit = true },
+  { key = "shell", label = "iPXE shell", shell = true },
+}
+
+local function build()
+  local s = ipxe.script()
+  s:line("menu", config.title or "bootpolicy")
+  for _, e in ipairs(entries) do s:line("item", e.key, e.label) end
+  s:line("choose", "--default", config.default or entries[1].key, "--timeout", tostring(config.timeout or 10000), "target")
+  s:line("goto", "${target}")
+  for _, e in ipairs(entries) do
+    s:line(":" .. e.key)
+    if e.chain then s:chain(e.chain)
+    elseif e.kernel then
+      s:kernel(e.kernel, e.cmdline)
+      if e.initrd then s:initrd(e.initrd) end
+      s:boot()
+    elseif e.shell then s:line("shell")
+    else s:exit() end
+  end
+  return s
+end
+
+local menu = build()
+
+return {
+  name = "menu",
+
+  dhcp = function(req)
+    if not req.ipxe then
+      local file = (req.firmware == "uefi") and "ipxe.efi" or "undionly.kpxe"
+      return { filename = file, next_server = req.server_address }
+    end
+    return { filename = "menu.ipxe", next_server = req.server_address, ipxe_script = menu }
+  end,
+}

@@ -1,0 +1,85 @@
+-- arch-aware.lua: the boot rule dnsmasq cannot express. Each firmware gets a binary it can
+-- run, and once iPXE runs it fetches a script generated for that very machine over HTTP.
+--
+--   BIOS (arch 0)                -> undionly.kpxe by TFTP
+--   UEFI x64 (arch 7, 9)         -> ipxe.efi by TFTP (or snponly.efi: config.efi_x64)
+--   UEFI IA32 (arch 6)           -> config.efi_ia32
+--   UEFI ARM64 (arch 11)         -> config.efi_arm64
+--   UEFI HTTP boot (HTTPClient)  -> http://SERVER:PORT/<efi binary for that arch>
+--   iPXE (option 175 or user class iPXE) -> http://SERVER:PORT/boot.ipxe?mac=..&arch=..
+--   http hook: /boot.ipxe        -> a script made for that MAC (see config.script)
+--
+-- config (all optional):
+--   bios, efi_x64, efi_ia32, efi_arm64   boot file names
+--   http_port                            port of bootpolicy's HTTP server (default 8080)
+--   http_base                            full base URL instead of http://SERVER:PORT
+--   next_server                          TFTP server (default: the address the request reached)
+--   script = {                           what /boot.ipxe does for a machine
+--     echo = { "lines", "to", "print" },  -- ${mac} etc. are expanded by iPXE
+--     chain = "http://...",               -- chain on to a provisioning server, or
+--     kernel = "http://...", initrd = "http://...", cmdline = "...",
+--     finally = "exit" | "shell" | "poweroff" | "reboot"   (default "exit": boot from disk)
+--   }
+
+local files = {
+  bios = config.bios or "undionly.kpxe",
+  ["efi-x64"] = config.efi_x64 or "ipxe.efi",
+  ["efi-bc"] = config.efi_x64 or "ipxe.efi",
+  ["efi-ia32"] = config.efi_ia32 or "ipxe-ia32.efi",
+  ["efi-arm64"] = config.efi_arm64 or "ipxe-arm64.efi",
+}
+
+-- HTTP boot arch names map onto the EFI binary of the same CPU.
+local http_arch = {
+  ["efi-x64-http"] = "efi-x64", ["efi-ia32-http"] = "efi-ia32", ["efi-arm64-http"] = "efi-arm64",
+}
+
+local function base_url(req)
+  if config.http_base then return config.http_base end
+  return "http://" .. (req.server_address or "0.0.0.0") .. ":" .. tostring(config.http_port or 8080)
+end
+
+local function script_for(req)
+  local s = ipxe.script()
+  local sc = config.script or {}
+  s:echo("bootpolicy: script for " .. req.mac .. " (" .. (req.query.arch or "unknown arch") .. ")")
+  for _, line in ipairs(sc.echo or {}) do s:line("echo", line) end
+  if sc.chain then
+    s:chain(sc.chain)
+  elseif sc.kernel then
+    s:kernel(sc.kernel, sc.cmdline)
+    if sc.initrd then s:initrd(sc.initrd) end
+    s:boot()
+  end
+  local finally = sc.finally or "exit"
+  if finally == "exit" then s:exit() else s:line(finally) end
+  return s
+end
+
+return {
+  name = "arch-aware",
+
+  dhcp = function(req)
+    local next_server = config.next_server or req.server_address
+    if req.ipxe then
+      local url = base_url(req) .. "/boot.ipxe?mac=" .. mac.hexhyp(req.mac) .. "&arch=" .. (req.arch or "unknown")
+      return { filename = url, next_server = next_server, note = "iPXE: script over HTTP" }
+    end
+    if req.firmware == "http-boot" then
+      local file = files[http_arch[req.arch] or ""]
+      if not file then return nil end
+      return { filename = base_url(req) .. "/" .. file, note = "UEFI HTTP boot" }
+    end
+    local file = files[req.arch or (req.firmware == "bios" and "bios") or ""]
+    if not file then
+      log.warn("arch-aware: no boot file for arch %s (code %s) from %s", tostring(req.arch), tostring(req.arch_code), req.mac)
+      return nil
+    end
+    return { filename = file, next_server = next_server, note = "arch " .. req.arch }
+  end,
+
+  http = function(req)
+    if req.path ~= "/boot.ipxe" then return nil end
+    return { ipxe_script = script_for(req), note = "generated for " .. req.mac }
+  end,
+}
