@@ -1,11 +1,30 @@
 import ArgumentParser
-import LuaBridge
 
-struct BootPolicy: ParsableCommand {
+struct BootPolicyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bootpolicy",
-        abstract: "A network-boot server whose every decision is a Lua policy."
+        abstract: "A network-boot server (ProxyDHCP, TFTP, HTTP) whose every decision is a Lua policy.",
+        discussion: """
+            Start with `bootpolicy serve --interface eth1 --tftp-root /srv/tftp`: it answers PXE
+            clients beside the site's DHCP server exactly as dnsmasq's ProxyDHCP boot rule does
+            (policies/default.lua). Write your own rule as a Lua policy, prove it with
+            `bootpolicy test`, and serve it with `--policy my.lua`.
+            """,
+        version: BootPolicyVersion.string,
+        subcommands: [ServeCommand.self, CheckCommand.self, TestCommand.self, ExplainCommand.self,
+                      RecordCommand.self, ImportCommand.self, VersionCommand.self]
     )
-    func run() throws { print("bootpolicy, Lua \(LuaInfo.versionNumber)") }
 }
-BootPolicy.main()
+
+enum BootPolicyVersion {
+    static let string = "0.1.0"
+}
+
+struct VersionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print the version and the Lua it embeds.")
+    func run() {
+        print("bootpolicy \(BootPolicyVersion.string) (\(LuaRuntime.versionDescription))")
+    }
+}
+
+await BootPolicyCommand.main()

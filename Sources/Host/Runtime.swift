@@ -1,0 +1,121 @@
+import Foundation
+import Logging
+import LuaBridge
+import Metrics
+import NIOCore
+import NIOPosix
+import Prometheus
+import Protocols
+import ServiceLifecycle
+
+/// `bootpolicy serve` once its configuration is settled: logging, metrics, the policy engine,
+/// the three servers and SIGHUP reload, in one service group.
+struct Runtime {
+    let configuration: Configuration
+
+    func run() async throws {
+        let logger = Self.bootstrapLogging(format: configuration.log.format, level: configuration.log.level)
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+
+        let specs: [PolicySpec]
+        let engine: PolicyEngine
+        do {
+            specs = try PolicySetup.specs(from: configuration)
+            engine = try PolicyEngine(specs: specs, limits: PolicySetup.limits(from: configuration), logger: logger)
+        } catch {
+            throw ExitMessage("bootpolicy serve: cannot load policies: \(error)")
+        }
+        logger.info("policies loaded", metadata: ["chain": "\(specs.map(\.name).joined(separator: " -> "))"])
+
+        let interfaces: [BoundInterface]
+        do {
+            interfaces = try BoundInterface.resolve(configuration.interfaces)
+        } catch {
+            throw ExitMessage("bootpolicy serve: \(error)")
+        }
+
+        let timeline = ClientTimeline()
+        let decider = HostDecider(chain: engine)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
+        let started = Date()
+        var services: [Service] = []
+        var bound: [String] = []
+
+        let listenHost = configuration.listen ?? "0.0.0.0"
+        if configuration.dhcp.enabled {
+            let dhcp = try ServerFactory.dhcp(configuration: configuration, interfaces: interfaces, decider: decider,
+                                              timeline: timeline, group: group, logger: logger)
+            services.append(dhcp)
+            bound.append("proxydhcp \(configuration.dhcp.ports.map(String.init).joined(separator: ",")) on \(interfaces.isEmpty ? listenHost : interfaces.map(\.description).joined(separator: ", "))")
+        }
+        if configuration.tftp.enabled, let root = configuration.tftp.root {
+            let tftp = try ServerFactory.tftp(configuration: configuration, host: interfaces.isEmpty ? listenHost : "0.0.0.0",
+                                              interfaces: interfaces, root: root, decider: decider, timeline: timeline,
+                                              group: group, logger: logger)
+            services.append(tftp)
+            bound.append("tftp \(configuration.tftp.port) root \(root)")
+        }
+        if configuration.http.enabled {
+            let routes = OperatorRoutes(registry: registry, timeline: timeline, started: started).routes
+            let http = HTTPServer(
+                configuration: .init(host: configuration.http.address ?? (interfaces.isEmpty ? listenHost : "0.0.0.0"),
+                                     port: configuration.http.port, root: configuration.http.root),
+                decider: decider, sink: timeline, macLookup: { timeline.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
+                routes: routes, group: group, logger: logger)
+            services.append(http)
+            bound.append("http \(configuration.http.port)\(configuration.http.root.map { " root \($0)" } ?? "") (status page /, /metrics, /api/clients)")
+        }
+        for line in bound { logger.notice("serving: \(line)") }
+
+        let reloader = PolicyReloader(engine: engine, configuration: configuration, logger: logger)
+        services.append(reloader)
+        let serviceGroup = ServiceGroup(configuration: .init(
+            services: services.map { .init(service: $0) },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        do {
+            try await serviceGroup.run()
+        } catch {
+            try? await group.shutdownGracefully()
+            throw ExitMessage("bootpolicy serve: \(error)")
+        }
+        try? await group.shutdownGracefully()
+    }
+
+    static func bootstrapLogging(format: String, level: String) -> Logger {
+        let lvl = Logger.Level(rawValue: level) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler: LogHandler = format == "json" ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = lvl
+            return handler
+        }
+        var logger = Logger(label: "bootpolicy")
+        logger.logLevel = lvl
+        return logger
+    }
+}
+
+/// Reloads the chain on SIGHUP: a new chain replaces the old only when every policy loads.
+struct PolicyReloader: Service {
+    let engine: PolicyEngine
+    let configuration: Configuration
+    let logger: Logger
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        for await _ in signals.cancelOnGracefulShutdown() {
+            do {
+                let specs = try PolicySetup.specs(from: configuration)
+                switch engine.reload(specs: specs) {
+                case .success:
+                    logger.notice("policies reloaded", metadata: ["chain": "\(specs.map(\.name).joined(separator: " -> "))"])
+                case .failure(let error):
+                    logger.error("reload refused, the running policies stay: \(error)")
+                }
+            } catch {
+                logger.error("reload refused, the running policies stay: \(error)")
+            }
+        }
+    }
+}

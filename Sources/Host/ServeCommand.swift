@@ -1,0 +1,116 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the ProxyDHCP, TFTP and HTTP servers, every request decided by the policy chain.",
+        discussion: """
+            Flags override the config file. With no --policy, the shipped default policy runs:
+            it answers as `dnsmasq --dhcp-range=ADDR,proxy --dhcp-match=IPXEBOOT,175
+            --dhcp-boot=net:IPXEBOOT,bootstrap.ipxe --dhcp-boot=undionly.kpxe --enable-tftp` does
+            in its working form. SIGHUP reloads the policies (kept only if all load).
+            """
+    )
+
+    @Option(name: .customLong("interface"), help: ArgumentHelp("Serve on this interface (repeatable). Its IPv4 address becomes the server address.", valueName: "name"))
+    var interfaces: [String] = []
+
+    @Option(help: ArgumentHelp("Bind to this address instead of interfaces (e.g. 127.0.0.1 for a trial run).", valueName: "address"))
+    var listen: String?
+
+    @Flag(inversion: .prefixedNo, help: "ProxyDHCP mode: answer only PXE clients, beside the site's DHCP server. (Full DHCP with leases is not built yet.)")
+    var proxy: Bool = true
+
+    @Option(name: .customLong("policy"), help: ArgumentHelp("A policy file, or a shipped policy by name (default, arch-aware). Repeat for a chain, in order.", valueName: "file"))
+    var policies: [String] = []
+
+    @Option(help: ArgumentHelp("YAML config file (ports, roots, per-policy config, limits, logging).", valueName: "file"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("Serve TFTP from this directory.", valueName: "dir"))
+    var tftpRoot: String?
+
+    @Option(help: ArgumentHelp("TFTP port (default 69).", valueName: "port"))
+    var tftpPort: Int?
+
+    @Flag(help: "Do not run the TFTP server.")
+    var noTftp = false
+
+    @Option(help: ArgumentHelp("HTTP port for scripts, files, /metrics and the status page (default 8080).", valueName: "port"))
+    var httpPort: Int?
+
+    @Option(help: ArgumentHelp("Serve static files (kernels, initrds, ISOs) over HTTP from this directory.", valueName: "dir"))
+    var httpRoot: String?
+
+    @Flag(help: "Do not run the HTTP server.")
+    var noHttp = false
+
+    @Option(name: .customLong("dhcp-port"), help: ArgumentHelp("ProxyDHCP ports (repeatable; default 67 and 4011).", valueName: "port"))
+    var dhcpPorts: [Int] = []
+
+    @Flag(help: "Do not run the ProxyDHCP server.")
+    var noDhcp = false
+
+    @Option(help: ArgumentHelp("Address to give as next-server and option 54 when a policy names none (default: the address of the arrival interface).", valueName: "address"))
+    var serverAddress: String?
+
+    @Option(help: ArgumentHelp("Log format: text (a line per exchange, like dnsmasq --log-dhcp) or json.", valueName: "format"))
+    var logFormat: String?
+
+    @Option(help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error.", valueName: "level"))
+    var logLevel: String?
+
+    func validate() throws {
+        if let f = logFormat, !["text", "json"].contains(f) { throw ValidationError("--log-format must be text or json, not '\(f)'") }
+        if let l = logLevel, Logger.Level(rawValue: l) == nil { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error") }
+        for p in dhcpPorts + [tftpPort, httpPort].compactMap({ $0 }) where !(0...65535).contains(p) {
+            throw ValidationError("port \(p) is out of range")
+        }
+        if !proxy { throw ValidationError("--no-proxy: full DHCP (address pools, leases) is not built yet; run beside the site's DHCP server in proxy mode") }
+    }
+
+    /// The config file, then the flags on top.
+    func resolvedConfiguration() throws -> Configuration {
+        var c = try config.map(Configuration.load(path:)) ?? Configuration()
+        if !interfaces.isEmpty { c.interfaces = interfaces }
+        if let listen { c.listen = listen }
+        if !policies.isEmpty { c.policies = policies.map { Configuration.Policy(file: $0) } }
+        if let tftpRoot { c.tftp.root = tftpRoot }
+        if let tftpPort { c.tftp.port = tftpPort }
+        if noTftp { c.tftp.enabled = false }
+        if let httpPort { c.http.port = httpPort }
+        if let httpRoot { c.http.root = httpRoot }
+        if noHttp { c.http.enabled = false }
+        if !dhcpPorts.isEmpty { c.dhcp.ports = dhcpPorts }
+        if noDhcp { c.dhcp.enabled = false }
+        if let serverAddress { c.serverAddress = serverAddress }
+        if let logFormat { c.log.format = logFormat }
+        if let logLevel { c.log.level = logLevel }
+        if c.policies.isEmpty { c.policies = [Configuration.Policy(file: "default")] }
+        if c.tftp.enabled && c.tftp.root == nil {
+            throw ConfigError("TFTP needs a root: give --tftp-root DIR (or --no-tftp)")
+        }
+        if c.interfaces.isEmpty && c.listen == nil {
+            throw ConfigError("name where to serve: --interface NAME (repeatable), or --listen ADDRESS; bootpolicy never picks interfaces on its own")
+        }
+        return c
+    }
+
+    func run() async throws {
+        let config: Configuration
+        do {
+            config = try resolvedConfiguration()
+        } catch {
+            throw ExitMessage("bootpolicy serve: \(error)")
+        }
+        try await Runtime(configuration: config).run()
+    }
+}
+
+/// An error whose text is the whole message (no "Error:" prefix noise), exit code 1.
+struct ExitMessage: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+
+/// The HTTP server of a real `bootpolicy serve` on loopback, driven by curl.
+@Suite(.serialized) struct ServeHTTPTests {
+    let curl = "/usr/bin/curl"
+
+    func withServer(policy: String = "arch-aware", extra: [String] = [], _ body: (Int, URL) throws -> Void) throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("bp-http-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("sub"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        var blob = [UInt8](repeating: 0, count: 100_000)
+        for i in blob.indices { blob[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
+        try Data(blob).write(to: root.appendingPathComponent("kernel"))
+        try Data("hello\n".utf8).write(to: root.appendingPathComponent("sub/hello.txt"))
+        let port = freePort()
+        let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp",
+                                    "--http-port", "\(port)", "--http-root", root.path, "--policy", policy] + extra)
+        try server.start()
+        defer { server.stop() }
+        try #require(server.waitFor("serving: http"), "server did not start:\n\(server.text)")
+        try body(port, root)
+    }
+
+    @Test func healthAndMetrics() throws {
+        try withServer { port, _ in
+            let health = try runTool(curl, ["-sS", "http://127.0.0.1:\(port)/healthz"])
+            #expect(health.output == "ok\n")
+            _ = try runTool(curl, ["-sS", "http://127.0.0.1:\(port)/sub/hello.txt"])
+            let metrics = try runTool(curl, ["-sS", "http://127.0.0.1:\(port)/metrics"]).output
+            // Prometheus text format: every sample line is `name{labels} value`.
+            let samples = metrics.split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.isEmpty }
+            #expect(!samples.isEmpty)
+            for line in samples {
+                #expect(line.split(separator: " ").count == 2, "not a sample line: \(line)")
+            }
+            #expect(samples.contains { $0.hasPrefix("bootpolicy_http_requests_total{") && $0.contains("status=\"200\"") })
+        }
+    }
+
+    @Test func staticFileHeadAndRange() throws {
+        try withServer { port, root in
+            let head = try runTool(curl, ["-sS", "-I", "http://127.0.0.1:\(port)/kernel"]).output.lowercased()
+            #expect(head.contains("200 ok"))
+            #expect(head.contains("content-length: 100000"))
+            #expect(head.contains("accept-ranges: bytes"))
+            let whole = try Data(contentsOf: root.appendingPathComponent("kernel"))
+            let out = FileManager.default.temporaryDirectory.appendingPathComponent("bp-range-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: out) }
+            let ranged = try runTool(curl, ["-sS", "-r", "1000-1999", "-o", out.path, "-w", "%{http_code}", "http://127.0.0.1:\(port)/kernel"])
+            #expect(ranged.output == "206")
+            #expect(try Data(contentsOf: out) == whole.subdata(in: 1000..<2000))
+            let tail = try runTool(curl, ["-sS", "-r", "-10", "-o", out.path, "http://127.0.0.1:\(port)/kernel"])
+            #expect(tail.status == 0)
+            #expect(try Data(contentsOf: out) == whole.suffix(10))
+            let bad = try runTool(curl, ["-sS", "-r", "200000-", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/kernel"])
+            #expect(bad.output == "416")
+            // Resume: a second request from where the first stopped gives the rest exactly.
+            _ = try runTool(curl, ["-sS", "-r", "0-49999", "-o", out.path, "http://127.0.0.1:\(port)/kernel"])
+            _ = try runTool(curl, ["-sS", "-C", "-", "-o", out.path, "http://127.0.0.1:\(port)/kernel"])
+            #expect(try Data(contentsOf: out) == whole)
+        }
+    }
+
+    @Test func traversalIsRefused() throws {
+        try withServer { port, root in
+            try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("escape").path, withDestinationPath: "/etc")
+            for path in ["/../../../etc/passwd", "/sub/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/escape/passwd", "/sub"] {
+                let r = try runTool(curl, ["-sS", "--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)\(path)"])
+                #expect(r.output == "403" || r.output == "404", "\(path) answered \(r.output)")
+                #expect(r.output != "200")
+            }
+            let missing = try runTool(curl, ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/nope"])
+            #expect(missing.output == "404")
+        }
+    }
+
+    @Test func scriptEndpointAsksThePolicy() throws {
+        try withServer { port, _ in
+            let r = try runTool(curl, ["-sS", "http://127.0.0.1:\(port)/boot.ipxe?mac=52-54-00-12-34-56&arch=efi-x64"])
+            #expect(r.output.hasPrefix("#!ipxe\n"))
+            #expect(r.output.contains("52:54:00:12:34:56"))
+            let clients = try runTool(curl, ["-sS", "http://127.0.0.1:\(port)/api/clients"]).output
+            #expect(clients.contains("\"mac\" : \"52:54:00:12:34:56\""))
+        }
+    }
+
+    @Test func scriptMissExplainsItselfToIPXE() throws {
+        try withServer(policy: "default") { port, _ in
+            // The default policy has no http hook: iPXE must print why instead of hanging.
+            let r = try runTool(curl, ["-sS", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)/boot.ipxe?mac=52-54-00-00-00-09"])
+            #expect(r.output.hasPrefix("#!ipxe\necho bootpolicy: no policy produced a script"))
+            #expect(r.output.contains("52:54:00:00:00:09"))
+        }
+    }
+}

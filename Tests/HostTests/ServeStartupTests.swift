@@ -1,0 +1,59 @@
+import Foundation
+import Testing
+
+/// `bootpolicy serve` refuses to start, with a message that says what to fix, on bad input.
+@Suite struct ServeStartupTests {
+    func refuses(_ args: [String], saying needle: String) throws {
+        let p = ServerProcess(args)
+        let status = try p.runToEnd(timeout: 30)
+        #expect(status != 0, "started with \(args):\n\(p.text)")
+        #expect(p.text.contains(needle), "message for \(args) lacks '\(needle)':\n\(p.text)")
+    }
+
+    @Test func badFlag() throws {
+        try refuses(["serve", "--listen", "127.0.0.1", "--frobnicate"], saying: "Unknown option '--frobnicate'")
+        try refuses(["serve", "--listen", "127.0.0.1", "--no-tftp", "--log-format", "xml"], saying: "--log-format must be text or json")
+    }
+
+    @Test func unknownInterface() throws {
+        try refuses(["serve", "--interface", "bp-nosuch0", "--no-tftp"], saying: "--interface bp-nosuch0: no such interface")
+    }
+
+    @Test func nowhereToServe() throws {
+        try refuses(["serve", "--no-tftp"], saying: "--interface NAME")
+    }
+
+    @Test func tftpNeedsRoot() throws {
+        try refuses(["serve", "--listen", "127.0.0.1"], saying: "--tftp-root")
+    }
+
+    @Test func portInUse() throws {
+        // Hold a TCP port, then ask bootpolicy to serve HTTP on it.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let port = freePort()
+        addr.sin_port = UInt16(port).bigEndian
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        try #require(rc == 0)
+        try #require(listen(fd, 1) == 0)
+        try refuses(["serve", "--listen", "127.0.0.1", "--no-tftp", "--no-dhcp", "--http-port", "\(port)"],
+                    saying: "cannot listen on 127.0.0.1:\(port)")
+    }
+
+    @Test func brokenPolicyNamesFileAndLine() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-broken-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("broken.lua")
+        try "return {\n  dhcp = function(req)\n    return { filename = \n  end,\n}\n".write(to: file, atomically: true, encoding: .utf8)
+        try refuses(["serve", "--listen", "127.0.0.1", "--no-tftp", "--no-dhcp", "--http-port", "\(freePort())", "--policy", file.path],
+                    saying: "broken.lua:4:")
+    }
+
+    @Test func unknownPolicyName() throws {
+        try refuses(["serve", "--listen", "127.0.0.1", "--no-tftp", "--policy", "no-such-policy"], saying: "shipped: arch-aware.lua, default.lua")
+    }
+}

@@ -1,0 +1,35 @@
+import Foundation
+import Testing
+
+/// The status page as an operator sees it: rendered by a real browser (headless Chromium).
+@Suite(.serialized) struct StatusPageTests {
+    static let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    @Test(.enabled(if: chromium != nil, "chromium is not installed (scripts/deps.sh test installs it)"))
+    func clientThatJustBootedAppearsInItsRow() throws {
+        let port = freePort()
+        let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp",
+                                    "--http-port", "\(port)", "--policy", "arch-aware"])
+        try server.start()
+        defer { server.stop() }
+        try #require(server.waitFor("serving: http"), "server did not start:\n\(server.text)")
+        // A client fetches its script: that is a boot step the page must show.
+        _ = try runTool("/usr/bin/curl", ["-sS", "http://127.0.0.1:\(port)/boot.ipxe?mac=52-54-00-ab-cd-ef&arch=efi-x64"])
+
+        let artifacts = ServerProcess.packageRoot.appendingPathComponent("artifacts")
+        try FileManager.default.createDirectory(at: artifacts, withIntermediateDirectories: true)
+        let shot = artifacts.appendingPathComponent("status-page.png")
+        try? FileManager.default.removeItem(at: shot)
+        let profile = FileManager.default.temporaryDirectory.appendingPathComponent("bp-chromium-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: profile) }
+        let common = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                      "--user-data-dir=\(profile.path)", "--window-size=1280,720"]
+        let dom = try runTool(Self.chromium!, common + ["--dump-dom", "http://127.0.0.1:\(port)/"], timeout: 90)
+        #expect(dom.output.contains("data-mac=\"52:54:00:ab:cd:ef\""), "rendered DOM lacks the client:\n\(dom.output.suffix(2000))")
+        #expect(dom.output.contains("efi-x64") || dom.output.contains("/boot.ipxe"))
+        _ = try runTool(Self.chromium!, common + ["--screenshot=\(shot.path)", "http://127.0.0.1:\(port)/"], timeout: 90)
+        let png = try Data(contentsOf: shot)
+        #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]), "screenshot is not a PNG")
+        #expect(png.count > 5_000)
+    }
+}
