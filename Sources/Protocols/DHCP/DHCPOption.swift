@@ -1,0 +1,116 @@
+/// One DHCP option (RFC 2132 TLV) with its whole value. Values longer than 255 bytes are legal
+/// here: the encoder splits them into several instances and the decoder joins repeated
+/// instances again (RFC 3396 §7-§8).
+public struct DHCPOption: Sendable, Hashable {
+    public var code: UInt8
+    public var value: [UInt8]
+
+    public init(code: UInt8, value: [UInt8]) {
+        self.code = code
+        self.value = value
+    }
+
+    public static let pad: UInt8 = 0
+    public static let end: UInt8 = 255
+}
+
+/// The options of a message in first-seen order, one entry per code (RFC 3396 pieces joined).
+/// Pad (0), end (255) and overload (52) are framing, not content: the decoder consumes them
+/// and the encoder writes them.
+public struct DHCPOptions: Sendable, Equatable, RandomAccessCollection {
+    public private(set) var list: [DHCPOption]
+
+    public init(_ list: [DHCPOption] = []) {
+        self.list = []
+        for option in list { append(joining: option) }
+    }
+
+    public var startIndex: Int { list.startIndex }
+    public var endIndex: Int { list.endIndex }
+    public subscript(position: Int) -> DHCPOption { list[position] }
+
+    /// The value for `code`, or nil.
+    public subscript(code code: UInt8) -> [UInt8]? {
+        get { list.first { $0.code == code }?.value }
+        set {
+            if let value = newValue { set(code, value) } else { remove(code) }
+        }
+    }
+
+    public func contains(_ code: UInt8) -> Bool { list.contains { $0.code == code } }
+
+    /// Replaces the value in place (keeping its position) or appends.
+    public mutating func set(_ code: UInt8, _ value: [UInt8]) {
+        guard code != DHCPOption.pad, code != DHCPOption.end else { return }
+        if let index = list.firstIndex(where: { $0.code == code }) {
+            list[index].value = value
+        } else {
+            list.append(DHCPOption(code: code, value: value))
+        }
+    }
+
+    public mutating func remove(_ code: UInt8) { list.removeAll { $0.code == code } }
+
+    /// RFC 3396 §7: a repeated code continues the first instance's value.
+    mutating func append(joining option: DHCPOption) {
+        guard option.code != DHCPOption.pad, option.code != DHCPOption.end else { return }
+        if let index = list.firstIndex(where: { $0.code == option.code }) {
+            list[index].value += option.value
+        } else {
+            list.append(option)
+        }
+    }
+
+    /// Options by code, as `BootRequest.options` wants them.
+    public var byCode: [UInt8: [UInt8]] {
+        var result: [UInt8: [UInt8]] = [:]
+        for option in list { result[option.code] = option.value }
+        return result
+    }
+}
+
+// MARK: - TLV area parsing and writing (shared by options, option 43, 82 and 175)
+
+enum TLV {
+    /// Parses a TLV area. Pads are skipped, 255 ends it (the rest is ignored, RFC 2131 §4.1).
+    /// Throws `optionOverrun` when a length runs past the end. Repeated codes are returned as
+    /// separate entries (callers decide whether to join).
+    static func parse(
+        _ bytes: ArraySlice<UInt8>, area: String, endsWith255: Bool = true, hasPad: Bool = true
+    ) throws -> (entries: [DHCPOption], sawEnd: Bool) {
+        var entries: [DHCPOption] = []
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            let code = bytes[index]
+            if code == DHCPOption.pad && hasPad { index += 1; continue }
+            if code == DHCPOption.end && endsWith255 { return (entries, true) }
+            guard index + 1 < bytes.endIndex else { throw DHCPError.optionOverrun(code: code, area: area) }
+            let length = Int(bytes[index + 1])
+            let start = index + 2
+            guard start + length <= bytes.endIndex else {
+                throw DHCPError.optionOverrun(code: code, area: area)
+            }
+            entries.append(DHCPOption(code: code, value: Array(bytes[start..<(start + length)])))
+            index = start + length
+        }
+        return (entries, false)
+    }
+
+    /// Writes `code` with `value`, split into 255-byte instances (RFC 3396 §6); an empty value
+    /// is one zero-length instance.
+    static func write(code: UInt8, value: [UInt8], into bytes: inout [UInt8]) {
+        var offset = 0
+        repeat {
+            let chunk = min(255, value.count - offset)
+            bytes.append(code)
+            bytes.append(UInt8(chunk))
+            bytes.append(contentsOf: value[offset..<(offset + chunk)])
+            offset += chunk
+        } while offset < value.count
+    }
+
+    static func encodedSize(of value: [UInt8]) -> Int {
+        let pieces = max(1, (value.count + 254) / 255)
+        return pieces * 2 + value.count
+    }
+}

@@ -1,0 +1,101 @@
+import NIOCore
+
+// Bounds-checked helpers for the wire codecs. Every helper returns nil (and leaves the reader
+// index where it was) when the buffer is too short, so a truncated packet becomes a typed
+// error at the call site and never a trap.
+extension ByteBuffer {
+    /// Reads exactly `count` bytes, or nothing.
+    @inlinable
+    mutating func readBytesIfAvailable(_ count: Int) -> [UInt8]? {
+        guard count >= 0, readableBytes >= count else { return nil }
+        return readBytes(length: count)
+    }
+
+    /// Reads a fixed-size, NUL-padded text field (RFC 2131 §2 `sname`/`file`): the raw bytes.
+    @inlinable
+    mutating func readFixedField(_ count: Int) -> [UInt8]? {
+        readBytesIfAvailable(count)
+    }
+
+    @inlinable
+    mutating func readIPv4Address() -> IPv4Address? {
+        readInteger(as: UInt32.self).map(IPv4Address.init(rawValue:))
+    }
+
+    @inlinable
+    mutating func writeIPv4Address(_ address: IPv4Address) {
+        writeInteger(address.rawValue)
+    }
+
+    /// Writes `bytes` into a field of exactly `count` bytes: truncated or zero-padded.
+    @inlinable
+    mutating func writeFixedField(_ bytes: [UInt8], count: Int) {
+        let used = Swift.min(bytes.count, count)
+        writeBytes(bytes[0..<used])
+        if used < count { writeRepeatingByte(0, count: count - used) }
+    }
+}
+
+/// Bytes to lower-case hex, and back.
+public enum Hex {
+    public static func encode<C: Collection>(_ bytes: C, separator: String = "") -> String
+    where C.Element == UInt8 {
+        let digits: [Character] = Array("0123456789abcdef")
+        var text = ""
+        text.reserveCapacity(bytes.count * (2 + separator.count))
+        var first = true
+        for byte in bytes {
+            if !first { text += separator }
+            first = false
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0F)])
+        }
+        return text
+    }
+
+    /// Accepts upper or lower case, ignores whitespace and ':'/'-' separators; nil on odd length
+    /// or a non-hex character.
+    public static func decode(_ text: String) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.utf8.count / 2)
+        var high: UInt8?
+        for unit in text.utf8 {
+            let nibble: UInt8
+            switch unit {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = unit - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = unit - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): nibble = unit - UInt8(ascii: "A") + 10
+            case UInt8(ascii: " "), UInt8(ascii: "\n"), UInt8(ascii: "\t"), UInt8(ascii: "\r"),
+                 UInt8(ascii: ":"), UInt8(ascii: "-"):
+                continue
+            default: return nil
+            }
+            if let h = high {
+                bytes.append(h << 4 | nibble)
+                high = nil
+            } else {
+                high = nibble
+            }
+        }
+        return high == nil ? bytes : nil
+    }
+}
+
+/// Text helpers shared by the codecs.
+enum ByteText {
+    /// The bytes up to the first NUL, as UTF-8 (invalid sequences repaired).
+    static func cString<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
+        let prefix = bytes.prefix { $0 != 0 }
+        return String(decoding: prefix, as: UTF8.self)
+    }
+
+    /// True when every byte is printable ASCII (space through '~').
+    static func isPrintable<C: Collection>(_ bytes: C) -> Bool where C.Element == UInt8 {
+        !bytes.isEmpty && bytes.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
+    }
+
+    /// Printable ASCII as text, anything else as lower-case hex.
+    static func display<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
+        isPrintable(bytes) ? String(decoding: bytes, as: UTF8.self) : Hex.encode(bytes)
+    }
+}
