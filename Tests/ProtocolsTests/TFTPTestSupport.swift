@@ -15,7 +15,8 @@ enum TFTPTestSupport {
 
     /// One shared root per test process (100 MB is written once).
     static let sharedRoot: String = {
-        let root = NSTemporaryDirectory() + "bp-tftp-root-\(getpid())"
+        // Fixed and deterministic: reused across runs so 100 MB is written once per machine.
+        let root = NSTemporaryDirectory() + "bp-tftp-testroot"
         try! FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         for (name, size) in sizes { writePseudoRandom(path: root + "/" + name, size: size, seed: UInt64(size) &+ 7) }
         try! "#!ipxe\necho hello\r\nchain http://x/y\n".write(toFile: root + "/text.ipxe", atomically: true, encoding: .utf8)
@@ -169,6 +170,8 @@ final class TFTPTestClient {
         let request = TFTPPacket.readRequest(TFTPRequest(filename: file, mode: mode, options: options))
         let promise = group.next().makePromise(of: Result.self)
         let channel = try await DatagramBootstrap(group: group)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65536))
+            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
