@@ -125,6 +125,7 @@ import Testing
 
     @Test func tsizeOmittedWhenUnknown() throws {
         #expect(try negotiate([("tsize", "0")], size: nil).acknowledged.isEmpty)
+        #expect(try negotiate([("tsize", "0")], size: 0).acknowledged.isEmpty)
     }
 
     @Test(arguments: [("blksize", "7"), ("blksize", "abc"), ("blksize", ""), ("blksize", "-1"), ("blksize", "99999999999"),

@@ -34,8 +34,8 @@ public struct TFTPTransferOptions: Sendable, Equatable {
     }
 
     /// Negotiates the client's options. Unknown options are ignored (not echoed); the first of
-    /// duplicated options wins. `transferSize` is the size to announce for `tsize` (nil: the
-    /// option is not acknowledged, e.g. netascii where it is not computed).
+    /// duplicated options wins. `transferSize` is the size to announce for `tsize` (nil or 0: the
+    /// option is not acknowledged).
     public static func negotiate(
         _ options: [TFTPOption], maxBlockSize: Int, maxWindowSize: Int,
         transferSize: () -> UInt64?
@@ -58,7 +58,9 @@ public struct TFTPTransferOptions: Sendable, Equatable {
             case "tsize":
                 // RFC 2349: a read request carries tsize 0; the OACK carries the real size.
                 _ = try number(option)
-                if let size = transferSize() {
+                // An empty file's tsize is left out: curl (lib/tftp.c) rejects "tsize 0" in an
+                // OACK as illegal, and RFC 2347 lets a server leave any option unacknowledged.
+                if let size = transferSize(), size > 0 {
                     result.acknowledged.append(TFTPOption(name: "tsize", value: String(size)))
                 }
             case "windowsize":
