@@ -119,7 +119,7 @@ enum TFTPTestSupport {
     }
 
     /// Runs a program with a hard time limit; kills only that process (by its pid) on timeout.
-    static func run(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(120)) async throws -> ProcessResult {
+    static func run(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(120), poll: Duration = .milliseconds(20)) async throws -> ProcessResult {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -135,7 +135,7 @@ enum TFTPTestSupport {
         var timedOut = false
         while process.isRunning {
             if clock.now > deadline { timedOut = true; kill(process.processIdentifier, SIGKILL); break }
-            try await Task.sleep(for: .milliseconds(20))
+            try await Task.sleep(for: poll)
         }
         process.waitUntilExit()
         try? output.close()
