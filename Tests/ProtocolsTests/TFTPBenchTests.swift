@@ -62,14 +62,12 @@ struct TFTPBenchTests {
         let concurrency = Int(env["BP_BENCH_CONCURRENCY"] ?? "1000") ?? 1000
         let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        defer { try? serverGroup.syncShutdownGracefully(); try? clientGroup.syncShutdownGracefully() }
         var logger = Logger(label: "bp.tftp.bench")
         logger.logLevel = .warning
         let server = try TFTPServer(
             configuration: .init(root: root, host: "127.0.0.1", port: 0, maxConcurrentTransfers: 4096, defaultTimeout: .seconds(1)),
             logger: logger, eventLoopGroup: serverGroup)
         let task = Task { try await server.run() }
-        defer { server.stop(); task.cancel() }
         var ourPort: Int?
         for _ in 0..<500 where ourPort == nil {
             ourPort = server.localAddress?.port
@@ -121,6 +119,11 @@ struct TFTPBenchTests {
             }
             table.append((label, row))
         }
+
+        server.stop()
+        _ = try? await task.value
+        try await serverGroup.shutdownGracefully()
+        try await clientGroup.shutdownGracefully()
 
         let names = targets.map(\.name)
         var markdown = "| case | " + names.map { "\($0) s (failed)" }.joined(separator: " | ")
