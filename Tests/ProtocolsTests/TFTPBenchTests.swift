@@ -1,0 +1,147 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+@testable import Protocols
+
+/// Side-by-side benchmark of bootpolicy's TFTP server against tftp-hpa's in.tftpd and dnsmasq.
+/// Runs only with BOOTPOLICY_BENCH=1, from bench/tftp/run.sh, which builds in release, starts
+/// the reference servers inside a network namespace of its own and passes their ports.
+@Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["BOOTPOLICY_BENCH"] == "1"))
+struct TFTPBenchTests {
+    typealias Support = TFTPTestSupport
+    let env = ProcessInfo.processInfo.environment
+
+    struct Target {
+        var name: String
+        var port: Int
+    }
+
+    func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.isEmpty ? .nan : sorted[sorted.count / 2]
+    }
+
+    /// One atftp download; returns seconds or nil when it failed or the bytes differ.
+    func atftp(_ port: Int, file: String, options: [String], expected: String) async throws -> Double? {
+        let output = NSTemporaryDirectory() + "bp-tftp-bench-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        var arguments: [String] = []
+        for option in options { arguments += ["--option", option] }
+        arguments += ["-g", "-r", file, "-l", output, "127.0.0.1", "\(port)"]
+        let start = ContinuousClock.now
+        let result = try await Support.run("/usr/bin/atftp", arguments, timeout: .seconds(600), poll: .milliseconds(1))
+        let seconds = (ContinuousClock.now - start).seconds
+        guard result.status == 0, !result.timedOut else { print("atftp failed: \(result.output)"); return nil }
+        let hash = try await Support.run("/usr/bin/sha256sum", [output]).output.prefix(64)
+        return String(hash) == expected ? seconds : nil
+    }
+
+    /// N concurrent downloads with the NIO test client; returns wall seconds and failures.
+    func concurrent(_ port: Int, count: Int, file: String, options: [TFTPOption], expected: UInt64, group: EventLoopGroup) async throws -> (Double, Int) {
+        let start = ContinuousClock.now
+        let failures = try await withThrowingTaskGroup(of: Bool.self) { tasks in
+            for _ in 0..<count {
+                tasks.addTask {
+                    let result = try await TFTPTestClient.get(port: port, file: file, options: options, keepBytes: false,
+                                                              timeout: .seconds(1), retries: 10, group: group)
+                    return result.error == nil && !result.timedOut && result.hash == expected
+                }
+            }
+            var failed = 0
+            for try await ok in tasks where !ok { failed += 1 }
+            return failed
+        }
+        return ((ContinuousClock.now - start).seconds, failures)
+    }
+
+    @Test func compareServers() async throws {
+        let root = try #require(env["BP_BENCH_ROOT"])
+        let runs = Int(env["BP_BENCH_RUNS"] ?? "3") ?? 3
+        let concurrency = Int(env["BP_BENCH_CONCURRENCY"] ?? "1000") ?? 1000
+        let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        var logger = Logger(label: "bp.tftp.bench")
+        logger.logLevel = .warning
+        let server = try TFTPServer(
+            configuration: .init(root: root, host: "127.0.0.1", port: 0, maxConcurrentTransfers: 4096, defaultTimeout: .seconds(1)),
+            logger: logger, eventLoopGroup: serverGroup)
+        let task = Task { try await server.run() }
+        var ourPort: Int?
+        for _ in 0..<500 where ourPort == nil {
+            ourPort = server.localAddress?.port
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        var targets = [Target(name: "bootpolicy", port: try #require(ourPort))]
+        if let port = env["BP_BENCH_HPA_PORT"].flatMap(Int.init) { targets.append(Target(name: "tftp-hpa", port: port)) }
+        if let port = env["BP_BENCH_DNSMASQ_PORT"].flatMap(Int.init) { targets.append(Target(name: "dnsmasq", port: port)) }
+
+        let bigHash = String(try await Support.run("/usr/bin/sha256sum", [root + "/m100.bin"]).output.prefix(64))
+        let smallHash = Support.fnv(file: root + "/m1.bin")
+        let singles: [(String, [String])] = [
+            ("100 MB, blksize 512", ["blksize 512"]),
+            ("100 MB, blksize 1468", ["blksize 1468"]),
+            ("100 MB, blksize 1468 windowsize 8", ["blksize 1468", "windowsize 8"]),
+        ]
+        let multis: [(String, [TFTPOption])] = [
+            ("\(concurrency) x 1 MB, blksize 1468", [TFTPOption(name: "blksize", value: "1468")]),
+            ("\(concurrency) x 1 MB, blksize 1468 windowsize 8",
+             [TFTPOption(name: "blksize", value: "1468"), TFTPOption(name: "windowsize", value: "8")]),
+        ]
+        var table: [(String, [String: (Double, Int)])] = []
+        for (label, options) in singles {
+            var row: [String: (Double, Int)] = [:]
+            for target in targets {
+                var times: [Double] = []
+                var failed = 0
+                for _ in 0..<runs {
+                    if let t = try await atftp(target.port, file: "m100.bin", options: options, expected: bigHash) { times.append(t) } else { failed += 1 }
+                }
+                row[target.name] = (median(times), failed)
+                print("bench \(label) \(target.name): \(times) failed \(failed)")
+            }
+            table.append((label, row))
+        }
+        for (label, options) in multis {
+            var row: [String: (Double, Int)] = [:]
+            for target in targets {
+                var times: [Double] = []
+                var failed = 0
+                for _ in 0..<runs {
+                    let (t, f) = try await concurrent(target.port, count: concurrency, file: "m1.bin", options: options, expected: smallHash, group: clientGroup)
+                    times.append(t)
+                    failed += f
+                    try await Task.sleep(for: .milliseconds(500))
+                }
+                row[target.name] = (median(times), failed)
+                print("bench \(label) \(target.name): \(times) failed \(failed)")
+            }
+            table.append((label, row))
+        }
+
+        server.stop()
+        _ = try? await task.value
+        try await serverGroup.shutdownGracefully()
+        try await clientGroup.shutdownGracefully()
+
+        let names = targets.map(\.name)
+        var markdown = "| case | " + names.map { "\($0) s (failed)" }.joined(separator: " | ")
+        markdown += " | " + names.dropFirst().map { "\($0) / bootpolicy" }.joined(separator: " | ") + " |\n"
+        markdown += "|" + String(repeating: "---|", count: 1 + names.count * 2 - 1) + "\n"
+        for (label, row) in table {
+            var line = "| \(label) | "
+            line += names.map { name in row[name].map { String(format: "%.3f (%d)", $0.0, $0.1) } ?? "-" }.joined(separator: " | ")
+            let ours = row["bootpolicy"]?.0 ?? .nan
+            line += " | " + names.dropFirst().map { name in row[name].map { String(format: "%.2fx", $0.0 / ours) } ?? "-" }.joined(separator: " | ")
+            markdown += line + " |\n"
+        }
+        print(markdown)
+        if let out = env["BP_BENCH_OUT"] { try markdown.write(toFile: out, atomically: true, encoding: .utf8) }
+        for (_, row) in table { for (_, value) in row { #expect(value.1 == 0) } }
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
