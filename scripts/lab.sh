@@ -1,0 +1,476 @@
+#!/usr/bin/env bash
+# Boots real firmware (SeaBIOS + iPXE ROM, OVMF PXE, OVMF HTTP boot) in QEMU through a boot
+# server, entirely inside network namespaces this script creates and always removes.
+#
+#   scripts/lab.sh [--scenario bios|uefi|uefi-http|all] [--server bootpolicy|dnsmasq]
+#                  [--policy FILE] [--config FILE] [--record DIR] [--timeout SEC] [--keep]
+#                  [--no-ra] [--ci [--budget SEC]]
+#
+# See docs/lab.md for the topology, what each scenario proves and measured times.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+LAB_DIR="$REPO/scripts/lab"
+# shellcheck source=scripts/lab/net.sh
+. "$LAB_DIR/net.sh"
+
+SCENARIO=bios
+SERVER=bootpolicy
+POLICY=""
+CONFIG=""
+RECORD=""
+TIMEOUT=300
+KEEP=0
+KEEP_MAX=3600
+RA=1
+CI_MODE=0
+BUDGET=1500
+MARKER=${LAB_MARKER:-BOOTPOLICY-LAB-REACHED}
+
+usage() {
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  cat <<'EOF'
+Options:
+  --scenario S   bios (SeaBIOS + QEMU's iPXE NIC ROM), uefi (OVMF's own PXE client, NIC ROM
+                 off), uefi-http (OVMF HTTP boot, PXE off), all (one after another). Default bios.
+  --server S     bootpolicy (default; binary from $BOOTPOLICY or .build/debug/bootpolicy) or
+                 dnsmasq (the reference ProxyDHCP configuration bootpolicy replaces).
+  --policy FILE  policy for bootpolicy (default policies/arch-aware.lua).
+  --config FILE  bootpolicy YAML config; replaces the lab's generated one.
+  --record DIR   save each scenario's DHCP packets (udp 67/68/4011) as DIR/<scenario>.pcap.
+  --timeout SEC  bound per scenario (default 300).
+  --keep         after the (single) scenario, keep VM and servers up until Ctrl-C (max 1 h).
+  --no-ra        no IPv6 router advertisement on the lab LAN (iPXE then waits ~13 s for one).
+  --ci           bounded CI form: every scenario that can pass, 'N passed, N failed' at the end.
+  --budget SEC   total time cap for --ci (default 1500).
+Environment: BOOTPOLICY (server binary), LAB_MARKER (marker text, default BOOTPOLICY-LAB-REACHED).
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --scenario) SCENARIO=${2:?}; shift 2 ;;
+    --server) SERVER=${2:?}; shift 2 ;;
+    --policy) POLICY=${2:?}; shift 2 ;;
+    --config) CONFIG=${2:?}; shift 2 ;;
+    --record) RECORD=${2:?}; shift 2 ;;
+    --timeout) TIMEOUT=${2:?}; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    --no-ra) RA=0; shift ;;
+    --ci) CI_MODE=1; shift ;;
+    --budget) BUDGET=${2:?}; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; lab_die "unknown argument '$1'" ;;
+  esac
+done
+
+case "$SCENARIO" in bios|uefi|uefi-http|all) ;; *) lab_die "--scenario must be bios, uefi, uefi-http or all" ;; esac
+case "$SERVER" in bootpolicy|dnsmasq) ;; *) lab_die "--server must be bootpolicy or dnsmasq" ;; esac
+if ! [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || [ "$TIMEOUT" -lt 10 ]; then lab_die "--timeout must be a number of seconds >= 10"; fi
+[[ "$BUDGET" =~ ^[0-9]+$ ]] || lab_die "--budget must be a number of seconds"
+[ "$(id -u)" -eq 0 ] || lab_die "needs root (ip netns, tap devices)"
+if [ "$KEEP" -eq 1 ] && { [ "$SCENARIO" = all ] || [ "$CI_MODE" -eq 1 ]; }; then
+  lab_die "--keep runs one scenario: pick bios, uefi or uefi-http"
+fi
+[ -z "$POLICY" ] || [ -f "$POLICY" ] || lab_die "--policy: no such file '$POLICY'"
+[ -z "$CONFIG" ] || [ -f "$CONFIG" ] || lab_die "--config: no such file '$CONFIG'"
+[ -z "$POLICY" ] || POLICY=$(cd "$(dirname "$POLICY")" && pwd)/$(basename "$POLICY")
+[ -z "$CONFIG" ] || CONFIG=$(cd "$(dirname "$CONFIG")" && pwd)/$(basename "$CONFIG")
+
+# --- what the lab needs ---------------------------------------------------------------------
+
+install_deps() {
+  local want=(qemu-system-x86 ipxe ovmf dnsmasq-base iproute2 tcpdump curl jq) missing=() p
+  for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  lab_log "installing ${missing[*]}"
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+BOOTPOLICY_BIN=""
+BOOTPOLICY_WHY=""
+# Sets BOOTPOLICY_BIN when a bootpolicy with a `serve` command is available (building the
+# default one if it is missing); otherwise BOOTPOLICY_WHY says why not.
+find_bootpolicy() {
+  local bin=${BOOTPOLICY:-$REPO/.build/debug/bootpolicy}
+  if [ ! -x "$bin" ] && [ -z "${BOOTPOLICY:-}" ]; then
+    lab_log "building bootpolicy (swift build --product bootpolicy)"
+    (cd "$REPO" && PATH="/opt/swift/usr/bin:$PATH" swift build --product bootpolicy -j 2 2>&1 | tail -n 5) || true
+  fi
+  if [ ! -x "$bin" ]; then BOOTPOLICY_WHY="no executable at $bin"; return 1; fi
+  if ! "$bin" serve --help 2>/dev/null | grep -q -- '--tftp-root'; then
+    BOOTPOLICY_WHY="$bin has no 'serve' command with --tftp-root"
+    return 1
+  fi
+  BOOTPOLICY_BIN=$bin
+}
+
+# --- lifetime -------------------------------------------------------------------------------
+
+WORK=""
+KEEP_WORK=0
+# shellcheck disable=SC2317  # runs from the EXIT trap
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  lab_stop_all
+  lab_net_down
+  if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+    if [ "$KEEP_WORK" -eq 1 ] || [ "$rc" -ne 0 ]; then
+      rm -rf "$WORK/root"
+      lab_log "logs kept in $WORK"
+    else
+      rm -rf "$WORK"
+    fi
+  fi
+  exit "$rc"
+}
+
+# --- per-scenario pieces --------------------------------------------------------------------
+
+mac_of() { case "$1" in bios) echo 52:54:00:77:00:01 ;; uefi) echo 52:54:00:77:00:02 ;; uefi-http) echo 52:54:00:77:00:03 ;; esac; }
+
+# What a scenario must show to pass. "reach": the marker on the console. The dnsmasq reference
+# cannot boot UEFI clients; there the lab asserts the known failure happens the known way.
+expectation() {
+  local server=$1 scenario=$2
+  if [ "$server" = dnsmasq ] && [ "$scenario" != bios ]; then echo weakness; else echo reach; fi
+}
+
+# QEMU arguments for a scenario (firmware and NIC).
+qemu_args() {
+  local scenario=$1 mac=$2
+  case "$scenario" in
+    bios)
+      # SeaBIOS runs the NIC's default option ROM (Debian's ipxe-qemu efi-virtio.rom, iPXE);
+      # graphics=off makes SeaBIOS copy the text screen to the serial port (sercon).
+      echo "-machine pc,graphics=off -m 256 -boot n"
+      echo "-device virtio-net-pci,netdev=n0,mac=$mac,bootindex=1" ;;
+    uefi|uefi-http)
+      # romfile= : no iPXE ROM, so OVMF's own VirtioNetDxe + PXE/HTTP boot stack does the work.
+      # IPv6Support=no drops the PXEv6/HTTPv6 boot entries (each would cost a DHCPv6 timeout).
+      echo "-machine q35 -m 512 -bios /usr/share/ovmf/OVMF.fd"
+      echo "-fw_cfg name=opt/org.tianocore/IPv6Support,string=no"
+      # HTTP boot entries come after PXE ones; turning PXE off makes HTTPv4 the first entry.
+      [ "$scenario" = uefi-http ] && echo "-fw_cfg name=opt/org.tianocore/IPv4PXESupport,string=no"
+      echo "-device virtio-net-pci,netdev=n0,mac=$mac,romfile=,bootindex=1" ;;
+  esac
+}
+
+prepare_root() {
+  local root=$1
+  mkdir -p "$root"
+  cp /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi /usr/lib/ipxe/snponly.efi "$root/"
+  sed "s/BOOTPOLICY-LAB-REACHED/$MARKER/" "$LAB_DIR/bootstrap.ipxe" >"$root/bootstrap.ipxe"
+  chmod -R a+rX "$root"
+}
+
+# The config the lab gives bootpolicy: the chosen policy, told to print the marker and then
+# stay in the iPXE shell (so the console shows where the client stopped).
+write_lab_config() {
+  local file=$1 policy=${POLICY:-$REPO/policies/arch-aware.lua}
+  [ -f "$policy" ] || lab_die "policy $policy does not exist (give --policy FILE)"
+  cat >"$file" <<EOF
+# Generated by scripts/lab.sh for one lab run.
+policies:
+  - file: $policy
+    config:
+      http_port: 8080
+      script:
+        echo: ["$MARKER \${mac} platform=\${platform} buildarch=\${buildarch}"]
+        finally: shell
+log:
+  format: text
+  level: debug
+EOF
+}
+
+start_site_dhcp() {
+  local dir=$1 ra=()
+  # Site DHCP: addresses only, no boot options, like a real office router.
+  if [ "$RA" -eq 1 ]; then
+    # A router advertisement without M/O flags lets iPXE's IPv6 autoconfiguration finish at
+    # once instead of waiting for it to time out (~13 s) before the first download.
+    ra=(--enable-ra "--dhcp-range=fd77::,ra-only,64")
+  fi
+  lab_spawn "$LAB_NS_SITE" "$dir/site-dhcp.log" dnsmasq --no-daemon --conf-file=/dev/null \
+    --pid-file= --port=0 --interface=site0 --bind-interfaces \
+    --dhcp-range=192.168.77.100,192.168.77.150,255.255.255.0,10m \
+    --dhcp-leasefile="$dir/site.leases" --dhcp-authoritative --no-ping \
+    "${ra[@]}" --log-dhcp --log-facility=-
+  lab_wait_listen "$LAB_NS_SITE" "udp 67" "$LAB_LAST_PID" 10 || {
+    tail -n 20 "$dir/site-dhcp.log" >&2; lab_die "site DHCP server did not start"; }
+}
+
+SERVER_LOG=""
+start_boot_server() {
+  local server=$1 dir=$2 root=$2/root pid
+  SERVER_LOG="$dir/server.log"
+  if [ "$server" = dnsmasq ]; then
+    # The reference: dnsmasq's ProxyDHCP rule in its working form.
+    lab_spawn "$LAB_NS_BOOT" "$SERVER_LOG" dnsmasq --no-daemon --conf-file=/dev/null --pid-file= \
+      --port=0 --interface=boot0 --bind-interfaces --dhcp-range="$LAB_BOOT_IP,proxy" \
+      --dhcp-match=IPXEBOOT,175 --dhcp-boot="net:IPXEBOOT,bootstrap.ipxe,,$LAB_BOOT_IP" \
+      --dhcp-boot="undionly.kpxe,,$LAB_BOOT_IP" --pxe-prompt=PXE,0 \
+      --enable-tftp --tftp-root="$root" --log-dhcp --log-facility=-
+    pid=$LAB_LAST_PID
+  else
+    local args=(serve --interface boot0 --proxy --tftp-root "$root" --http-port 8080 --http-root "$root")
+    if [ -n "$CONFIG" ]; then
+      args+=(--config "$CONFIG")
+      [ -z "$POLICY" ] || args+=(--policy "$POLICY")
+    else
+      write_lab_config "$dir/lab.yaml"
+      args+=(--config "$dir/lab.yaml")
+    fi
+    printf '%s\n' "lab: bootpolicy ${args[*]}" >"$dir/server.cmd"
+    lab_spawn "$LAB_NS_BOOT" "$SERVER_LOG" "$BOOTPOLICY_BIN" "${args[@]}"
+    pid=$LAB_LAST_PID
+    lab_wait_listen "$LAB_NS_BOOT" "tcp 8080" "$pid" 30 || {
+      tail -n 40 "$SERVER_LOG" >&2; lab_die "bootpolicy did not start listening on tcp 8080"; }
+  fi
+  lab_wait_listen "$LAB_NS_BOOT" "udp 67" "$pid" 30 || {
+    tail -n 40 "$SERVER_LOG" >&2; lab_die "$server did not start listening on udp 67"; }
+  BOOT_SERVER_PID=$pid
+}
+
+start_capture() {
+  local dir=$1 i
+  # Text for the timeline (DHCP, TFTP read requests, HTTP requests toward the server) ...
+  lab_spawn "$LAB_NS_BOOT" "$dir/packets.err" sh -c \
+    "exec tcpdump -Z root -l -n -tt -vvv -A -s 0 -i boot0 'udp port 67 or udp port 68 or udp port 4011 or udp dst port 69 or tcp dst port 8080' >'$dir/packets.txt'"
+  local text_pid=$LAB_LAST_PID
+  # ... and the firmware's DHCP exchange as a pcap, the project's recording of real firmware.
+  lab_spawn "$LAB_NS_BOOT" "$dir/pcap.err" tcpdump -Z root -U -n -s 0 -i boot0 -w "$dir/dhcp.pcap" \
+    'udp port 67 or udp port 68 or udp port 4011'
+  PCAP_PID=$LAB_LAST_PID
+  for ((i = 0; i < 50; i++)); do
+    grep -q 'listening on' "$dir/packets.err" 2>/dev/null && grep -q 'listening on' "$dir/pcap.err" 2>/dev/null && return 0
+    if ! kill -0 "$text_pid" 2>/dev/null || ! kill -0 "$PCAP_PID" 2>/dev/null; then break; fi
+    sleep 0.2
+  done
+  cat "$dir/packets.err" "$dir/pcap.err" >&2
+  lab_die "tcpdump did not start in $LAB_NS_BOOT"
+}
+
+clean_serial() {
+  # Drop terminal escapes (SeaBIOS sercon positions every character) and carriage returns.
+  sed -e 's/\x1b\[[0-9;?=]*[A-Za-z]//g' -e 's/\x1b[()][A-Za-z0-9]//g' "$1" 2>/dev/null | tr -d '\r\b'
+}
+
+# Prints one stage line once: "  <secs> s  <text>".
+declare -A SEEN
+stage() {
+  local key=$1 t=$2 text=$3
+  [ -n "${SEEN[$key]:-}" ] && return 0
+  SEEN[$key]=$t
+  printf '  %7.1f s  %s\n' "$t" "$text"
+}
+
+# Reads events.awk output and prints the stages reached so far. Times are the packets' own
+# timestamps minus VM start, so the poll interval does not blur them.
+update_stages() {
+  local events=$1 start=$2 t kind a b ipxe_t=""
+  while read -r t kind a b; do
+    t=$(awk -v t="$t" -v s="$start" 'BEGIN { printf "%.1f", t - s }')
+    case "$kind" in
+      dhcp-fw)   stage dhcp "$t" "DHCP seen: firmware, vendor class $b" ;;
+      dhcp-ipxe) stage dhcp "$t" "DHCP seen: iPXE, vendor class $b"
+                 stage ipxe "$t" "iPXE DHCP (option 175 / user class iPXE)"
+                 ipxe_t=$t ;;
+      tftp|http)
+        stage file "$t" "first file by ${kind^^}: $a"
+        if [ -n "$ipxe_t" ]; then
+          stage script "$t" "script fetched by ${kind^^}: $a"
+        fi ;;
+    esac
+  done <"$events"
+}
+
+api_check() {
+  local mac=$1 dir=$2 json
+  json=$(ip netns exec "$LAB_NS_BOOT" curl -s --max-time 5 "http://$LAB_BOOT_IP:8080/api/clients" 2>/dev/null) || {
+    echo "  api: /api/clients not reachable (not checked)"; return 0; }
+  printf '%s\n' "$json" >"$dir/api-clients.json"
+  if ! printf '%s' "$json" | jq -e . >/dev/null 2>&1; then
+    echo "  api: /api/clients is not JSON (not checked)"; return 0
+  fi
+  local want_mac=${mac//:/}
+  local fetched
+  fetched=$(printf '%s' "$json" | jq -r --arg m "$want_mac" '
+    [.. | objects | select(has("mac") and has("events"))
+        | select((.mac | ascii_downcase | gsub("[^0-9a-f]"; "")) == $m)
+        | .events[] | select(.stage == "http" or .stage == "tftp")
+        | (.stage + " " + (.fields.path // .fields.file // .summary))] | .[]' 2>/dev/null)
+  if [ -z "$fetched" ]; then
+    echo "  api: FAIL: /api/clients shows no http/tftp fetch for $mac"
+    return 1
+  fi
+  if ! printf '%s\n' "$fetched" | grep -q '\.ipxe'; then
+    echo "  api: FAIL: $mac fetched [$(printf '%s' "$fetched" | tr '\n' ';')] but no .ipxe script"
+    return 1
+  fi
+  echo "  api: /api/clients lists $mac with: $(printf '%s' "$fetched" | tr '\n' ';')"
+}
+
+# Runs one scenario against one server; returns 0 when it met its expectation.
+run_scenario() {
+  local scenario=$1 server=$2
+  local dir="$WORK/$scenario-$server" mac expect
+  mac=$(mac_of "$scenario")
+  expect=$(expectation "$server" "$scenario")
+  mkdir -p "$dir"
+  chmod 755 "$dir"
+  prepare_root "$dir/root"
+  SEEN=()
+  echo "== $scenario / $server (MAC $mac, expect: $([ "$expect" = reach ] && echo "marker reached" || echo "reference fails the known way"), timeout ${TIMEOUT}s)"
+  local first_pid_index=${#LAB_PIDS[@]}
+  start_site_dhcp "$dir"
+  start_boot_server "$server" "$dir"
+  start_capture "$dir"
+
+  local start qargs
+  read -r -d '' qargs < <(qemu_args "$scenario" "$mac") || true
+  start=$(date +%s.%N)
+  # shellcheck disable=SC2086  # qargs is a word list built above, no user text in it
+  lab_spawn "$LAB_NS_NET" "$dir/qemu.log" qemu-system-x86_64 -accel tcg -smp 1 -nodefaults \
+    -display none -serial "file:$dir/serial.log" -no-reboot $qargs \
+    -netdev tap,id=n0,ifname=tap0,script=no,downscript=no
+  local qemu_pid=$LAB_LAST_PID
+  printf '  %7.1f s  VM started (%s)\n' 0 "$(qemu_args "$scenario" "$mac" | tr '\n' ' ')"
+
+  local deadline=$((SECONDS + TIMEOUT)) result="" why="" now serial
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    sleep 1
+    awk -v mac="$mac" -f "$LAB_DIR/events.awk" "$dir/packets.txt" >"$dir/events.txt" 2>/dev/null || true
+    update_stages "$dir/events.txt" "$start"
+    serial=$(clean_serial "$dir/serial.log")
+    now=$(awk -v s="$start" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - s }')
+    if grep -aq "$MARKER" <<<"$serial"; then
+      stage marker "$now" "marker reached: $(grep -a -o "${MARKER}[^\r\n]*" <<<"$serial" | head -n 1 | cut -c1-100)"
+      result=reached; break
+    fi
+    if grep -aqE 'No bootable device|EFI Internal Shell|Shell> |Could not boot|PXE-E' <<<"$serial"; then
+      # Give the firmware a moment so the console shows the whole failure, then stop.
+      sleep 2
+      stage exhausted "$now" "boot ended without the marker: $(grep -aoE 'failed to load Boot[0-9A-F]+ "[^"]*"[^\n]*|No bootable device|Could not boot[^\n]*|Error: [^\n]*' <<<"$serial" | tail -n 1 | cut -c1-120)"
+      result=exhausted; break
+    fi
+    if ! kill -0 "$qemu_pid" 2>/dev/null; then result="qemu-exited"; break; fi
+    if ! kill -0 "$BOOT_SERVER_PID" 2>/dev/null; then result="server-exited"; break; fi
+  done
+  [ -n "$result" ] || result=timeout
+
+  local ok=1 api_ok=0
+  if [ "$server" = bootpolicy ] && [ "$result" = reached ]; then
+    api_check "$mac" "$dir" || api_ok=1
+  fi
+  if [ "$KEEP" -eq 1 ]; then keep_up "$scenario" "$mac" "$dir"; fi
+
+  # Stop this scenario's processes (QEMU first) so the pcap is complete before it is copied.
+  local i
+  for ((i = ${#LAB_PIDS[@]} - 1; i >= first_pid_index; i--)); do lab_stop_pid "${LAB_PIDS[$i]}"; done
+  LAB_PIDS=("${LAB_PIDS[@]:0:$first_pid_index}")
+  awk -v mac="$mac" -f "$LAB_DIR/events.awk" "$dir/packets.txt" >"$dir/events.txt" 2>/dev/null || true
+  update_stages "$dir/events.txt" "$start"
+
+  case "$expect:$result" in
+    reach:reached) [ "$api_ok" -eq 0 ] && ok=0 || why="marker reached but the server's API does not show the script fetch" ;;
+    weakness:exhausted|weakness:timeout)
+      if [ "$scenario" = uefi ] && grep -q ' tftp undionly.kpxe' "$dir/events.txt" \
+        && grep -aq 'failed to load Boot[0-9A-F]* "UEFI PXEv4' <<<"$(clean_serial "$dir/serial.log")"; then
+        ok=0; why="reference weakness reproduced: OVMF (arch 7) was given undionly.kpxe and could not run it"
+      elif [ "$scenario" = uefi-http ] && grep -q 'dhcp-fw .* HTTPClient' "$dir/events.txt" \
+        && ! grep -q ' http ' "$dir/events.txt"; then
+        ok=0; why="reference weakness reproduced: dnsmasq's proxy ignores HTTPClient, OVMF got no boot URI"
+      else
+        why="expected the reference to fail the known way, but the evidence is missing"
+      fi ;;
+    weakness:reached) why="the dnsmasq reference unexpectedly reached the marker" ;;
+    *) why="result: $result" ;;
+  esac
+
+  if [ -n "$RECORD" ] && [ -s "$dir/dhcp.pcap" ]; then
+    mkdir -p "$RECORD"
+    cp "$dir/dhcp.pcap" "$RECORD/$scenario.pcap"
+    echo "  recorded $(tcpdump -r "$RECORD/$scenario.pcap" 2>/dev/null | wc -l) DHCP packets -> $RECORD/$scenario.pcap"
+  fi
+  if [ "$ok" -eq 0 ]; then
+    echo "PASS $scenario/$server in ${SEEN[marker]:-${SEEN[exhausted]:-?}} s${why:+: $why}"
+  else
+    echo "FAIL $scenario/$server: $why"
+    echo "  --- last 40 lines of the serial console ($dir/serial.log)"
+    clean_serial "$dir/serial.log" | grep -av '^[[:space:]]*$' | tail -n 40 | sed 's/^/  | /'
+    echo "  --- last 40 lines of the $server log ($SERVER_LOG)"
+    tail -n 40 "$SERVER_LOG" | sed 's/^/  | /'
+    KEEP_WORK=1
+  fi
+  return "$ok"
+}
+
+keep_up() {
+  local scenario=$1 mac=$2 dir=$3 i
+  cat <<EOF
+  The lab stays up (VM, site DHCP, boot server) until Ctrl-C, at most $((KEEP_MAX / 60)) minutes.
+    status page:  ip netns exec $LAB_NS_BOOT curl -s http://$LAB_BOOT_IP:8080/
+    clients JSON: ip netns exec $LAB_NS_BOOT curl -s http://$LAB_BOOT_IP:8080/api/clients
+    console:      tail -f $dir/serial.log      server log: tail -f $SERVER_LOG
+EOF
+  KEEP_WORK=1
+  for ((i = 0; i < KEEP_MAX; i++)); do sleep 1; done
+}
+
+# --- main -----------------------------------------------------------------------------------
+
+install_deps
+lab_lock
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+WORK=$(mktemp -d /tmp/bp-lab.XXXXXX)
+chmod 755 "$WORK"
+lab_clear_stale
+lab_net_up
+
+echo "lab: QEMU $(qemu-system-x86_64 --version | head -n 1 | awk '{print $4}'), iPXE $(dpkg-query -W -f='${Version}' ipxe), OVMF $(dpkg-query -W -f='${Version}' ovmf), SeaBIOS $(dpkg-query -W -f='${Version}' seabios 2>/dev/null || echo '?'), dnsmasq $(dpkg-query -W -f='${Version}' dnsmasq-base); IPv6 RA: $([ "$RA" -eq 1 ] && echo on || echo off)"
+
+if [ "$CI_MODE" -eq 1 ]; then
+  passed=0 failed=0 skipped=0
+  runs=("bios dnsmasq" "uefi dnsmasq" "uefi-http dnsmasq")
+  if find_bootpolicy; then
+    runs+=("bios bootpolicy" "uefi bootpolicy" "uefi-http bootpolicy")
+  else
+    echo "SKIP */bootpolicy: $BOOTPOLICY_WHY"
+    skipped=$((skipped + 3))
+  fi
+  ci_end=$((SECONDS + BUDGET))
+  for r in "${runs[@]}"; do
+    read -r sc sv <<<"$r"
+    left=$((ci_end - SECONDS))
+    if [ "$left" -lt 60 ]; then echo "SKIP $sc/$sv: CI budget of ${BUDGET}s used up"; skipped=$((skipped + 1)); continue; fi
+    saved=$TIMEOUT
+    [ "$left" -lt "$TIMEOUT" ] && TIMEOUT=$left
+    if run_scenario "$sc" "$sv"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+    TIMEOUT=$saved
+  done
+  if [ "$skipped" -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"; else echo "$passed passed, $failed failed"; fi
+  [ "$failed" -eq 0 ]
+  exit
+fi
+
+if [ "$SERVER" = bootpolicy ]; then
+  find_bootpolicy || lab_die "bootpolicy: $BOOTPOLICY_WHY (set BOOTPOLICY=/path/to/bootpolicy, or use --server dnsmasq)"
+fi
+if [ "$SCENARIO" = all ]; then scenarios=(bios uefi uefi-http); else scenarios=("$SCENARIO"); fi
+status=0
+for sc in "${scenarios[@]}"; do
+  run_scenario "$sc" "$SERVER" || status=1
+done
+exit "$status"
