@@ -346,7 +346,7 @@ run_scenario() {
   local qemu_pid=$LAB_LAST_PID
   printf '  %7.1f s  VM started (%s)\n' 0 "$(qemu_args "$scenario" "$mac" | tr '\n' ' ')"
 
-  local deadline=$((SECONDS + TIMEOUT)) result="" why="" now serial
+  local deadline=$((SECONDS + TIMEOUT)) scenario_t0=$SECONDS result="" why="" now serial
   while [ "$SECONDS" -lt "$deadline" ]; do
     sleep 1
     awk -v mac="$mac" -f "$LAB_DIR/events.awk" "$dir/packets.txt" >"$dir/events.txt" 2>/dev/null || true
@@ -403,7 +403,7 @@ run_scenario() {
     echo "  recorded $(tcpdump -r "$RECORD/$scenario.pcap" 2>/dev/null | wc -l) DHCP packets -> $RECORD/$scenario.pcap"
   fi
   if [ "$ok" -eq 0 ]; then
-    echo "PASS $scenario/$server in ${SEEN[marker]:-${SEEN[exhausted]:-?}} s${why:+: $why}"
+    echo "PASS $scenario/$server in ${SEEN[marker]:-${SEEN[exhausted]:-$((SECONDS - scenario_t0)) (timeout)}} s${why:+: $why}"
   else
     echo "FAIL $scenario/$server: $why"
     echo "  --- last 40 lines of the serial console ($dir/serial.log)"
