@@ -354,6 +354,9 @@ run_scenario() {
     serial=$(clean_serial "$dir/serial.log")
     now=$(awk -v s="$start" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - s }')
     if grep -aq "$MARKER" <<<"$serial"; then
+      # The console may still be printing the line (sercon is slow under TCG): read it again.
+      sleep 1
+      serial=$(clean_serial "$dir/serial.log")
       stage marker "$now" "marker reached: $(grep -a -o "${MARKER}[^\r\n]*" <<<"$serial" | head -n 1 | cut -c1-100)"
       result=reached; break
     fi
