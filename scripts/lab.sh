@@ -346,6 +346,8 @@ run_scenario() {
   local qemu_pid=$LAB_LAST_PID
   printf '  %7.1f s  VM started (%s)\n' 0 "$(qemu_args "$scenario" "$mac" | tr '\n' ' ')"
 
+  local end_entry='failed to load Boot[0-9A-F]+ "UEFI (PXE|HTTP)v4'
+  [ "$scenario" = bios ] && end_entry='No more network devices'
   local deadline=$((SECONDS + TIMEOUT)) scenario_t0=$SECONDS result="" why="" now serial
   while [ "$SECONDS" -lt "$deadline" ]; do
     sleep 1
@@ -357,10 +359,12 @@ run_scenario() {
       # The console may still be printing the line (sercon is slow under TCG): read it again.
       sleep 1
       serial=$(clean_serial "$dir/serial.log")
-      stage marker "$now" "marker reached: $(grep -a -o "${MARKER}[^\r\n]*" <<<"$serial" | head -n 1 | cut -c1-100)"
+      stage marker "$now" "marker reached: $(grep -a -o "${MARKER}[^[:cntrl:]]*" <<<"$serial" | head -n 1 | cut -c1-100)"
       result=reached; break
     fi
-    if grep -aqE 'No bootable device|EFI Internal Shell|Shell> |Could not boot|PXE-E' <<<"$serial"; then
+    # The scenario's boot path is over when the console shows its failure: the boot entry under
+    # test failed to load (OVMF would go on to other entries), or no entry is left.
+    if grep -aqE "No bootable device|EFI Internal Shell|Shell> |Could not boot|PXE-E|$end_entry" <<<"$serial"; then
       # Give the firmware a moment so the console shows the whole failure, then stop.
       sleep 2
       stage exhausted "$now" "boot ended without the marker: $(grep -aoE 'failed to load Boot[0-9A-F]+ "[^"]*"[^\n]*|No bootable device|Could not boot[^\n]*|Error: [^\n]*' <<<"$serial" | tail -n 1 | cut -c1-120)"
