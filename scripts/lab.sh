@@ -296,8 +296,8 @@ update_stages() {
 
 api_check() {
   local mac=$1 dir=$2 json
-  json=$(ip netns exec "$LAB_NS_BOOT" curl -s --max-time 5 "http://$LAB_BOOT_IP:8080/api/clients" 2>/dev/null) || {
-    echo "  api: /api/clients not reachable (not checked)"; return 0; }
+  json=$(ip netns exec "$LAB_NS_BOOT" curl -sf --max-time 5 "http://$LAB_BOOT_IP:8080/api/clients" 2>/dev/null) || {
+    echo "  api: /api/clients not available (HTTP error or no server; not checked)"; return 0; }
   printf '%s\n' "$json" >"$dir/api-clients.json"
   if ! printf '%s' "$json" | jq -e . >/dev/null 2>&1; then
     echo "  api: /api/clients is not JSON (not checked)"; return 0
@@ -367,7 +367,7 @@ run_scenario() {
     if grep -aqE "No bootable device|EFI Internal Shell|Shell> |Could not boot|PXE-E|$end_entry" <<<"$serial"; then
       # Give the firmware a moment so the console shows the whole failure, then stop.
       sleep 2
-      stage exhausted "$now" "boot ended without the marker: $(grep -aoE 'failed to load Boot[0-9A-F]+ "[^"]*"[^\n]*|No bootable device|Could not boot[^\n]*|Error: [^\n]*' <<<"$serial" | tail -n 1 | cut -c1-120)"
+      stage exhausted "$now" "boot ended without the marker: $(grep -aoE 'failed to load Boot[0-9A-F]+ "[^"]*"[^[:cntrl:]]*|No bootable device|Could not boot[^[:cntrl:]]*|Error: [^[:cntrl:]]*|Nothing to boot[^[:cntrl:]]*|No more network devices' <<<"$serial" | tail -n 1 | cut -c1-120)"
       result=exhausted; break
     fi
     if ! kill -0 "$qemu_pid" 2>/dev/null; then result="qemu-exited"; break; fi
