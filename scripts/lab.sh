@@ -296,8 +296,8 @@ update_stages() {
 
 api_check() {
   local mac=$1 dir=$2 json
-  json=$(ip netns exec "$LAB_NS_BOOT" curl -s --max-time 5 "http://$LAB_BOOT_IP:8080/api/clients" 2>/dev/null) || {
-    echo "  api: /api/clients not reachable (not checked)"; return 0; }
+  json=$(ip netns exec "$LAB_NS_BOOT" curl -sf --max-time 5 "http://$LAB_BOOT_IP:8080/api/clients" 2>/dev/null) || {
+    echo "  api: /api/clients not available (HTTP error or no server; not checked)"; return 0; }
   printf '%s\n' "$json" >"$dir/api-clients.json"
   if ! printf '%s' "$json" | jq -e . >/dev/null 2>&1; then
     echo "  api: /api/clients is not JSON (not checked)"; return 0
@@ -346,7 +346,9 @@ run_scenario() {
   local qemu_pid=$LAB_LAST_PID
   printf '  %7.1f s  VM started (%s)\n' 0 "$(qemu_args "$scenario" "$mac" | tr '\n' ' ')"
 
-  local deadline=$((SECONDS + TIMEOUT)) result="" why="" now serial
+  local end_entry='failed to load Boot[0-9A-F]+ "UEFI (PXE|HTTP)v4'
+  [ "$scenario" = bios ] && end_entry='No more network devices'
+  local deadline=$((SECONDS + TIMEOUT)) scenario_t0=$SECONDS result="" why="" now serial
   while [ "$SECONDS" -lt "$deadline" ]; do
     sleep 1
     awk -v mac="$mac" -f "$LAB_DIR/events.awk" "$dir/packets.txt" >"$dir/events.txt" 2>/dev/null || true
@@ -354,13 +356,18 @@ run_scenario() {
     serial=$(clean_serial "$dir/serial.log")
     now=$(awk -v s="$start" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - s }')
     if grep -aq "$MARKER" <<<"$serial"; then
-      stage marker "$now" "marker reached: $(grep -a -o "${MARKER}[^\r\n]*" <<<"$serial" | head -n 1 | cut -c1-100)"
+      # The console may still be printing the line (sercon is slow under TCG): read it again.
+      sleep 1
+      serial=$(clean_serial "$dir/serial.log")
+      stage marker "$now" "marker reached: $(grep -a -o "${MARKER}[^[:cntrl:]]*" <<<"$serial" | head -n 1 | cut -c1-100)"
       result=reached; break
     fi
-    if grep -aqE 'No bootable device|EFI Internal Shell|Shell> |Could not boot|PXE-E' <<<"$serial"; then
+    # The scenario's boot path is over when the console shows its failure: the boot entry under
+    # test failed to load (OVMF would go on to other entries), or no entry is left.
+    if grep -aqE "No bootable device|EFI Internal Shell|Shell> |Could not boot|PXE-E|$end_entry" <<<"$serial"; then
       # Give the firmware a moment so the console shows the whole failure, then stop.
       sleep 2
-      stage exhausted "$now" "boot ended without the marker: $(grep -aoE 'failed to load Boot[0-9A-F]+ "[^"]*"[^\n]*|No bootable device|Could not boot[^\n]*|Error: [^\n]*' <<<"$serial" | tail -n 1 | cut -c1-120)"
+      stage exhausted "$now" "boot ended without the marker: $(grep -aoE 'failed to load Boot[0-9A-F]+ "[^"]*"[^[:cntrl:]]*|No bootable device|Could not boot[^[:cntrl:]]*|Error: [^[:cntrl:]]*|Nothing to boot[^[:cntrl:]]*|No more network devices' <<<"$serial" | tail -n 1 | cut -c1-120)"
       result=exhausted; break
     fi
     if ! kill -0 "$qemu_pid" 2>/dev/null; then result="qemu-exited"; break; fi
@@ -403,7 +410,7 @@ run_scenario() {
     echo "  recorded $(tcpdump -r "$RECORD/$scenario.pcap" 2>/dev/null | wc -l) DHCP packets -> $RECORD/$scenario.pcap"
   fi
   if [ "$ok" -eq 0 ]; then
-    echo "PASS $scenario/$server in ${SEEN[marker]:-${SEEN[exhausted]:-?}} s${why:+: $why}"
+    echo "PASS $scenario/$server in ${SEEN[marker]:-${SEEN[exhausted]:-$((SECONDS - scenario_t0)) (timeout)}} s${why:+: $why}"
   else
     echo "FAIL $scenario/$server: $why"
     echo "  --- last 40 lines of the serial console ($dir/serial.log)"
