@@ -23,9 +23,9 @@
 typedef struct bp_ctx {
     size_t used, limit;
     int mem_tripped;
-    int armed, budget_tripped;
+    int armed, budget_tripped, timing;
     long long instr_limit, instr_count;
-    double millis, deadline;
+    double cpu_ms, wall_ms, cpu_deadline, wall_deadline;
     void *host;
 } bp_ctx;
 
@@ -69,9 +69,9 @@ size_t bp_memory_used(lua_State *L) { return ctx_of(L)->used; }
 
 /* ---------------------------------------------------------------- CPU budget */
 
-static double now_ms(void) {
+static double now_ms(clockid_t clk) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clk, &ts);
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
@@ -83,22 +83,33 @@ static void bp_hook(lua_State *L, lua_Debug *ar) {
     if (!c->armed) return;
     if (!c->budget_tripped) {
         c->instr_count += BP_HOOK_EVERY;
-        if (c->instr_count <= c->instr_limit && now_ms() < c->deadline) return;
+        /* Clocks start at the first check, so a short call never reads them. CPU time of
+         * this thread is the budget (preemption on a busy host does not count); wall time
+         * is a backstop. */
+        if (!c->timing) {
+            c->timing = 1;
+            c->cpu_deadline = now_ms(CLOCK_THREAD_CPUTIME_ID) + c->cpu_ms;
+            c->wall_deadline = now_ms(CLOCK_MONOTONIC) + c->wall_ms;
+            if (c->instr_count <= c->instr_limit) return;
+        } else if (c->instr_count <= c->instr_limit && now_ms(CLOCK_THREAD_CPUTIME_ID) < c->cpu_deadline &&
+                   now_ms(CLOCK_MONOTONIC) < c->wall_deadline) {
+            return;
+        }
         c->budget_tripped = 1;
         /* From now on fire on every instruction so `pcall` inside the policy cannot
          * swallow the error and keep running. */
         lua_sethook(L, bp_hook, LUA_MASKCOUNT, 1);
     }
     /* Level 0 inside a hook is the Lua function being run: its file:line leads. */
-    raise_at(L, 0, "policy exceeded its budget (%I instructions or %f ms)",
-             (lua_Integer)c->instr_limit, (lua_Number)c->millis);
+    raise_at(L, 0, "policy exceeded its budget (%I instructions, %f ms CPU or %f ms wall clock)",
+             (lua_Integer)c->instr_limit, (lua_Number)c->cpu_ms, (lua_Number)c->wall_ms);
 }
 
 static void arm(bp_ctx *c) {
     c->instr_count = 0;
     c->budget_tripped = 0;
     c->mem_tripped = 0;
-    c->deadline = now_ms() + c->millis;
+    c->timing = 0;
     c->armed = 1;
 }
 
@@ -107,10 +118,11 @@ static void disarm(lua_State *L, bp_ctx *c) {
     if (c->budget_tripped) lua_sethook(L, bp_hook, LUA_MASKCOUNT, BP_HOOK_EVERY);
 }
 
-void bp_set_budget(lua_State *L, long long instructions, double millis) {
+void bp_set_budget(lua_State *L, long long instructions, double cpu_ms, double wall_ms) {
     bp_ctx *c = ctx_of(L);
     c->instr_limit = instructions;
-    c->millis = millis;
+    c->cpu_ms = cpu_ms;
+    c->wall_ms = wall_ms;
 }
 
 /* Message handler for every pcall: the message plus a traceback. */
@@ -561,6 +573,12 @@ static int format_err_k(lua_State *L) {
         return 1;
     }
     if (lua_type(L, 2) == LUA_TSTRING) {
+        /* Raised inside the built-in library: lead with the policy's hook instead. */
+        if (strncmp(lua_tostring(L, 2), "bootpolicy:", 11) == 0) {
+            lua_pushvalue(L, 2);
+            lua_concat(L, 2);
+            return 1;
+        }
         lua_pushvalue(L, 2);
         return 1;
     }
@@ -779,7 +797,8 @@ lua_State *bp_open(void *host, size_t mem_limit, const char *prelude, size_t pre
     c->limit = mem_limit;
     c->host = host;
     c->instr_limit = 10000000;
-    c->millis = 1000;
+    c->cpu_ms = 1000;
+    c->wall_ms = 5000;
     lua_State *L = lua_newstate(bp_alloc, c);
     if (!L) {
         free(c);

@@ -26,7 +26,7 @@ final class LuaState {
             throw PolicyLoadError(file: "bootpolicy", message: msg)
         }
         self.L = L
-        bp_set_budget(L, Int64(limits.instructionBudget), limits.wallClock)
+        bp_set_budget(L, Int64(limits.instructionBudget), limits.cpuTime, limits.wallClock)
     }
 
     deinit { bp_close(L) }

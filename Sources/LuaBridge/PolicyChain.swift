@@ -136,9 +136,7 @@ public final class PolicyChain: BootDecider, @unchecked Sendable {
                 outcome = .passed
                 metrics.count(policy: i, hook: hook, outcome: .passed)
             case Int32(BP_DECIDED):
-                let d = st.topBytes { raw in
-                    (try? LuaWire.decode(raw)).flatMap { BootDecision(normalized: $0, policy: policy.name) }
-                } ?? nil
+                let d = st.topBytes { BootDecision(wire: $0, policy: policy.name) } ?? nil
                 bp_settop(L, reqIdx)
                 if let d {
                     decision = d

@@ -24,7 +24,10 @@ public struct PolicySpec: Sendable, Equatable {
 public struct PolicyLimits: Sendable, Equatable {
     /// Lua VM instructions one hook call may execute (checked every 1,000).
     public var instructionBudget: Int
-    /// Wall-clock milliseconds one hook call may take.
+    /// CPU milliseconds (of the calling thread) one hook call may use. This is the time
+    /// budget proper: a thread preempted on a busy host is not charged for the wait.
+    public var cpuTime: Double
+    /// Wall-clock milliseconds one hook call may take, a backstop well above `cpuTime`.
     public var wallClock: Double
     /// Bytes one Lua state may allocate (all policies of a chain share a state).
     public var memoryBytes: Int
@@ -32,10 +35,11 @@ public struct PolicyLimits: Sendable, Equatable {
     public var states: Int
 
     public init(
-        instructionBudget: Int = 2_000_000, wallClock: Double = 20, memoryBytes: Int = 32 << 20,
-        states: Int = PolicyLimits.defaultStates
+        instructionBudget: Int = 2_000_000, cpuTime: Double = 20, wallClock: Double = 250,
+        memoryBytes: Int = 32 << 20, states: Int = PolicyLimits.defaultStates
     ) {
         self.instructionBudget = max(1_000, instructionBudget)
+        self.cpuTime = max(0.1, cpuTime)
         self.wallClock = max(0.1, wallClock)
         self.memoryBytes = max(1 << 20, memoryBytes)
         self.states = max(1, states)

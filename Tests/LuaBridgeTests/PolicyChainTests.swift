@@ -182,7 +182,7 @@ import Testing
 
     @Test func infiniteLoopIsCutQuickly() throws {
         let c = try chain(TestPolicies.spec("loop.lua"), TestPolicies.spec("default.lua"),
-                          limits: PolicyLimits(instructionBudget: 100_000_000, wallClock: 20, states: 1))
+                          limits: PolicyLimits(instructionBudget: 100_000_000, cpuTime: 20, wallClock: 40, states: 1))
         for req in [TestPolicies.dhcp(), BootRequest(kind: .tftp, mac: "52:54:00:12:34:56", path: "x")] {
             let t0 = DispatchTime.now().uptimeNanoseconds
             let r = c.decideTraced(req)
@@ -196,7 +196,7 @@ import Testing
         }
         #expect(c.decide(TestPolicies.dhcp())?.filename == "undionly.kpxe")
         // The instruction budget trips too, long before the clock.
-        let i = try chain(TestPolicies.spec("loop.lua"), limits: PolicyLimits(instructionBudget: 10_000, wallClock: 10_000, states: 1))
+        let i = try chain(TestPolicies.spec("loop.lua"), limits: PolicyLimits(instructionBudget: 10_000, cpuTime: 10_000, wallClock: 10_000, states: 1))
         let t0 = DispatchTime.now().uptimeNanoseconds
         guard case .budgetExceeded = i.decideTraced(TestPolicies.dhcp()).steps[0].outcome else {
             Issue.record("expected budget"); return
@@ -206,7 +206,7 @@ import Testing
 
     @Test func allocationBombHitsTheMemoryCap() throws {
         let c = try chain(TestPolicies.spec("alloc_bomb.lua"), TestPolicies.spec("files.lua"),
-                          limits: PolicyLimits(wallClock: 5_000, memoryBytes: 8 << 20, states: 1))
+                          limits: PolicyLimits(cpuTime: 5_000, wallClock: 5_000, memoryBytes: 8 << 20, states: 1))
         let r = c.decideTraced(TestPolicies.dhcp())
         #expect(r.decision == nil)
         guard case .memoryExceeded(let msg) = r.steps[0].outcome else { Issue.record("got \(r.steps)"); return }
@@ -311,10 +311,11 @@ import Testing
                         why.append("\(mac) \(i): \(r.steps)")
                     }
                 default:
-                    let d = c.decide(BootRequest(kind: .http, mac: mac, path: "/boot.ipxe", query: ["host": "h\(i)"]))
+                    let r = c.decideTraced(BootRequest(kind: .http, mac: mac, path: "/boot.ipxe", query: ["host": "h\(i)"]))
+                    let d = r.decision
                     if d?.ipxeScript?.contains("hostname=h\(i)\n") != true || d?.ipxeScript?.contains(mac) != true {
                         bad += 1
-                        why.append("\(mac) \(i): \(String(describing: d))")
+                        why.append("\(mac) \(i): \(r.steps)")
                     }
                 }
             }

@@ -42,8 +42,9 @@ void bp_set_host_fn(bp_host_fn fn);
 lua_State *bp_open(void *host, size_t mem_limit, const char *prelude, size_t prelude_len,
                    char **err);
 void bp_close(lua_State *L);
-/* Per-call budget: `instructions` VM instructions and `millis` wall-clock milliseconds. */
-void bp_set_budget(lua_State *L, long long instructions, double millis);
+/* Per-call budget: `instructions` VM instructions, `cpu_ms` CPU milliseconds of the calling
+ * thread, `wall_ms` wall-clock milliseconds (a backstop against a starved thread). */
+void bp_set_budget(lua_State *L, long long instructions, double cpu_ms, double wall_ms);
 /* Memory in use by the state, in bytes. */
 size_t bp_memory_used(lua_State *L);
 
