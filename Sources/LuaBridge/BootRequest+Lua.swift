@@ -1,0 +1,174 @@
+import Protocols
+
+extension BootRequest {
+    /// Writes the request table (snake_case fields, options excluded: they are decoded only
+    /// when a hook reads `req.options`).
+    func encodeLua(into w: inout LuaWire.Writer) {
+        let mark = w.beginTable()
+        var n = 0
+        @inline(__always) func key(_ k: StaticString) {
+            w.bytes.append(UInt8(ascii: "s"))
+            w.u32(UInt32(k.utf8CodeUnitCount))
+            w.bytes.append(contentsOf: UnsafeBufferPointer(start: k.utf8Start, count: k.utf8CodeUnitCount))
+            n += 1
+        }
+        key("kind"); w.string(kind.rawValue)
+        key("mac"); w.string(mac)
+        key("firmware"); w.string(firmware.rawValue)
+        key("ipxe"); w.bool(isIPXE)
+        if let xid { key("xid"); w.int(Int64(xid)) }
+        if let messageType { key("message_type"); w.string(messageType) }
+        if let arch { key("arch"); w.string(arch) }
+        if let archCode { key("arch_code"); w.int(Int64(archCode)) }
+        if let vendorClass { key("vendor_class"); w.string(vendorClass) }
+        key("user_class")
+        let uc = w.beginTable()
+        for (i, c) in userClass.enumerated() { w.int(Int64(i + 1)); w.string(c) }
+        w.endTable(uc, count: userClass.count)
+        key("ipxe_features")
+        let f = w.beginTable()
+        for (k, v) in ipxeFeatures { w.string(k); w.int(Int64(v)) }
+        w.endTable(f, count: ipxeFeatures.count)
+        if let uuid { key("uuid"); w.string(uuid) }
+        if let hostname { key("hostname"); w.string(hostname) }
+        if let relay {
+            key("relay")
+            let r = w.beginTable()
+            var rn = 1
+            w.string("giaddr"); w.string(relay.giaddr)
+            if let c = relay.circuitID { w.string("circuit_id"); w.string(c); rn += 1 }
+            if let c = relay.remoteID { w.string("remote_id"); w.string(c); rn += 1 }
+            w.endTable(r, count: rn)
+        }
+        if let interface { key("interface"); w.string(interface) }
+        if let clientAddress { key("client_address"); w.string(clientAddress) }
+        if let serverAddress { key("server_address"); w.string(serverAddress) }
+        if let serverPort { key("server_port"); w.int(Int64(serverPort)) }
+        if let path { key("path"); w.string(path) }
+        key("query")
+        let q = w.beginTable()
+        for (k, v) in query { w.string(k); w.string(v) }
+        w.endTable(q, count: query.count)
+        w.endTable(mark, count: n)
+    }
+
+    func encodeLuaOptions(into w: inout LuaWire.Writer) {
+        let m = w.beginTable()
+        for (code, bytes) in options { w.int(Int64(code)); w.string(bytes: bytes) }
+        w.endTable(m, count: options.count)
+    }
+
+    /// The request as a plain Lua value including options (test runner).
+    var luaValue: LuaWire.Value {
+        var w = LuaWire.Writer()
+        encodeLua(into: &w)
+        guard case .table(var pairs) = (try? w.bytes.withUnsafeBytes { try LuaWire.decode($0) }) ?? .none
+        else { return .table([]) }
+        pairs.append((.string(Array("options".utf8)),
+                      .table(options.sorted { $0.key < $1.key }.map { (.int(Int64($0.key)), .string($0.value)) })))
+        return .table(pairs)
+    }
+
+    /// Builds a request from a Lua table (policy tests' `request{...}`); errors name the field.
+    init(lua v: LuaWire.Value) throws(LuaHost.HostError) {
+        guard case .table(let pairs) = v else { throw .init("request: expected a table") }
+        self.init(kind: .dhcp)
+        func str(_ k: String, _ v: LuaWire.Value) throws(LuaHost.HostError) -> String {
+            guard let s = v.text else { throw .init("request.\(k): expected string, got \(v.typeName)") }
+            return s
+        }
+        func int(_ k: String, _ v: LuaWire.Value) throws(LuaHost.HostError) -> Int64 {
+            switch v {
+            case .int(let i): return i
+            case .double(let d) where d == d.rounded(): return Int64(d)
+            default: throw .init("request.\(k): expected integer, got \(v.typeName)")
+            }
+        }
+        func strings(_ k: String, _ v: LuaWire.Value) throws(LuaHost.HostError) -> [(LuaWire.Value, String)] {
+            guard case .table(let p) = v else { throw .init("request.\(k): expected table, got \(v.typeName)") }
+            var out: [(LuaWire.Value, String)] = []
+            for (pk, pv) in p {
+                guard let s = pv.text else { throw .init("request.\(k): values must be strings, got \(pv.typeName)") }
+                out.append((pk, s))
+            }
+            return out
+        }
+        for (k, val) in pairs {
+            guard let key = k.text else { throw .init("request: keys must be field names") }
+            switch key {
+            case "kind":
+                let s = try str(key, val)
+                guard let kd = Kind(rawValue: s) else { throw .init("request.kind: expected dhcp, tftp or http, got '\(s)'") }
+                kind = kd
+            case "mac":
+                let s = try str(key, val)
+                guard let m = PolicyStateStore.normalize(mac: s) else { throw .init("request.mac: not a MAC address: '\(s)'") }
+                mac = m
+            case "xid":
+                let i = try int(key, val)
+                guard let x = UInt32(exactly: i) else { throw .init("request.xid: out of range") }
+                xid = x
+            case "message_type": messageType = try str(key, val)
+            case "arch": arch = try str(key, val)
+            case "arch_code":
+                let i = try int(key, val)
+                guard let a = UInt16(exactly: i) else { throw .init("request.arch_code: out of range") }
+                archCode = a
+            case "firmware":
+                let s = try str(key, val)
+                guard let f = Firmware(rawValue: s) else {
+                    throw .init("request.firmware: expected bios, uefi, ipxe, http-boot or unknown, got '\(s)'")
+                }
+                firmware = f
+            case "vendor_class": vendorClass = try str(key, val)
+            case "user_class":
+                userClass = try strings(key, val).sorted { a, b in
+                    if case .int(let x) = a.0, case .int(let y) = b.0 { return x < y }
+                    return false
+                }.map(\.1)
+            case "ipxe":
+                guard case .bool(let b) = val else { throw .init("request.ipxe: expected boolean, got \(val.typeName)") }
+                isIPXE = b
+            case "ipxe_features":
+                guard case .table(let p) = val else { throw .init("request.ipxe_features: expected table, got \(val.typeName)") }
+                var fs: [String: Int] = [:]
+                for (fk, fv) in p {
+                    guard let name = fk.text else { throw .init("request.ipxe_features: keys must be names") }
+                    fs[name] = Int(try int("ipxe_features.\(name)", fv))
+                }
+                ipxeFeatures = fs
+            case "uuid": uuid = try str(key, val)
+            case "hostname": hostname = try str(key, val)
+            case "relay":
+                guard case .table = val else { throw .init("request.relay: expected table, got \(val.typeName)") }
+                guard let g = val["giaddr"]?.text else { throw .init("request.relay.giaddr: expected string") }
+                relay = Relay(giaddr: g, circuitID: val["circuit_id"]?.text, remoteID: val["remote_id"]?.text)
+            case "interface": interface = try str(key, val)
+            case "client_address": clientAddress = try str(key, val)
+            case "server_address": serverAddress = try str(key, val)
+            case "server_port": serverPort = Int(try int(key, val))
+            case "path": path = try str(key, val)
+            case "query":
+                var q: [String: String] = [:]
+                for (qk, qv) in try strings(key, val) {
+                    guard let name = qk.text else { throw .init("request.query: keys must be strings") }
+                    q[name] = qv
+                }
+                query = q
+            case "options":
+                guard case .table(let p) = val else { throw .init("request.options: expected table, got \(val.typeName)") }
+                var o: [UInt8: [UInt8]] = [:]
+                for (ok, ov) in p {
+                    guard case .int(let c) = ok, let code = UInt8(exactly: c) else {
+                        throw .init("request.options: keys must be option codes 0..255")
+                    }
+                    guard case .string(let b) = ov else { throw .init("request.options[\(c)]: expected string, got \(ov.typeName)") }
+                    o[code] = b
+                }
+                options = o
+            default:
+                throw .init("request: unknown field '\(key)'")
+            }
+        }
+    }
+}

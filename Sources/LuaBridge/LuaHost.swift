@@ -1,0 +1,111 @@
+import CLuaShim
+import Foundation
+import Logging
+
+/// What Lua code reaches in Swift (log, state, and for test files the test API). Called from
+/// the C trampoline on the thread that holds the Lua state; never touches the lua_State and
+/// never throws across C: failures come back as `.failure(message)` and C raises them.
+class LuaHost {
+    enum Op: Int32 {
+        case log = 1, stateGet = 2, stateSet = 3, stateClear = 4
+        case testChain = 10, testRun = 11, testFixture = 12, testResult = 13, testRequest = 14
+    }
+
+    let logger: Logger
+    let store: PolicyStateStore
+    /// While loading the second and later states of a pool, the policy's top-level log lines
+    /// would repeat once per state; they are dropped.
+    var quiet = false
+
+    init(logger: Logger, store: PolicyStateStore) {
+        self.logger = logger
+        self.store = store
+    }
+
+    func call(_ op: Op, _ args: LuaWire.Value) -> Result<LuaWire.Value?, HostError> {
+        switch op {
+        case .log:
+            if quiet { return .success(nil) }
+            let level: Logger.Level
+            switch args[1] {
+            case .int(0): level = .debug
+            case .int(2): level = .warning
+            case .int(3): level = .error
+            default: level = .info
+            }
+            let policy = args[2]?.text ?? "?"
+            var at = args[0]?.text ?? ""
+            if at.hasSuffix(": ") { at.removeLast(2) }
+            logger.log(
+                level: level, "\(args[3]?.text ?? "")",
+                metadata: ["policy": "\(policy)", "at": "\(at)"])
+            return .success(nil)
+        case .stateGet:
+            guard let mac = args[1]?.text, let values = store.get(mac: mac) else { return .success(nil) }
+            return .success(PolicyValue.table(values).wire)
+        case .stateSet:
+            guard let mac = args[1]?.text, case .table(let pairs)? = args[2] else {
+                return .failure(HostError("state.set: expected (mac, table, ttl?)"))
+            }
+            var values: [String: PolicyValue] = [:]
+            for (k, v) in pairs {
+                guard let key = k.text else { return .failure(HostError("state.set: keys must be strings")) }
+                guard let value = PolicyValue(flat: v) else {
+                    return .failure(HostError("state.set: value of '\(key)' must be a string, number or boolean, got \(v.typeName)"))
+                }
+                values[key] = value
+            }
+            var ttl: TimeInterval?
+            switch args[3] {
+            case .int(let i)?: ttl = TimeInterval(i)
+            case .double(let d)?: ttl = d
+            default: ttl = nil
+            }
+            store.set(mac: mac, values, ttl: ttl)
+            return .success(nil)
+        case .stateClear:
+            if let mac = args[1]?.text { store.clear(mac: mac) }
+            return .success(nil)
+        default:
+            return .failure(HostError("operation not available here"))
+        }
+    }
+
+    struct HostError: Error {
+        var message: String
+        init(_ m: String) { message = m }
+    }
+
+    static let installed: Void = {
+        bp_set_host_fn { host, op, input, inlen, out, outlen in
+            guard let host, let out, let outlen else { return 1 }
+            let me = Unmanaged<LuaHost>.fromOpaque(host).takeUnretainedValue()
+            func give(_ bytes: [UInt8]) {
+                let p = malloc(max(1, bytes.count))!.assumingMemoryBound(to: UInt8.self)
+                bytes.withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: bytes.count) }
+                out.pointee = p
+                outlen.pointee = bytes.count
+            }
+            guard let kind = Op(rawValue: op),
+                let args = try? LuaWire.decode(UnsafeRawBufferPointer(start: input, count: inlen))
+            else {
+                give(Array("bad host call".utf8))
+                return 1
+            }
+            switch me.call(kind, args) {
+            case .success(nil):
+                out.pointee = nil
+                outlen.pointee = 0
+                return 0
+            case .success(let v?):
+                var w = LuaWire.Writer(capacity: 64)
+                w.value(v)
+                give(w.bytes)
+                return 0
+            case .failure(let e):
+                give(Array(e.message.utf8))
+                return 1
+            }
+        }
+    }()
+}

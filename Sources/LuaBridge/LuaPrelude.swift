@@ -1,0 +1,400 @@
+/// Lua code run once in every state before the sandbox closes. It receives the internals
+/// (`host` trampoline, `read_module`, the real `load`, a count-only `collectgarbage`) and
+/// returns the environment factories. Policies never see the internals.
+enum LuaPrelude {
+    static let source = #"""
+local I = ...
+local host, read_module, real_load, gc_count = I.host, I.read_module, I.load, I.collectgarbage
+local type, tostring, tonumber, select, error, pairs, ipairs = type, tostring, tonumber, select, error, pairs, ipairs
+local setmetatable, getmetatable, rawget, pcall, next = setmetatable, getmetatable, rawget, pcall, next
+local math_type, tointeger = math.type, math.tointeger
+local sfmt, sbyte, concat = string.format, string.byte, table.concat
+local OP_LOG, OP_GET, OP_SET, OP_CLEAR = 1, 2, 3, 4
+local OP_CHAIN, OP_RUN, OP_FIXTURE, OP_RESULT, OP_REQUEST = 10, 11, 12, 13, 14
+
+local LIBS = { string = string, table = table, math = math, utf8 = utf8 }
+local BASE = { "assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget",
+  "rawlen", "rawset", "select", "setmetatable", "getmetatable", "tonumber", "tostring",
+  "type", "xpcall", "_VERSION" }
+local G = {}
+for _, k in ipairs(BASE) do G[k] = _G[k] end
+
+local function copy(t) local r = {} for k, v in pairs(t) do r[k] = v end return r end
+
+-- mac ---------------------------------------------------------------------------------
+local mac = {}
+local function hex12(m)
+  if type(m) ~= "string" then return nil end
+  local h = m:lower():gsub("[:%-%.]", "")
+  if #h ~= 12 or h:find("[^0-9a-f]") then return nil end
+  return h
+end
+local function need_mac(m, fn, level)
+  local h = hex12(m)
+  if not h then error(sfmt("%s: not a MAC address: %s", fn, tostring(m)), level + 1) end
+  return h
+end
+local function join(h, sep) return (h:gsub("..", "%0" .. sep):sub(1, -1 - #sep)) end
+function mac.hexraw(m) return need_mac(m, "mac.hexraw", 2) end
+function mac.hexhyp(m) return join(need_mac(m, "mac.hexhyp", 2), "-") end
+function mac.colon(m) return join(need_mac(m, "mac.colon", 2), ":") end
+function mac.normalize(m) return join(need_mac(m, "mac.normalize", 2), ":") end
+function mac.valid(m) return hex12(m) ~= nil end
+
+-- state ---------------------------------------------------------------------------------
+local state = {}
+function state.get(m) return host(OP_GET, join(need_mac(m, "state.get", 2), ":")) end
+function state.set(m, t, ttl)
+  local key = join(need_mac(m, "state.set", 2), ":")
+  if type(t) ~= "table" then error("state.set: expected a table as second argument, got " .. type(t), 2) end
+  if ttl ~= nil and (type(ttl) ~= "number" or ttl <= 0) then
+    error("state.set: ttl must be a positive number of seconds", 2)
+  end
+  return host(OP_SET, key, t, ttl)
+end
+function state.clear(m) return host(OP_CLEAR, join(need_mac(m, "state.clear", 2), ":")) end
+
+-- ipxe ----------------------------------------------------------------------------------
+-- iPXE splits a line on whitespace (no quote characters exist), treats a token starting
+-- with '#' as a comment and the tokens '||', '&&', ';' as separators, then expands
+-- ${setting} inside each token, rescanning until no ${...} remains. So a literal byte that
+-- would split or end the command is written as ${bpqXX:string}, a helper setting holding
+-- that byte (set once at the top of the script by render()); an empty argument is
+-- ${bpq-empty} (unset, so ""). A literal "${...}" cannot survive expansion: refused.
+local ipxe = {}
+local VAR = { __name = "ipxe.var" }
+local RAW = { __name = "ipxe.text" }
+local quote
+VAR.__tostring = function(v) return "${" .. v.name .. "}" end
+RAW.__tostring = function(v) return v.text end
+-- "literal" .. ipxe.var("x") .. "literal": the strings are quoted, the var stays live.
+local function cat(a, b) return setmetatable({ text = quote(a, 2) .. quote(b, 2) }, RAW) end
+VAR.__concat, RAW.__concat = cat, cat
+function ipxe.var(name)
+  if type(name) ~= "string" or not name:find("^[%w_%-%./:]+$") then
+    error("ipxe.var: invalid setting name " .. tostring(name), 2)
+  end
+  return setmetatable({ name = name }, VAR)
+end
+local function esc(c) return sfmt("${bpq%02x:string}", sbyte(c)) end
+quote = function(s, level)
+  local mt = getmetatable(s)
+  if mt == VAR then return "${" .. s.name .. "}" end
+  if mt == RAW then return s.text end
+  local ts = type(s)
+  if ts == "number" then s = tostring(tointeger(s) or s)
+  elseif ts == "boolean" then s = tostring(s)
+  elseif ts ~= "string" then error("ipxe.quote: expected string, number or ipxe.var(), got " .. ts, level + 1) end
+  if s == "" then return "${bpq-empty}" end
+  if s:find("%${.-}") then
+    error(sfmt("ipxe.quote: %q contains '${...}', which iPXE would always expand; use ipxe.var(name) for settings", s), level + 1)
+  end
+  local out = s:gsub("[%s%z]", esc)
+  if out:sub(1, 1) == "#" then out = esc("#") .. out:sub(2) end
+  if out == "||" or out == "&&" or out == ";" then out = esc(out:sub(1, 1)) .. out:sub(2) end
+  if out:sub(-1) == "\\" then out = out:sub(1, -2) .. esc("\\") end
+  return out
+end
+function ipxe.quote(s) return quote(s, 2) end
+
+local Script = {}
+Script.__index = Script
+Script.__name = "ipxe.script"
+function ipxe.script() return setmetatable({ lines = {} }, Script) end
+local function cmd_name(c, level)
+  if type(c) ~= "string" or not c:find("^[%w_%-]+$") then
+    error("ipxe: invalid command name " .. tostring(c), level + 1)
+  end
+  return c
+end
+-- Appends `command arg...`; a first argument starting with '-' gets "--" before it so
+-- iPXE's getopt does not read it as an option.
+local function emit(self, level, command, ...)
+  local parts = { command }
+  local n = select("#", ...)
+  for i = 1, n do
+    local q = quote((select(i, ...)), level + 1)
+    if i == 1 and q:sub(1, 1) == "-" then parts[#parts + 1] = "--" end
+    parts[#parts + 1] = q
+  end
+  self.lines[#self.lines + 1] = concat(parts, " ")
+  return self
+end
+-- Words split on single spaces so the text reads naturally and spacing survives.
+local function words(text, level)
+  if type(text) ~= "string" then return { text } end
+  local t = {}
+  for w in (text .. " "):gmatch("(.-) ") do t[#t + 1] = w end
+  return t
+end
+function Script:line(command, ...) return emit(self, 2, cmd_name(command, 2), ...) end
+function Script:raw(text)
+  if type(text) ~= "string" then error("ipxe: raw expects a string", 2) end
+  self.lines[#self.lines + 1] = text
+  return self
+end
+function Script:comment(text) return self:raw("# " .. tostring(text):gsub("[\r\n]", " ")) end
+function Script:set(name, value)
+  if type(name) ~= "string" or not name:find("^[%w_%-%./:]+$") then error("ipxe: invalid setting name " .. tostring(name), 2) end
+  if getmetatable(value) == VAR or getmetatable(value) == RAW or type(value) ~= "string" then return emit(self, 2, "set", name, value) end
+  local w = words(value, 2)
+  local parts = { "set", name }
+  for _, x in ipairs(w) do parts[#parts + 1] = quote(x, 2) end
+  self.lines[#self.lines + 1] = concat(parts, " ")
+  return self
+end
+function Script:echo(text)
+  local parts = { "echo" }
+  for i, x in ipairs(words(text == nil and "" or text, 2)) do
+    local q = quote(x, 2)
+    if i == 1 and q:sub(1, 1) == "-" then parts[#parts + 1] = "--" end
+    parts[#parts + 1] = q
+  end
+  self.lines[#self.lines + 1] = concat(parts, " ")
+  return self
+end
+function Script:kernel(url, ...) return emit(self, 2, "kernel", url, ...) end
+function Script:initrd(url, name)
+  if name ~= nil then return emit(self, 2, "initrd", "--name", name, url) end
+  return emit(self, 2, "initrd", url)
+end
+function Script:chain(url, ...) return emit(self, 2, "chain", url, ...) end
+function Script:imgfetch(url, ...) return emit(self, 2, "imgfetch", url, ...) end
+function Script:boot(...) return emit(self, 2, "boot", ...) end
+function Script:dhcp() return emit(self, 2, "dhcp") end
+local function int_arg(v, what)
+  local i = tointeger(v)
+  if not i or i < 0 then error(sfmt("ipxe: %s expects a non-negative integer, got %s", what, tostring(v)), 3) end
+  return i
+end
+function Script:exit(code)
+  if code == nil then return emit(self, 2, "exit") end
+  return emit(self, 2, "exit", int_arg(code, "exit"))
+end
+function Script:sleep(s) return emit(self, 2, "sleep", int_arg(s, "sleep")) end
+function Script:label(name)
+  if type(name) ~= "string" or not name:find("^[%w_%-]+$") then error("ipxe: invalid label " .. tostring(name), 2) end
+  self.lines[#self.lines + 1] = ":" .. name
+  return self
+end
+function Script:go(label)
+  if type(label) ~= "string" or not label:find("^[%w_%-]+$") then
+    if getmetatable(label) ~= VAR then error("ipxe: invalid label " .. tostring(label), 2) end
+  end
+  return emit(self, 2, "goto", label)
+end
+function Script:menu(title)
+  if title == nil then return emit(self, 2, "menu") end
+  local parts = { "menu" }
+  for _, x in ipairs(words(title, 2)) do parts[#parts + 1] = quote(x, 2) end
+  self.lines[#self.lines + 1] = concat(parts, " ")
+  return self
+end
+-- item(label, text, {key=, default=true, gap=true})
+function Script:item(label, text, opts)
+  local parts = { "item" }
+  opts = opts or {}
+  if opts.key then parts[#parts + 1] = "--key " .. quote(opts.key, 2) end
+  if opts.default then parts[#parts + 1] = "--default" end
+  if opts.gap or label == nil then
+    parts[#parts + 1] = "--gap"
+  else
+    if type(label) ~= "string" or not label:find("^[%w_%-]+$") then error("ipxe: invalid item label " .. tostring(label), 2) end
+    parts[#parts + 1] = label
+  end
+  if text ~= nil then for _, x in ipairs(words(text, 2)) do parts[#parts + 1] = quote(x, 2) end end
+  if #parts >= 2 and parts[2]:sub(1, 1) == "-" and parts[2]:sub(1, 2) ~= "--" then table.insert(parts, 2, "--") end
+  self.lines[#self.lines + 1] = concat(parts, " ")
+  return self
+end
+-- choose(var, {default=, timeout=ms})
+function Script:choose(var, opts)
+  if type(var) ~= "string" or not var:find("^[%w_%-%./:]+$") then error("ipxe: invalid setting name " .. tostring(var), 2) end
+  local parts = { "choose" }
+  opts = opts or {}
+  if opts.default ~= nil then parts[#parts + 1] = "--default " .. quote(opts.default, 2) end
+  if opts.timeout ~= nil then parts[#parts + 1] = "--timeout " .. int_arg(opts.timeout, "choose timeout") end
+  parts[#parts + 1] = var
+  self.lines[#self.lines + 1] = concat(parts, " ")
+  return self
+end
+function Script:render()
+  local body = concat(self.lines, "\n")
+  local used, pre = {}, {}
+  for hx in body:gmatch("%${bpq(%x%x):string}") do
+    if not used[hx] then used[hx] = true; pre[#pre + 1] = "set bpq" .. hx .. ":hex " .. hx end
+  end
+  table.sort(pre)
+  if #pre > 0 then body = concat(pre, "\n") .. "\n" .. body end
+  return "#!ipxe\n" .. body .. (body == "" and "" or "\n")
+end
+Script.__tostring = Script.render
+
+-- log -----------------------------------------------------------------------------------
+local function fmt(...)
+  local n = select("#", ...)
+  if n == 0 then return "" end
+  local f = ...
+  if n == 1 then return tostring(f) end
+  if type(f) ~= "string" then
+    local t = {}
+    for i = 1, n do t[i] = tostring((select(i, ...))) end
+    return concat(t, " ")
+  end
+  local ok, s = pcall(sfmt, ...)
+  if not ok then error("log: " .. tostring(s), 3) end
+  return s
+end
+local LEVELS = { debug = 0, info = 1, warn = 2, error = 3 }
+local function make_log(pname)
+  local log = {}
+  for lname, lv in pairs(LEVELS) do
+    log[lname] = function(...) return host(OP_LOG, lv, pname, fmt(...)) end
+  end
+  return setmetatable(log, { __call = function(_, ...) return host(OP_LOG, 1, pname, fmt(...)) end })
+end
+
+-- environments --------------------------------------------------------------------------
+local P = {}
+local function base_env(pname, config, dir)
+  local env = copy(G)
+  for k, v in pairs(LIBS) do env[k] = copy(v) end
+  env._G = env
+  env.collectgarbage = gc_count
+  env.config = config
+  local log = make_log(pname)
+  env.log = log
+  env.print = function(...)
+    local t = {}
+    for i = 1, select("#", ...) do t[i] = tostring((select(i, ...))) end
+    return host(OP_LOG, 1, pname, concat(t, "\t"))
+  end
+  env.mac = copy(mac)
+  env.state = copy(state)
+  env.ipxe = copy(ipxe)
+  local cache, loading = {}, {}
+  env.require = function(name)
+    if type(name) ~= "string" then error("require: expected a module name, got " .. type(name), 2) end
+    local hit = cache[name]
+    if hit ~= nil then return hit end
+    if loading[name] then error("require: module '" .. name .. "' requires itself", 2) end
+    local src, path = read_module(dir, name)
+    if not src then error("require: " .. path, 2) end
+    local chunk, err = real_load(src, "@" .. name .. ".lua", "t", env)
+    if not chunk then error("require: " .. err, 2) end
+    loading[name] = true
+    local ok, res = pcall(chunk, name)
+    loading[name] = nil
+    if not ok then error(res, 0) end
+    if res == nil then res = true end
+    cache[name] = res
+    return res
+  end
+  return env
+end
+P.make_env = base_env
+
+-- policy tests --------------------------------------------------------------------------
+local function show(v, depth)
+  depth = depth or 0
+  if type(v) == "string" then return sfmt("%q", v) end
+  if type(v) ~= "table" or depth > 2 then return tostring(v) end
+  if getmetatable(v) == Script then return sfmt("%q", v:render()) end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local t = {}
+  for _, k in ipairs(keys) do
+    local ks = type(k) == "string" and k:find("^[%a_][%w_]*$") and k or "[" .. show(k) .. "]"
+    t[#t + 1] = ks .. "=" .. show(v[k], depth + 1)
+  end
+  return "{" .. concat(t, ", ") .. "}"
+end
+local function deep_eq(a, b)
+  if a == b then return true end
+  if type(a) ~= "table" or type(b) ~= "table" then return false end
+  for k, v in pairs(a) do if not deep_eq(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+local function summary(req)
+  if type(req) ~= "table" then return "" end
+  local t = { tostring(req.kind) }
+  for _, k in ipairs({ "message_type", "mac", "arch", "firmware", "path" }) do
+    if req[k] ~= nil then t[#t + 1] = k .. "=" .. tostring(req[k]) end
+  end
+  if req.ipxe then t[#t + 1] = "ipxe" end
+  return concat(t, " ")
+end
+
+function P.make_test_env(pname, config, dir)
+  local env = base_env(pname, config, dir)
+  local last_req
+  local function fail(msg, level)
+    local s = msg
+    if last_req then s = s .. "\n    request: " .. summary(last_req) end
+    error(s, level + 1)
+  end
+  local function label(msg) return msg and (tostring(msg) .. ": ") or "" end
+  function env.eq(got, want, msg)
+    if not deep_eq(got, want) then
+      fail(sfmt("%sexpected %s\n    got      %s", label(msg), show(want), show(got)), 2)
+    end
+  end
+  function env.is_nil(v, msg) if v ~= nil then fail(label(msg) .. "expected nil, got " .. show(v), 2) end end
+  function env.is_true(v, msg) if not v then fail(label(msg) .. "expected a true value, got " .. show(v), 2) end end
+  function env.contains(hay, needle, msg)
+    if type(hay) == "string" and type(needle) == "string" then
+      if not hay:find(needle, 1, true) then fail(sfmt("%sexpected %s to contain %s", label(msg), show(hay), show(needle)), 2) end
+      return
+    end
+    if type(hay) == "table" then
+      for _, v in pairs(hay) do if deep_eq(v, needle) then return end end
+    end
+    fail(sfmt("%sexpected %s to contain %s", label(msg), show(hay), show(needle)), 2)
+  end
+  function env.silent(d, msg) if d ~= nil then fail(label(msg) .. "expected no decision, got " .. show(d), 2) end end
+  function env.request(t)
+    if type(t) ~= "table" then error("request: expected a table", 2) end
+    return host(OP_REQUEST, t)
+  end
+  function env.fixture(path, overrides)
+    if type(path) ~= "string" then error("fixture: expected a path", 2) end
+    local req = host(OP_FIXTURE, path)
+    if overrides ~= nil then
+      if type(overrides) ~= "table" then error("fixture: overrides must be a table", 2) end
+      for k, v in pairs(overrides) do req[k] = v end
+      req = host(OP_REQUEST, req)
+    end
+    return req
+  end
+  local Chain = {}
+  Chain.__index = Chain
+  local function run(kind)
+    return function(self, req)
+      if type(req) ~= "table" then error("chain:" .. kind .. ": expected a request table", 2) end
+      local r = copy(req)
+      r.kind = kind
+      last_req = r
+      return host(OP_RUN, self.id, r)
+    end
+  end
+  Chain.dhcp, Chain.tftp, Chain.http = run("dhcp"), run("tftp"), run("http")
+  function env.policy_chain(list)
+    if type(list) ~= "table" then error("policy_chain: expected a list of {file=, config=}", 2) end
+    return setmetatable({ id = host(OP_CHAIN, list) }, Chain)
+  end
+  function env.test(name, fn)
+    if type(name) ~= "string" or type(fn) ~= "function" then error("test: expected test(name, function)", 2) end
+    last_req = nil
+    local ok, err = xpcall(fn, function(m)
+      return tostring(m)
+    end)
+    host(OP_RESULT, name, ok, ok and nil or err)
+  end
+  return env
+end
+
+return P
+"""#
+}

@@ -1,0 +1,71 @@
+import CLuaShim
+import Foundation
+
+/// One sandboxed lua_State holding every policy of a chain. Used by one thread at a time
+/// (callers take `lock`).
+final class LuaState {
+    let L: OpaquePointer
+    let lock = NSLock()
+    let host: LuaHost
+    /// Registry refs per policy: [dhcp, tftp, http] (LUA_NOREF when absent).
+    var hooks: [[Int32]] = []
+    var request = LuaWire.Writer(capacity: 512)
+    var options = LuaWire.Writer(capacity: 512)
+
+    init(host: LuaHost, limits: PolicyLimits) throws(PolicyLoadError) {
+        _ = LuaHost.installed
+        self.host = host
+        var err: UnsafeMutablePointer<CChar>?
+        let src = LuaPrelude.source
+        let opened: OpaquePointer? = src.withCString { p in
+            bp_open(Unmanaged.passUnretained(host).toOpaque(), limits.memoryBytes, p, strlen(p), &err)
+        }
+        guard let L = opened else {
+            let msg = err.map { String(cString: $0) } ?? "cannot create Lua state"
+            free(err)
+            throw PolicyLoadError(file: "bootpolicy", message: msg)
+        }
+        self.L = L
+        bp_set_budget(L, Int64(limits.instructionBudget), limits.cpuTime, limits.wallClock)
+    }
+
+    deinit { bp_close(L) }
+
+    /// Loads one policy (or test file) from source text; returns the policy's `name` field.
+    func load(source: [UInt8], file: String, path: String, dir: String, policyName: String,
+              config: [String: PolicyValue], test: Bool = false) throws(PolicyLoadError) -> String?
+    {
+        var cfg = LuaWire.Writer(capacity: 128)
+        cfg.value(PolicyValue.table(config).wire)
+        var refs: [Int32] = [0, 0, 0]
+        var name: UnsafeMutablePointer<CChar>?
+        let base = bp_gettop(L)
+        let rc = source.withUnsafeBufferPointer { src in
+            cfg.bytes.withUnsafeBufferPointer { c in
+                src.withMemoryRebound(to: CChar.self) { s in
+                    bp_load_policy(L, "@" + file, s.baseAddress, s.count, dir, policyName,
+                                   c.baseAddress, c.count, test ? 1 : 0, &refs, &name)
+                }
+            }
+        }
+        defer { bp_settop(L, base) }
+        if rc != 0 {
+            throw PolicyLoadError.parse(topString() ?? "unknown error", file: file, path: path)
+        }
+        hooks.append(refs)
+        defer { free(name) }
+        return name.map { String(cString: $0) }
+    }
+
+    func topString() -> String? {
+        var len = 0
+        guard let p = bp_tostring(L, -1, &len) else { return nil }
+        return String(decoding: UnsafeRawBufferPointer(start: p, count: len), as: UTF8.self)
+    }
+
+    func topBytes<T>(_ body: (UnsafeRawBufferPointer) -> T) -> T? {
+        var len = 0
+        guard let p = bp_tostring(L, -1, &len) else { return nil }
+        return body(UnsafeRawBufferPointer(start: p, count: len))
+    }
+}

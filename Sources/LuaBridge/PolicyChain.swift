@@ -1,0 +1,188 @@
+import CLuaShim
+import Foundation
+import Logging
+import Metrics
+import Protocols
+
+/// The configured policies in order, loaded into a small pool of sandboxed Lua states.
+/// A hook returning nil passes to the next policy; a table decides and ends the chain. A hook
+/// that fails (error, budget, memory) is logged, counted and skipped.
+///
+/// Thread-safe: each decision takes a free state (try-lock, starting at a per-thread slot)
+/// and holds it for the whole chain, so N states serve N threads in parallel.
+public final class PolicyChain: BootDecider, @unchecked Sendable {
+    public struct Policy: Sendable, Equatable {
+        public var name: String
+        public var path: String
+        /// Which hooks the policy defines (dhcp, tftp, http).
+        public var hooks: [String]
+    }
+
+    public let policies: [Policy]
+    public let limits: PolicyLimits
+    let states: [LuaState]
+    let logger: Logger
+    private let metrics: PolicyMetrics
+    private let noRef = bp_noref()
+    private let seenLock = NSLock()
+    private var seenErrors: Set<String> = []
+
+    public init(
+        specs: [PolicySpec], limits: PolicyLimits = PolicyLimits(), logger: Logger,
+        stateStore: PolicyStateStore = PolicyStateStore()
+    ) throws(PolicyLoadError) {
+        self.limits = limits
+        self.logger = logger
+        struct Source { var spec: PolicySpec; var file: String; var dir: String; var bytes: [UInt8] }
+        var sources: [Source] = []
+        for spec in specs {
+            let url = URL(fileURLWithPath: spec.path)
+            let file = url.lastPathComponent
+            guard let data = FileManager.default.contents(atPath: url.path) else {
+                throw PolicyLoadError(file: file, message: "cannot read policy file \(url.path)", path: url.path)
+            }
+            sources.append(Source(spec: spec, file: file, dir: url.deletingLastPathComponent().path, bytes: Array(data)))
+        }
+        var states: [LuaState] = []
+        var names: [String] = []
+        for i in 0..<limits.states {
+            let host = LuaHost(logger: logger, store: stateStore)
+            host.quiet = i > 0
+            let st = try LuaState(host: host, limits: limits)
+            for (j, src) in sources.enumerated() {
+                let fallback = src.spec.name.isEmpty ? String(src.file.dropLast(src.file.hasSuffix(".lua") ? 4 : 0)) : src.spec.name
+                let own = try st.load(
+                    source: src.bytes, file: src.file, path: src.spec.path, dir: src.dir,
+                    policyName: i == 0 ? fallback : names[j], config: src.spec.config)
+                if i == 0 { names.append(src.spec.name.isEmpty ? (own ?? fallback) : src.spec.name) }
+            }
+            host.quiet = false
+            states.append(st)
+        }
+        self.states = states
+        let hookNames = ["dhcp", "tftp", "http"]
+        let noRef = bp_noref()
+        self.policies = sources.enumerated().map { j, src in
+            Policy(name: names[j], path: src.spec.path,
+                   hooks: (0..<3).filter { states[0].hooks[j][$0] != noRef }.map { hookNames[$0] })
+        }
+        self.metrics = PolicyMetrics(policies: names)
+    }
+
+    public func decide(_ request: BootRequest) -> BootDecision? {
+        run(request, traced: false).decision
+    }
+
+    /// Like `decide`, also saying what each policy did (for `bootpolicy explain`).
+    public func decideTraced(_ request: BootRequest) -> (decision: BootDecision?, steps: [PolicyStep]) {
+        run(request, traced: true)
+    }
+
+    private func acquire() -> LuaState {
+        let n = states.count
+        if n == 1 { states[0].lock.lock(); return states[0] }
+        let start = Int(truncatingIfNeeded: UInt(bitPattern: Int(bitPattern: UInt(pthread_self()))) >> 6) % n
+        for k in 0..<n {
+            let st = states[(start + k) % n]
+            if st.lock.try() { return st }
+        }
+        let st = states[start]
+        st.lock.lock()
+        return st
+    }
+
+    private func run(_ request: BootRequest, traced: Bool) -> (decision: BootDecision?, steps: [PolicyStep]) {
+        let hook: Int
+        switch request.kind {
+        case .dhcp: hook = 0
+        case .tftp: hook = 1
+        case .http: hook = 2
+        }
+        let hookName = request.kind.rawValue
+        var steps: [PolicyStep] = []
+        let started = DispatchTime.now().uptimeNanoseconds
+        let st = acquire()
+        defer { st.lock.unlock() }
+        let L = st.L
+        let base = bp_gettop(L)
+        defer { bp_settop(L, base) }
+
+        st.request.reset()
+        st.options.reset()
+        request.encodeLua(into: &st.request)
+        request.encodeLuaOptions(into: &st.options)
+        let pushed = st.request.bytes.withUnsafeBufferPointer { r in
+            st.options.bytes.withUnsafeBufferPointer { o in
+                bp_push_request(L, r.baseAddress, r.count, o.baseAddress, o.count)
+            }
+        }
+        if pushed != 0 {
+            report(policy: "(request)", hook: hookName, kind: "memory", message: "cannot build the request table")
+            return (nil, steps)
+        }
+        let reqIdx = base + 1
+        var decision: BootDecision?
+        for (i, policy) in policies.enumerated() {
+            let ref = st.hooks[i][hook]
+            if ref == noRef {
+                if traced { steps.append(PolicyStep(policy: policy.name, hook: hookName, outcome: .noHook, duration: 0)) }
+                continue
+            }
+            let t0 = traced ? DispatchTime.now().uptimeNanoseconds : 0
+            let rc = bp_call_hook(L, ref, reqIdx)
+            var outcome: PolicyStep.Outcome
+            switch rc {
+            case Int32(BP_PASS):
+                outcome = .passed
+                metrics.count(policy: i, hook: hook, outcome: .passed)
+            case Int32(BP_DECIDED):
+                let d = st.topBytes { BootDecision(wire: $0, policy: policy.name) } ?? nil
+                bp_settop(L, reqIdx)
+                if let d {
+                    decision = d
+                    outcome = .decided
+                    metrics.count(policy: i, hook: hook, outcome: .decided)
+                } else {
+                    outcome = .error("\(policy.name): internal error decoding the decision")
+                    metrics.count(policy: i, hook: hook, outcome: .error)
+                }
+            default:
+                let raw = st.topString() ?? "unknown error"
+                bp_settop(L, reqIdx)
+                let msg = LuaMessage.firstLine(raw)
+                switch rc {
+                case Int32(BP_BUDGET):
+                    outcome = .budgetExceeded(msg)
+                    metrics.count(policy: i, hook: hook, outcome: .budget)
+                    report(policy: policy.name, hook: hookName, kind: "budget", message: msg, traceback: raw)
+                case Int32(BP_MEMORY):
+                    outcome = .memoryExceeded(msg)
+                    metrics.count(policy: i, hook: hook, outcome: .memory)
+                    report(policy: policy.name, hook: hookName, kind: "memory", message: msg, traceback: raw)
+                default:
+                    outcome = .error(msg)
+                    metrics.count(policy: i, hook: hook, outcome: .error)
+                    report(policy: policy.name, hook: hookName, kind: "runtime", message: msg, traceback: raw)
+                }
+            }
+            if traced {
+                steps.append(PolicyStep(policy: policy.name, hook: hookName, outcome: outcome,
+                                        duration: DispatchTime.now().uptimeNanoseconds - t0))
+            }
+            if decision != nil { break }
+        }
+        metrics.record(hook: hook, nanoseconds: DispatchTime.now().uptimeNanoseconds - started)
+        return (decision, steps)
+    }
+
+    /// A failing policy fails on every packet: the first occurrence of each message is a
+    /// warning, repeats go to debug (they are still counted).
+    private func report(policy: String, hook: String, kind: String, message: String, traceback: String? = nil) {
+        seenLock.lock()
+        let first = seenErrors.count < 1000 ? seenErrors.insert(message).inserted : false
+        seenLock.unlock()
+        var meta: Logger.Metadata = ["policy": "\(policy)", "hook": "\(hook)", "kind": "\(kind)"]
+        if let traceback, traceback != message { meta["traceback"] = "\(traceback)" }
+        logger.log(level: first ? .warning : .debug, "policy failed: \(message)", metadata: meta)
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import Logging
+import Protocols
+
+/// Holds the current `PolicyChain` and swaps it on reload (SIGHUP): new states are built and
+/// every policy loaded first; only if all load does the new chain replace the old one.
+/// Decisions in flight finish on the chain they started with.
+public final class PolicyEngine: BootDecider, @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: PolicyChain
+    private let limits: PolicyLimits
+    private let logger: Logger
+    public let stateStore: PolicyStateStore
+
+    public init(
+        specs: [PolicySpec], limits: PolicyLimits = PolicyLimits(), logger: Logger,
+        stateStore: PolicyStateStore = PolicyStateStore()
+    ) throws(PolicyLoadError) {
+        self.limits = limits
+        self.logger = logger
+        self.stateStore = stateStore
+        current = try PolicyChain(specs: specs, limits: limits, logger: logger, stateStore: stateStore)
+    }
+
+    public var chain: PolicyChain {
+        lock.lock()
+        defer { lock.unlock() }
+        return current
+    }
+
+    public func decide(_ request: BootRequest) -> BootDecision? { chain.decide(request) }
+
+    public func decideTraced(_ request: BootRequest) -> (decision: BootDecision?, steps: [PolicyStep]) {
+        chain.decideTraced(request)
+    }
+
+    /// Loads `specs` into fresh states; on any failure keeps the running chain and says why.
+    @discardableResult
+    public func reload(specs: [PolicySpec]) -> Result<Void, PolicyLoadError> {
+        do {
+            let next = try PolicyChain(specs: specs, limits: limits, logger: logger, stateStore: stateStore)
+            lock.lock()
+            current = next
+            lock.unlock()
+            logger.info("policies reloaded", metadata: ["policies": "\(next.policies.map(\.name))"])
+            return .success(())
+        } catch {
+            logger.error("policy reload failed, keeping the running policies: \(error)")
+            return .failure(error)
+        }
+    }
+}

@@ -1,0 +1,30 @@
+/// What one policy did with one request (`bootpolicy explain`).
+public struct PolicyStep: Sendable, Equatable {
+    public enum Outcome: Sendable, Equatable {
+        /// The policy has no hook for this request kind.
+        case noHook
+        /// The hook returned nil: the next policy decides.
+        case passed
+        /// The hook returned a decision; the chain stopped here.
+        case decided
+        /// The hook raised an error (message starts with `file.lua:line:`).
+        case error(String)
+        /// The instruction or wall-clock budget ran out.
+        case budgetExceeded(String)
+        /// The state's memory cap was hit.
+        case memoryExceeded(String)
+    }
+
+    public var policy: String
+    public var hook: String
+    public var outcome: Outcome
+    /// Nanoseconds spent in the hook.
+    public var duration: UInt64
+
+    public init(policy: String, hook: String, outcome: Outcome, duration: UInt64) {
+        self.policy = policy
+        self.hook = hook
+        self.outcome = outcome
+        self.duration = duration
+    }
+}

@@ -1,0 +1,1 @@
+return { dchp = function() end }

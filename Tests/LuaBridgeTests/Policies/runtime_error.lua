@@ -1,0 +1,6 @@
+return {
+  dhcp = function(req)
+    local t = nil
+    return { filename = t.name }
+  end,
+}

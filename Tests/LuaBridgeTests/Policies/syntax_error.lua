@@ -1,0 +1,5 @@
+return {
+  dhcp = function(req)
+    return { filename = "x" 
+  end,
+}

@@ -1,0 +1,2 @@
+test("x", function() end)
+local = 1
