@@ -1,0 +1,215 @@
+/// The ProxyDHCP decision logic as pure functions: given a request, where it arrived and
+/// what the policy decided, the reply to send (and where), or why to stay silent.
+///
+/// Mirrors dnsmasq 2.90 in `--dhcp-range=ADDR,proxy` mode (`src/rfc2131.c` proxy branch and
+/// `src/dhcp.c` reply addressing); `docs/dnsmasq-parity.md` lists the deliberate differences.
+public struct ProxyDHCPResponder: Sendable {
+    /// Where and how a request arrived.
+    public struct Arrival: Sendable, Equatable {
+        /// Local port: 67 (DHCP) or 4011 (PXE boot server).
+        public var port: Int
+        /// Our address on the arrival interface (IP_PKTINFO), used for option 54 and siaddr.
+        public var serverAddress: IPv4Address
+        public var interface: String?
+        /// The sender's address and port.
+        public var source: IPv4Address
+        public var sourcePort: Int
+
+        public init(port: Int, serverAddress: IPv4Address, interface: String? = nil,
+                    source: IPv4Address = .any, sourcePort: Int = 68) {
+            self.port = port
+            self.serverAddress = serverAddress
+            self.interface = interface
+            self.source = source
+            self.sourcePort = sourcePort
+        }
+    }
+
+    /// A reply and its destination.
+    public struct Reply: Sendable, Equatable {
+        public var message: DHCPMessage
+        public var destination: IPv4Address
+        public var destinationPort: Int
+        /// Sent to 255.255.255.255 out of the arrival interface.
+        public var broadcast: Bool
+    }
+
+    /// Why a request got no answer. `rawValue` is the metrics/log label.
+    public enum Silence: String, Sendable, Error, CaseIterable {
+        /// Option 60 does not start with PXEClient or HTTPClient.
+        case notPXE = "not_pxe"
+        /// A reply carrying our own server identifier (we heard our own broadcast).
+        case ownReply = "own_reply"
+        /// A BOOTREPLY from some other server.
+        case serverMessage = "server_message"
+        /// Relayed from a relay we are not configured to serve.
+        case notForUs = "not_for_us"
+        /// The policy said `ignore`.
+        case ignoredByPolicy = "ignored_by_policy"
+        /// No policy decided and there is no fallback.
+        case noDecision = "no_decision"
+        /// PXE without option 93: dnsmasq does not proxy these either.
+        case noArchitecture = "no_architecture"
+        /// Not a DISCOVER on 67, nor a DISCOVER/REQUEST on 4011 (or no option 53 at all).
+        case unsupportedMessageType = "unsupported_message_type"
+        /// A PXE boot-server request (option 43 sub-option 71) on 4011: we run no PXE menu
+        /// services, like dnsmasq without `--pxe-service`.
+        case bootServerRequest = "boot_server_request"
+    }
+
+    /// Relays (giaddr) we answer; nil answers any relay.
+    public var relayNetworks: [IPv4Network]?
+    /// Reply to the sender's address and port instead of broadcasting when the request came
+    /// over loopback (tests on 127.0.0.1; broadcasts cannot reach a loopback client).
+    public var unicastOnLoopback: Bool
+
+    public init(relayNetworks: [IPv4Network]? = nil, unicastOnLoopback: Bool = true) {
+        self.relayNetworks = relayNetworks
+        self.unicastOnLoopback = unicastOnLoopback
+    }
+
+    /// The vendor class prefixes we serve and echo in option 60.
+    public static let vendorPrefixes = ["PXEClient", "HTTPClient"]
+
+    /// First step, before asking the policy: is this a request we would answer at all?
+    /// Returns the echoed vendor prefix, or why not.
+    public func screen(_ request: DHCPMessage, arrival: Arrival) -> Result<String, Silence> {
+        if request.op == .reply {
+            return .failure(request.serverIdentifier == arrival.serverAddress ? .ownReply : .serverMessage)
+        }
+        guard let vendor = request.vendorClass,
+              let prefix = Self.vendorPrefixes.first(where: { vendor.hasPrefix($0) }) else {
+            return .failure(.notPXE)
+        }
+        if !request.giaddr.isAny, let networks = relayNetworks, !networks.contains(where: { $0.contains(request.giaddr) }) {
+            return .failure(.notForUs)
+        }
+        let type = request.messageType
+        if arrival.port == 4011, type == .request || type == .inform, request.pxeVendorOptions?.bootItem != nil {
+            return .failure(.bootServerRequest)
+        }
+        guard request.options[code: 93] != nil else { return .failure(.noArchitecture) }
+        switch (arrival.port, type) {
+        case (4011, .discover?), (4011, .request?), (_, .discover?): return .success(prefix)
+        default: return .failure(.unsupportedMessageType)
+        }
+    }
+
+    /// Builds the reply for `request`, or says why not.
+    public func reply(to request: DHCPMessage, arrival: Arrival, decision: BootDecision?) -> Result<Reply, Silence> {
+        let prefix: String
+        switch screen(request, arrival: arrival) {
+        case let .failure(reason): return .failure(reason)
+        case let .success(p): prefix = p
+        }
+        guard let decision else { return .failure(.noDecision) }
+        if decision.ignore { return .failure(.ignoredByPolicy) }
+
+        // dnsmasq takes the first code of option 93; a malformed list reads as 0.
+        let archBytes = request.options[code: 93] ?? []
+        let arch = archBytes.count >= 2 ? UInt16(archBytes[0]) << 8 | UInt16(archBytes[1]) : 0
+        let isDiscover = request.messageType == .discover
+
+        var reply = request
+        reply.op = .reply
+        reply.overload = nil
+        reply.yiaddr = .any
+        if isDiscover || request.ciaddr.isAny {
+            reply.ciaddr = .any
+            reply.broadcast = true
+        }
+        reply.sname = [UInt8](repeating: 0, count: 64)
+        reply.file = [UInt8](repeating: 0, count: 128)
+        // EFI clients (arch >= 6) are pointed at us on 4011: siaddr is ours and the PXE menu
+        // (option 43) is withheld on 67.
+        let redirect4011 = arch >= 6
+        if redirect4011 { reply.siaddr = arrival.serverAddress }
+        if let next = decision.nextServer.flatMap(IPv4Address.init) { reply.siaddr = next }
+        if let file = decision.filename {
+            reply.file = DHCPMessage.fit(Array(file.utf8.prefix(127)), 128)
+        }
+        if let name = decision.serverName {
+            reply.sname = DHCPMessage.fit(Array(name.utf8.prefix(63)), 64)
+        }
+
+        var options = DHCPOptions()
+        options.set(.messageType, isDiscover ? .offer : .ack)
+        options.set(.serverIdentifier, arrival.serverAddress)
+        options.set(.vendorClass, prefix)
+        if let uuid = request.options[code: 97], uuid.count >= 17 {
+            options.set(97, Array(uuid.prefix(17)))
+        }
+        if arrival.port == 4011 || !redirect4011 {
+            options.set(.pxeVendorOptions, Self.pxeMenuOptions)
+        }
+        for code in decision.options.keys.sorted() where ![0, 52, 53, 54, 82, 255].contains(code) {
+            options.set(code, decision.options[code]!)
+        }
+        if let agent = request.options[code: 82] { options.set(82, agent) }
+        reply.options = options
+
+        return .success(Self.address(reply, request: request, arrival: arrival, unicastOnLoopback: unicastOnLoopback))
+    }
+
+    /// Option 43 as dnsmasq sends it with `--pxe-prompt=PXE,0` and no `--pxe-service`:
+    /// discovery control 8 (no menu, boot the file in the reply), prompt "PXE" with timeout 0.
+    public static var pxeMenuOptions: PXEVendorOptions {
+        var pxe = PXEVendorOptions()
+        pxe.discoveryControl = 8
+        pxe.menuPrompt = .init(timeout: 0, prompt: "PXE")
+        return pxe
+    }
+
+    /// RFC 2131 §4.1 addressing as dnsmasq does it: to the relay's port 67 when relayed; to
+    /// ciaddr when the client has one; otherwise broadcast to port 68.
+    static func address(_ reply: DHCPMessage, request: DHCPMessage, arrival: Arrival, unicastOnLoopback: Bool) -> Reply {
+        var destination = arrival.source
+        var port = arrival.sourcePort
+        if arrival.port == 4011, !reply.ciaddr.isAny { destination = reply.ciaddr }
+        if !reply.giaddr.isAny {
+            return Reply(message: reply, destination: reply.giaddr, destinationPort: 67, broadcast: false)
+        }
+        if !reply.ciaddr.isAny {
+            if destination != reply.ciaddr || port == 0 || destination.isAny {
+                destination = reply.ciaddr
+                port = 68
+            }
+            return Reply(message: reply, destination: destination, destinationPort: port, broadcast: false)
+        }
+        if unicastOnLoopback, arrival.serverAddress.isLoopback, !arrival.source.isAny {
+            return Reply(message: reply, destination: arrival.source, destinationPort: arrival.sourcePort, broadcast: false)
+        }
+        return Reply(message: reply, destination: .broadcast, destinationPort: 68, broadcast: true)
+    }
+}
+
+/// An IPv4 network (address/prefix), for relay filters.
+public struct IPv4Network: Sendable, Hashable, CustomStringConvertible {
+    public var address: IPv4Address
+    public var prefixLength: Int
+
+    public init(address: IPv4Address, prefixLength: Int) {
+        self.prefixLength = max(0, min(32, prefixLength))
+        self.address = IPv4Address(rawValue: address.rawValue & Self.mask(self.prefixLength))
+    }
+
+    /// "192.168.77.0/24" (a bare address is /32).
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", maxSplits: 1)
+        guard let address = IPv4Address(String(parts[0])) else { return nil }
+        var length = 32
+        if parts.count == 2 {
+            guard let l = Int(parts[1]), (0...32).contains(l) else { return nil }
+            length = l
+        }
+        self.init(address: address, prefixLength: length)
+    }
+
+    static func mask(_ length: Int) -> UInt32 { length == 0 ? 0 : UInt32.max << (32 - UInt32(length)) }
+
+    public func contains(_ other: IPv4Address) -> Bool {
+        other.rawValue & Self.mask(prefixLength) == address.rawValue
+    }
+
+    public var description: String { "\(address)/\(prefixLength)" }
+}

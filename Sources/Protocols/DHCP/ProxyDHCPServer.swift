@@ -1,0 +1,420 @@
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// ProxyDHCP on UDP 67 and 4011: a thin SwiftNIO adapter around `ProxyDHCPResponder`.
+/// One datagram channel per (port, interface) - or per port on a bind address - with
+/// IP_PKTINFO to learn the arrival interface, SO_BROADCAST, and SO_BINDTODEVICE so
+/// broadcast replies leave through the interface the request came in on.
+public final class ProxyDHCPServer: Service, @unchecked Sendable {
+    public struct Configuration: Sendable {
+        /// Interface names to serve (sockets bound to 0.0.0.0 with SO_BINDTODEVICE).
+        public var interfaces: [String]
+        /// Used when `interfaces` is empty: one socket per port on this address.
+        public var bindAddress: String
+        public var ports: [Int]
+        /// `/var/run/netns/NAME` (or any netns file): sockets are created inside that network
+        /// namespace (tests and the lab).
+        public var networkNamespace: String?
+        /// Our address for option 54/siaddr when the interface has none we can find.
+        public var serverAddress: IPv4Address?
+        public var responder: ProxyDHCPResponder
+
+        public init(
+            interfaces: [String] = [], bindAddress: String = "127.0.0.1", ports: [Int] = [67, 4011],
+            networkNamespace: String? = nil, serverAddress: IPv4Address? = nil,
+            responder: ProxyDHCPResponder = ProxyDHCPResponder()
+        ) {
+            self.interfaces = interfaces
+            self.bindAddress = bindAddress
+            self.ports = ports
+            self.networkNamespace = networkNamespace
+            self.serverAddress = serverAddress
+            self.responder = responder
+        }
+    }
+
+    /// What the server has done so far (also exported as swift-metrics counters).
+    public struct Statistics: Sendable, Equatable {
+        public var received = 0
+        public var answered = 0
+        public var malformed = 0
+        public var silenced: [ProxyDHCPResponder.Silence: Int] = [:]
+        public var sendFailures = 0
+        /// Every received datagram is exactly one of answered, malformed or silenced.
+        public var accountedFor: Int { answered + malformed + silenced.values.reduce(0, +) }
+    }
+
+    enum State {
+        case idle
+        case running([Channel])
+        case stopped
+    }
+
+    public let configuration: Configuration
+    let core: Core
+    private let group: EventLoopGroup
+    private let lock = NSLock()
+    private var state = State.idle
+    private var _boundAddresses: [String] = []
+
+    public init(
+        configuration: Configuration, decider: BootDecider, events: BootEventSink = NoEventSink(),
+        logger: Logger, eventLoopGroup: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        self.configuration = configuration
+        self.group = eventLoopGroup
+        self.core = Core(responder: configuration.responder, decider: decider, events: events, logger: logger)
+    }
+
+    /// "address:port%interface" for every socket, after `start()`.
+    public var boundAddresses: [String] { lock.withLock { _boundAddresses } }
+
+    public var statistics: Statistics { core.statistics }
+
+    /// Binds every socket; throws if any cannot be bound (nothing stays open then).
+    public func start() async throws {
+        let plan = try await Self.openSockets(configuration)
+        var channels: [Channel] = []
+        var bound: [String] = []
+        do {
+            for socket in plan.sockets {
+                let handler = Handler(core: core, port: socket.port, interface: socket.interface,
+                                      serverAddress: configuration.serverAddress ?? socket.address,
+                                      devices: plan.devices)
+                let channel = try await DatagramBootstrap(group: group)
+                    .channelOption(ChannelOptions.receivePacketInfo, value: true)
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(handler)
+                        }
+                    }
+                    .withBoundSocket(socket.fd)
+                    .get()
+                channels.append(channel)
+                bound.append("\(socket.bindAddress):\(socket.port)" + (socket.interface.map { "%\($0)" } ?? ""))
+            }
+        } catch {
+            for channel in channels { try? await channel.close() }
+            for socket in plan.sockets.dropFirst(channels.count) { close(socket.fd) }
+            throw error
+        }
+        lock.withLock {
+            state = .running(channels)
+            _boundAddresses = bound
+        }
+        core.logger.info("proxydhcp listening", metadata: ["addresses": "\(bound.joined(separator: " "))"])
+    }
+
+    /// Closes every socket.
+    public func shutdown() async {
+        let channels: [Channel] = lock.withLock {
+            defer { state = .stopped }
+            if case let .running(channels) = state { return channels }
+            return []
+        }
+        for channel in channels { try? await channel.close() }
+    }
+
+    /// swift-service-lifecycle: runs until graceful shutdown or cancellation.
+    public func run() async throws {
+        try await start()
+        // Returns on graceful shutdown; throws (ignored) on cancellation.
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    // MARK: sockets
+
+    struct PlannedSocket {
+        var fd: CInt
+        var port: Int
+        var interface: String?
+        var bindAddress: String
+        /// Our address on that interface (or the bind address).
+        var address: IPv4Address?
+    }
+
+    struct SocketPlan {
+        var sockets: [PlannedSocket]
+        /// Interface index -> (name, first IPv4 address), as seen where the sockets live.
+        var devices: [Int: (String, IPv4Address)]
+    }
+
+    /// Creates and binds every socket, inside `networkNamespace` when set (a socket belongs to
+    /// the namespace of the thread that created it, so a short-lived thread joins it).
+    static func openSockets(_ configuration: Configuration) async throws -> SocketPlan {
+        guard let namespace = configuration.networkNamespace else { return try makeSockets(configuration) }
+        return try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                do {
+                    try enterNetworkNamespace(namespace)
+                    continuation.resume(returning: try makeSockets(configuration))
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+            thread.start()
+        }
+    }
+
+    static func makeSockets(_ configuration: Configuration) throws -> SocketPlan {
+        var devices: [Int: (String, IPv4Address)] = [:]
+        for device in (try? System.enumerateDevices()) ?? [] {
+            guard let address = device.address, case let .v4(v4) = address, devices[device.interfaceIndex] == nil else { continue }
+            let raw = UInt32(bigEndian: v4.address.sin_addr.s_addr)
+            devices[device.interfaceIndex] = (device.name, IPv4Address(rawValue: raw))
+        }
+        var sockets: [PlannedSocket] = []
+        do {
+            let targets: [(String?, String)] = configuration.interfaces.isEmpty
+                ? [(nil, configuration.bindAddress)]
+                : configuration.interfaces.map { ($0, "0.0.0.0") }
+            for (interface, address) in targets {
+                let own: IPv4Address? = interface.flatMap { name in devices.values.first { $0.0 == name }?.1 } ?? IPv4Address(address)
+                for port in configuration.ports {
+                    let fd = try makeSocket(address: address, port: port, interface: interface)
+                    sockets.append(PlannedSocket(fd: fd, port: port, interface: interface, bindAddress: address,
+                                                 address: own.flatMap { $0.isAny ? nil : $0 }))
+                }
+            }
+        } catch {
+            for socket in sockets { close(socket.fd) }
+            throw error
+        }
+        return SocketPlan(sockets: sockets, devices: devices)
+    }
+
+    public struct SocketError: Error, CustomStringConvertible {
+        public var operation: String
+        public var errno: Int32
+        public var description: String { "\(operation): \(String(cString: strerror(errno)))" }
+    }
+
+    static func makeSocket(address: String, port: Int, interface: String?) throws -> CInt {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SocketError(operation: "socket", errno: errno) }
+        func option(_ level: Int32, _ name: Int32, _ what: String) throws {
+            var one: CInt = 1
+            guard setsockopt(fd, level, name, &one, socklen_t(MemoryLayout<CInt>.size)) == 0 else {
+                let e = errno
+                close(fd)
+                throw SocketError(operation: what, errno: e)
+            }
+        }
+        try option(SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR")
+        try option(SOL_SOCKET, SO_BROADCAST, "SO_BROADCAST")
+        if let interface {
+            let ok = interface.withCString { name in
+                setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, socklen_t(strlen(name) + 1)) == 0
+            }
+            guard ok else {
+                let e = errno
+                close(fd)
+                throw SocketError(operation: "SO_BINDTODEVICE \(interface)", errno: e)
+            }
+        }
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_port = in_port_t(UInt16(port).bigEndian)
+        guard let ip = IPv4Address(address) else {
+            close(fd)
+            throw SocketError(operation: "bind address \(address)", errno: EINVAL)
+        }
+        sin.sin_addr.s_addr = ip.rawValue.bigEndian
+        let result = withUnsafePointer(to: &sin) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else {
+            let e = errno
+            close(fd)
+            throw SocketError(operation: "bind \(address):\(port)", errno: e)
+        }
+        return fd
+    }
+
+    /// setns(2) is not in Swift's Glibc module (it needs _GNU_SOURCE); look it up instead.
+    static func enterNetworkNamespace(_ path: String) throws {
+        typealias SetNS = @convention(c) (CInt, CInt) -> CInt
+        guard let symbol = dlsym(nil, "setns") else { throw SocketError(operation: "dlsym setns", errno: ENOSYS) }
+        let setns = unsafeBitCast(symbol, to: SetNS.self)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SocketError(operation: "open \(path)", errno: errno) }
+        defer { close(fd) }
+        guard setns(fd, 0x4000_0000 /* CLONE_NEWNET */) == 0 else { throw SocketError(operation: "setns \(path)", errno: errno) }
+    }
+
+    // MARK: per-packet work
+
+    /// Shared by every channel: the responder, the decider, counters and the log.
+    final class Core: @unchecked Sendable {
+        let responder: ProxyDHCPResponder
+        let decider: BootDecider
+        let events: BootEventSink
+        let logger: Logger
+        private let lock = NSLock()
+        private var stats = Statistics()
+        private let receivedCounter = Counter(label: "bootpolicy_dhcp_requests_total")
+        private let repliesCounter: [DHCPMessageType: Counter] = [
+            .offer: Counter(label: "bootpolicy_dhcp_replies_total", dimensions: [("type", "offer")]),
+            .ack: Counter(label: "bootpolicy_dhcp_replies_total", dimensions: [("type", "ack")]),
+        ]
+        private let droppedCounters: [String: Counter]
+        private let sendFailureCounter = Counter(label: "bootpolicy_dhcp_send_failures_total")
+
+        init(responder: ProxyDHCPResponder, decider: BootDecider, events: BootEventSink, logger: Logger) {
+            self.responder = responder
+            self.decider = decider
+            self.events = events
+            self.logger = logger
+            var dropped: [String: Counter] = ["malformed": Counter(label: "bootpolicy_dhcp_dropped_total", dimensions: [("reason", "malformed")])]
+            for reason in ProxyDHCPResponder.Silence.allCases {
+                dropped[reason.rawValue] = Counter(label: "bootpolicy_dhcp_dropped_total", dimensions: [("reason", reason.rawValue)])
+            }
+            droppedCounters = dropped
+        }
+
+        var statistics: Statistics { lock.withLock { stats } }
+
+        func countSendFailure(_ error: Error, to destination: String) {
+            lock.withLock { stats.sendFailures += 1 }
+            sendFailureCounter.increment()
+            logger.warning("proxydhcp send failed", metadata: ["to": "\(destination)", "error": "\(error)"])
+        }
+
+        /// Decodes, screens, decides and builds the reply; counts and logs exactly once.
+        func process(
+            _ bytes: ByteBuffer, source: IPv4Address, sourcePort: Int, port: Int, interface: String?,
+            serverAddress: IPv4Address
+        ) -> ProxyDHCPResponder.Reply? {
+            receivedCounter.increment()
+            lock.withLock { stats.received += 1 }
+            var buffer = bytes
+            let message: DHCPMessage
+            do {
+                message = try DHCPMessage(from: &buffer)
+            } catch {
+                lock.withLock { stats.malformed += 1 }
+                droppedCounters["malformed"]?.increment()
+                logger.debug("proxydhcp dropped malformed packet", metadata: [
+                    "from": "\(source):\(sourcePort)", "port": "\(port)", "error": "\(error)"])
+                return nil
+            }
+            let arrival = ProxyDHCPResponder.Arrival(port: port, serverAddress: serverAddress, interface: interface,
+                                                     source: source, sourcePort: sourcePort)
+            var request = BootRequest(dhcp: message, serverPort: port, interface: interface, source: source.description)
+            request.serverAddress = serverAddress.description
+
+            var decision: BootDecision?
+            if case .success = responder.screen(message, arrival: arrival) {
+                decision = decider.decide(request)
+            }
+            switch responder.reply(to: message, arrival: arrival, decision: decision) {
+            case let .failure(reason):
+                lock.withLock { stats.silenced[reason, default: 0] += 1 }
+                droppedCounters[reason.rawValue]?.increment()
+                let level: Logger.Level = (reason == .ignoredByPolicy || reason == .noDecision) ? .info : .debug
+                logger.log(level: level, "\(describe(request)) -> silent (\(reason.rawValue))", metadata: policyMetadata(decision))
+                if reason == .ignoredByPolicy || reason == .noDecision {
+                    events.record(BootEvent(stage: .dhcp, mac: request.mac, clientAddress: request.clientAddress,
+                                            summary: "\(describe(request)) -> \(reason.rawValue)",
+                                            fields: eventFields(request, decision, outcome: reason.rawValue)))
+                }
+                return nil
+            case let .success(reply):
+                lock.withLock { stats.answered += 1 }
+                if let type = reply.message.messageType { repliesCounter[type]?.increment() }
+                let file = reply.message.bootFile
+                let line = "\(describe(request)) -> \(reply.message.messageType?.name.uppercased() ?? "REPLY") file=\(file.isEmpty ? "-" : file) next-server=\(reply.message.siaddr) to \(reply.destination):\(reply.destinationPort)"
+                logger.info("\(line)", metadata: policyMetadata(decision))
+                events.record(BootEvent(stage: .dhcp, mac: request.mac, clientAddress: request.clientAddress,
+                                        summary: "\(describe(request)) -> \(file.isEmpty ? "-" : file)",
+                                        fields: eventFields(request, decision, outcome: "answered")))
+                return reply
+            }
+        }
+
+        func describe(_ r: BootRequest) -> String {
+            "PXE(\(r.interface ?? "-"):\(r.serverPort ?? 0)) \(r.mac) \(r.messageType?.uppercased() ?? "BOOTP") arch=\(r.arch ?? "-") firmware=\(r.firmware.rawValue)"
+        }
+
+        func policyMetadata(_ d: BootDecision?) -> Logger.Metadata {
+            var m: Logger.Metadata = ["policy": "\(d?.policy ?? "-")"]
+            if let note = d?.note { m["note"] = "\(note)" }
+            return m
+        }
+
+        func eventFields(_ r: BootRequest, _ d: BootDecision?, outcome: String) -> [String: String] {
+            var f = ["arch": r.arch ?? "", "firmware": r.firmware.rawValue, "outcome": outcome,
+                     "port": String(r.serverPort ?? 0)]
+            if let file = d?.filename { f["file"] = file }
+            if let policy = d?.policy { f["policy"] = policy }
+            if let type = r.messageType { f["type"] = type }
+            return f
+        }
+    }
+
+    final class Handler: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = AddressedEnvelope<ByteBuffer>
+        typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+        let core: Core
+        let port: Int
+        let interface: String?
+        let serverAddress: IPv4Address?
+        let devices: [Int: (String, IPv4Address)]
+
+        init(core: Core, port: Int, interface: String?, serverAddress: IPv4Address?, devices: [Int: (String, IPv4Address)]) {
+            self.core = core
+            self.port = port
+            self.interface = interface
+            self.serverAddress = serverAddress
+            self.devices = devices
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let envelope = unwrapInboundIn(data)
+            guard case let .v4(remote) = envelope.remoteAddress else { return }
+            let source = IPv4Address(rawValue: UInt32(bigEndian: remote.address.sin_addr.s_addr))
+            let sourcePort = Int(UInt16(bigEndian: remote.address.sin_port))
+            // Our address: the arrival interface's (IP_PKTINFO), else the socket's.
+            var ours = serverAddress
+            var arrivalInterface = interface
+            if let info = envelope.metadata?.packetInfo, let device = devices[info.interfaceIndex] {
+                arrivalInterface = arrivalInterface ?? device.0
+                ours = ours ?? device.1
+            }
+            if ours == nil, let info = envelope.metadata?.packetInfo, case let .v4(destination) = info.destinationAddress {
+                let address = IPv4Address(rawValue: UInt32(bigEndian: destination.address.sin_addr.s_addr))
+                if address != .broadcast && !address.isAny { ours = address }
+            }
+            guard let reply = core.process(envelope.data, source: source, sourcePort: sourcePort, port: port,
+                                           interface: arrivalInterface, serverAddress: ours ?? .any) else { return }
+            var buffer = context.channel.allocator.buffer(capacity: DHCPMessage.minimumLength)
+            reply.message.encode(into: &buffer)
+            let destination: SocketAddress
+            do {
+                destination = try SocketAddress(ipAddress: reply.destination.description, port: reply.destinationPort)
+            } catch {
+                core.countSendFailure(error, to: reply.destination.description)
+                return
+            }
+            let promise = context.eventLoop.makePromise(of: Void.self)
+            let core = self.core
+            promise.futureResult.whenFailure { core.countSendFailure($0, to: "\(destination)") }
+            context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: destination, data: buffer)), promise: promise)
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: Error) {
+            // ICMP errors from earlier unicast replies and the like: never fatal.
+            core.logger.debug("proxydhcp socket error", metadata: ["error": "\(error)", "port": "\(port)"])
+        }
+    }
+}
