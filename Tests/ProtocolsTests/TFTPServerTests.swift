@@ -1,4 +1,6 @@
 import Foundation
+import Metrics
+import ServiceLifecycle
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -331,5 +333,81 @@ final class RawExchange: @unchecked Sendable {
             let envelope = unwrapInboundIn(data)
             inbox.withLockedValue { $0.append(Packet(bytes: Array(envelope.data.readableBytesView), port: envelope.remoteAddress.port ?? 0)) }
         }
+    }
+}
+
+/// Counts what the server reports, by label and dimensions ("label{k=v}").
+final class RecordingMetrics: MetricsFactory, @unchecked Sendable {
+    final class Handler: CounterHandler, FloatingPointCounterHandler, RecorderHandler, TimerHandler, MeterHandler, @unchecked Sendable {
+        let box = NIOLockedValueBox<Int64>(0)
+        func increment(by amount: Int64) { box.withLockedValue { $0 += amount } }
+        func increment(by amount: Double) { box.withLockedValue { $0 += Int64(amount) } }
+        func reset() { box.withLockedValue { $0 = 0 } }
+        func record(_ value: Int64) {}
+        func record(_ value: Double) {}
+        func recordNanoseconds(_ duration: Int64) {}
+        func set(_ value: Int64) {}
+        func set(_ value: Double) {}
+        func decrement(by: Double) {}
+    }
+    private let handlers = NIOLockedValueBox<[String: Handler]>([:])
+
+    private func handler(_ label: String, _ dimensions: [(String, String)]) -> Handler {
+        let key = label + (dimensions.isEmpty ? "" : "{" + dimensions.map { "\($0.0)=\($0.1)" }.joined(separator: ",") + "}")
+        return handlers.withLockedValue { all in
+            if let existing = all[key] { return existing }
+            let created = Handler()
+            all[key] = created
+            return created
+        }
+    }
+
+    func value(_ key: String) -> Int64 { handlers.withLockedValue { $0[key]?.box.withLockedValue { $0 } ?? 0 } }
+
+    func makeCounter(label: String, dimensions: [(String, String)]) -> CounterHandler { handler(label, dimensions) }
+    func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> FloatingPointCounterHandler { handler(label, dimensions) }
+    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> RecorderHandler { handler(label, dimensions) }
+    func makeTimer(label: String, dimensions: [(String, String)]) -> TimerHandler { handler(label, dimensions) }
+    func makeMeter(label: String, dimensions: [(String, String)]) -> MeterHandler { handler(label, dimensions) }
+    func destroyCounter(_ handler: CounterHandler) {}
+    func destroyFloatingPointCounter(_ handler: FloatingPointCounterHandler) {}
+    func destroyRecorder(_ handler: RecorderHandler) {}
+    func destroyTimer(_ handler: TimerHandler) {}
+    func destroyMeter(_ handler: MeterHandler) {}
+}
+
+@Suite struct TFTPServerMetricsAndLifecycleTests {
+    typealias Support = TFTPTestSupport
+
+    @Test func countsTransfersBytesAndDrops() async throws {
+        let metrics = RecordingMetrics()
+        try await Support.withServer(metrics: metrics) { server, port in
+            _ = try await TFTPTestClient.get(port: port, file: "k70.bin")
+            _ = try await TFTPTestClient.get(port: port, file: "missing.bin")
+            _ = try await RawExchange.send([0, 9, 1], to: port, wait: .milliseconds(50))
+            _ = try await RawExchange.send([0, 1, 0x61], to: port, wait: .milliseconds(50))
+            _ = try await RawExchange.send([0, 4, 0, 1], to: port, wait: .milliseconds(50))
+            try await waitUntil { server.activeTransfers == 0 && metrics.value("bootpolicy_tftp_transfers_total{outcome=ok}") == 1 }
+        }
+        #expect(metrics.value("bootpolicy_tftp_transfers_total{outcome=ok}") == 1)
+        #expect(metrics.value("bootpolicy_tftp_transfers_total{outcome=not_found}") == 1)
+        #expect(metrics.value("bootpolicy_tftp_bytes_total") == 70 * 1024)
+        #expect(metrics.value("bootpolicy_tftp_dropped_total{reason=unknown_opcode}") == 1)
+        #expect(metrics.value("bootpolicy_tftp_dropped_total{reason=unterminated}") == 1)
+        #expect(metrics.value("bootpolicy_tftp_dropped_total{reason=unexpected_opcode}") == 1)
+    }
+
+    @Test func gracefulShutdownThroughAServiceGroup() async throws {
+        let server = try TFTPServer(configuration: .init(root: Support.sharedRoot, host: "127.0.0.1", port: 0), logger: Support.quietLogger)
+        let group = ServiceGroup(services: [server], logger: Support.quietLogger)
+        let task = Task { try await group.run() }
+        try await waitUntil { server.localAddress != nil }
+        let port = try #require(server.localAddress?.port)
+        #expect(try await TFTPTestClient.get(port: port, file: "b511.bin").byteCount == 511)
+        await group.triggerGracefulShutdown()
+        try await task.value
+        #expect(server.localAddress == nil || server.activeTransfers == 0)
+        let after = try await TFTPTestClient.get(port: port, file: "b511.bin", timeout: .milliseconds(100), retries: 2)
+        #expect(after.timedOut || after.error != nil, "nothing answers after shutdown")
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -74,13 +75,14 @@ enum TFTPTestSupport {
     /// Runs a server on 127.0.0.1 with an ephemeral port for the duration of `body`.
     static func withServer<T>(
         root: String = sharedRoot, decider: any BootDecider = NoDecider(), events: any BootEventSink = NoEventSink(),
-        macLookup: @escaping @Sendable (String) -> String? = { _ in nil },
+        macLookup: @escaping @Sendable (String) -> String? = { _ in nil }, metrics: (any MetricsFactory)? = nil,
         configure: (inout TFTPServer.Configuration) -> Void = { _ in },
         _ body: (TFTPServer, Int) async throws -> T
     ) async throws -> T {
         var configuration = TFTPServer.Configuration(root: root, host: "127.0.0.1", port: 0, defaultTimeout: .milliseconds(500))
         configure(&configuration)
-        let server = try TFTPServer(configuration: configuration, decider: decider, events: events, macLookup: macLookup, logger: quietLogger)
+        let server = try TFTPServer(configuration: configuration, decider: decider, events: events, macLookup: macLookup, logger: quietLogger,
+                                     metricsFactory: metrics)
         let task = Task { try await server.run() }
         var port: Int?
         for _ in 0..<500 {

@@ -7,13 +7,16 @@ final class TFTPMetrics: Sendable {
     private let transfers: [TFTPOutcome: Counter]
     let bytes: Counter
 
-    init() {
+    private let factory: any MetricsFactory
+
+    init(factory: any MetricsFactory) {
+        self.factory = factory
         var transfers: [TFTPOutcome: Counter] = [:]
         for outcome in TFTPOutcome.allCases {
-            transfers[outcome] = Counter(label: "bootpolicy_tftp_transfers_total", dimensions: [("outcome", outcome.rawValue)])
+            transfers[outcome] = Counter(label: "bootpolicy_tftp_transfers_total", dimensions: [("outcome", outcome.rawValue)], factory: factory)
         }
         self.transfers = transfers
-        self.bytes = Counter(label: "bootpolicy_tftp_bytes_total")
+        self.bytes = Counter(label: "bootpolicy_tftp_bytes_total", factory: factory)
         self.dropped = NIOLockedValueBox([:])
     }
 
@@ -24,7 +27,7 @@ final class TFTPMetrics: Sendable {
     func drop(_ reason: String) {
         let counter = dropped.withLockedValue { counters -> Counter in
             if let counter = counters[reason] { return counter }
-            let counter = Counter(label: "bootpolicy_tftp_dropped_total", dimensions: [("reason", reason)])
+            let counter = Counter(label: "bootpolicy_tftp_dropped_total", dimensions: [("reason", reason)], factory: factory)
             counters[reason] = counter
             return counter
         }

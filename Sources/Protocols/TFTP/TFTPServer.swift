@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -51,7 +52,7 @@ public final class TFTPServer: Service, Sendable {
     let macLookup: @Sendable (String) -> String?
     let logger: Logger
     let group: any EventLoopGroup
-    let metrics = TFTPMetrics()
+    let metrics: TFTPMetrics
 
     private struct State {
         var listener: Channel?
@@ -62,12 +63,15 @@ public final class TFTPServer: Service, Sendable {
     }
     private let state = NIOLockedValueBox(State())
 
-    /// Throws if the root is not a directory.
+    /// Throws if the root is not a directory. `metricsFactory` defaults to the bootstrapped
+    /// `MetricsSystem.factory`.
     public init(
         configuration: Configuration, decider: any BootDecider = NoDecider(),
         events: any BootEventSink = NoEventSink(), macLookup: @escaping @Sendable (String) -> String? = { _ in nil },
-        logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        metricsFactory: (any MetricsFactory)? = nil
     ) throws {
+        self.metrics = TFTPMetrics(factory: metricsFactory ?? MetricsSystem.factory)
         self.configuration = configuration
         self.root = try TFTPRoot(path: configuration.root)
         self.decider = decider
