@@ -7,11 +7,14 @@ import NIOPosix
 import Prometheus
 import Protocols
 import ServiceLifecycle
+import UnixSignals
 
 /// `bootpolicy serve` once its configuration is settled: logging, metrics, the policy engine,
 /// the three servers and SIGHUP reload, in one service group.
 struct Runtime {
     let configuration: Configuration
+    /// Reads the config file and flags again, for SIGHUP.
+    let reread: @Sendable () throws -> Configuration
 
     func run() async throws {
         let logger = Self.bootstrapLogging(format: configuration.log.format, level: configuration.log.level)
@@ -49,26 +52,29 @@ struct Runtime {
             services.append(dhcp)
             bound.append("proxydhcp \(configuration.dhcp.ports.map(String.init).joined(separator: ",")) on \(interfaces.isEmpty ? listenHost : interfaces.map(\.description).joined(separator: ", "))")
         }
+        // TFTP and HTTP bind each interface's own address, never the wildcard: with --interface
+        // nothing answers on the host's other networks.
+        let hosts = interfaces.isEmpty ? [listenHost] : interfaces.map(\.address)
         if configuration.tftp.enabled, let root = configuration.tftp.root {
-            let tftp = try ServerFactory.tftp(configuration: configuration, host: interfaces.isEmpty ? listenHost : "0.0.0.0",
-                                              interfaces: interfaces, root: root, decider: decider, timeline: timeline,
-                                              group: group, logger: logger)
-            services.append(tftp)
-            bound.append("tftp \(configuration.tftp.port) root \(root)")
+            for host in hosts {
+                services.append(try ServerFactory.tftp(configuration: configuration, host: host, interfaces: interfaces, root: root,
+                                                       decider: decider, timeline: timeline, group: group, logger: logger))
+                bound.append("tftp \(host):\(configuration.tftp.port) root \(root)")
+            }
         }
         if configuration.http.enabled {
             let routes = OperatorRoutes(registry: registry, timeline: timeline, started: started).routes
-            let http = HTTPServer(
-                configuration: .init(host: configuration.http.address ?? (interfaces.isEmpty ? listenHost : "0.0.0.0"),
-                                     port: configuration.http.port, root: configuration.http.root),
-                decider: decider, sink: timeline, macLookup: { timeline.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
-                routes: routes, group: group, logger: logger)
-            services.append(http)
-            bound.append("http \(configuration.http.port)\(configuration.http.root.map { " root \($0)" } ?? "") (status page /, /metrics, /api/clients)")
+            for host in configuration.http.address.map({ [$0] }) ?? hosts {
+                services.append(HTTPServer(
+                    configuration: .init(host: host, port: configuration.http.port, root: configuration.http.root),
+                    decider: decider, sink: timeline, macLookup: { timeline.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
+                    routes: routes, group: group, logger: logger))
+                bound.append("http \(host):\(configuration.http.port)\(configuration.http.root.map { " root \($0)" } ?? "") (status page /, /metrics, /api/clients)")
+            }
         }
         for line in bound { logger.notice("serving: \(line)") }
 
-        let reloader = PolicyReloader(engine: engine, configuration: configuration, logger: logger)
+        let reloader = PolicyReloader(engine: engine, reread: reread, logger: logger)
         services.append(reloader)
         let serviceGroup = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },
@@ -99,14 +105,14 @@ struct Runtime {
 /// Reloads the chain on SIGHUP: a new chain replaces the old only when every policy loads.
 struct PolicyReloader: Service {
     let engine: PolicyEngine
-    let configuration: Configuration
+    let reread: @Sendable () throws -> Configuration
     let logger: Logger
 
     func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
         for await _ in signals.cancelOnGracefulShutdown() {
             do {
-                let specs = try PolicySetup.specs(from: configuration)
+                let specs = try PolicySetup.specs(from: reread())
                 switch engine.reload(specs: specs) {
                 case .success:
                     logger.notice("policies reloaded", metadata: ["chain": "\(specs.map(\.name).joined(separator: " -> "))"])

@@ -6,7 +6,7 @@ struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Run the ProxyDHCP, TFTP and HTTP servers, every request decided by the policy chain.",
-        discussion: """
+        discussion: "Flags override the config file. With no --policy the shipped default policy runs: it answers as `dnsmasq --dhcp-range=ADDR,proxy --dhcp-match=IPXEBOOT,175 --dhcp-boot=net:IPXEBOOT,bootstrap.ipxe --dhcp-boot=undionly.kpxe --enable-tftp` does in its working form. SIGHUP re-reads the config and reloads the policies; the new chain replaces the old only if all of it loads."
             Flags override the config file. With no --policy, the shipped default policy runs:
             it answers as `dnsmasq --dhcp-range=ADDR,proxy --dhcp-match=IPXEBOOT,175
             --dhcp-boot=net:IPXEBOOT,bootstrap.ipxe --dhcp-boot=undionly.kpxe --enable-tftp` does
@@ -105,7 +105,8 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             throw ExitMessage("bootpolicy serve: \(error)")
         }
-        try await Runtime(configuration: config).run()
+        let command = self
+        try await Runtime(configuration: config, reread: { try command.resolvedConfiguration() }).run()
     }
 }
 

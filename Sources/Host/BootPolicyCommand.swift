@@ -1,10 +1,12 @@
 import ArgumentParser
+import LuaBridge
 
+@main
 struct BootPolicyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bootpolicy",
         abstract: "A network-boot server (ProxyDHCP, TFTP, HTTP) whose every decision is a Lua policy.",
-        discussion: """
+        discussion: "Start with `bootpolicy serve --interface eth1 --tftp-root /srv/tftp`: beside the site's DHCP server it answers PXE clients exactly as dnsmasq's ProxyDHCP boot rule does (policies/default.lua). Write your own rule as a Lua policy, prove it with `bootpolicy test`, serve it with `--policy my.lua`."
             Start with `bootpolicy serve --interface eth1 --tftp-root /srv/tftp`: it answers PXE
             clients beside the site's DHCP server exactly as dnsmasq's ProxyDHCP boot rule does
             (policies/default.lua). Write your own rule as a Lua policy, prove it with
@@ -23,8 +25,7 @@ enum BootPolicyVersion {
 struct VersionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "version", abstract: "Print the version and the Lua it embeds.")
     func run() {
-        print("bootpolicy \(BootPolicyVersion.string) (\(LuaRuntime.versionDescription))")
+        print("bootpolicy \(BootPolicyVersion.string) (Lua \(LuaInfo.versionNumber / 100).\(LuaInfo.versionNumber % 100))")
     }
 }
 
-await BootPolicyCommand.main()

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import Protocols
+
+/// `bootpolicy import capture.pcap --out DIR`: recorded client requests from a capture file.
+struct ImportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Turn pcap/pcapng captures into request fixtures for policy tests (one JSON file per distinct client request)."
+    )
+
+    @Argument(help: ArgumentHelp("Capture files (pcap or pcapng).", valueName: "capture"))
+    var captures: [String]
+
+    @Option(help: ArgumentHelp("Directory for the fixtures.", valueName: "dir"))
+    var out: String
+
+    @Option(help: ArgumentHelp("Name prefix for the fixtures (default: the capture's file name).", valueName: "prefix"))
+    var prefix: String?
+
+    @Option(help: ArgumentHelp("Where the capture came from, kept in each fixture's `origin`.", valueName: "text"))
+    var origin: String?
+
+    func run() throws {
+        var total = 0
+        for path in captures {
+            let bytes: [UInt8]
+            do {
+                bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+            } catch {
+                throw ExitMessage("bootpolicy import: \(path): cannot read: \(error.localizedDescription)")
+            }
+            let reader: PcapReader
+            do {
+                reader = try PcapReader(bytes: bytes)
+            } catch {
+                throw ExitMessage("bootpolicy import: \(path): \(error)")
+            }
+            let base = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+            var writer = try FixtureWriter(directory: out, origin: origin ?? "imported from \(URL(fileURLWithPath: path).lastPathComponent)")
+            var skipped = 0
+            for datagram in reader.datagrams where [67, 4011].contains(datagram.destinationPort) {
+                do {
+                    let message = try DHCPMessage(bytes: datagram.payload)
+                    if let url = try writer.add(message, serverPort: Int(datagram.destinationPort),
+                                                source: datagram.source.description, interface: nil, prefix: prefix ?? base) {
+                        print("wrote \(url.path)")
+                        total += 1
+                    }
+                } catch let error as DHCPError {
+                    skipped += 1
+                    FileHandle.standardError.write(Data("bootpolicy import: \(path): packet \(datagram.index): skipped: \(error)\n".utf8))
+                }
+            }
+            print("\(path): \(reader.packetCount) packets, \(reader.datagrams.count) UDP, \(writer.written.count) fixtures, \(skipped) malformed")
+        }
+        if total == 0 { print("no client requests to ports 67/4011 found") }
+    }
+}
+
+/// `bootpolicy record --interface X --out DIR`: listens only, never answers.
+struct RecordCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "record",
+        abstract: "Listen (never answer) on an interface and write each distinct DHCP client request as a fixture.",
+        discussion: "Uses a packet socket, so it binds no port and runs beside a live DHCP server. Needs root (CAP_NET_RAW)."
+    )
+
+    @Option(help: ArgumentHelp("Interface to listen on.", valueName: "name"))
+    var interface: String
+
+    @Option(help: ArgumentHelp("Directory for the fixtures.", valueName: "dir"))
+    var out: String
+
+    @Option(help: ArgumentHelp("Stop after this many fixtures (default: run until interrupted or --duration).", valueName: "n"))
+    var count: Int?
+
+    @Option(help: ArgumentHelp("Stop after this many seconds.", valueName: "seconds"))
+    var duration: Double?
+
+    @Option(help: ArgumentHelp("Name prefix for the fixtures.", valueName: "prefix"))
+    var prefix: String = "recorded"
+
+    func run() throws {
+        let sniffer: PacketSniffer
+        do {
+            sniffer = try PacketSniffer(interface: interface, ports: [67, 4011])
+        } catch {
+            throw ExitMessage("bootpolicy record: \(error)")
+        }
+        var writer = try FixtureWriter(directory: out, origin: "recorded by bootpolicy record on \(interface) at \(ISO8601DateFormatter().string(from: Date()))")
+        let deadline = duration.map { Date().addingTimeInterval($0) }
+        print("recording DHCP client requests on \(interface) into \(out) (listen only)")
+        while count.map({ writer.written.count < $0 }) ?? true {
+            let left = deadline.map { $0.timeIntervalSinceNow } ?? 3600
+            if left <= 0 { break }
+            guard let datagram = sniffer.next(timeout: min(left, 3600)) else { continue }
+            guard let message = try? DHCPMessage(bytes: datagram.payload) else { continue }
+            if let url = try writer.add(message, serverPort: Int(datagram.destinationPort), source: datagram.source,
+                                        interface: interface, prefix: prefix) {
+                print("wrote \(url.path)")
+            }
+        }
+        print("\(writer.written.count) fixtures written")
+    }
+}

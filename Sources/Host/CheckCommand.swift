@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+import Logging
+import LuaBridge
+
+/// `bootpolicy check`: load the config and every policy, report every problem, change nothing.
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Load the config and the policies and report every error with file:line; exit 1 on any."
+    )
+
+    @Option(help: ArgumentHelp("YAML config file.", valueName: "file"))
+    var config: String?
+
+    @Option(name: .customLong("policy"), help: ArgumentHelp("Policy files or shipped names (repeatable; replaces the config's list).", valueName: "file"))
+    var policies: [String] = []
+
+    func run() throws {
+        var problems: [String] = []
+        var configuration = Configuration()
+        if let config {
+            do { configuration = try Configuration.load(path: config) } catch { problems.append("\(error)") }
+        }
+        if !policies.isEmpty { configuration.policies = policies.map { Configuration.Policy(file: $0) } }
+        for dir in [configuration.tftp.root, configuration.http.root].compactMap({ $0 }) {
+            var isDir: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) || !isDir.boolValue {
+                problems.append("\(dir): not a directory")
+            }
+        }
+        var logger = Logger(label: "bootpolicy.check")
+        logger.logLevel = .error
+        // Each policy alone first, so every broken file is reported, not only the first.
+        var specs: [PolicySpec] = []
+        for policy in configuration.policies.isEmpty ? [Configuration.Policy(file: "default")] : configuration.policies {
+            var single = configuration
+            single.policies = [policy]
+            do {
+                let spec = try PolicySetup.specs(from: single)
+                _ = try PolicyChain(specs: spec, limits: PolicySetup.limits(from: configuration), logger: logger)
+                specs += spec
+                print("ok    \(spec[0].path)")
+            } catch {
+                problems.append("\(error)")
+            }
+        }
+        if problems.isEmpty {
+            print("check passed: \(specs.count) polic\(specs.count == 1 ? "y" : "ies") in the chain: \(specs.map(\.name).joined(separator: " -> "))")
+            return
+        }
+        for p in problems where !p.isEmpty { FileHandle.standardError.write(Data("bootpolicy check: \(p)\n".utf8)) }
+        throw ExitCode(1)
+    }
+}

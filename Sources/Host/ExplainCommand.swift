@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import Logging
+import LuaBridge
+import Protocols
+
+/// `bootpolicy explain`: one recorded request through the chain, step by step.
+struct ExplainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "explain",
+        abstract: "Show a recorded request decoded, what each policy in the chain returned, and the reply's fields."
+    )
+
+    @Option(help: ArgumentHelp("A request fixture (JSON from `bootpolicy import` or `record`).", valueName: "file"))
+    var request: String
+
+    @Option(name: .customLong("policy"), help: ArgumentHelp("Policy files or shipped names, in chain order (default: the config's, else default).", valueName: "file"))
+    var policies: [String] = []
+
+    @Option(help: ArgumentHelp("YAML config file (for per-policy config).", valueName: "file"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("The server address the request is taken to have reached.", valueName: "address"))
+    var serverAddress: String = "192.168.77.2"
+
+    func run() throws {
+        var configuration = try config.map(Configuration.load(path:)) ?? Configuration()
+        if !policies.isEmpty { configuration.policies = policies.map { Configuration.Policy(file: $0) } }
+        let fixture: Fixture
+        var req: BootRequest
+        do {
+            fixture = try Fixture.load(from: URL(fileURLWithPath: request))
+            req = try fixture.bootRequest()
+        } catch {
+            throw ExitMessage("bootpolicy explain: \(request): \(error)")
+        }
+        if req.serverAddress == nil { req.serverAddress = serverAddress }
+        print("request \(fixture.name)\(fixture.origin.map { " (\($0))" } ?? "")")
+        for line in Self.describe(req) { print("  \(line)") }
+
+        var logger = Logger(label: "bootpolicy.explain")
+        logger.logLevel = .warning
+        let engine: PolicyEngine
+        do {
+            engine = try PolicyEngine(specs: try PolicySetup.specs(from: configuration), limits: PolicySetup.limits(from: configuration), logger: logger)
+        } catch {
+            throw ExitMessage("bootpolicy explain: \(error)")
+        }
+        let (decision, steps) = engine.decideTraced(req)
+        print("chain (\(req.kind.rawValue) hook)")
+        for step in steps {
+            print(String(format: "  %-14@ %@ (%.1f us)", step.policy as NSString, Self.describe(step.outcome) as NSString, Double(step.duration) / 1000))
+        }
+        guard let decision else {
+            print("decision: none (no policy decided; the server stays silent)")
+            return
+        }
+        print("decision by \(decision.policy ?? "?")")
+        for line in Self.describe(decision) { print("  \(line)") }
+        if req.kind == .dhcp, let lines = ReplyPreview.lines(for: fixture, request: req, decision: decision, serverAddress: serverAddress) {
+            print("reply")
+            for line in lines { print("  \(line)") }
+        }
+    }
+
+    static func describe(_ r: BootRequest) -> [String] {
+        var out = ["kind \(r.kind.rawValue)  mac \(r.mac.isEmpty ? "-" : r.mac)"]
+        if let t = r.messageType { out.append("message \(t)\(r.xid.map { String(format: "  xid 0x%08x", $0) } ?? "")\(r.serverPort.map { "  port \($0)" } ?? "")") }
+        out.append("firmware \(r.firmware.rawValue)  arch \(r.arch ?? "-")\(r.archCode.map { " (\($0))" } ?? "")  ipxe \(r.isIPXE)")
+        if let v = r.vendorClass { out.append("vendor class \(v)") }
+        if !r.userClass.isEmpty { out.append("user class \(r.userClass.joined(separator: ", "))") }
+        if !r.ipxeFeatures.isEmpty { out.append("ipxe features \(r.ipxeFeatures.keys.sorted().joined(separator: " "))") }
+        if let u = r.uuid { out.append("uuid \(u)") }
+        if let h = r.hostname { out.append("hostname \(h)") }
+        if let relay = r.relay { out.append("relay giaddr \(relay.giaddr) circuit \(relay.circuitID ?? "-") remote \(relay.remoteID ?? "-")") }
+        if let p = r.path { out.append("path \(p)") }
+        if !r.query.isEmpty { out.append("query \(r.query.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "&"))") }
+        if !r.options.isEmpty { out.append("options \(r.options.keys.sorted().map(String.init).joined(separator: " "))") }
+        return out
+    }
+
+    static func describe(_ o: PolicyStep.Outcome) -> String {
+        switch o {
+        case .noHook: return "no hook"
+        case .passed: return "passed"
+        case .decided: return "DECIDED"
+        case .error(let m): return "error: \(m)"
+        case .budgetExceeded(let m): return "budget exceeded: \(m)"
+        case .memoryExceeded(let m): return "memory cap: \(m)"
+        }
+    }
+
+    static func describe(_ d: BootDecision) -> [String] {
+        var out: [String] = []
+        if d.ignore { out.append("ignore (stay silent)") }
+        if let v = d.filename { out.append("filename \(v)") }
+        if let v = d.nextServer { out.append("next_server \(v)") }
+        if let v = d.serverName { out.append("server_name \(v)") }
+        if !d.options.isEmpty { out.append("options \(d.options.keys.sorted().map(String.init).joined(separator: " "))") }
+        if let v = d.path { out.append("path \(v)") }
+        if let v = d.refuse { out.append("refuse \(v)") }
+        if let v = d.content { out.append("content \(v.count) bytes") }
+        if let v = d.note { out.append("note \(v)") }
+        if let s = d.ipxeScript {
+            out.append("ipxe_script:")
+            out += s.split(separator: "\n", omittingEmptySubsequences: false).map { "  | \($0)" }
+        }
+        return out
+    }
+}

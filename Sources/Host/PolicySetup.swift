@@ -1,0 +1,42 @@
+import Foundation
+import LuaBridge
+
+/// From the configuration's `policies:` and `limits:` to what LuaBridge loads.
+enum PolicySetup {
+    static func specs(from configuration: Configuration) throws -> [PolicySpec] {
+        let policies = configuration.policies.isEmpty ? [Configuration.Policy(file: "default")] : configuration.policies
+        return try policies.map { policy in
+            let path = try PolicyLocator.resolve(policy.file)
+            var config: [String: PolicyValue] = [:]
+            switch policy.config {
+            case .none, .some(.null): break
+            case .some(.table(let table)): config = table.compactMapValues(policyValue)
+            case .some(let other): throw ConfigError("policy \(policy.file): config must be a table of keys, not \(other)")
+            }
+            let name = policy.name ?? URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+            return PolicySpec(name: name, path: path, config: config)
+        }
+    }
+
+    static func limits(from configuration: Configuration) -> PolicyLimits {
+        let l = configuration.limits
+        let defaults = PolicyLimits()
+        return PolicyLimits(
+            instructionBudget: l.instructions ?? defaults.instructionBudget,
+            wallClock: l.timeMs.map(Double.init) ?? defaults.wallClock,
+            memoryBytes: l.memoryMB.map { $0 << 20 } ?? defaults.memoryBytes,
+            states: l.states ?? defaults.states)
+    }
+
+    static func policyValue(_ value: YAMLValue) -> PolicyValue? {
+        switch value {
+        case .string(let s): return .string(s)
+        case .integer(let i): return .integer(i)
+        case .number(let d): return .number(d)
+        case .bool(let b): return .bool(b)
+        case .list(let l): return .list(l.compactMap(policyValue))
+        case .table(let t): return .table(t.compactMapValues(policyValue))
+        case .null: return nil
+        }
+    }
+}

@@ -1,0 +1,36 @@
+import Logging
+import NIOCore
+import Protocols
+import ServiceLifecycle
+
+/// Builds the protocol servers from the configuration.
+enum ServerFactory {
+    static func tftp(configuration: Configuration, host: String, interfaces: [BoundInterface], root: String,
+                     decider: BootDecider, timeline: ClientTimeline, group: EventLoopGroup, logger: Logger) throws -> Service {
+        do {
+            return try TFTPServer(
+                configuration: .init(root: root, host: host, port: configuration.tftp.port,
+                                     maxConcurrentTransfers: configuration.tftp.maxTransfers),
+                decider: decider, events: timeline,
+                macLookup: { timeline.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
+                logger: logger, eventLoopGroup: group)
+        } catch {
+            throw ExitMessage("bootpolicy serve: --tftp-root: \(error)")
+        }
+    }
+}
+
+extension ServerFactory {
+    static func dhcp(configuration: Configuration, interfaces: [BoundInterface], decider: BootDecider,
+                     timeline: ClientTimeline, group: EventLoopGroup, logger: Logger) throws -> Service {
+        var serverAddress: IPv4Address?
+        if let text = configuration.serverAddress {
+            guard let address = IPv4Address(text) else { throw ExitMessage("bootpolicy serve: --server-address \(text): not an IPv4 address") }
+            serverAddress = address
+        }
+        return ProxyDHCPServer(
+            configuration: .init(interfaces: interfaces.map(\.name), bindAddress: configuration.listen ?? "0.0.0.0",
+                                 ports: configuration.dhcp.ports, serverAddress: serverAddress),
+            decider: decider, events: timeline, logger: logger, eventLoopGroup: group)
+    }
+}
