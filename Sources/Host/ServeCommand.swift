@@ -7,11 +7,6 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Run the ProxyDHCP, TFTP and HTTP servers, every request decided by the policy chain.",
         discussion: "Flags override the config file. With no --policy the shipped default policy runs: it answers as `dnsmasq --dhcp-range=ADDR,proxy --dhcp-match=IPXEBOOT,175 --dhcp-boot=net:IPXEBOOT,bootstrap.ipxe --dhcp-boot=undionly.kpxe --enable-tftp` does in its working form. SIGHUP re-reads the config and reloads the policies; the new chain replaces the old only if all of it loads."
-            Flags override the config file. With no --policy, the shipped default policy runs:
-            it answers as `dnsmasq --dhcp-range=ADDR,proxy --dhcp-match=IPXEBOOT,175
-            --dhcp-boot=net:IPXEBOOT,bootstrap.ipxe --dhcp-boot=undionly.kpxe --enable-tftp` does
-            in its working form. SIGHUP reloads the policies (kept only if all load).
-            """
     )
 
     @Option(name: .customLong("interface"), help: ArgumentHelp("Serve on this interface (repeatable). Its IPv4 address becomes the server address.", valueName: "name"))
