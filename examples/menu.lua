@@ -14,12 +14,12 @@ local entries = config.entries or {
 
 local function build()
   local s = ipxe.script()
-  s:line("menu", config.title or "bootpolicy")
-  for _, e in ipairs(entries) do s:line("item", e.key, e.label) end
-  s:line("choose", "--default", config.default or entries[1].key, "--timeout", tostring(config.timeout or 10000), "target")
-  s:line("goto", "${target}")
+  s:menu(config.title or "bootpolicy")
+  for _, e in ipairs(entries) do s:item(e.key, e.label) end
+  s:choose("target", { default = config.default or entries[1].key, timeout = config.timeout or 10000 })
+  s:go(ipxe.var("target"))
   for _, e in ipairs(entries) do
-    s:line(":" .. e.key)
+    s:label(e.key)
     if e.chain then s:chain(e.chain)
     elseif e.kernel then
       s:kernel(e.kernel, e.cmdline)

@@ -31,7 +31,8 @@ local files = {
 
 -- HTTP boot arch names map onto the EFI binary of the same CPU.
 local http_arch = {
-  ["efi-x64-http"] = "efi-x64", ["efi-ia32-http"] = "efi-ia32", ["efi-arm64-http"] = "efi-arm64",
+  ["efi-x64-http"] = "efi-x64", ["efi-bc-http"] = "efi-x64", ["efi-ia32-http"] = "efi-ia32",
+  ["efi-arm64-http"] = "efi-arm64",
 }
 
 local function base_url(req)
@@ -43,7 +44,9 @@ local function script_for(req)
   local s = ipxe.script()
   local sc = config.script or {}
   s:echo("bootpolicy: script for " .. req.mac .. " (" .. (req.query.arch or "unknown arch") .. ")")
-  for _, line in ipairs(sc.echo or {}) do s:line("echo", line) end
+  -- Operator-written lines: ${settings} in them are meant for iPXE to expand, so they go
+  -- out as written (ipxe.quote would refuse them).
+  for _, line in ipairs(sc.echo or {}) do s:raw("echo " .. line) end
   if sc.chain then
     s:chain(sc.chain)
   elseif sc.kernel then

@@ -103,7 +103,8 @@ struct Runtime {
 }
 
 /// Reloads the chain on SIGHUP: a new chain replaces the old only when every policy loads.
-struct PolicyReloader: Service {
+struct PolicyReloader: Service, CustomStringConvertible {
+    var description: String { "PolicyReloader" }
     let engine: PolicyEngine
     let reread: @Sendable () throws -> Configuration
     let logger: Logger

@@ -113,9 +113,13 @@ local function emit(self, level, command, ...)
   local parts = { command }
   local n = select("#", ...)
   for i = 1, n do
-    local q = quote((select(i, ...)), level + 1)
-    if i == 1 and q:sub(1, 1) == "-" then parts[#parts + 1] = "--" end
-    parts[#parts + 1] = q
+    -- nil arguments are left out, so optional parts (a kernel's cmdline) pass as they are.
+    local v = (select(i, ...))
+    if v ~= nil then
+      local q = quote(v, level + 1)
+      if #parts == 1 and q:sub(1, 1) == "-" then parts[#parts + 1] = "--" end
+      parts[#parts + 1] = q
+    end
   end
   self.lines[#self.lines + 1] = concat(parts, " ")
   return self

@@ -1,0 +1,52 @@
+-- arch-aware: every firmware gets a binary it can run, iPXE gets a per-machine script.
+local F = "../fixtures/requests/"
+local server = { server_address = "192.168.77.2" }
+local chain = policy_chain { { file = "arch-aware.lua", config = {
+  script = { echo = { "REACHED ${mac}" }, finally = "shell" } } } }
+
+test("PXE BIOS gets undionly.kpxe by TFTP", function()
+  local d = chain:dhcp(fixture(F .. "pxe-bios-discover.json", server))
+  eq(d.filename, "undionly.kpxe")
+  eq(d.next_server, "192.168.77.2")
+end)
+
+test("OVMF UEFI PXE gets ipxe.efi, on 67 and on 4011", function()
+  eq(chain:dhcp(fixture(F .. "ovmf-pxe-discover.json", server)).filename, "ipxe.efi")
+  eq(chain:dhcp(fixture(F .. "ovmf-pxe-request-4011.json", server)).filename, "ipxe.efi")
+end)
+
+test("snponly.efi instead, when configured", function()
+  local c = policy_chain { { file = "arch-aware.lua", config = { efi_x64 = "snponly.efi" } } }
+  eq(c:dhcp(fixture(F .. "ovmf-pxe-discover.json", server)).filename, "snponly.efi")
+end)
+
+test("UEFI HTTP boot gets a URL to the EFI binary", function()
+  local d = chain:dhcp(fixture(F .. "ovmf-httpboot-discover.json", server))
+  eq(d.filename, "http://192.168.77.2:8080/ipxe.efi")
+end)
+
+test("ARM64 UEFI gets its own binary", function()
+  local d = chain:dhcp(fixture(F .. "ovmf-pxe-discover.json", { arch = "efi-arm64", arch_code = 11, server_address = "192.168.77.2" }))
+  eq(d.filename, "ipxe-arm64.efi")
+end)
+
+test("iPXE is sent to its per-machine script over HTTP", function()
+  local d = chain:dhcp(fixture(F .. "qemu-ipxe-bios-discover.json", server))
+  eq(d.filename, "http://192.168.77.2:8080/boot.ipxe?mac=52-54-00-77-00-01&arch=bios")
+end)
+
+test("the script names the machine and runs the configured lines", function()
+  local d = chain:http(request { mac = "52:54:00:77:00:01", path = "/boot.ipxe", query = { arch = "bios" } })
+  contains(d.ipxe_script, "#!ipxe\n")
+  contains(d.ipxe_script, "52:54:00:77:00:01")
+  contains(d.ipxe_script, "echo REACHED ${mac}")
+  contains(d.ipxe_script, "\nshell")
+end)
+
+test("an architecture it has no binary for passes to the next policy", function()
+  silent(chain:dhcp(fixture(F .. "ovmf-pxe-discover.json", { arch = "efi-riscv64", arch_code = 27 })))
+end)
+
+test("other HTTP paths are left to the static root", function()
+  silent(chain:http(request { mac = "52:54:00:77:00:01", path = "/vmlinuz" }))
+end)
