@@ -1,13 +1,58 @@
 #!/usr/bin/env bash
-# Every test bootpolicy has: unit tests, real-socket tests, policy tests, namespace tests.
-# It installs what it needs first. Needs root for the namespace tests (ip netns).
-set -euo pipefail
+# Every test bootpolicy has, in order: build, unit and real-socket tests (swift test: codecs,
+# servers over loopback and namespaces, real curl/atftp/tftp-hpa/dnsmasq/chromium), the policy
+# tests (bootpolicy test), and the QEMU lab (real firmware through bootpolicy, in namespaces).
+# It installs what it needs first. Needs root (namespaces). Set BOOTPOLICY_SKIP_LAB=1 to skip
+# the lab. Ends with "N passed, N failed" over all stages; exit 1 on any failure.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 
-scripts/deps.sh test
-echo "== build"
-swift build --build-tests 2>&1 | tail -n 3
-echo "== swift test"
-swift test --skip-build 2>&1 | tee .build/swift-test.log | grep -E '^(✘|✔ Test run|✘ Test run)|error:|failed' || true
-grep -qE '✔ Test run with [0-9]+ tests? .*passed' .build/swift-test.log || { echo "swift test failed"; exit 1; }
+scripts/deps.sh test || exit 1
+passed=0; failed=0; bad_stages=""
+stage() { echo; echo "== $*"; }
+# count NAME STATUS PASSED FAILED: adds a stage's test counts to the totals.
+count() {
+  passed=$((passed + ${3:-0})); failed=$((failed + ${4:-0}))
+  if [ "$2" -ne 0 ]; then
+    bad_stages="$bad_stages $1"
+    # A stage that failed without counting a failed test still fails the run.
+    [ "${4:-0}" -gt 0 ] || failed=$((failed + 1))
+  fi
+}
+# The last "N passed, N failed" line of a log.
+tally() { grep -oE '[0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1 | awk '{print $1, $3}'; }
+
+stage "build"
+swift build --build-tests 2>&1 | grep -E "error|warning: unre|Compiling|Build complete" | grep -v "^\[.*Compiling" | tail -n 20
+build=${PIPESTATUS[0]}
+[ "$build" -eq 0 ] || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+
+stage "swift test (unit, real sockets, namespaces)"
+mkdir -p artifacts
+swift test --skip-build 2>&1 | tee artifacts/swift-test.log | grep -E "^(✘|􀢄)|Test run with|error:|Test Suite .* failed" | tail -n 60
+grep -qE 'Test run with [0-9]+ tests? .*passed' artifacts/swift-test.log && ! grep -q '✘ Test run' artifacts/swift-test.log
+st=$?
+total=$(grep -oE 'Test run with [0-9]+ test' artifacts/swift-test.log | tail -n 1 | grep -oE '[0-9]+' || echo 0)
+nfail=$(grep -cE '^✘ Test .* failed after' artifacts/swift-test.log || true)
+count swift-test "$st" "$((total - nfail))" "$nfail"
+
+stage "policy tests (bootpolicy test policies examples)"
+.build/debug/bootpolicy test policies examples | tee artifacts/policy-tests.log
+st=${PIPESTATUS[0]}
+read -r p f < <(tally artifacts/policy-tests.log || echo "0 0")
+count policy-tests "$st" "${p:-0}" "${f:-0}"
+
+if [ "${BOOTPOLICY_SKIP_LAB:-0}" != 1 ]; then
+  stage "lab: real firmware (QEMU iPXE, OVMF PXE, OVMF HTTP boot) through bootpolicy"
+  scripts/deps.sh demo >/dev/null || true
+  BOOTPOLICY=.build/debug/bootpolicy scripts/lab.sh --ci --server bootpolicy --budget 1200 2>&1 | tee artifacts/lab.log
+  st=${PIPESTATUS[0]}
+  read -r p f < <(tally artifacts/lab.log || echo "0 0")
+  count lab "$st" "${p:-0}" "${f:-0}"
+fi
+
+echo
+[ -z "$bad_stages" ] || echo "failed stages:$bad_stages"
+echo "all: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ -z "$bad_stages" ]
