@@ -334,9 +334,16 @@ static int bp_read_module(lua_State *L) {
         lua_pushfstring(L, "module '%s' not found in the policy directory", name);
         return 2;
     }
-    char *data = (char *)lua_newuserdatauv(L, BP_MODULE_MAX, 0);
-    size_t got = fread(data, 1, BP_MODULE_MAX, f);
-    int toolong = got == BP_MODULE_MAX && fgetc(f) != EOF;
+    long size = (fseek(f, 0, SEEK_END) == 0) ? ftell(f) : -1;
+    if (size < 0 || size > BP_MODULE_MAX || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        lua_pushnil(L);
+        lua_pushfstring(L, "module '%s' is unreadable or larger than %d bytes", name, BP_MODULE_MAX);
+        return 2;
+    }
+    char *data = (char *)lua_newuserdatauv(L, (size_t)size + 1, 0);
+    size_t got = fread(data, 1, (size_t)size, f);
+    int toolong = fgetc(f) != EOF;
     fclose(f);
     if (toolong) {
         lua_pushnil(L);
@@ -591,12 +598,13 @@ static int format_err_k(lua_State *L) {
 static int finish_error(lua_State *L, bp_ctx *c, int base, int fnidx, int st) {
     int kind = (c->mem_tripped || st == LUA_ERRMEM) ? BP_MEMORY
              : c->budget_tripped ? BP_BUDGET : BP_ERROR;
-    disarm(L, c);
     int err = lua_gettop(L);
     if (kind == BP_MEMORY) {
+        /* Still armed: any finalizer Lua code stays under the budget. */
         c->mem_tripped = 0;
         lua_gc(L, LUA_GCCOLLECT);
     }
+    disarm(L, c);
     lua_pushcfunction(L, format_err_k);
     lua_pushinteger(L, kind);
     lua_pushvalue(L, err);
@@ -766,6 +774,8 @@ static int open_k(lua_State *L) {
     lua_setfield(L, -2, "__index");
     lua_pushliteral(L, "request");
     lua_setfield(L, -2, "__name");
+    lua_pushliteral(L, "request");
+    lua_setfield(L, -2, "__metatable");
     lua_setfield(L, LUA_REGISTRYINDEX, "bp.reqmt");
 
     if (luaL_loadbufferx(L, a->prelude, a->len, "=bootpolicy", "t") != LUA_OK) return lua_error(L);
@@ -828,6 +838,7 @@ lua_State *bp_open(void *host, size_t mem_limit, const char *prelude, size_t pre
 void bp_close(lua_State *L) {
     if (!L) return;
     bp_ctx *c = ctx_of(L);
+    arm(c); /* finalizers (should any exist) run under the budget */
     lua_close(L);
     free(c);
 }

@@ -18,6 +18,14 @@ local BASE = { "assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal"
   "type", "xpcall", "_VERSION" }
 local G = {}
 for _, k in ipairs(BASE) do G[k] = _G[k] end
+-- No finalizers: a __gc would run outside any hook (at collection or state close).
+local real_setmetatable = setmetatable
+G.setmetatable = function(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    error("setmetatable: __gc metamethods are not allowed in policies", 2)
+  end
+  return real_setmetatable(t, mt)
+end
 
 local function copy(t) local r = {} for k, v in pairs(t) do r[k] = v end return r end
 
@@ -62,8 +70,11 @@ function state.clear(m) return host(OP_CLEAR, join(need_mac(m, "state.clear", 2)
 -- that byte (set once at the top of the script by render()); an empty argument is
 -- ${bpq-empty} (unset, so ""). A literal "${...}" cannot survive expansion: refused.
 local ipxe = {}
-local VAR = { __name = "ipxe.var" }
-local RAW = { __name = "ipxe.text" }
+-- Metatables answer getmetatable() with a tag, so policies cannot reach (and change) the
+-- methods other policies in the same state share.
+local VAR_TAG, RAW_TAG, SCRIPT_TAG = {}, {}, {}
+local VAR = { __name = "ipxe.var", __metatable = VAR_TAG }
+local RAW = { __name = "ipxe.text", __metatable = RAW_TAG }
 local quote
 VAR.__tostring = function(v) return "${" .. v.name .. "}" end
 RAW.__tostring = function(v) return v.text end
@@ -79,8 +90,8 @@ end
 local function esc(c) return sfmt("${bpq%02x:string}", sbyte(c)) end
 quote = function(s, level)
   local mt = getmetatable(s)
-  if mt == VAR then return "${" .. s.name .. "}" end
-  if mt == RAW then return s.text end
+  if mt == VAR_TAG then return "${" .. s.name .. "}" end
+  if mt == RAW_TAG then return s.text end
   local ts = type(s)
   if ts == "number" then s = tostring(tointeger(s) or s)
   elseif ts == "boolean" then s = tostring(s)
@@ -100,6 +111,7 @@ function ipxe.quote(s) return quote(s, 2) end
 local Script = {}
 Script.__index = Script
 Script.__name = "ipxe.script"
+Script.__metatable = SCRIPT_TAG
 function ipxe.script() return setmetatable({ lines = {} }, Script) end
 local function cmd_name(c, level)
   if type(c) ~= "string" or not c:find("^[%w_%-]+$") then
@@ -136,7 +148,7 @@ end
 function Script:comment(text) return self:raw("# " .. tostring(text):gsub("[\r\n]", " ")) end
 function Script:set(name, value)
   if type(name) ~= "string" or not name:find("^[%w_%-%./:]+$") then error("ipxe: invalid setting name " .. tostring(name), 2) end
-  if getmetatable(value) == VAR or getmetatable(value) == RAW or type(value) ~= "string" then return emit(self, 2, "set", name, value) end
+  if getmetatable(value) == VAR_TAG or getmetatable(value) == RAW_TAG or type(value) ~= "string" then return emit(self, 2, "set", name, value) end
   local w = words(value, 2)
   local parts = { "set", name }
   for _, x in ipairs(w) do parts[#parts + 1] = quote(x, 2) end
@@ -179,7 +191,7 @@ function Script:label(name)
 end
 function Script:go(label)
   if type(label) ~= "string" or not label:find("^[%w_%-]+$") then
-    if getmetatable(label) ~= VAR then error("ipxe: invalid label " .. tostring(label), 2) end
+    if getmetatable(label) ~= VAR_TAG then error("ipxe: invalid label " .. tostring(label), 2) end
   end
   return emit(self, 2, "goto", label)
 end
@@ -299,7 +311,7 @@ local function show(v, depth)
   depth = depth or 0
   if type(v) == "string" then return sfmt("%q", v) end
   if type(v) ~= "table" or depth > 2 then return tostring(v) end
-  if getmetatable(v) == Script then return sfmt("%q", v:render()) end
+  if getmetatable(v) == SCRIPT_TAG then return sfmt("%q", v:render()) end
   local keys = {}
   for k in pairs(v) do keys[#keys + 1] = k end
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)

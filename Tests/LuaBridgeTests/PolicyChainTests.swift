@@ -231,6 +231,9 @@ import Testing
         ("gc", "collectgarbage: only \"count\" is allowed"),
         ("debug", "attempt to index a nil value (global 'debug')"),
         ("package", "attempt to index a nil value (global 'package')"),
+        ("gc_meta", "__gc metamethods are not allowed"),
+        ("reqmeta", "attempt to index a string value"),
+        ("scriptmeta", "attempt to call a nil value (field 'render')"),
     ])
     func sandboxEscapesAreRefused(what: String, expected: String) throws {
         let c = try chain(TestPolicies.spec("escape.lua", ["what": .string(what)]), limits: PolicyLimits(states: 1))
