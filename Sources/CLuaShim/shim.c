@@ -596,7 +596,9 @@ static int format_err_k(lua_State *L) {
 
 /* Leaves a message string at base+1, drops the rest. */
 static int finish_error(lua_State *L, bp_ctx *c, int base, int fnidx, int st) {
-    int kind = (c->mem_tripped || st == LUA_ERRMEM) ? BP_MEMORY
+    /* A refused allocation that Lua's emergency collection then satisfied is no error:
+     * only a failed call with a refusal behind it counts as the memory cap. */
+    int kind = (st == LUA_ERRMEM || (st != LUA_OK && c->mem_tripped)) ? BP_MEMORY
              : c->budget_tripped ? BP_BUDGET : BP_ERROR;
     int err = lua_gettop(L);
     if (kind == BP_MEMORY) {
@@ -626,7 +628,7 @@ int bp_call_hook(lua_State *L, int ref, int reqidx) {
     lua_pushvalue(L, reqidx);
     arm(c);
     int st = lua_pcall(L, 1, 1, base + 1);       /* base+3: result */
-    if (st == LUA_OK && !c->budget_tripped && !c->mem_tripped) {
+    if (st == LUA_OK && !c->budget_tripped) {
         if (lua_isnil(L, -1) || (lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
             disarm(L, c);
             lua_settop(L, base);
@@ -636,7 +638,7 @@ int bp_call_hook(lua_State *L, int ref, int reqidx) {
         lua_pushvalue(L, base + 3);
         lua_pushvalue(L, base + 2);
         st = lua_pcall(L, 2, 1, base + 1);
-        if (st == LUA_OK && !c->budget_tripped && !c->mem_tripped) {
+        if (st == LUA_OK && !c->budget_tripped) {
             disarm(L, c);
             lua_replace(L, base + 1);
             lua_settop(L, base + 1);
@@ -714,7 +716,7 @@ int bp_load_policy(lua_State *L, const char *chunkname, const char *src, size_t 
     lua_pushlightuserdata(L, &a);
     arm(c);
     int st = lua_pcall(L, 1, 0, base + 1);
-    if (st == LUA_OK && !c->budget_tripped && !c->mem_tripped) {
+    if (st == LUA_OK && !c->budget_tripped) {
         disarm(L, c);
         lua_settop(L, base);
         return 0;

@@ -217,6 +217,15 @@ import Testing
         #expect(t.decision?.content == Array("hello 52-54-00-aa-bb-cc".utf8))
     }
 
+    @Test func garbageNearTheCapIsNotAnError() throws {
+        let c = try chain(TestPolicies.spec("churn.lua"), limits: PolicyLimits(cpuTime: 5_000, wallClock: 5_000, memoryBytes: 6 << 20, states: 1))
+        for _ in 0..<3 {
+            let r = c.decideTraced(TestPolicies.dhcp())
+            #expect(r.steps.map(\.outcome) == [.decided], "\(r.steps)")
+            #expect(r.decision?.note?.hasSuffix(" 40") == true)
+        }
+    }
+
     @Test(arguments: [
         ("os", "attempt to index a nil value (global 'os')"),
         ("io", "attempt to index a nil value (global 'io')"),
@@ -294,6 +303,7 @@ import Testing
         let threads = 8, per = 2_000
         final class Box: @unchecked Sendable { var bad = 0; var why: [String] = []; let lock = NSLock() }
         let box = Box()
+        let t0 = DispatchTime.now().uptimeNanoseconds
         DispatchQueue.concurrentPerform(iterations: threads) { t in
             var bad = 0
             var why: [String] = []
@@ -324,6 +334,8 @@ import Testing
             }
             box.lock.lock(); box.bad += bad; box.why += why; box.lock.unlock()
         }
+        let secs = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        print("LuaBridge parallel: \(threads * per) mixed decisions on \(threads) threads in \(secs) s (\(Int(Double(threads * per) / secs))/s)")
         #expect(box.bad == 0, "\(box.why.prefix(3))")
     }
 
