@@ -100,7 +100,8 @@ quote = function(s, level)
   if s:find("%${.-}") then
     error(sfmt("ipxe.quote: %q contains '${...}', which iPXE would always expand; use ipxe.var(name) for settings", s), level + 1)
   end
-  local out = s:gsub("[%s%z]", esc)
+  if s:find("\0", 1, true) then error("ipxe.quote: a NUL byte cannot appear in an iPXE argument", level + 1) end
+  local out = s:gsub("%s", esc)
   if out:sub(1, 1) == "#" then out = esc("#") .. out:sub(2) end
   if out == "||" or out == "&&" or out == ";" then out = esc(out:sub(1, 1)) .. out:sub(2) end
   if out:sub(-1) == "\\" then out = out:sub(1, -2) .. esc("\\") end
@@ -167,8 +168,13 @@ function Script:echo(text)
 end
 function Script:kernel(url, ...) return emit(self, 2, "kernel", url, ...) end
 function Script:initrd(url, name)
-  if name ~= nil then return emit(self, 2, "initrd", "--name", name, url) end
-  return emit(self, 2, "initrd", url)
+  if name == nil then return emit(self, 2, "initrd", url) end
+  local parts = { "initrd", "--name", quote(name, 2) }
+  local q = quote(url, 2)
+  if q:sub(1, 1) == "-" then parts[#parts + 1] = "--" end
+  parts[#parts + 1] = q
+  self.lines[#self.lines + 1] = concat(parts, " ")
+  return self
 end
 function Script:chain(url, ...) return emit(self, 2, "chain", url, ...) end
 function Script:imgfetch(url, ...) return emit(self, 2, "imgfetch", url, ...) end
@@ -198,7 +204,11 @@ end
 function Script:menu(title)
   if title == nil then return emit(self, 2, "menu") end
   local parts = { "menu" }
-  for _, x in ipairs(words(title, 2)) do parts[#parts + 1] = quote(x, 2) end
+  for i, x in ipairs(words(title, 2)) do
+    local q = quote(x, 2)
+    if i == 1 and q:sub(1, 1) == "-" then parts[#parts + 1] = "--" end
+    parts[#parts + 1] = q
+  end
   self.lines[#self.lines + 1] = concat(parts, " ")
   return self
 end
@@ -208,14 +218,16 @@ function Script:item(label, text, opts)
   opts = opts or {}
   if opts.key then parts[#parts + 1] = "--key " .. quote(opts.key, 2) end
   if opts.default then parts[#parts + 1] = "--default" end
+  local pos = {}
   if opts.gap or label == nil then
     parts[#parts + 1] = "--gap"
   else
     if type(label) ~= "string" or not label:find("^[%w_%-]+$") then error("ipxe: invalid item label " .. tostring(label), 2) end
-    parts[#parts + 1] = label
+    pos[1] = label
   end
-  if text ~= nil then for _, x in ipairs(words(text, 2)) do parts[#parts + 1] = quote(x, 2) end end
-  if #parts >= 2 and parts[2]:sub(1, 1) == "-" and parts[2]:sub(1, 2) ~= "--" then table.insert(parts, 2, "--") end
+  if text ~= nil then for _, x in ipairs(words(text, 2)) do pos[#pos + 1] = quote(x, 2) end end
+  if pos[1] and pos[1]:sub(1, 1) == "-" then parts[#parts + 1] = "--" end
+  for _, x in ipairs(pos) do parts[#parts + 1] = x end
   self.lines[#self.lines + 1] = concat(parts, " ")
   return self
 end
