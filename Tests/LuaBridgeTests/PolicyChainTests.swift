@@ -195,6 +195,11 @@ import Testing
             #expect(msg.contains("budget"))
         }
         #expect(c.decide(TestPolicies.dhcp())?.filename == "undionly.kpxe")
+        // Default limits: reported, not asserted (depends on the machine's load).
+        let d = try chain(TestPolicies.spec("loop.lua"), limits: PolicyLimits(states: 1))
+        let d0 = DispatchTime.now().uptimeNanoseconds
+        _ = d.decide(TestPolicies.dhcp())
+        print("LuaBridge: infinite loop cut after \(Double(DispatchTime.now().uptimeNanoseconds - d0) / 1e6) ms with default limits")
         // The instruction budget trips too, long before the clock.
         let i = try chain(TestPolicies.spec("loop.lua"), limits: PolicyLimits(instructionBudget: 10_000, cpuTime: 10_000, wallClock: 10_000, states: 1))
         let t0 = DispatchTime.now().uptimeNanoseconds
