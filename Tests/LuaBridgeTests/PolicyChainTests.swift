@@ -358,6 +358,8 @@ import Testing
         samples.sort()
         let median = Double(samples[samples.count / 2]) / 1000
         let p99 = Double(samples[samples.count * 99 / 100]) / 1000
+        #expect(c.states[0].memoryUsed < 4 << 20, "state grew to \(c.states[0].memoryUsed) bytes")
+        print("LuaBridge benchmark: state uses \(c.states[0].memoryUsed / 1024) KiB after 22,000 decisions")
         print("LuaBridge benchmark: median \(median) µs, p99 \(p99) µs per decision (default.lua, 20,000 decisions)")
         #expect(median < 1000)
     }
