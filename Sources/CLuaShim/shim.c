@@ -334,9 +334,16 @@ static int bp_read_module(lua_State *L) {
         lua_pushfstring(L, "module '%s' not found in the policy directory", name);
         return 2;
     }
-    char *data = (char *)lua_newuserdatauv(L, BP_MODULE_MAX, 0);
-    size_t got = fread(data, 1, BP_MODULE_MAX, f);
-    int toolong = got == BP_MODULE_MAX && fgetc(f) != EOF;
+    long size = (fseek(f, 0, SEEK_END) == 0) ? ftell(f) : -1;
+    if (size < 0 || size > BP_MODULE_MAX || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        lua_pushnil(L);
+        lua_pushfstring(L, "module '%s' is unreadable or larger than %d bytes", name, BP_MODULE_MAX);
+        return 2;
+    }
+    char *data = (char *)lua_newuserdatauv(L, (size_t)size + 1, 0);
+    size_t got = fread(data, 1, (size_t)size, f);
+    int toolong = fgetc(f) != EOF;
     fclose(f);
     if (toolong) {
         lua_pushnil(L);
@@ -589,14 +596,17 @@ static int format_err_k(lua_State *L) {
 
 /* Leaves a message string at base+1, drops the rest. */
 static int finish_error(lua_State *L, bp_ctx *c, int base, int fnidx, int st) {
-    int kind = (c->mem_tripped || st == LUA_ERRMEM) ? BP_MEMORY
+    /* A refused allocation that Lua's emergency collection then satisfied is no error:
+     * only a failed call with a refusal behind it counts as the memory cap. */
+    int kind = (st == LUA_ERRMEM || (st != LUA_OK && c->mem_tripped)) ? BP_MEMORY
              : c->budget_tripped ? BP_BUDGET : BP_ERROR;
-    disarm(L, c);
     int err = lua_gettop(L);
     if (kind == BP_MEMORY) {
+        /* Still armed: any finalizer Lua code stays under the budget. */
         c->mem_tripped = 0;
         lua_gc(L, LUA_GCCOLLECT);
     }
+    disarm(L, c);
     lua_pushcfunction(L, format_err_k);
     lua_pushinteger(L, kind);
     lua_pushvalue(L, err);
@@ -618,7 +628,7 @@ int bp_call_hook(lua_State *L, int ref, int reqidx) {
     lua_pushvalue(L, reqidx);
     arm(c);
     int st = lua_pcall(L, 1, 1, base + 1);       /* base+3: result */
-    if (st == LUA_OK && !c->budget_tripped && !c->mem_tripped) {
+    if (st == LUA_OK && !c->budget_tripped) {
         if (lua_isnil(L, -1) || (lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
             disarm(L, c);
             lua_settop(L, base);
@@ -628,7 +638,7 @@ int bp_call_hook(lua_State *L, int ref, int reqidx) {
         lua_pushvalue(L, base + 3);
         lua_pushvalue(L, base + 2);
         st = lua_pcall(L, 2, 1, base + 1);
-        if (st == LUA_OK && !c->budget_tripped && !c->mem_tripped) {
+        if (st == LUA_OK && !c->budget_tripped) {
             disarm(L, c);
             lua_replace(L, base + 1);
             lua_settop(L, base + 1);
@@ -706,7 +716,7 @@ int bp_load_policy(lua_State *L, const char *chunkname, const char *src, size_t 
     lua_pushlightuserdata(L, &a);
     arm(c);
     int st = lua_pcall(L, 1, 0, base + 1);
-    if (st == LUA_OK && !c->budget_tripped && !c->mem_tripped) {
+    if (st == LUA_OK && !c->budget_tripped) {
         disarm(L, c);
         lua_settop(L, base);
         return 0;
@@ -766,6 +776,8 @@ static int open_k(lua_State *L) {
     lua_setfield(L, -2, "__index");
     lua_pushliteral(L, "request");
     lua_setfield(L, -2, "__name");
+    lua_pushliteral(L, "request");
+    lua_setfield(L, -2, "__metatable");
     lua_setfield(L, LUA_REGISTRYINDEX, "bp.reqmt");
 
     if (luaL_loadbufferx(L, a->prelude, a->len, "=bootpolicy", "t") != LUA_OK) return lua_error(L);
@@ -828,6 +840,7 @@ lua_State *bp_open(void *host, size_t mem_limit, const char *prelude, size_t pre
 void bp_close(lua_State *L) {
     if (!L) return;
     bp_ctx *c = ctx_of(L);
+    arm(c); /* finalizers (should any exist) run under the budget */
     lua_close(L);
     free(c);
 }

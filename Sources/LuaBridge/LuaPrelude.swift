@@ -18,6 +18,14 @@ local BASE = { "assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal"
   "type", "xpcall", "_VERSION" }
 local G = {}
 for _, k in ipairs(BASE) do G[k] = _G[k] end
+-- No finalizers: a __gc would run outside any hook (at collection or state close).
+local real_setmetatable = setmetatable
+G.setmetatable = function(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    error("setmetatable: __gc metamethods are not allowed in policies", 2)
+  end
+  return real_setmetatable(t, mt)
+end
 
 local function copy(t) local r = {} for k, v in pairs(t) do r[k] = v end return r end
 
@@ -62,8 +70,11 @@ function state.clear(m) return host(OP_CLEAR, join(need_mac(m, "state.clear", 2)
 -- that byte (set once at the top of the script by render()); an empty argument is
 -- ${bpq-empty} (unset, so ""). A literal "${...}" cannot survive expansion: refused.
 local ipxe = {}
-local VAR = { __name = "ipxe.var" }
-local RAW = { __name = "ipxe.text" }
+-- Metatables answer getmetatable() with a tag, so policies cannot reach (and change) the
+-- methods other policies in the same state share.
+local VAR_TAG, RAW_TAG, SCRIPT_TAG = {}, {}, {}
+local VAR = { __name = "ipxe.var", __metatable = VAR_TAG }
+local RAW = { __name = "ipxe.text", __metatable = RAW_TAG }
 local quote
 VAR.__tostring = function(v) return "${" .. v.name .. "}" end
 RAW.__tostring = function(v) return v.text end
@@ -79,8 +90,8 @@ end
 local function esc(c) return sfmt("${bpq%02x:string}", sbyte(c)) end
 quote = function(s, level)
   local mt = getmetatable(s)
-  if mt == VAR then return "${" .. s.name .. "}" end
-  if mt == RAW then return s.text end
+  if mt == VAR_TAG then return "${" .. s.name .. "}" end
+  if mt == RAW_TAG then return s.text end
   local ts = type(s)
   if ts == "number" then s = tostring(tointeger(s) or s)
   elseif ts == "boolean" then s = tostring(s)
@@ -89,7 +100,8 @@ quote = function(s, level)
   if s:find("%${.-}") then
     error(sfmt("ipxe.quote: %q contains '${...}', which iPXE would always expand; use ipxe.var(name) for settings", s), level + 1)
   end
-  local out = s:gsub("[%s%z]", esc)
+  if s:find("\0", 1, true) then error("ipxe.quote: a NUL byte cannot appear in an iPXE argument", level + 1) end
+  local out = s:gsub("%s", esc)
   if out:sub(1, 1) == "#" then out = esc("#") .. out:sub(2) end
   if out == "||" or out == "&&" or out == ";" then out = esc(out:sub(1, 1)) .. out:sub(2) end
   if out:sub(-1) == "\\" then out = out:sub(1, -2) .. esc("\\") end
@@ -100,6 +112,7 @@ function ipxe.quote(s) return quote(s, 2) end
 local Script = {}
 Script.__index = Script
 Script.__name = "ipxe.script"
+Script.__metatable = SCRIPT_TAG
 function ipxe.script() return setmetatable({ lines = {} }, Script) end
 local function cmd_name(c, level)
   if type(c) ~= "string" or not c:find("^[%w_%-]+$") then
@@ -140,7 +153,7 @@ end
 function Script:comment(text) return self:raw("# " .. tostring(text):gsub("[\r\n]", " ")) end
 function Script:set(name, value)
   if type(name) ~= "string" or not name:find("^[%w_%-%./:]+$") then error("ipxe: invalid setting name " .. tostring(name), 2) end
-  if getmetatable(value) == VAR or getmetatable(value) == RAW or type(value) ~= "string" then return emit(self, 2, "set", name, value) end
+  if getmetatable(value) == VAR_TAG or getmetatable(value) == RAW_TAG or type(value) ~= "string" then return emit(self, 2, "set", name, value) end
   local w = words(value, 2)
   local parts = { "set", name }
   for _, x in ipairs(w) do parts[#parts + 1] = quote(x, 2) end
@@ -159,8 +172,13 @@ function Script:echo(text)
 end
 function Script:kernel(url, ...) return emit(self, 2, "kernel", url, ...) end
 function Script:initrd(url, name)
-  if name ~= nil then return emit(self, 2, "initrd", "--name", name, url) end
-  return emit(self, 2, "initrd", url)
+  if name == nil then return emit(self, 2, "initrd", url) end
+  local parts = { "initrd", "--name", quote(name, 2) }
+  local q = quote(url, 2)
+  if q:sub(1, 1) == "-" then parts[#parts + 1] = "--" end
+  parts[#parts + 1] = q
+  self.lines[#self.lines + 1] = concat(parts, " ")
+  return self
 end
 function Script:chain(url, ...) return emit(self, 2, "chain", url, ...) end
 function Script:imgfetch(url, ...) return emit(self, 2, "imgfetch", url, ...) end
@@ -183,14 +201,18 @@ function Script:label(name)
 end
 function Script:go(label)
   if type(label) ~= "string" or not label:find("^[%w_%-]+$") then
-    if getmetatable(label) ~= VAR then error("ipxe: invalid label " .. tostring(label), 2) end
+    if getmetatable(label) ~= VAR_TAG then error("ipxe: invalid label " .. tostring(label), 2) end
   end
   return emit(self, 2, "goto", label)
 end
 function Script:menu(title)
   if title == nil then return emit(self, 2, "menu") end
   local parts = { "menu" }
-  for _, x in ipairs(words(title, 2)) do parts[#parts + 1] = quote(x, 2) end
+  for i, x in ipairs(words(title, 2)) do
+    local q = quote(x, 2)
+    if i == 1 and q:sub(1, 1) == "-" then parts[#parts + 1] = "--" end
+    parts[#parts + 1] = q
+  end
   self.lines[#self.lines + 1] = concat(parts, " ")
   return self
 end
@@ -200,14 +222,16 @@ function Script:item(label, text, opts)
   opts = opts or {}
   if opts.key then parts[#parts + 1] = "--key " .. quote(opts.key, 2) end
   if opts.default then parts[#parts + 1] = "--default" end
+  local pos = {}
   if opts.gap or label == nil then
     parts[#parts + 1] = "--gap"
   else
     if type(label) ~= "string" or not label:find("^[%w_%-]+$") then error("ipxe: invalid item label " .. tostring(label), 2) end
-    parts[#parts + 1] = label
+    pos[1] = label
   end
-  if text ~= nil then for _, x in ipairs(words(text, 2)) do parts[#parts + 1] = quote(x, 2) end end
-  if #parts >= 2 and parts[2]:sub(1, 1) == "-" and parts[2]:sub(1, 2) ~= "--" then table.insert(parts, 2, "--") end
+  if text ~= nil then for _, x in ipairs(words(text, 2)) do pos[#pos + 1] = quote(x, 2) end end
+  if pos[1] and pos[1]:sub(1, 1) == "-" then parts[#parts + 1] = "--" end
+  for _, x in ipairs(pos) do parts[#parts + 1] = x end
   self.lines[#self.lines + 1] = concat(parts, " ")
   return self
 end
@@ -303,7 +327,7 @@ local function show(v, depth)
   depth = depth or 0
   if type(v) == "string" then return sfmt("%q", v) end
   if type(v) ~= "table" or depth > 2 then return tostring(v) end
-  if getmetatable(v) == Script then return sfmt("%q", v:render()) end
+  if getmetatable(v) == SCRIPT_TAG then return sfmt("%q", v:render()) end
   local keys = {}
   for k in pairs(v) do keys[#keys + 1] = k end
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)

@@ -31,6 +31,9 @@ final class LuaState {
 
     deinit { bp_close(L) }
 
+    /// Bytes the state has allocated (live objects plus garbage not yet collected).
+    var memoryUsed: Int { bp_memory_used(L) }
+
     /// Loads one policy (or test file) from source text; returns the policy's `name` field.
     func load(source: [UInt8], file: String, path: String, dir: String, policyName: String,
               config: [String: PolicyValue], test: Bool = false) throws(PolicyLoadError) -> String?

@@ -195,6 +195,11 @@ import Testing
             #expect(msg.contains("budget"))
         }
         #expect(c.decide(TestPolicies.dhcp())?.filename == "undionly.kpxe")
+        // Default limits: reported, not asserted (depends on the machine's load).
+        let d = try chain(TestPolicies.spec("loop.lua"), limits: PolicyLimits(states: 1))
+        let d0 = DispatchTime.now().uptimeNanoseconds
+        _ = d.decide(TestPolicies.dhcp())
+        print("LuaBridge: infinite loop cut after \(Double(DispatchTime.now().uptimeNanoseconds - d0) / 1e6) ms with default limits")
         // The instruction budget trips too, long before the clock.
         let i = try chain(TestPolicies.spec("loop.lua"), limits: PolicyLimits(instructionBudget: 10_000, cpuTime: 10_000, wallClock: 10_000, states: 1))
         let t0 = DispatchTime.now().uptimeNanoseconds
@@ -217,6 +222,15 @@ import Testing
         #expect(t.decision?.content == Array("hello 52-54-00-aa-bb-cc".utf8))
     }
 
+    @Test func garbageNearTheCapIsNotAnError() throws {
+        let c = try chain(TestPolicies.spec("churn.lua"), limits: PolicyLimits(cpuTime: 5_000, wallClock: 5_000, memoryBytes: 6 << 20, states: 1))
+        for _ in 0..<3 {
+            let r = c.decideTraced(TestPolicies.dhcp())
+            #expect(r.steps.map(\.outcome) == [.decided], "\(r.steps)")
+            #expect(r.decision?.note?.hasSuffix(" 40") == true)
+        }
+    }
+
     @Test(arguments: [
         ("os", "attempt to index a nil value (global 'os')"),
         ("io", "attempt to index a nil value (global 'io')"),
@@ -231,6 +245,9 @@ import Testing
         ("gc", "collectgarbage: only \"count\" is allowed"),
         ("debug", "attempt to index a nil value (global 'debug')"),
         ("package", "attempt to index a nil value (global 'package')"),
+        ("gc_meta", "__gc metamethods are not allowed"),
+        ("reqmeta", "attempt to index a string value"),
+        ("scriptmeta", "attempt to call a nil value (field 'render')"),
     ])
     func sandboxEscapesAreRefused(what: String, expected: String) throws {
         let c = try chain(TestPolicies.spec("escape.lua", ["what": .string(what)]), limits: PolicyLimits(states: 1))
@@ -291,6 +308,7 @@ import Testing
         let threads = 8, per = 2_000
         final class Box: @unchecked Sendable { var bad = 0; var why: [String] = []; let lock = NSLock() }
         let box = Box()
+        let t0 = DispatchTime.now().uptimeNanoseconds
         DispatchQueue.concurrentPerform(iterations: threads) { t in
             var bad = 0
             var why: [String] = []
@@ -321,6 +339,8 @@ import Testing
             }
             box.lock.lock(); box.bad += bad; box.why += why; box.lock.unlock()
         }
+        let secs = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        print("LuaBridge parallel: \(threads * per) mixed decisions on \(threads) threads in \(secs) s (\(Int(Double(threads * per) / secs))/s)")
         #expect(box.bad == 0, "\(box.why.prefix(3))")
     }
 
@@ -338,6 +358,8 @@ import Testing
         samples.sort()
         let median = Double(samples[samples.count / 2]) / 1000
         let p99 = Double(samples[samples.count * 99 / 100]) / 1000
+        #expect(c.states[0].memoryUsed < 4 << 20, "state grew to \(c.states[0].memoryUsed) bytes")
+        print("LuaBridge benchmark: state uses \(c.states[0].memoryUsed / 1024) KiB after 22,000 decisions")
         print("LuaBridge benchmark: median \(median) µs, p99 \(p99) µs per decision (default.lua, 20,000 decisions)")
         #expect(median < 1000)
     }

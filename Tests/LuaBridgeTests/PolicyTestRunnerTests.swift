@@ -50,6 +50,6 @@ import Testing
     }
 
     @Test func findsTestFiles() {
-        #expect(PolicyTestRunner.testFiles(in: dir).map(\.lastPathComponent) == ["broken_test.lua", "default_test.lua", "failing_test.lua"])
+        #expect(PolicyTestRunner.testFiles(in: dir).map(\.lastPathComponent) == ["broken_test.lua", "default_test.lua", "failing_test.lua", "library_test.lua"])
     }
 }

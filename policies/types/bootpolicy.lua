@@ -175,8 +175,8 @@ function ipxe.quote(v) end
 function ipxe.var(name) end
 
 mac = {}
----@param m string @return string "52:54:00:12:34:56"
----@return string
+---@param m string
+---@return string "52:54:00:12:34:56"
 function mac.normalize(m) end
 ---@param m string
 ---@return string "52:54:00:12:34:56"

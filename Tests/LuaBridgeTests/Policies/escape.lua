@@ -13,5 +13,8 @@ local tries = {
   gc = function() return collectgarbage("collect") end,
   debug = function() return debug.getinfo(1) end,
   package = function() return package.loaded end,
+  gc_meta = function() return setmetatable({}, { __gc = function() while true do end end }) end,
+  reqmeta = function(req) getmetatable(req).__index = nil end,
+  scriptmeta = function() return getmetatable(ipxe.script()).render() end,
 }
-return { dhcp = function(req) tries[config.what]() return { filename = "escaped" } end }
+return { dhcp = function(req) tries[config.what](req) return { filename = "escaped" } end }

@@ -1,0 +1,88 @@
+-- The built-in library (mac, ipxe) exercised directly, without a chain.
+
+test("mac formats", function()
+  for _, m in ipairs({ "52:54:00:AB:cd:ef", "52-54-00-ab-cd-ef", "525400abcdef", "5254.00ab.cdef" }) do
+    eq(mac.normalize(m), "52:54:00:ab:cd:ef")
+    eq(mac.colon(m), "52:54:00:ab:cd:ef")
+    eq(mac.hexhyp(m), "52-54-00-ab-cd-ef")
+    eq(mac.hexraw(m), "525400abcdef")
+    is_true(mac.valid(m))
+  end
+  eq(mac.valid("52:54:00:ab:cd"), false)
+  local ok, err = pcall(mac.hexhyp, "nope")
+  eq(ok, false)
+  contains(err, "mac.hexhyp: not a MAC address: nope")
+end)
+
+test("ipxe.quote", function()
+  eq(ipxe.quote("plain"), "plain")
+  eq(ipxe.quote(42), "42")
+  eq(ipxe.quote("a b"), "a${bpq20:string}b")
+  eq(ipxe.quote("line\nbreak"), "line${bpq0a:string}break")
+  eq(ipxe.quote("#x"), "${bpq23:string}x")
+  eq(ipxe.quote("a#x"), "a#x")
+  eq(ipxe.quote("&&"), "${bpq26:string}&")
+  eq(ipxe.quote(";"), "${bpq3b:string}")
+  eq(ipxe.quote("end\\"), "end${bpq5c:string}")
+  eq(ipxe.quote(""), "${bpq-empty}")
+  eq(ipxe.quote("${unclosed"), "${unclosed")
+  eq(ipxe.quote(ipxe.var("net0/mac")), "${net0/mac}")
+  eq(ipxe.quote("u=" .. ipxe.var("uuid") .. " x"), "u=${uuid}${bpq20:string}x")
+  local ok, err = pcall(ipxe.quote, "${x}")
+  eq(ok, false)
+  contains(err, "use ipxe.var(name)")
+  ok, err = pcall(ipxe.quote, "a\0b")
+  contains(err, "NUL byte")
+  ok, err = pcall(ipxe.var, "bad name")
+  contains(err, "invalid setting name")
+end)
+
+test("script builder", function()
+  local s = ipxe.script()
+    :comment("menu for\nclient")
+    :dhcp()
+    :menu("Boot  menu")
+    :item("local", "Local disk", { default = true, key = "l" })
+    :item(nil, "-- tools --")
+    :item("shell", "iPXE shell")
+    :choose("target", { default = "local", timeout = 5000 })
+    :go(ipxe.var("target"))
+    :label("local")
+    :exit(1)
+    :label("shell")
+    :line("shell")
+    :sleep(2)
+    :initrd("http://h/initrd", "initrd.magic")
+    :imgfetch("http://h/x")
+    :set("n", 5)
+    :set("who", ipxe.var("hostname"))
+    :raw("echo ${hostname} raw")
+  eq(s:render(), table.concat({
+    "#!ipxe",
+    "# menu for client",
+    "dhcp",
+    "menu Boot ${bpq-empty} menu",
+    "item --key l --default local Local disk",
+    "item --gap -- -- tools --",
+    "item shell iPXE shell",
+    "choose --default local --timeout 5000 target",
+    "goto ${target}",
+    ":local",
+    "exit 1",
+    ":shell",
+    "shell",
+    "sleep 2",
+    "initrd --name initrd.magic http://h/initrd",
+    "imgfetch http://h/x",
+    "set n 5",
+    "set who ${hostname}",
+    "echo ${hostname} raw",
+    "",
+  }, "\n"))
+  eq(tostring(ipxe.script()), "#!ipxe\n")
+  eq(ipxe.script():menu("-x- menu"):echo("-n"):render(), "#!ipxe\nmenu -- -x- menu\necho -- -n\n")
+  local ok, err = pcall(function() ipxe.script():sleep(-1) end)
+  contains(err, "sleep expects a non-negative integer")
+  ok, err = pcall(function() ipxe.script():line("bad cmd") end)
+  contains(err, "invalid command name")
+end)
