@@ -62,3 +62,124 @@ enum Build {
         return message
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+
+/// A plain UDP socket for tests, optionally created inside a network namespace and bound to a
+/// device; receives with IP_PKTINFO so a test can tell a broadcast reply from a unicast one.
+/// Every wait is bounded.
+final class UDPProbe {
+    struct Datagram {
+        var bytes: [UInt8]
+        var source: IPv4Address
+        var sourcePort: Int
+        /// The IP header's destination (255.255.255.255 for a broadcast).
+        var destination: IPv4Address
+    }
+
+    let fd: CInt
+
+    init(bind address: String, port: Int, device: String? = nil, namespace: String? = nil) throws {
+        if let namespace {
+            var result: Result<CInt, Error> = .failure(DHCPError.malformed(field: "probe", reason: "namespace thread timed out"))
+            let done = DispatchSemaphore(value: 0)
+            let thread = Thread {
+                result = Result { try ProxyDHCPServer.enterNetworkNamespace(namespace); return try UDPProbe.open(address, port, device) }
+                done.signal()
+            }
+            thread.start()
+            _ = done.wait(timeout: .now() + 5)
+            fd = try result.get()
+        } else {
+            fd = try Self.open(address, port, device)
+        }
+    }
+
+    static func open(_ address: String, _ port: Int, _ device: String?) throws -> CInt {
+        let fd = try ProxyDHCPServer.makeSocket(address: address, port: port, interface: device)
+        var one: CInt = 1
+        setsockopt(fd, Int32(IPPROTO_IP), IP_PKTINFO, &one, socklen_t(MemoryLayout<CInt>.size))
+        return fd
+    }
+
+    /// The port the kernel gave us (for port 0 binds).
+    var localPort: Int {
+        var sin = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: sin.sin_port))
+    }
+
+    func send(_ bytes: [UInt8], to address: IPv4Address, port: Int) {
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_port = in_port_t(UInt16(port).bigEndian)
+        sin.sin_addr.s_addr = address.rawValue.bigEndian
+        _ = bytes.withUnsafeBytes { buffer in
+            withUnsafePointer(to: &sin) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, buffer.baseAddress, buffer.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+        }
+    }
+
+    /// Everything that arrives within `timeout` seconds (stops early after `limit` datagrams).
+    func receive(timeout: Double, limit: Int = 16) -> [Datagram] {
+        var out: [Datagram] = []
+        let deadline = Date().addingTimeInterval(timeout)
+        while out.count < limit {
+            let remaining = deadline.timeIntervalSinceNow
+            if remaining <= 0 { break }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, Int32(remaining * 1000) + 1) > 0 else { continue }
+            var buffer = [UInt8](repeating: 0, count: 2048)
+            var control = [UInt8](repeating: 0, count: 128)
+            var controlLength = 0
+            var sin = sockaddr_in()
+            let count: Int = buffer.withUnsafeMutableBytes { data in
+                control.withUnsafeMutableBytes { cmsg in
+                    withUnsafeMutablePointer(to: &sin) { name in
+                        var iov = iovec(iov_base: data.baseAddress, iov_len: data.count)
+                        return withUnsafeMutablePointer(to: &iov) { iovp in
+                            var msg = msghdr()
+                            msg.msg_name = UnsafeMutableRawPointer(name)
+                            msg.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+                            msg.msg_iov = iovp
+                            msg.msg_iovlen = 1
+                            msg.msg_control = cmsg.baseAddress
+                            msg.msg_controllen = cmsg.count
+                            let n = recvmsg(fd, &msg, 0)
+                            controlLength = Int(msg.msg_controllen)
+                            return n
+                        }
+                    }
+                }
+            }
+            guard count >= 0 else { continue }
+            control = Array(control.prefix(controlLength))
+            // struct cmsghdr { size_t len; int level; int type; } then in_pktinfo
+            // { int ifindex; in_addr spec_dst; in_addr addr; }.
+            var destination = IPv4Address.any
+            var offset = 0
+            while offset + 16 <= control.count {
+                let length = control[offset..<(offset + 8)].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+                let level = Int32(control[offset + 8]) | Int32(control[offset + 9]) << 8
+                let type = Int32(control[offset + 12]) | Int32(control[offset + 13]) << 8
+                if level == Int32(IPPROTO_IP), type == IP_PKTINFO, offset + 28 <= control.count {
+                    destination = IPv4Address(bytes: control[(offset + 24)..<(offset + 28)])!
+                }
+                guard length > 0 else { break }
+                offset += (length + 7) & ~7
+            }
+            out.append(Datagram(bytes: Array(buffer.prefix(count)),
+                                source: IPv4Address(rawValue: UInt32(bigEndian: sin.sin_addr.s_addr)),
+                                sourcePort: Int(UInt16(bigEndian: sin.sin_port)), destination: destination))
+        }
+        return out
+    }
+
+    deinit { Glibc.close(fd) }
+}
+#endif

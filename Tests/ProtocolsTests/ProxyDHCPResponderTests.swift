@@ -72,6 +72,12 @@ import Testing
         #expect(r.message.giaddr == IPv4Address(10, 9, 8, 1))
         #expect(r.message.options.last?.code == 82)
         #expect(r.message.relayAgentInfo == RelayAgentInfo(circuitID: [1, 2], remoteID: [3]))
+        // Relays must be unicast addresses.
+        for bad in [IPv4Address(224, 0, 0, 1), IPv4Address(127, 0, 0, 1), IPv4Address(0, 1, 2, 3), IPv4Address.broadcast] {
+            request.giaddr = bad
+            #expect(throws: ProxyDHCPResponder.Silence.notForUs) { try responder.reply(to: request, arrival: arrival(), decision: decision).get() }
+        }
+        request.giaddr = IPv4Address(10, 9, 8, 1)
         // Relay filter.
         let filtered = ProxyDHCPResponder(relayNetworks: [IPv4Network("192.168.77.0/24")!])
         #expect(throws: ProxyDHCPResponder.Silence.notForUs) {

@@ -59,13 +59,14 @@ public struct ProxyDHCPResponder: Sendable {
 
     /// Relays (giaddr) we answer; nil answers any relay.
     public var relayNetworks: [IPv4Network]?
-    /// Reply to the sender's address and port instead of broadcasting when the request came
-    /// over loopback (tests on 127.0.0.1; broadcasts cannot reach a loopback client).
-    public var unicastOnLoopback: Bool
-
-    public init(relayNetworks: [IPv4Network]? = nil, unicastOnLoopback: Bool = true) {
+    public init(relayNetworks: [IPv4Network]? = nil) {
         self.relayNetworks = relayNetworks
-        self.unicastOnLoopback = unicastOnLoopback
+    }
+
+    /// Not 0/8, loopback, multicast or class E: an address a reply may be unicast to.
+    static func isUnicast(_ address: IPv4Address) -> Bool {
+        let first = address.rawValue >> 24
+        return first != 0 && first != 127 && first < 224
     }
 
     /// The vendor class prefixes we serve and echo in option 60.
@@ -81,8 +82,16 @@ public struct ProxyDHCPResponder: Sendable {
               let prefix = Self.vendorPrefixes.first(where: { vendor.hasPrefix($0) }) else {
             return .failure(.notPXE)
         }
-        if !request.giaddr.isAny, let networks = relayNetworks, !networks.contains(where: { $0.contains(request.giaddr) }) {
+        if !arrival.serverAddress.isLoopback, !request.ciaddr.isAny, !Self.isUnicast(request.ciaddr) {
             return .failure(.notForUs)
+        }
+        if !request.giaddr.isAny {
+            // A relay must be a plain unicast address (not 0/8, loopback, multicast, class E),
+            // and one we serve when a filter is configured.
+            if !Self.isUnicast(request.giaddr) { return .failure(.notForUs) }
+            if let networks = relayNetworks, !networks.contains(where: { $0.contains(request.giaddr) }) {
+                return .failure(.notForUs)
+            }
         }
         let type = request.messageType
         if arrival.port == 4011, type == .request || type == .inform, request.pxeVendorOptions?.bootItem != nil {
@@ -148,7 +157,7 @@ public struct ProxyDHCPResponder: Sendable {
         if let agent = request.options[code: 82] { options.set(82, agent) }
         reply.options = options
 
-        return .success(Self.address(reply, request: request, arrival: arrival, unicastOnLoopback: unicastOnLoopback))
+        return .success(Self.address(reply, request: request, arrival: arrival))
     }
 
     /// Option 43 as dnsmasq sends it with `--pxe-prompt=PXE,0` and no `--pxe-service`:
@@ -162,7 +171,15 @@ public struct ProxyDHCPResponder: Sendable {
 
     /// RFC 2131 §4.1 addressing as dnsmasq does it: to the relay's port 67 when relayed; to
     /// ciaddr when the client has one; otherwise broadcast to port 68.
-    static func address(_ reply: DHCPMessage, request: DHCPMessage, arrival: Arrival, unicastOnLoopback: Bool) -> Reply {
+    /// A request that arrived over loopback (tests on 127.0.0.1) is always answered to its
+    /// sender, whatever giaddr/ciaddr say: broadcasts cannot reach a loopback client, and a
+    /// loopback socket must never send anywhere else.
+    static func address(_ reply: DHCPMessage, request: DHCPMessage, arrival: Arrival) -> Reply {
+        // Loopback (tests): always back to the sender, never anywhere else.
+        if arrival.serverAddress.isLoopback {
+            return Reply(message: reply, destination: arrival.source.isLoopback ? arrival.source : .loopback,
+                         destinationPort: arrival.sourcePort, broadcast: false)
+        }
         var destination = arrival.source
         var port = arrival.sourcePort
         if arrival.port == 4011, !reply.ciaddr.isAny { destination = reply.ciaddr }
@@ -175,9 +192,6 @@ public struct ProxyDHCPResponder: Sendable {
                 port = 68
             }
             return Reply(message: reply, destination: destination, destinationPort: port, broadcast: false)
-        }
-        if unicastOnLoopback, arrival.serverAddress.isLoopback, !arrival.source.isAny {
-            return Reply(message: reply, destination: arrival.source, destinationPort: arrival.sourcePort, broadcast: false)
         }
         return Reply(message: reply, destination: .broadcast, destinationPort: 68, broadcast: true)
     }

@@ -25,13 +25,17 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         public var networkNamespace: String?
         /// Our address for option 54/siaddr when the interface has none we can find.
         public var serverAddress: IPv4Address?
+        /// Which of `ports` is the PXE boot-server port (4011 semantics); every other port is
+        /// treated as 67. Lets tests run on unprivileged ports.
+        public var pxePort: Int
         public var responder: ProxyDHCPResponder
 
         public init(
             interfaces: [String] = [], bindAddress: String = "127.0.0.1", ports: [Int] = [67, 4011],
-            networkNamespace: String? = nil, serverAddress: IPv4Address? = nil,
+            networkNamespace: String? = nil, serverAddress: IPv4Address? = nil, pxePort: Int = 4011,
             responder: ProxyDHCPResponder = ProxyDHCPResponder()
         ) {
+            self.pxePort = pxePort
             self.interfaces = interfaces
             self.bindAddress = bindAddress
             self.ports = ports
@@ -64,6 +68,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
     private let lock = NSLock()
     private var state = State.idle
     private var _boundAddresses: [String] = []
+    private var sendFDs: [CInt] = []
 
     public init(
         configuration: Configuration, decider: BootDecider, events: BootEventSink = NoEventSink(),
@@ -84,11 +89,16 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         let plan = try await Self.openSockets(configuration)
         var channels: [Channel] = []
         var bound: [String] = []
+        var sendFDs: [CInt] = []
         do {
             for socket in plan.sockets {
-                let handler = Handler(core: core, port: socket.port, interface: socket.interface,
+                let logicalPort = socket.port == configuration.pxePort ? 4011 : 67
+                let sendFD = dup(socket.fd)
+                guard sendFD >= 0 else { throw SocketError(operation: "dup", errno: errno) }
+                sendFDs.append(sendFD)
+                let handler = Handler(core: core, port: logicalPort, interface: socket.interface,
                                       serverAddress: configuration.serverAddress ?? socket.address,
-                                      devices: plan.devices)
+                                      devices: plan.devices, sender: .socket(sendFD))
                 let channel = try await DatagramBootstrap(group: group)
                     .channelOption(ChannelOptions.receivePacketInfo, value: true)
                     .channelInitializer { channel in
@@ -104,9 +114,11 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         } catch {
             for channel in channels { try? await channel.close() }
             for socket in plan.sockets.dropFirst(channels.count) { close(socket.fd) }
+            for fd in sendFDs { close(fd) }
             throw error
         }
         lock.withLock {
+            self.sendFDs = sendFDs
             state = .running(channels)
             _boundAddresses = bound
         }
@@ -115,12 +127,13 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
 
     /// Closes every socket.
     public func shutdown() async {
-        let channels: [Channel] = lock.withLock {
-            defer { state = .stopped }
-            if case let .running(channels) = state { return channels }
-            return []
+        let (channels, fds): ([Channel], [CInt]) = lock.withLock {
+            defer { state = .stopped; sendFDs = [] }
+            if case let .running(channels) = state { return (channels, sendFDs) }
+            return ([], [])
         }
         for channel in channels { try? await channel.close() }
+        for fd in fds { close(fd) }
     }
 
     /// swift-service-lifecycle: runs until graceful shutdown or cancellation.
@@ -370,8 +383,17 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         let interface: String?
         let serverAddress: IPv4Address?
         let devices: [Int: (String, IPv4Address)]
+        let sender: Sender
 
-        init(core: Core, port: Int, interface: String?, serverAddress: IPv4Address?, devices: [Int: (String, IPv4Address)]) {
+        /// How replies leave: sendto(2) on a socket (servers) or through the pipeline (tests).
+        enum Sender {
+            case socket(CInt)
+            case channel
+        }
+
+        init(core: Core, port: Int, interface: String?, serverAddress: IPv4Address?, devices: [Int: (String, IPv4Address)],
+             sender: Sender = .channel) {
+            self.sender = sender
             self.core = core
             self.port = port
             self.interface = interface
@@ -397,19 +419,44 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             }
             guard let reply = core.process(envelope.data, source: source, sourcePort: sourcePort, port: port,
                                            interface: arrivalInterface, serverAddress: ours ?? .any) else { return }
-            var buffer = context.channel.allocator.buffer(capacity: DHCPMessage.minimumLength)
-            reply.message.encode(into: &buffer)
-            let destination: SocketAddress
-            do {
-                destination = try SocketAddress(ipAddress: reply.destination.description, port: reply.destinationPort)
-            } catch {
-                core.countSendFailure(error, to: reply.destination.description)
-                return
+            switch sender {
+            case let .socket(fd):
+                // Send with sendto(2) on a dup of the channel's socket: NIO closes a datagram
+                // channel on most write errors (EINVAL, ENETUNREACH, EPERM...), and one
+                // unreachable relay must never take the server down.
+                let bytes = reply.message.bytes
+                if let error = Self.sendto(fd: fd, bytes, to: reply.destination, port: reply.destinationPort) {
+                    core.countSendFailure(error, to: "\(reply.destination):\(reply.destinationPort)")
+                }
+            case .channel:
+                var buffer = context.channel.allocator.buffer(capacity: DHCPMessage.minimumLength)
+                reply.message.encode(into: &buffer)
+                guard let destination = try? SocketAddress(ipAddress: reply.destination.description, port: reply.destinationPort) else { return }
+                let promise = context.eventLoop.makePromise(of: Void.self)
+                let core = self.core
+                promise.futureResult.whenFailure { core.countSendFailure($0, to: "\(destination)") }
+                context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: destination, data: buffer)), promise: promise)
             }
-            let promise = context.eventLoop.makePromise(of: Void.self)
-            let core = self.core
-            promise.futureResult.whenFailure { core.countSendFailure($0, to: "\(destination)") }
-            context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: destination, data: buffer)), promise: promise)
+        }
+
+        static func sendto(fd: CInt, _ bytes: [UInt8], to address: IPv4Address, port: Int) -> SocketError? {
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = in_port_t(UInt16(truncatingIfNeeded: port).bigEndian)
+            sin.sin_addr.s_addr = address.rawValue.bigEndian
+            let sent = bytes.withUnsafeBytes { buffer in
+                withUnsafePointer(to: &sin) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        Glibc.sendto(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
+                }
+            }
+            return sent < 0 ? SocketError(operation: "sendto", errno: errno) : nil
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            core.logger.debug("proxydhcp socket closed", metadata: ["port": "\(port)", "interface": "\(interface ?? "-")"])
+            context.fireChannelInactive()
         }
 
         func errorCaught(context: ChannelHandlerContext, error: Error) {

@@ -1,0 +1,145 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOPosix
+import Testing
+@testable import Protocols
+
+/// Records events in memory.
+final class EventLog: BootEventSink, @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [BootEvent] = []
+    func record(_ event: BootEvent) { lock.withLock { items.append(event) } }
+    var events: [BootEvent] { lock.withLock { items } }
+}
+
+@Suite(.serialized) struct ProxyDHCPServerTests {
+    static let quiet: Logger = {
+        var logger = Logger(label: "test.proxydhcp")
+        logger.logLevel = .critical
+        return logger
+    }()
+
+    // MARK: handler in an EmbeddedChannel
+
+    @Test func handlerRepliesAndCounts() throws {
+        let events = EventLog()
+        let core = ProxyDHCPServer.Core(responder: ProxyDHCPResponder(), decider: StaticBootDecider(), events: events, logger: Self.quiet)
+        let handler = ProxyDHCPServer.Handler(core: core, port: 67, interface: "bp0", serverAddress: IPv4Address(192, 168, 77, 1), devices: [:])
+        let channel = EmbeddedChannel(handler: handler)
+        defer { _ = try? channel.finish() }
+        let client = try SocketAddress(ipAddress: "0.0.0.0", port: 68)
+
+        func send(_ bytes: [UInt8]) throws {
+            try channel.writeInbound(AddressedEnvelope(remoteAddress: client, data: ByteBuffer(bytes: bytes)))
+        }
+        try send(Build.discover(arch: 0).bytes)
+        let out = try #require(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self))
+        #expect(out.remoteAddress == (try SocketAddress(ipAddress: "255.255.255.255", port: 68)))
+        let reply = try DHCPMessage(bytes: Array(out.data.readableBytesView))
+        #expect(reply.messageType == .offer && reply.bootFile == "undionly.kpxe" && reply.siaddr == IPv4Address(192, 168, 77, 1))
+
+        try send(Build.discover(arch: 0, extra: [(175, [19, 1, 1])]).bytes)
+        let ipxe = try #require(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self))
+        #expect(try DHCPMessage(bytes: Array(ipxe.data.readableBytesView)).bootFile == "bootstrap.ipxe")
+
+        try send([1, 2, 3])
+        try send(Build.discover(vendorClass: "MSFT 5.0").bytes)
+        #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self) == nil)
+        let stats = core.statistics
+        #expect(stats.received == 4 && stats.answered == 2 && stats.malformed == 1 && stats.silenced[.notPXE] == 1)
+        #expect(stats.accountedFor == stats.received)
+        #expect(events.events.count == 2)
+        #expect(events.events.first?.fields["file"] == "undionly.kpxe")
+    }
+
+    // MARK: real sockets on loopback
+
+    /// Starts a server on 127.0.0.1 on two free high ports (67-like and 4011-like).
+    static func startLoopbackServer(decider: BootDecider = StaticBootDecider()) async throws -> (ProxyDHCPServer, Int, Int) {
+        var lastError: Error?
+        for _ in 0..<5 {
+            let base = Int.random(in: 20000...50000)
+            let server = ProxyDHCPServer(
+                configuration: .init(bindAddress: "127.0.0.1", ports: [base, base + 1], pxePort: base + 1),
+                decider: decider, logger: quiet)
+            do {
+                try await server.start()
+                return (server, base, base + 1)
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError!
+    }
+
+    @Test func answersOverRealLoopbackSockets() async throws {
+        let (server, port67, port4011) = try await Self.startLoopbackServer()
+        #expect(server.boundAddresses == ["127.0.0.1:\(port67)", "127.0.0.1:\(port4011)"])
+        let client = try UDPProbe(bind: "127.0.0.1", port: 0)
+        client.send(Build.discover(arch: 0).bytes, to: .loopback, port: port67)
+        let offer = try #require(client.receive(timeout: 3, limit: 1).first)
+        let message = try DHCPMessage(bytes: offer.bytes)
+        #expect(message.messageType == .offer)
+        #expect(message.serverIdentifier == .loopback)
+        #expect(offer.sourcePort == port67)
+
+        var request = Build.discover(arch: 7)
+        request.messageType = .request
+        request.ciaddr = .loopback
+        client.send(request.bytes, to: .loopback, port: port4011)
+        let ack = try #require(client.receive(timeout: 3, limit: 1).first)
+        #expect(try DHCPMessage(bytes: ack.bytes).messageType == .ack)
+        #expect(ack.sourcePort == port4011)
+        await server.shutdown()
+    }
+
+    /// 10,000 random and mutated packets: the server keeps answering, and every packet is
+    /// accounted for as answered, malformed or silenced.
+    @Test func survivesFuzzing() async throws {
+        let (server, port67, port4011) = try await Self.startLoopbackServer()
+        let client = try UDPProbe(bind: "127.0.0.1", port: 0)
+        let seeds = try Captures.allPayloads() + [Build.discover().bytes, Build.discover(arch: 7).bytes]
+        var rng = SystemRandomNumberGenerator()
+        let total = 10_000
+        for n in 0..<total {
+            var bytes: [UInt8]
+            switch n % 3 {
+            case 0: bytes = (0..<Int.random(in: 0...600, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            case 1:
+                bytes = seeds[Int.random(in: 0..<seeds.count, using: &rng)]
+                for _ in 0..<Int.random(in: 1...8, using: &rng) where !bytes.isEmpty {
+                    bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                }
+            default:
+                bytes = seeds[Int.random(in: 0..<seeds.count, using: &rng)]
+                bytes = Array(bytes.prefix(Int.random(in: 0...bytes.count, using: &rng)))
+            }
+            client.send(bytes, to: .loopback, port: n % 2 == 0 ? port67 : port4011)
+            if n % 100 == 99 {
+                // Pace the sender so the kernel never drops a datagram: wait (bounded) until
+                // the server has read what we sent, and drain the replies.
+                let deadline = Date().addingTimeInterval(2)
+                while server.statistics.received < n + 1 && Date() < deadline { try await Task.sleep(nanoseconds: 2_000_000) }
+                _ = client.receive(timeout: 0.001, limit: 200)
+                if server.statistics.received < n + 1 {
+                    Issue.record("server stopped reading after \(server.statistics.received) of \(n + 1) packets")
+                    break
+                }
+            }
+        }
+        let stats = server.statistics
+        #expect(stats.received == total)
+        #expect(stats.accountedFor == stats.received)
+        #expect(stats.malformed > 1000)
+        #expect(stats.silenced.values.reduce(0, +) > 0)
+        // Still alive.
+        _ = client.receive(timeout: 0.2, limit: 10_000)
+        client.send(Build.discover(arch: 0, xid: 0xCAFE).bytes, to: .loopback, port: port67)
+        let alive = client.receive(timeout: 3, limit: 50).compactMap { try? DHCPMessage(bytes: $0.bytes) }
+        #expect(alive.contains { $0.xid == 0xCAFE && $0.messageType == .offer })
+        print("fuzz: \(stats)")
+        await server.shutdown()
+    }
+}
