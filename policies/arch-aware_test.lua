@@ -50,3 +50,12 @@ end)
 test("other HTTP paths are left to the static root", function()
   silent(chain:http(request { mac = "52:54:00:77:00:01", path = "/vmlinuz" }))
 end)
+
+test("iPXE running on UEFI (recorded) gets its script with arch efi-x64", function()
+  local d = chain:dhcp(fixture(F .. "ovmf-ipxe-efi-discover.json", server))
+  eq(d.filename, "http://192.168.77.2:8080/boot.ipxe?mac=52-54-00-77-00-02&arch=efi-x64")
+end)
+
+test("the UEFI HTTP boot REQUEST gets the same URL as its DISCOVER", function()
+  eq(chain:dhcp(fixture(F .. "ovmf-httpboot-request.json", server)).filename, "http://192.168.77.2:8080/ipxe.efi")
+end)

@@ -40,3 +40,7 @@ test("the default policy leaves TFTP and HTTP to the file roots", function()
   silent(chain:tftp(request { mac = "52:54:00:77:00:01", path = "undionly.kpxe" }))
   silent(chain:http(request { mac = "52:54:00:77:00:01", path = "/boot.ipxe" }))
 end)
+
+test("iPXE running on UEFI (recorded) gets bootstrap.ipxe", function()
+  eq(chain:dhcp(fixture(F .. "ovmf-ipxe-efi-discover.json", server)).filename, "bootstrap.ipxe")
+end)
