@@ -8,6 +8,12 @@ struct Configuration: Codable, Equatable {
         /// Ports for ProxyDHCP: 67 (broadcast DISCOVER) and 4011 (PXE boot-server requests).
         var ports: [Int] = [67, 4011]
         var enabled: Bool = true
+        init() {}
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            ports = try c.decodeIfPresent([Int].self, forKey: .ports) ?? ports
+            enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? enabled
+        }
     }
     struct TFTP: Codable, Equatable {
         var enabled: Bool = true
@@ -15,12 +21,28 @@ struct Configuration: Codable, Equatable {
         var port: Int = 69
         var maxTransfers: Int = 512
         enum CodingKeys: String, CodingKey { case enabled, root, port, maxTransfers = "max_transfers" }
+        init() {}
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? enabled
+            root = try c.decodeIfPresent(String.self, forKey: .root)
+            port = try c.decodeIfPresent(Int.self, forKey: .port) ?? port
+            maxTransfers = try c.decodeIfPresent(Int.self, forKey: .maxTransfers) ?? maxTransfers
+        }
     }
     struct HTTP: Codable, Equatable {
         var enabled: Bool = true
         var port: Int = 8080
         var root: String?
         var address: String?
+        init() {}
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? enabled
+            port = try c.decodeIfPresent(Int.self, forKey: .port) ?? port
+            root = try c.decodeIfPresent(String.self, forKey: .root)
+            address = try c.decodeIfPresent(String.self, forKey: .address)
+        }
     }
     struct Policy: Codable, Equatable {
         var file: String
@@ -37,6 +59,12 @@ struct Configuration: Codable, Equatable {
     struct Log: Codable, Equatable {
         var format: String = "text"
         var level: String = "info"
+        init() {}
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            format = try c.decodeIfPresent(String.self, forKey: .format) ?? format
+            level = try c.decodeIfPresent(String.self, forKey: .level) ?? level
+        }
     }
 
     var interfaces: [String] = []
@@ -82,14 +110,56 @@ struct Configuration: Codable, Equatable {
             throw ConfigError("\(path): cannot read: \(error.localizedDescription)")
         }
         do {
+            // A misspelt key would otherwise be ignored and its default silently used.
+            if case .table(let top) = try YAMLDecoder().decode(YAMLValue.self, from: text) {
+                if let unknown = unknownKeys(top).first {
+                    throw ConfigError("\(path): unknown key '\(unknown)' (known: \(knownKeys(at: unknown)))")
+                }
+            }
             let config = try YAMLDecoder().decode(Configuration.self, from: text)
             // Relative paths in a config file are relative to the file, not to the cwd.
             return config.resolvingPaths(relativeTo: URL(fileURLWithPath: path).deletingLastPathComponent().path)
         } catch let error as DecodingError {
             throw ConfigError("\(path): \(describe(error))")
+        } catch let error as ConfigError {
+            throw error
         } catch {
             throw ConfigError("\(path): \(error)")
         }
+    }
+
+    static let schema: [String: Set<String>] = [
+        "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "tftp", "http", "policies", "limits", "log"],
+        "dhcp": ["ports", "enabled"],
+        "tftp": ["enabled", "root", "port", "max_transfers"],
+        "http": ["enabled", "port", "root", "address"],
+        "limits": ["instructions", "time_ms", "memory_mb", "states"],
+        "log": ["format", "level"],
+        "policies[]": ["file", "name", "config"],
+    ]
+
+    /// Dotted paths of keys the schema does not know (a policy's own `config` is free-form).
+    static func unknownKeys(_ top: [String: YAMLValue]) -> [String] {
+        var out: [String] = []
+        for (key, value) in top.sorted(by: { $0.key < $1.key }) {
+            guard schema[""]!.contains(key) else { out.append(key); continue }
+            if case .table(let section) = value, let known = schema[key] {
+                out += section.keys.sorted().filter { !known.contains($0) }.map { "\(key).\($0)" }
+            }
+            if key == "policies", case .list(let list) = value {
+                for (i, item) in list.enumerated() {
+                    if case .table(let p) = item {
+                        out += p.keys.sorted().filter { !schema["policies[]"]!.contains($0) }.map { "policies[\(i)].\($0)" }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    static func knownKeys(at dotted: String) -> String {
+        let section = dotted.contains("[") ? "policies[]" : (dotted.split(separator: ".").count > 1 ? String(dotted.split(separator: ".")[0]) : "")
+        return (schema[section] ?? []).sorted().joined(separator: ", ")
     }
 
     func resolvingPaths(relativeTo dir: String) -> Configuration {

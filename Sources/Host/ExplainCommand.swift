@@ -48,8 +48,13 @@ struct ExplainCommand: ParsableCommand {
         }
         let (decision, steps) = engine.decideTraced(req)
         print("chain (\(req.kind.rawValue) hook)")
+        let width = max(14, engine.chain.policies.map(\.name.count).max() ?? 0)
+        func pad(_ name: String) -> String { name + String(repeating: " ", count: max(0, width - name.count)) }
         for step in steps {
-            print(String(format: "  %-14@ %@ (%.1f us)", step.policy as NSString, Self.describe(step.outcome) as NSString, Double(step.duration) / 1000))
+            print("  \(pad(step.policy)) \(Self.describe(step.outcome)) (\(String(format: "%.1f", Double(step.duration) / 1000)) us)")
+        }
+        for policy in engine.chain.policies.dropFirst(steps.count) {
+            print("  \(pad(policy.name)) not reached")
         }
         guard let decision else {
             print("decision: none (no policy decided; the server stays silent)")

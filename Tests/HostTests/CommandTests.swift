@@ -1,0 +1,122 @@
+import Foundation
+import Testing
+
+/// check, explain, import and test as a user runs them: the real binary, real files.
+@Suite struct CommandTests {
+    let root = ServerProcess.packageRoot
+
+    func run(_ args: [String]) throws -> (status: Int32, text: String) {
+        let p = ServerProcess(args)
+        let status = try p.runToEnd(timeout: 60)
+        return (status, p.text)
+    }
+
+    func tempDir() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-cmd-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test func checkPassesOnShippedPolicies() throws {
+        let r = try run(["check", "--policy", "default", "--policy", "arch-aware"])
+        #expect(r.status == 0, "\(r.text)")
+        #expect(r.text.contains("check passed: 2 policies in the chain: default -> arch-aware"))
+    }
+
+    @Test func checkReportsEveryBrokenPolicyWithFileAndLine() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try "return {\n  dhcp = function(req) return { filename = } end,\n}\n".write(to: dir.appendingPathComponent("one.lua"), atomically: true, encoding: .utf8)
+        try "local x = 1\nreturn 42\n".write(to: dir.appendingPathComponent("two.lua"), atomically: true, encoding: .utf8)
+        let r = try run(["check", "--policy", dir.appendingPathComponent("one.lua").path, "--policy", dir.appendingPathComponent("two.lua").path])
+        #expect(r.status == 1)
+        #expect(r.text.contains("one.lua:2:"), "\(r.text)")
+        #expect(r.text.contains("two.lua"), "\(r.text)")
+    }
+
+    @Test func checkNamesTheConfigKeyThatIsWrong() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("bp.yaml")
+        try "tftp:\n  port: sixty-nine\n".write(to: config, atomically: true, encoding: .utf8)
+        let r = try run(["check", "--config", config.path])
+        #expect(r.status == 1)
+        #expect(r.text.contains("bp.yaml: tftp.port"), "\(r.text)")
+        try "tftp:\n  prot: 69\n".write(to: config, atomically: true, encoding: .utf8)
+        let typo = try run(["check", "--config", config.path])
+        #expect(typo.status == 1)
+        #expect(typo.text.contains("unknown key 'tftp.prot' (known: enabled, max_transfers, port, root)"), "\(typo.text)")
+    }
+
+    @Test func exampleConfigChecks() throws {
+        let r = try run(["check", "--config", root.appendingPathComponent("examples/bootpolicy.yaml").path])
+        // /srv/tftp does not exist here; everything else in the example must load.
+        #expect(r.text.contains("ok    \(root.appendingPathComponent("policies/arch-aware.lua").path)"), "\(r.text)")
+        #expect(r.text.contains("ok    \(root.appendingPathComponent("policies/default.lua").path)"), "\(r.text)")
+        #expect(!r.text.contains("unknown key"), "\(r.text)")
+    }
+
+    @Test func explainShowsChainDecisionAndReply() throws {
+        let fixture = root.appendingPathComponent("fixtures/requests/ovmf-pxe-request-4011.json").path
+        let r = try run(["explain", "--request", fixture, "--policy", "default", "--policy", "arch-aware"])
+        #expect(r.status == 0, "\(r.text)")
+        #expect(r.text.contains("firmware uefi  arch efi-x64 (7)"), "\(r.text)")
+        #expect(r.text.contains("default        DECIDED"), "\(r.text)")
+        #expect(r.text.contains("arch-aware     not reached"), "\(r.text)")
+        #expect(r.text.contains("filename undionly.kpxe"))
+        #expect(r.text.contains("reply"))
+        #expect(r.text.contains("ack"), "\(r.text)")
+    }
+
+    @Test func explainSaysWhenNothingDecides() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let pass = dir.appendingPathComponent("pass.lua")
+        try "return { dhcp = function(req) return nil end }\n".write(to: pass, atomically: true, encoding: .utf8)
+        let fixture = root.appendingPathComponent("fixtures/requests/pxe-bios-discover.json").path
+        let r = try run(["explain", "--request", fixture, "--policy", pass.path])
+        #expect(r.status == 0)
+        #expect(r.text.contains("pass           passed"), "\(r.text)")
+        #expect(r.text.contains("decision: none"))
+    }
+
+    @Test func importWritesOneFixturePerDistinctRequest() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try run(["import", root.appendingPathComponent("fixtures/lab/bootpolicy-uefi.pcap").path, "--out", dir.path, "--prefix", "t"])
+        #expect(r.status == 0, "\(r.text)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        #expect(files == ["t-ipxe-efi-x64-discover-525400770002.json", "t-ipxe-efi-x64-request-525400770002.json",
+                          "t-uefi-efi-x64-discover-525400770002.json", "t-uefi-efi-x64-request-4011-525400770002.json",
+                          "t-uefi-efi-x64-request-525400770002.json"], "\(files)")
+        // What import wrote is what policy tests and explain read back.
+        let e = try run(["explain", "--request", dir.appendingPathComponent("t-ipxe-efi-x64-discover-525400770002.json").path])
+        #expect(e.text.contains("filename bootstrap.ipxe"), "\(e.text)")
+    }
+
+    @Test func importRefusesWhatIsNotACapture() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let junk = dir.appendingPathComponent("junk.pcap")
+        try Data("this is not a capture".utf8).write(to: junk)
+        let r = try run(["import", junk.path, "--out", dir.appendingPathComponent("out").path])
+        #expect(r.status != 0)
+        #expect(r.text.contains("junk.pcap:"), "\(r.text)")
+    }
+
+    @Test func policyTestFailuresExitOne() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let test = dir.appendingPathComponent("x_test.lua")
+        try """
+            local chain = policy_chain { { file = "\(root.appendingPathComponent("policies/default.lua").path)" } }
+            test("right", function() eq(chain:dhcp(request { mac = "52:54:00:00:00:01", options = { [175] = "" } }).filename, "bootstrap.ipxe") end)
+            test("wrong", function() eq(chain:dhcp(request { mac = "52:54:00:00:00:01" }).filename, "ipxe.efi") end)
+
+            """.write(to: test, atomically: true, encoding: .utf8)
+        let r = try run(["test", dir.path])
+        #expect(r.status == 1)
+        #expect(r.text.contains("x_test.lua:3: expected \"ipxe.efi\""), "\(r.text)")
+        #expect(r.text.hasSuffix("1 passed, 1 failed\n"), "\(r.text)")
+    }
+}
