@@ -1,0 +1,73 @@
+import Foundation
+import Protocols
+import Testing
+
+/// The whole server inside a namespace pair: a PXE client's DHCP exchange, then the file and the
+/// script the policy generated for it, fetched by TFTP with curl from that client's address.
+@Suite(.serialized, .enabled(if: NetnsPair.available, "needs root and iproute2 (ip netns)"))
+struct ServeNamespaceTests {
+    static let root = ServerProcess.packageRoot
+
+    func fixtureHex(_ name: String) throws -> String {
+        let url = Self.root.appendingPathComponent("fixtures/requests/\(name).json")
+        return try #require(Fixture.load(from: url).raw)
+    }
+
+    @Test func razorChainOverProxyDHCPAndTFTP() throws {
+        // The recorded iPXE request carries chaddr 52:54:00:77:00:01: give the client that MAC so
+        // the server can tie its TFTP request (by ARP) to the DHCP decision.
+        let net = try NetnsPair(tag: "srv", subnet: 79, clientMAC: "52:54:00:77:00:01")
+        defer { net.teardown() }
+        let tftpRoot = FileManager.default.temporaryDirectory.appendingPathComponent("bp-ns-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tftpRoot, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: tftpRoot) }
+        let loader = Data((0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        try loader.write(to: tftpRoot.appendingPathComponent("undionly.kpxe"))
+
+        let server = ServerProcess(["serve", "--interface", net.serverIf, "--tftp-root", tftpRoot.path,
+                                    "--policy", Self.root.appendingPathComponent("examples/razor.lua").path])
+        server.process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        server.process.arguments = ["netns", "exec", net.server, ServerProcess.binary.path] + (server.process.arguments ?? [])
+        try server.start()
+        defer { server.stop() }
+        try #require(server.waitFor("serving: http"), "\(server.text)")
+
+        // iPXE's DISCOVER (option 175): an OFFER naming bootstrap.ipxe on this server.
+        let replyHex = try net.dhcpExchange(hex: fixtureHex("qemu-ipxe-bios-discover"))
+        try #require(!replyHex.isEmpty, "no OFFER:\n\(server.text)")
+        let offer = try DHCPMessage(bytes: Array(Data(hexString: replyHex)))
+        #expect(offer.messageType == .offer)
+        #expect(offer.bootFile == "bootstrap.ipxe")
+        #expect(offer.siaddr.description == net.serverAddress)
+        #expect(offer.yiaddr.description == "0.0.0.0")
+
+        // The same client fetches it by TFTP: the script generated at DHCP time, for this MAC.
+        let script = try net.inClient(["curl", "-sS", "--max-time", "10", "tftp://\(net.serverAddress)/bootstrap.ipxe"])
+        #expect(script.output.hasPrefix("#!ipxe\n"), "\(script.output)\n\(server.text)")
+        #expect(script.output.contains("chain http://razor:8150/api/microkernel/bootstrap?nic_max=4"))
+
+        // A file from the root, byte for byte.
+        let out = tftpRoot.appendingPathComponent("got")
+        let file = try net.inClient(["curl", "-sS", "--max-time", "10", "-o", out.path, "tftp://\(net.serverAddress)/undionly.kpxe"])
+        #expect(file.status == 0, "\(file.output)")
+        #expect(try Data(contentsOf: out) == loader)
+
+        // A plain DHCP client (no PXEClient) gets silence, as from dnsmasq.
+        let plain = try net.dhcpExchange(hex: fixtureHex("pxe-bios-discover").replacingOccurrences(of: "505845436c69656e74", with: "4d53465420352e3030"), wait: 1)
+        #expect(plain.isEmpty, "answered a non-PXE client")
+
+        // The operator sees the client's timeline.
+        let clients = try net.inClient(["curl", "-sS", "--max-time", "5", "http://\(net.serverAddress):8080/api/clients"]).output
+        #expect(clients.contains("\"mac\" : \"52:54:00:77:00:01\""), "\(clients)")
+        #expect(clients.contains("bootstrap.ipxe"))
+    }
+}
+
+extension Data {
+    init(hexString: String) {
+        var bytes: [UInt8] = []
+        var it = hexString.makeIterator()
+        while let a = it.next(), let b = it.next() { bytes.append(UInt8(String([a, b]), radix: 16) ?? 0) }
+        self.init(bytes)
+    }
+}
