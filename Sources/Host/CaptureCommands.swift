@@ -82,6 +82,8 @@ struct RecordCommand: ParsableCommand {
     var prefix: String = "recorded"
 
     func run() throws {
+        // Line-buffered, so a pipe (a test, `| tee`) sees each fixture as it is written.
+        setvbuf(stdout, nil, _IOLBF, 0)
         let sniffer: PacketSniffer
         do {
             sniffer = try PacketSniffer(interface: interface, ports: [67, 4011])

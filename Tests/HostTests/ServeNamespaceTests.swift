@@ -63,6 +63,32 @@ struct ServeNamespaceTests {
     }
 }
 
+extension ServeNamespaceTests {
+    @Test func recordListensWithoutAnswering() throws {
+        let net = try NetnsPair(tag: "rec", subnet: 80)
+        defer { net.teardown() }
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("bp-rec-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let recorder = ServerProcess(["netns", "exec", net.server, ServerProcess.binary.path, "record",
+                                      "--interface", net.serverIf, "--out", out.path, "--count", "2", "--duration", "20"])
+        recorder.process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        try recorder.start()
+        defer { recorder.stop() }
+        try #require(recorder.waitFor("recording DHCP client requests"), "\(recorder.text)")
+        // Nobody answers: record never does.
+        #expect(try net.dhcpExchange(hex: fixtureHex("ovmf-pxe-discover"), wait: 1).isEmpty)
+        _ = try net.dhcpExchange(hex: fixtureHex("ovmf-pxe-discover"), wait: 0.2)  // a retry: not distinct
+        _ = try net.dhcpExchange(hex: fixtureHex("qemu-ipxe-bios-discover"), wait: 0.2)
+        #expect(recorder.waitFor("2 fixtures written", timeout: 10), "\(recorder.text)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
+        #expect(files == ["recorded-ipxe-bios-discover-525400770001.json", "recorded-uefi-efi-x64-discover-525400770002.json"], "\(files)")
+        // The recording is byte-identical to what was sent.
+        let recorded = try Fixture.load(from: out.appendingPathComponent(files[1]))
+        #expect(recorded.raw == (try fixtureHex("ovmf-pxe-discover")))
+        #expect(recorded.interface == net.serverIf)
+    }
+}
+
 extension Data {
     init(hexString: String) {
         var bytes: [UInt8] = []
