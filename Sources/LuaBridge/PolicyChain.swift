@@ -81,7 +81,13 @@ public final class PolicyChain: BootDecider, @unchecked Sendable {
     private func acquire() -> LuaState {
         let n = states.count
         if n == 1 { states[0].lock.lock(); return states[0] }
-        let start = Int(truncatingIfNeeded: UInt(bitPattern: Int(bitPattern: UInt(pthread_self()))) >> 6) % n
+        #if os(Linux)
+        let seed = UInt(pthread_self())
+        #else
+        let seed = UInt(bitPattern: pthread_self())
+        #endif
+        // Threads start at different states, so in the common case the first try-lock wins.
+        let start = Int(truncatingIfNeeded: (UInt64(seed) &* 0x9E37_79B9_7F4A_7C15) >> 33) % n
         for k in 0..<n {
             let st = states[(start + k) % n]
             if st.lock.try() { return st }

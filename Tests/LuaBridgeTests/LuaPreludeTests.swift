@@ -8,7 +8,7 @@ import Testing
         let runner = PolicyTestRunner(logger: TestPolicies.logger, loadFixture: PolicyTestRunnerTests.loader)
         let r = runner.run(file: TestPolicies.dir.appendingPathComponent("tests/library_test.lua"))
         #expect(r.error == nil, "\(r.error ?? "")")
-        #expect(r.tests.count == 3)
+        #expect(r.tests.count == 5)
         for t in r.tests { #expect(t.passed, "\(t.name): \(t.message ?? "")") }
     }
 }
