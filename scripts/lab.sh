@@ -389,7 +389,17 @@ run_scenario() {
   update_stages "$dir/events.txt" "$start"
 
   case "$expect:$result" in
-    reach:reached) [ "$api_ok" -eq 0 ] && ok=0 || why="marker reached but the server's API does not show the script fetch" ;;
+    reach:reached)
+      if [ "$api_ok" -ne 0 ]; then
+        why="marker reached but the server's API does not show the script fetch"
+      elif [ "$server" = bootpolicy ] && { [ -z "$POLICY" ] || [[ "$POLICY" == *arch-aware.lua ]]; } \
+        && ! grep -aqF "bootpolicy: script for $mac (" <<<"$(clean_serial "$dir/serial.log")"; then
+        # arch-aware's first line is one argument with spaces, written with the builder's
+        # ${bpqXX:string} quoting: iPXE must print it with the spaces back.
+        why="marker reached but iPXE did not print the quoted line 'bootpolicy: script for $mac (...)'"
+      else
+        ok=0
+      fi ;;
     weakness:exhausted|weakness:timeout)
       if [ "$scenario" = uefi ] && grep -q ' tftp undionly.kpxe' "$dir/events.txt" \
         && grep -aq 'failed to load Boot[0-9A-F]* "UEFI PXEv4' <<<"$(clean_serial "$dir/serial.log")"; then

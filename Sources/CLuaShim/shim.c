@@ -598,8 +598,9 @@ static int format_err_k(lua_State *L) {
 static int finish_error(lua_State *L, bp_ctx *c, int base, int fnidx, int st) {
     /* A refused allocation that Lua's emergency collection then satisfied is no error:
      * only a failed call with a refusal behind it counts as the memory cap. */
-    int kind = (st == LUA_ERRMEM || (st != LUA_OK && c->mem_tripped)) ? BP_MEMORY
-             : c->budget_tripped ? BP_BUDGET : BP_ERROR;
+    int kind = st == LUA_ERRMEM ? BP_MEMORY
+             : c->budget_tripped ? BP_BUDGET
+             : (st != LUA_OK && c->mem_tripped) ? BP_MEMORY : BP_ERROR;
     int err = lua_gettop(L);
     if (kind == BP_MEMORY) {
         /* Still armed: any finalizer Lua code stays under the budget. */

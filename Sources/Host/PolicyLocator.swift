@@ -35,7 +35,7 @@ enum PolicyLocator {
             if fm.fileExists(atPath: dir + "/" + name) { return dir + "/" + name }
         }
         let shipped = shippedDirectory().map { dir in
-            ((try? fm.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".lua") }.sorted().joined(separator: ", ")
+            ((try? fm.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".lua") && !$0.hasSuffix("_test.lua") }.sorted().joined(separator: ", ")
         } ?? "none found"
         throw ConfigError("policy \(nameOrPath): no such file, and no shipped policy of that name (shipped: \(shipped))")
     }

@@ -5,7 +5,7 @@ for i = 1, 40 do live[i] = string.rep(string.char(64 + i % 26), 100 * 1024) end
 return {
   dhcp = function(req)
     local n = 0
-    for i = 1, 300 do
+    for i = 1, 60 do
       local s = string.rep("z", 256 * 1024 + i)
       n = n + #s
     end
