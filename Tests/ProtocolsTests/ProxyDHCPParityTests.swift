@@ -219,7 +219,11 @@ import Glibc
         dnsmasq.standardOutput = handle
         dnsmasq.standardError = handle
         try dnsmasq.run()
-        defer { Self.stop(dnsmasq) }
+        defer {
+            Self.stop(dnsmasq)
+            try? FileManager.default.removeItem(atPath: "/tmp/bp-dhcp-parity-\(lab.tag).pid")
+            try? FileManager.default.removeItem(at: log)
+        }
         let ready = Date().addingTimeInterval(5)
         while Date() < ready, !((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains("sockets bound") { usleep(50_000) }
         var reference: [String: Observed] = [:]

@@ -142,4 +142,24 @@ final class EventLog: BootEventSink, @unchecked Sendable {
         print("fuzz: \(stats)")
         await server.shutdown()
     }
+
+    /// `run()` (the swift-service-lifecycle entry point) serves until cancelled, then closes
+    /// its sockets.
+    @Test func runServesUntilCancelledAndReleasesPorts() async throws {
+        let base = Int.random(in: 20000...50000)
+        let configuration = ProxyDHCPServer.Configuration(bindAddress: "127.0.0.1", ports: [base], pxePort: base + 1)
+        let server = ProxyDHCPServer(configuration: configuration, decider: StaticBootDecider(), logger: Self.quiet)
+        let task = Task { try await server.run() }
+        let deadline = Date().addingTimeInterval(5)
+        while server.boundAddresses.isEmpty && Date() < deadline { try await Task.sleep(nanoseconds: 10_000_000) }
+        #expect(server.boundAddresses == ["127.0.0.1:\(base)"])
+        let client = try UDPProbe(bind: "127.0.0.1", port: 0)
+        client.send(Build.discover().bytes, to: .loopback, port: base)
+        #expect(client.receive(timeout: 3, limit: 1).count == 1)
+        task.cancel()
+        try await task.value
+        // Closed: nobody answers any more.
+        client.send(Build.discover().bytes, to: .loopback, port: base)
+        #expect(client.receive(timeout: 0.5, limit: 1).isEmpty)
+    }
 }
