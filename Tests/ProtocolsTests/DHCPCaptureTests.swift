@@ -52,7 +52,7 @@ import Testing
     @Test func sharedReferenceCapturesDecode() throws {
         let files = Captures.files(in: Captures.shared)
         guard !files.isEmpty else {
-            print("skip: /work/shared/fixtures/captures not present")
+            print("skip: shared/fixtures/captures (beside the checkout) not present")
             return
         }
         var failures: [String] = []

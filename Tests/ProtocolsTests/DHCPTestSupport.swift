@@ -14,8 +14,14 @@ enum Captures {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/captures")
     }
 
-    /// Reference captures not copied into the project (licence); present on the dev machine.
-    static let shared = URL(fileURLWithPath: "/work/shared/fixtures/captures")
+    /// Reference captures not copied into the project (licence): the `shared/` folder beside
+    /// the checkout (as on the developers' machines and in CI), else /work/shared.
+    static let shared: URL = {
+        let beside = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/fixtures/captures")
+        if FileManager.default.fileExists(atPath: beside.path) { return beside }
+        return URL(fileURLWithPath: "/work/shared/fixtures/captures")
+    }()
 
     static func files(in directory: URL) -> [URL] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
