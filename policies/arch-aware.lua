@@ -44,7 +44,7 @@ local function script_for(req)
   local s = ipxe.script()
   local sc = config.script or {}
   -- One argument with spaces: the builder quotes it for iPXE (the lab checks it prints whole).
-  s:line("echo", "bootpolicy:", ("script for %s (%s)"):format(req.mac, req.query.arch or "unknown arch"))
+  s:line("echo", "bootpolicy:", ("script for %s (%s)"):format(req.mac, req.query.arch or req.arch or "unknown arch"))
   -- Operator-written lines: ${settings} in them are meant for iPXE to expand, so they go
   -- out as written (ipxe.quote would refuse them).
   for _, line in ipairs(sc.echo or {}) do s:raw("echo " .. line) end

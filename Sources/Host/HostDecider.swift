@@ -2,10 +2,13 @@ import Foundation
 import NIOConcurrencyHelpers
 import Protocols
 
-/// Wraps the policy chain with what ties one client's requests together: the iPXE script a
-/// DHCP decision generated is kept for that MAC and served when the same client asks for the
-/// decided filename by TFTP, or for the script endpoint over HTTP, unless a `tftp`/`http` hook
-/// decides otherwise first.
+/// Wraps the policy chain with what ties one client's requests together:
+/// - a TFTP or HTTP request is told what the client's last DHCP request said (arch, firmware,
+///   vendor and user class, UUID, hostname, iPXE features), so `tftp`/`http` hooks see
+///   `req.arch` without the client repeating it;
+/// - the iPXE script a DHCP decision generated is kept for that MAC and served when the same
+///   client asks for the decided filename by TFTP, or for the script endpoint over HTTP, unless
+///   a `tftp`/`http` hook decides otherwise first.
 final class HostDecider: BootDecider, @unchecked Sendable {
     struct Script {
         var filename: String?
@@ -19,6 +22,7 @@ final class HostDecider: BootDecider, @unchecked Sendable {
     let ttl: TimeInterval
     private let lock = NIOLock()
     private var scripts: [String: Script] = [:]
+    private var lastDHCP: [String: BootRequest] = [:]
 
     init(chain: BootDecider, scriptPath: String = "/boot.ipxe", ttl: TimeInterval = 3600) {
         self.chain = chain
@@ -27,6 +31,19 @@ final class HostDecider: BootDecider, @unchecked Sendable {
     }
 
     func decide(_ request: BootRequest) -> BootDecision? {
+        var request = request
+        if request.kind == .dhcp {
+            if !request.mac.isEmpty {
+                var facts = request
+                facts.options = [:]  // what later hooks need is decoded already; keep the cache small
+                lock.withLock {
+                    if lastDHCP.count > 65_536 { lastDHCP.removeAll(keepingCapacity: true) }
+                    lastDHCP[request.mac] = facts
+                }
+            }
+        } else if !request.mac.isEmpty, let facts = lock.withLock({ lastDHCP[request.mac] }) {
+            request.learn(from: facts)
+        }
         let decision = chain.decide(request)
         switch request.kind {
         case .dhcp:
@@ -58,5 +75,20 @@ final class HostDecider: BootDecider, @unchecked Sendable {
         let trimmed = path.split(whereSeparator: { $0 == "/" || $0 == "\\" }).last ?? Substring(path)
         // An HTTP filename in a DHCP decision may carry a query string.
         return trimmed.split(separator: "?", maxSplits: 1).first ?? trimmed
+    }
+}
+
+extension BootRequest {
+    /// Fills what a TFTP/HTTP request cannot know from the same client's DHCP request.
+    mutating func learn(from dhcp: BootRequest) {
+        if archCode == nil { archCode = dhcp.archCode; arch = dhcp.arch }
+        if firmware == .unknown { firmware = dhcp.firmware }
+        if vendorClass == nil { vendorClass = dhcp.vendorClass }
+        if userClass.isEmpty { userClass = dhcp.userClass }
+        if !isIPXE { isIPXE = dhcp.isIPXE }
+        if ipxeFeatures.isEmpty { ipxeFeatures = dhcp.ipxeFeatures }
+        if uuid == nil { uuid = dhcp.uuid }
+        if hostname == nil { hostname = dhcp.hostname }
+        if relay == nil { relay = dhcp.relay }
     }
 }

@@ -25,7 +25,8 @@ struct ServeNamespaceTests {
         try loader.write(to: tftpRoot.appendingPathComponent("undionly.kpxe"))
 
         let server = ServerProcess(["serve", "--interface", net.serverIf, "--tftp-root", tftpRoot.path,
-                                    "--policy", Self.root.appendingPathComponent("examples/razor.lua").path])
+                                    "--policy", Self.root.appendingPathComponent("examples/razor.lua").path,
+                                    "--policy", "arch-aware"])
         server.process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         server.process.arguments = ["netns", "exec", net.server, ServerProcess.binary.path] + (server.process.arguments ?? [])
         try server.start()
@@ -55,6 +56,11 @@ struct ServeNamespaceTests {
         // A plain DHCP client (no PXEClient) gets silence, as from dnsmasq.
         let plain = try net.dhcpExchange(hex: fixtureHex("pxe-bios-discover").replacingOccurrences(of: "505845436c69656e74", with: "4d53465420352e3030"), wait: 1)
         #expect(plain.isEmpty, "answered a non-PXE client")
+
+        // An HTTP hook learns what the client's DHCP said: arch-aware names the arch (bios)
+        // although the URL does not carry it.
+        let http = try net.inClient(["curl", "-sS", "--max-time", "5", "http://\(net.serverAddress):8080/boot.ipxe?mac=52-54-00-77-00-01"])
+        #expect(http.output.contains("(bios)"), "\(http.output)")
 
         // The operator sees the client's timeline.
         let clients = try net.inClient(["curl", "-sS", "--max-time", "5", "http://\(net.serverAddress):8080/api/clients"]).output
