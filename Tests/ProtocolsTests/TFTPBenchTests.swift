@@ -90,7 +90,8 @@ struct TFTPBenchTests {
              [TFTPOption(name: "blksize", value: "1468"), TFTPOption(name: "windowsize", value: "8")]),
         ]
         var table: [(String, [String: (Double, Int)])] = []
-        for (label, options) in singles {
+        let cases = env["BP_BENCH_CASES"] ?? "all"
+        for (label, options) in singles where cases != "multi" {
             var row: [String: (Double, Int)] = [:]
             for target in targets {
                 var times: [Double] = []
@@ -103,7 +104,7 @@ struct TFTPBenchTests {
             }
             table.append((label, row))
         }
-        for (label, options) in multis {
+        for (label, options) in multis where cases != "single" {
             var row: [String: (Double, Int)] = [:]
             for target in targets {
                 var times: [Double] = []
