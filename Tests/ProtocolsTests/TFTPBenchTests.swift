@@ -73,6 +73,13 @@ struct TFTPBenchTests {
             ourPort = server.localAddress?.port
             try await Task.sleep(for: .milliseconds(10))
         }
+        if let seconds = env["BP_BENCH_SERVE_SECONDS"].flatMap(Int.init) {
+            // Profiling mode: just serve, so perf or a client can be pointed at the port.
+            print("serving on 127.0.0.1:\(ourPort ?? 0) for \(seconds) s")
+            try await Task.sleep(for: .seconds(seconds))
+            server.stop()
+            return
+        }
         var targets = [Target(name: "bootpolicy", port: try #require(ourPort))]
         if let port = env["BP_BENCH_HPA_PORT"].flatMap(Int.init) { targets.append(Target(name: "tftp-hpa", port: port)) }
         if let port = env["BP_BENCH_DNSMASQ_PORT"].flatMap(Int.init) { targets.append(Target(name: "dnsmasq", port: port)) }
