@@ -73,6 +73,13 @@ struct TFTPBenchTests {
             ourPort = server.localAddress?.port
             try await Task.sleep(for: .milliseconds(10))
         }
+        if let seconds = env["BP_BENCH_SERVE_SECONDS"].flatMap(Int.init) {
+            // Profiling mode: just serve, so perf or a client can be pointed at the port.
+            print("serving on 127.0.0.1:\(ourPort ?? 0) for \(seconds) s")
+            try await Task.sleep(for: .seconds(seconds))
+            server.stop()
+            return
+        }
         var targets = [Target(name: "bootpolicy", port: try #require(ourPort))]
         if let port = env["BP_BENCH_HPA_PORT"].flatMap(Int.init) { targets.append(Target(name: "tftp-hpa", port: port)) }
         if let port = env["BP_BENCH_DNSMASQ_PORT"].flatMap(Int.init) { targets.append(Target(name: "dnsmasq", port: port)) }
@@ -90,7 +97,8 @@ struct TFTPBenchTests {
              [TFTPOption(name: "blksize", value: "1468"), TFTPOption(name: "windowsize", value: "8")]),
         ]
         var table: [(String, [String: (Double, Int)])] = []
-        for (label, options) in singles {
+        let cases = env["BP_BENCH_CASES"] ?? "all"
+        for (label, options) in singles where cases != "multi" {
             var row: [String: (Double, Int)] = [:]
             for target in targets {
                 var times: [Double] = []
@@ -103,7 +111,7 @@ struct TFTPBenchTests {
             }
             table.append((label, row))
         }
-        for (label, options) in multis {
+        for (label, options) in multis where cases != "single" {
             var row: [String: (Double, Int)] = [:]
             for target in targets {
                 var times: [Double] = []

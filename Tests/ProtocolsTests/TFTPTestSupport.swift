@@ -237,15 +237,25 @@ final class TFTPTestClient {
             rearm(context: context)
         }
 
+        var deadline = NIODeadline.now()
+
+        /// Moves the deadline; a timer is scheduled only when none is pending (cheap per packet).
         func rearm(context: ChannelHandlerContext) {
-            timer?.cancel()
+            deadline = .now() + timeout
+            guard timer == nil else { return }
+            schedule(context: context)
+        }
+
+        func schedule(context: ChannelHandlerContext) {
             let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
             let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
-            timer = context.eventLoop.scheduleTask(in: timeout) { bound.value.fired(context: ctx.value) }
+            timer = context.eventLoop.scheduleTask(deadline: deadline) { bound.value.fired(context: ctx.value) }
         }
 
         func fired(context: ChannelHandlerContext) {
+            timer = nil
             guard !done else { return }
+            if NIODeadline.now() < deadline { return schedule(context: context) }
             tries += 1
             if tries > retries { result.timedOut = true; finish(); return }
             send(last, to: peer ?? server, context: context)

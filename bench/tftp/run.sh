@@ -5,7 +5,7 @@
 # listens on 127.0.0.1:69 *inside* the namespace; nothing binds or sends outside it.
 #
 # Usage (root): bench/tftp/run.sh            # writes bench/tftp/RESULTS.md
-# Env: BP_BENCH_RUNS (3), BP_BENCH_CONCURRENCY (1000)
+# Env: BP_BENCH_RUNS (3), BP_BENCH_CONCURRENCY (1000), BP_BENCH_CASES (all, single, multi)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -41,6 +41,12 @@ swift build -c release --build-tests -Xswiftc -enable-testing -j 2 2>&1 | tail -
 ip netns del "$NS" 2>/dev/null || true
 ip netns add "$NS"
 ip -n "$NS" link set lo up
+# in.tftpd resolves its -a address with AI_ADDRCONFIG, which finds nothing when only loopback
+# exists: give the namespace a veth pair (both ends inside it) with a namespace-only address.
+ip -n "$NS" link add bp-tftp-v0 type veth peer name bp-tftp-v1
+ip -n "$NS" addr add 192.168.77.1/24 dev bp-tftp-v0
+ip -n "$NS" link set bp-tftp-v0 up
+ip -n "$NS" link set bp-tftp-v1 up
 # 1,000 concurrent transfers need ~2,000 sockets in the test process (client and server side).
 ulimit -n "$(ulimit -Hn)"
 
@@ -54,7 +60,7 @@ PIDS+=($!)
 sleep 1
 
 CMD="ip netns exec $NS env BOOTPOLICY_BENCH=1 BP_BENCH_ROOT=$ROOT BP_BENCH_HPA_PORT=$HPA_PORT BP_BENCH_DNSMASQ_PORT=69 \
-BP_BENCH_RUNS=${BP_BENCH_RUNS:-3} BP_BENCH_CONCURRENCY=${BP_BENCH_CONCURRENCY:-1000} BP_BENCH_OUT=$OUT \
+BP_BENCH_RUNS=${BP_BENCH_RUNS:-3} BP_BENCH_CASES=${BP_BENCH_CASES:-all} BP_BENCH_CONCURRENCY=${BP_BENCH_CONCURRENCY:-1000} BP_BENCH_OUT=$OUT \
 swift test -c release --skip-build --filter TFTPBenchTests"
 echo "== $CMD"
 set +e

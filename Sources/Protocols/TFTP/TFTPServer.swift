@@ -220,12 +220,16 @@ public final class TFTPServer: Service, Sendable {
         _ setup: TFTPTransfer.Setup, client: SocketAddress, local: NIOPacketInfo?, file: String, mac: String,
         clientIP: String, started: NIODeadline, policy: String?
     ) {
-        // Answer from the address the request was sent to, so multi-homed hosts keep one peer.
+        // Answer from the address the request was sent to (IP_PKTINFO), so a multi-homed host
+        // keeps one peer address per transfer; without it, from the configured address.
         var bindAddress: SocketAddress
-        if let local, configuration.host == "0.0.0.0" || configuration.host == "::" {
+        if let local {
             bindAddress = local.destinationAddress
+        } else if let configured = try? SocketAddress(ipAddress: configuration.host, port: 0) {
+            bindAddress = configured
         } else {
-            bindAddress = (try? SocketAddress(ipAddress: configuration.host, port: 0)) ?? client
+            let any = client.protocol == .inet6 ? "::" : "0.0.0.0"
+            bindAddress = (try? SocketAddress(ipAddress: any, port: 0)) ?? client
         }
         bindAddress.port = 0
         let onFinish: @Sendable (TFTPTransfer.Result) -> Void = { [self] result in
@@ -235,6 +239,10 @@ public final class TFTPServer: Service, Sendable {
         }
         let unsafeSetup = UnsafeTransfer(setup)
         let future = DatagramBootstrap(group: group)
+            // One ACK (or ERROR) is all a transfer expects per wake-up; reading until EAGAIN
+            // would cost a second recvmsg per block in lock-step.
+            .channelOption(.maxMessagesPerRead, value: 1)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 1024))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(TFTPTransfer(setup: unsafeSetup.value, onFinish: onFinish))
