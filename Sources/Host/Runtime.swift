@@ -65,10 +65,10 @@ struct Runtime {
         if configuration.http.enabled {
             let routes = OperatorRoutes(registry: registry, timeline: timeline, started: started).routes
             for host in configuration.http.address.map({ [$0] }) ?? hosts {
-                services.append(HTTPServer(
+                services.append(try ServerFactory.checked("http", HTTPServer(
                     configuration: .init(host: host, port: configuration.http.port, root: configuration.http.root),
                     decider: decider, sink: timeline, macLookup: { timeline.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
-                    routes: routes, group: group, logger: logger))
+                    routes: routes, group: group, logger: logger)))
                 bound.append("http \(host):\(configuration.http.port)\(configuration.http.root.map { " root \($0)" } ?? "") (status page /, /metrics, /api/clients)")
             }
         }

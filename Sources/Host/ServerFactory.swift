@@ -21,6 +21,11 @@ enum ServerFactory {
 }
 
 extension ServerFactory {
+    /// A server whose construction failed becomes a start-up refusal that names it.
+    static func checked<S>(_ what: String, _ make: @autoclosure () throws -> S) throws -> S {
+        do { return try make() } catch { throw ExitMessage("bootpolicy serve: \(error)") }
+    }
+
     static func dhcp(configuration: Configuration, interfaces: [BoundInterface], decider: BootDecider,
                      timeline: ClientTimeline, group: EventLoopGroup, logger: Logger) throws -> Service {
         var serverAddress: IPv4Address?

@@ -27,6 +27,13 @@ import Testing
         try refuses(["serve", "--listen", "127.0.0.1"], saying: "--tftp-root")
     }
 
+    @Test func rootsMustBeDirectories() throws {
+        try refuses(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "\(freePort())", "--http-root", "/nonexistent-bp"],
+                    saying: "--http-root: root '/nonexistent-bp' is not an existing directory")
+        try refuses(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-http", "--tftp-port", "\(freePort())", "--tftp-root", "/etc/hostname"],
+                    saying: "--tftp-root: root '/etc/hostname' is not an existing directory")
+    }
+
     @Test func portInUse() throws {
         // Hold a TCP port, then ask bootpolicy to serve HTTP on it.
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

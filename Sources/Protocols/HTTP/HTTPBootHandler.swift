@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -42,7 +45,8 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
             headers.add(name: "Content-Length", value: "\(bytes.count)")
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
             if !isHead { context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil) }
-        case .file(let path, let size, let rangeHeader):
+        case .file(let file, let rangeHeader):
+            let size = Int(file.size)
             headers.add(name: "Accept-Ranges", value: "bytes")
             var start = 0, end = size - 1
             switch ByteRange(header: rangeHeader, size: size) {
@@ -64,18 +68,18 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
                 break
             }
-            let handle: NIOFileHandle
-            do {
-                handle = try NIOFileHandle(_deprecatedPath: path)
-            } catch {
-                server.logger.warning("http: cannot open file", metadata: ["path": "\(path)", "error": "\(error)"])
-                let body = Array("cannot read \(path)\n".utf8)
+            // The region streams with sendfile from its own descriptor, closed when written.
+            let fd = dup(file.descriptor)
+            guard fd >= 0 else {
+                server.logger.warning("http: cannot read file", metadata: ["path": "\(file.path)", "errno": "\(errno)"])
+                let body = Array("cannot read \(file.path)\n".utf8)
                 var h = HTTPHeaders([("Content-Type", "text/plain"), ("Content-Length", "\(body.count)")])
                 h.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: .internalServerError, headers: h))), promise: nil)
                 context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
                 break
             }
+            let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
             let region = FileRegion(fileHandle: handle, readerIndex: start, endIndex: end + 1)
             context.write(wrapOutboundOut(.body(.fileRegion(region)))).whenComplete { _ in try? handle.close() }

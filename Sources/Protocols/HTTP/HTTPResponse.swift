@@ -31,8 +31,8 @@ public struct HTTPRequestContext: Sendable {
 public struct HTTPResponse: Sendable {
     public enum Body: Sendable {
         case bytes([UInt8])
-        /// A file from the static root; `range` is the raw Range header, applied when sending.
-        case file(path: String, size: Int, range: String?)
+        /// An open file from the static root; `range` is the raw Range header, applied when sending.
+        case file(ConfinedFile, range: String?)
     }
 
     public var status: HTTPResponseStatus
@@ -51,8 +51,8 @@ public struct HTTPResponse: Sendable {
         HTTPResponse(status: status, contentType: contentType, body: .bytes(Array(text.utf8)))
     }
 
-    public static func file(_ path: String, size: Int, range: String?) -> HTTPResponse {
-        HTTPResponse(status: .ok, contentType: contentType(forPath: path), body: .file(path: path, size: size, range: range))
+    public static func file(_ file: ConfinedFile, range: String?) -> HTTPResponse {
+        HTTPResponse(status: .ok, contentType: contentType(forPath: file.path), body: .file(file, range: range))
     }
 
     static func contentType(forPath path: String) -> String {

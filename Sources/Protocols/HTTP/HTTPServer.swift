@@ -29,6 +29,7 @@ public final class HTTPServer: Service, @unchecked Sendable {
     public typealias Route = @Sendable (HTTPRequestContext) -> HTTPResponse
 
     let configuration: Configuration
+    let root: ConfinedRoot?
     let decider: BootDecider
     let sink: BootEventSink
     let macLookup: @Sendable (String) -> String?
@@ -41,8 +42,13 @@ public final class HTTPServer: Service, @unchecked Sendable {
         configuration: Configuration, decider: BootDecider, sink: BootEventSink = NoEventSink(),
         macLookup: @escaping @Sendable (String) -> String? = { _ in nil },
         routes: [String: Route] = [:], group: EventLoopGroup, logger: Logger
-    ) {
+    ) throws {
         self.configuration = configuration
+        do {
+            self.root = try configuration.root.map(ConfinedRoot.init(path:))
+        } catch {
+            throw HTTPServerError.badRoot("\(error)")
+        }
         self.decider = decider
         self.sink = sink
         self.macLookup = macLookup
@@ -133,22 +139,25 @@ public final class HTTPServer: Service, @unchecked Sendable {
     }
 
     private func staticFile(_ path: String, context: HTTPRequestContext) -> HTTPResponse {
-        guard let root = configuration.root else { return .text(status: .notFound, "not found: \(path)\n") }
-        switch SafePath.resolve(path, under: root) {
-        case .failure(let error):
-            logger.debug("http: refused path", metadata: ["path": "\(path)", "reason": "\(error)"])
-            return .text(status: error == .notFound ? .notFound : .forbidden, "\(error.message): \(path)\n")
-        case .success(let resolved):
-            return .file(resolved.path, size: resolved.size, range: context.headers.first(name: "range"))
+        guard let root else { return .text(status: .notFound, "not found: \(path)\n") }
+        switch root.open(path) {
+        case .failure(let refusal):
+            logger.debug("http: refused path", metadata: ["path": "\(path)", "reason": "\(refusal)"])
+            if case .notFound = refusal { return .text(status: .notFound, "not found: \(path)\n") }
+            return .text(status: .forbidden, "\(refusal.message): \(path)\n")
+        case .success(let file):
+            return .file(file, range: context.headers.first(name: "range"))
         }
     }
 }
 
 public enum HTTPServerError: Error, CustomStringConvertible {
     case bindFailed(host: String, port: Int, reason: String)
+    case badRoot(String)
     public var description: String {
         switch self {
         case .bindFailed(let host, let port, let reason): return "http: cannot listen on \(host):\(port): \(reason)"
+        case .badRoot(let why): return "--http-root: \(why)"
         }
     }
 }

@@ -189,7 +189,7 @@ public final class TFTPServer: Service, Sendable {
         var servedName = file
         if let refusal = decision?.refuse {
             return refuse(.refused, .accessViolation, refusal)
-        } else if let bytes = decision?.content {
+        } else if let bytes = decision?.content ?? decision?.ipxeScript.map({ Array($0.utf8) }) {
             content = .bytes(bytes)
         } else {
             if let remapped = decision?.path { servedName = remapped }
