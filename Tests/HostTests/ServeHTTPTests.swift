@@ -38,6 +38,21 @@ import Testing
         }
     }
 
+    @Test func jsonLogsAreOneObjectPerLine() throws {
+        let port = freePort()
+        let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "\(port)", "--log-format", "json"])
+        try server.start()
+        try #require(server.waitFor("serving: http"), "\(server.text)")
+        server.stop()
+        let lines = server.text.split(separator: "\n").filter { !$0.isEmpty }
+        #expect(lines.count >= 3)
+        for line in lines {
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["level"] != nil && object?["msg"] != nil && object?["time"] != nil, "not a JSON log line: \(line)")
+        }
+        #expect(lines.contains { $0.contains("\"msg\":\"serving: http 127.0.0.1:\(port)") })
+    }
+
     @Test func staticFileHeadAndRange() throws {
         try withServer { port, root in
             let head = try runTool(curl, ["-sS", "-I", "http://127.0.0.1:\(port)/kernel"]).output.lowercased()
