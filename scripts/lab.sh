@@ -37,7 +37,8 @@ Options:
                  dnsmasq (the reference ProxyDHCP configuration bootpolicy replaces).
   --policy FILE  policy for bootpolicy (default policies/arch-aware.lua).
   --config FILE  bootpolicy YAML config; replaces the lab's generated one.
-  --record DIR   save each scenario's DHCP packets (udp 67/68/4011) as DIR/<scenario>.pcap.
+  --record DIR   save each scenario's DHCP packets (udp 67/68/4011) as DIR/<scenario>.pcap,
+                 and the client requests in it as fixtures in DIR/requests/ (bootpolicy import).
   --timeout SEC  bound per scenario (default 300).
   --keep         after the (single) scenario, keep VM and servers up until Ctrl-C (max 1 h).
   --no-ra        no IPv6 router advertisement on the lab LAN (iPXE then waits ~13 s for one).
@@ -418,6 +419,11 @@ run_scenario() {
     mkdir -p "$RECORD"
     cp "$dir/dhcp.pcap" "$RECORD/$scenario.pcap"
     echo "  recorded $(tcpdump -r "$RECORD/$scenario.pcap" 2>/dev/null | wc -l) DHCP packets -> $RECORD/$scenario.pcap"
+    # ... and as request fixtures for policy tests, one per distinct client request.
+    if [ -n "${BOOTPOLICY_BIN:-}" ] || find_bootpolicy 2>/dev/null; then
+      "$BOOTPOLICY_BIN" import "$RECORD/$scenario.pcap" --out "$RECORD/requests" --prefix "lab-$scenario" \
+        --origin "bootpolicy lab, scenario $scenario, server $server, $(date -u +%F)" | tail -n 1 | sed 's/^/  fixtures: /'
+    fi
   fi
   if [ "$ok" -eq 0 ]; then
     echo "PASS $scenario/$server in ${SEEN[marker]:-${SEEN[exhausted]:-$((SECONDS - scenario_t0)) (timeout)}} s${why:+: $why}"
