@@ -10,6 +10,7 @@
 --   discovery       profile for unknown machines      (table with kernel, initrd, cmdline)
 --   script_name     name the generated script has     (default "machine.ipxe")
 
+local first_stage = require("first_stage")
 local machines = require(config.data or "inventory_data")
 local discovery = config.discovery or {
   name = "discovery",
@@ -31,10 +32,7 @@ return {
   name = "inventory",
 
   dhcp = function(req)
-    if not req.ipxe then
-      local file = (req.firmware == "uefi") and "ipxe.efi" or "undionly.kpxe"
-      return { filename = file, next_server = req.server_address }
-    end
+    if not req.ipxe then return first_stage(req) end
     local profile = machines[req.mac]
     local known = profile ~= nil
     profile = profile or discovery

@@ -7,6 +7,7 @@
 --   entries  list of { key=, label=, chain= } or { key=, label=, kernel=, initrd=, cmdline= }
 --   default  key of the default entry                     (default: the first)
 
+local first_stage = require("first_stage")
 local entries = config.entries or {
   { key = "disk", label = "Boot from local disk", exit = true },
   { key = "shell", label = "iPXE shell", shell = true },
@@ -37,10 +38,7 @@ return {
   name = "menu",
 
   dhcp = function(req)
-    if not req.ipxe then
-      local file = (req.firmware == "uefi") and "ipxe.efi" or "undionly.kpxe"
-      return { filename = file, next_server = req.server_address }
-    end
+    if not req.ipxe then return first_stage(req) end
     return { filename = "menu.ipxe", next_server = req.server_address, ipxe_script = menu }
   end,
 }

@@ -7,16 +7,14 @@
 --   installer   table with kernel, initrd, cmdline        (required)
 --   remember    seconds to remember an install             (default 86400)
 
+local first_stage = require("first_stage")
 local installer = config.installer or {}
 
 return {
   name = "netboot-once",
 
   dhcp = function(req)
-    if not req.ipxe then
-      local file = (req.firmware == "uefi") and "ipxe.efi" or "undionly.kpxe"
-      return { filename = file, next_server = req.server_address }
-    end
+    if not req.ipxe then return first_stage(req) end
     local s = ipxe.script()
     local seen = state.get(req.mac)
     if seen and seen.installed then

@@ -248,16 +248,18 @@ function Script:set(name, value)
   self.lines[#self.lines + 1] = concat(parts, " ")
   return self
 end
-function Script:echo(text)
-  local parts = { "echo" }
-  for i, x in ipairs(words(text == nil and "" or text, 2)) do
-    local q = quote(x, 2)
+-- A command followed by free text: words keep their spacing, each quoted.
+local function emit_text(self, command, text)
+  local parts = { command }
+  for i, x in ipairs(words(text, 3)) do
+    local q = quote(x, 3)
     if i == 1 and q:sub(1, 1) == "-" then parts[#parts + 1] = "--" end
     parts[#parts + 1] = q
   end
   self.lines[#self.lines + 1] = concat(parts, " ")
   return self
 end
+function Script:echo(text) return emit_text(self, "echo", text == nil and "" or text) end
 function Script:kernel(url, ...) return emit(self, 2, "kernel", url, ...) end
 function Script:initrd(url, name)
   if name == nil then return emit(self, 2, "initrd", url) end
@@ -295,14 +297,7 @@ function Script:go(label)
 end
 function Script:menu(title)
   if title == nil then return emit(self, 2, "menu") end
-  local parts = { "menu" }
-  for i, x in ipairs(words(title, 2)) do
-    local q = quote(x, 2)
-    if i == 1 and q:sub(1, 1) == "-" then parts[#parts + 1] = "--" end
-    parts[#parts + 1] = q
-  end
-  self.lines[#self.lines + 1] = concat(parts, " ")
-  return self
+  return emit_text(self, "menu", title)
 end
 -- item(label, text, {key=, default=true, gap=true})
 function Script:item(label, text, opts)
