@@ -211,6 +211,8 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         public var description: String { "\(operation): \(String(cString: strerror(errno)))" }
     }
 
+    static let receiveBufferBytes: CInt = 4 << 20
+
     static func makeSocket(address: String, port: Int, interface: String?) throws -> CInt {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError(operation: "socket", errno: errno) }
@@ -224,6 +226,13 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         }
         try option(SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR")
         try option(SOL_SOCKET, SO_BROADCAST, "SO_BROADCAST")
+        // A rack powering on sends its DISCOVERs at once; the default ~208 KB receive buffer
+        // overflows and the kernel drops them before we read (UdpRcvbufErrors). Ask for 4 MiB,
+        // past rmem_max when we may (root), else as much as rmem_max allows. Best effort.
+        var rcvbuf: CInt = Self.receiveBufferBytes
+        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, socklen_t(MemoryLayout<CInt>.size)) != 0 {
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, socklen_t(MemoryLayout<CInt>.size))
+        }
         if let interface {
             let ok = interface.withCString { name in
                 setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, socklen_t(strlen(name) + 1)) == 0
