@@ -14,45 +14,57 @@ final class HostDecider: BootDecider, @unchecked Sendable {
         var filename: String?
         var text: String
         var policy: String?
-        var expires: Date
+    }
+
+    /// What a TFTP/HTTP request cannot know but the same client's DHCP request said.
+    struct Facts {
+        var archCode: UInt16?
+        var arch: String?
+        var firmware: BootRequest.Firmware
+        var vendorClass: String?
+        var userClass: [String]
+        var isIPXE: Bool
+        var ipxeFeatures: [String: Int]
+        var uuid: String?
+        var hostname: String?
+        var relay: BootRequest.Relay?
+
+        init(_ r: BootRequest) {
+            archCode = r.archCode; arch = r.arch; firmware = r.firmware; vendorClass = r.vendorClass
+            userClass = r.userClass; isIPXE = r.isIPXE; ipxeFeatures = r.ipxeFeatures; uuid = r.uuid
+            hostname = r.hostname; relay = r.relay
+        }
     }
 
     let chain: BootDecider
     let scriptPath: String
-    let ttl: TimeInterval
     private let lock = NIOLock()
-    private var scripts: [String: Script] = [:]
-    private var lastDHCP: [String: BootRequest] = [:]
+    private var scripts: ClientCache<Script>
+    private var facts: ClientCache<Facts>
 
-    init(chain: BootDecider, scriptPath: String = "/boot.ipxe", ttl: TimeInterval = 3600) {
+    init(chain: BootDecider, scriptPath: String = "/boot.ipxe", ttl: TimeInterval = 3600, capacity: Int = 16_384) {
         self.chain = chain
         self.scriptPath = scriptPath
-        self.ttl = ttl
+        scripts = ClientCache(capacity: capacity, ttl: ttl)
+        facts = ClientCache(capacity: capacity, ttl: ttl)
     }
 
     func decide(_ request: BootRequest) -> BootDecision? {
         var request = request
         if request.kind == .dhcp {
             if !request.mac.isEmpty {
-                var facts = request
-                facts.options = [:]  // what later hooks need is decoded already; keep the cache small
-                lock.withLock {
-                    if lastDHCP.count > 65_536 { lastDHCP.removeAll(keepingCapacity: true) }
-                    lastDHCP[request.mac] = facts
-                }
+                let learned = Facts(request)
+                lock.withLock { facts.set(request.mac, learned) }
             }
-        } else if !request.mac.isEmpty, let facts = lock.withLock({ lastDHCP[request.mac] }) {
-            request.learn(from: facts)
+        } else if !request.mac.isEmpty, let learned = lock.withLock({ facts.get(request.mac) }) {
+            request.learn(from: learned)
         }
         let decision = chain.decide(request)
         switch request.kind {
         case .dhcp:
             if let decision, !decision.ignore, let text = decision.ipxeScript, !request.mac.isEmpty {
-                let script = Script(filename: decision.filename, text: text, policy: decision.policy, expires: Date().addingTimeInterval(ttl))
-                lock.withLock {
-                    if scripts.count > 65_536 { scripts = scripts.filter { $0.value.expires > Date() } }
-                    scripts[request.mac] = script
-                }
+                let script = Script(filename: decision.filename, text: text, policy: decision.policy)
+                lock.withLock { scripts.set(request.mac, script) }
             }
             return decision
         case .tftp, .http:
@@ -65,7 +77,7 @@ final class HostDecider: BootDecider, @unchecked Sendable {
 
     private func storedScript(for request: BootRequest) -> Script? {
         guard !request.mac.isEmpty, let path = request.path else { return nil }
-        guard let script = lock.withLock({ scripts[request.mac] }), script.expires > Date() else { return nil }
+        guard let script = lock.withLock({ scripts.get(request.mac) }) else { return nil }
         if request.kind == .http && path == scriptPath { return script }
         guard let filename = script.filename else { return nil }
         return Self.basename(path) == Self.basename(filename) ? script : nil
@@ -80,7 +92,7 @@ final class HostDecider: BootDecider, @unchecked Sendable {
 
 extension BootRequest {
     /// Fills what a TFTP/HTTP request cannot know from the same client's DHCP request.
-    mutating func learn(from dhcp: BootRequest) {
+    mutating func learn(from dhcp: HostDecider.Facts) {
         if archCode == nil { archCode = dhcp.archCode; arch = dhcp.arch }
         if firmware == .unknown { firmware = dhcp.firmware }
         if vendorClass == nil { vendorClass = dhcp.vendorClass }
