@@ -31,21 +31,21 @@ struct LuaDecisionBenchTests {
     }
 
     /// Median and p99 in µs of `rounds` timed batches of `batch` decisions each, cycling
-    /// through the requests; the first rounds warm up and are dropped.
+    /// through the requests; the first 50 rounds warm up and are dropped.
     static func measure(_ spec: PolicySpec, requests: [BootRequest], rounds: Int = 200, batch: Int = 200) throws -> (median: Double, p99: Double, decided: Int) {
         let chain = try PolicyChain(specs: [spec], limits: PolicyLimits(states: 1), logger: TestPolicies.logger)
         var decided = 0
         for r in requests where chain.decide(r) != nil { decided += 1 }
         var perDecision: [Double] = []
         var i = 0
-        for round in 0..<(rounds + 20) {
+        for round in 0..<(rounds + 50) {
             let t0 = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<batch {
                 _ = chain.decide(requests[i])
                 i = (i + 1) % requests.count
             }
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / Double(batch) / 1000
-            if round >= 20 { perDecision.append(dt) }
+            if round >= 50 { perDecision.append(dt) }
         }
         perDecision.sort()
         return (perDecision[perDecision.count / 2], perDecision[Int(Double(perDecision.count) * 0.99)], decided)
