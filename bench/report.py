@@ -24,6 +24,10 @@ def fmt(x, digits=0):
     return f"{x:,.{digits}f}"
 
 
+def ratio(x):
+    return "–" if x is None else f"{x:.2f}x"
+
+
 def ok(flag):
     return "**met**" if flag else "**missed**"
 
@@ -104,7 +108,8 @@ def main():
       f"(`swift build -c release -Xswiftc -enable-testing`, the build the test-based benches need).")
     w(f"Quietness: load average {machine.get('load_before', '?')} before the run, {machine.get('load_after', '?')} after "
       "(1/5/15 min). The machine is shared with other builders, so every number is a median of "
-      f"{machine.get('repeats', 3)} repeats and the comparisons are ratios from the same run.")
+      f"{machine.get('repeats', 3)} repeats and the comparisons are ratios from the same run. "
+      "Load average (1/5/15 min) as each section started: " + ("; ".join(machine.get("loads", [])) or "?") + ".")
     w("")
     w("Rerun everything (about 15-20 minutes): `sudo bench/run.sh` (env `BENCH_REPEATS`, `BENCH_SECONDS`). "
       "Raw results: `bench/results/*.json`; server logs in /tmp/bp-bench-logs.")
@@ -131,20 +136,20 @@ def main():
             r = lambda x, y: (x / y) if (x is not None and y) else None
             sat = r(b["saturation"], d["saturation"])
             w(f"| {lg} | answers/s at saturation (max over rates) | {fmt(b['saturation'])} | {fmt(d['saturation'])} | "
-              f"{fmt(sat, 2)}x | >= 1.5x: {ok(sat and sat >= 1.5)} |")
+              f"{ratio(sat)} | >= 1.5x: {ok(sat and sat >= 1.5)} |")
             ll = r(b["lossless"], d["lossless"])
-            w(f"| {lg} | answers/s at <= 1% loss | {fmt(b['lossless'])} | {fmt(d['lossless'])} | {fmt(ll, 2)}x | |")
+            w(f"| {lg} | answers/s at <= 1% loss | {fmt(b['lossless'])} | {fmt(d['lossless'])} | {ratio(ll)} | |")
             b10, d10 = b["rates"].get(10000, {}), d["rates"].get(10000, {})
             cpu = r(b10.get("cpu_us_per_answer"), d10.get("cpu_us_per_answer"))
             w(f"| {lg} | server CPU µs per answer at 10,000/s | {fmt(b10.get('cpu_us_per_answer'), 1)} | "
-              f"{fmt(d10.get('cpu_us_per_answer'), 1)} | {fmt(cpu, 2)}x | <= 1x: {ok(cpu is not None and cpu <= 1)} |")
+              f"{fmt(d10.get('cpu_us_per_answer'), 1)} | {ratio(cpu)} | <= 1x: {ok(cpu is not None and cpu <= 1)} |")
             p50 = r(b10.get("p50_us"), d10.get("p50_us"))
-            w(f"| {lg} | p50 latency µs at 10,000/s | {fmt(b10.get('p50_us'))} | {fmt(d10.get('p50_us'))} | {fmt(p50, 2)}x | |")
+            w(f"| {lg} | p50 latency µs at 10,000/s | {fmt(b10.get('p50_us'))} | {fmt(d10.get('p50_us'))} | {ratio(p50)} | |")
             p99 = r(b10.get("p99_us"), d10.get("p99_us"))
             w(f"| {lg} | p99 latency µs at 10,000/s | {fmt(b10.get('p99_us'))} | {fmt(d10.get('p99_us'))} | "
-              f"{fmt(p99, 2)}x | <= 1x: {ok(p99 is not None and p99 <= 1)} |")
+              f"{ratio(p99)} | <= 1x: {ok(p99 is not None and p99 <= 1)} |")
             w(f"| {lg} | peak RSS MB (VmHWM) | {fmt(b['rss_kb'] / 1024, 1)} | {fmt(d['rss_kb'] / 1024, 1)} | "
-              f"{fmt(r(b['rss_kb'], d['rss_kb']), 2)}x | |")
+              f"{ratio(r(b['rss_kb'], d['rss_kb']))} | |")
             if not logging:
                 targets += [("ProxyDHCP answers/s at saturation >= 1.5x dnsmasq (log off)", sat, sat and sat >= 1.5),
                             ("server CPU per answer at 10k/s <= dnsmasq (log off)", cpu, cpu is not None and cpu <= 1),

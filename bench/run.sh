@@ -28,6 +28,9 @@ for bin in perfdhcp dnsmasq python3 curl ip; do
   command -v "$bin" >/dev/null || { echo "bench/run.sh: $bin missing" >&2; exit 1; }
 done
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+# Load average as each section starts (this machine is shared): report.py prints them.
+note_load() { echo "$1: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/loads.txt"; }
+[ -n "${BENCH_SKIP:-}" ] || : >"$RES/loads.txt"
 
 echo "== release build (with -enable-testing: the test-based benches need it; one build for all)"
 swift build -c release --build-tests -Xswiftc -enable-testing -j 2 2>&1 | tail -n 2
@@ -35,6 +38,7 @@ swift build -c release --build-tests -Xswiftc -enable-testing -j 2 2>&1 | tail -
 BIN=.build/release/bootpolicy
 
 if [[ "$SKIP" != *" lua "* ]]; then
+  sed -i "/^lua:/d" "$RES/loads.txt" 2>/dev/null || true; note_load lua
   echo "== Lua decision cost ($REPEATS runs)"
   : >"$RES/lua.txt"
   for i in $(seq "$REPEATS"); do
@@ -56,16 +60,19 @@ PY
 fi
 
 if [[ "$SKIP" != *" dhcp "* ]]; then
+  sed -i "/^dhcp:/d" "$RES/loads.txt" 2>/dev/null || true; note_load dhcp
   echo "== ProxyDHCP: bootpolicy vs dnsmasq ($REPEATS repeats, log off then on)"
   timeout 900 python3 bench/dhcp_bench.py --binary "$BIN" --repeats "$REPEATS" --seconds "$SECONDS_PER_RATE" --out "$RES/dhcp.json"
 fi
 
 if [[ "$SKIP" != *" storm "* ]]; then
+  sed -i "/^storm:/d" "$RES/loads.txt" 2>/dev/null || true; note_load storm
   echo "== boot storm: 1,000 clients ($REPEATS repeats)"
   timeout 600 python3 bench/storm.py run --binary "$BIN" --clients 1000 --repeats "$REPEATS" --out "$RES/storm.json"
 fi
 
 if [[ "$SKIP" != *" tftp "* ]]; then
+  sed -i "/^tftp/d" "$RES/loads.txt" 2>/dev/null || true; note_load tftp
   echo "== TFTP: bench/tftp/run.sh"
   BP_BENCH_RUNS="$REPEATS" timeout 900 bench/tftp/run.sh || echo "bench/run.sh: bench/tftp/run.sh failed (exit $?); its table says so" >&2
 fi
@@ -78,7 +85,8 @@ def out(*cmd):
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 json.dump({"command": "bench/run.sh", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "nproc": os.cpu_count(), "cpu": cpu, "kernel": os.uname().release,
-           "load_before": sys.argv[2], "load_after": " ".join(open("/proc/loadavg").read().split()[:3]),
+           "load_before": sys.argv[2],
+           "loads": [l.strip() for l in open(os.path.join(os.path.dirname(sys.argv[1]), "loads.txt"))] if os.path.exists(os.path.join(os.path.dirname(sys.argv[1]), "loads.txt")) else [], "load_after": " ".join(open("/proc/loadavg").read().split()[:3]),
            "repeats": int(sys.argv[3]), "commit": out("git", "rev-parse", "--short", "HEAD"),
            "dnsmasq": out("dnsmasq", "--version").splitlines()[0] if out("dnsmasq", "--version") else "dnsmasq",
            "perfdhcp": "perfdhcp (kea-admin " + out("dpkg-query", "-W", "-f=${Version}", "kea-admin") + ")"},
