@@ -1,0 +1,100 @@
+"""Shared pieces of the bench scripts: the two namespaces joined by a veth, /proc readers.
+
+Everything runs inside bp-bench-srv (server, 192.168.78.1 on bpb-s) and bp-bench-cli (load
+generator, 192.168.78.10 on bpb-c); these addresses exist only there. `Lab` is a context
+manager: the namespaces are deleted on exit, on exceptions and on SIGTERM.
+"""
+import os, resource, signal, subprocess, sys
+
+SRV, CLI = "bp-bench-srv", "bp-bench-cli"
+SRV_IF, CLI_IF = "bpb-s", "bpb-c"
+SRV_ADDR, CLI_ADDR = "192.168.78.1", "192.168.78.10"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def sh(*args, check=True, **kw):
+    return subprocess.run(list(args), check=check, **kw)
+
+
+def netns_down():
+    for ns in (SRV, CLI):
+        subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+
+
+def netns_up():
+    netns_down()
+    sh("ip", "netns", "add", SRV)
+    sh("ip", "netns", "add", CLI)
+    sh("ip", "link", "add", SRV_IF, "type", "veth", "peer", "name", CLI_IF)
+    sh("ip", "link", "set", SRV_IF, "netns", SRV)
+    sh("ip", "link", "set", CLI_IF, "netns", CLI)
+    for ns, ifname, addr in ((SRV, SRV_IF, SRV_ADDR), (CLI, CLI_IF, CLI_ADDR)):
+        sh("ip", "-n", ns, "addr", "add", addr + "/24", "dev", ifname)
+        sh("ip", "-n", ns, "link", "set", ifname, "up")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+
+
+def raise_nofile():
+    """For children: 1,000 concurrent clients need more than the default 1,024 descriptors."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Lab:
+    """Namespaces up on enter; every started process stopped and namespaces deleted on exit."""
+
+    def __init__(self):
+        self.procs = []
+
+    def __enter__(self):
+        signal.signal(signal.SIGTERM, self._on_term)
+        netns_up()
+        return self
+
+    def _on_term(self, *_):
+        self.close()
+        sys.exit(1)
+
+    def spawn(self, ns, cmd, log):
+        # `ip netns exec` execs the command, so the Popen pid is the server's own pid.
+        p = subprocess.Popen(["ip", "netns", "exec", ns] + cmd, stdout=log, stderr=subprocess.STDOUT,
+                             preexec_fn=raise_nofile)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+    def close(self):
+        for p in self.procs:
+            try:
+                self.stop(p)
+            except Exception:
+                pass
+        netns_down()
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def cpu_seconds(pid):
+    """utime + stime of the whole process (all threads), from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def status_kb(pid, key):
+    """A kB field of /proc/PID/status: VmRSS (now) or VmHWM (peak)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0

@@ -1,0 +1,299 @@
+#!/usr/bin/env python3
+"""Boot storm: N simulated PXE clients against `bootpolicy serve --policy arch-aware`.
+
+Each client, at once: a ProxyDHCP DISCOVER with PXE options from its own MAC (answered by a
+broadcast OFFER naming the boot file and next-server), a TFTP download of that file
+(blksize 1432, tsize, each block checked against the served file's SHA-256), then an HTTP GET
+of its iPXE script (/boot.ipxe?mac=...&arch=bios, must start with #!ipxe and name the MAC).
+Retries as firmware does, bounded: DHCP 4 tries, TFTP 5 retransmits per block, whole storm
+--deadline seconds. Measures time until every client is done, failures by stage and
+bootpolicy's peak RSS (VmHWM) and the highest VmRSS sampled during the storm.
+
+    bench/storm.py run --binary .build/release/bootpolicy [--clients 1000] [--repeats 3]
+
+`run` builds the namespaces (benchlib.Lab), starts the server in bp-bench-srv on bpb-s and
+this script's `client` mode in bp-bench-cli; everything is removed on exit.
+"""
+import argparse, asyncio, hashlib, json, os, random, socket, struct, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import CLI, CLI_IF, SRV, SRV_ADDR, SRV_IF, Lab, status_kb  # noqa: E402
+
+BOOT_FILE = "undionly.kpxe"
+FILE_SIZE = 70 * 1024
+BLKSIZE = 1432
+HTTP_PORT = 8080
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+
+
+# ---------------------------------------------------------------- client side (in bp-bench-cli)
+
+def discover(xid, mac):
+    """A PXE BIOS DISCOVER as an Intel UNDI ROM sends it (RFC 2131 + RFC 4578 options)."""
+    uuid = bytes([0]) + mac + bytes(10)
+    opts = bytes([53, 1, 1])
+    opts += bytes([57, 2]) + struct.pack("!H", 1260)
+    opts += bytes([55, 9, 1, 3, 43, 60, 66, 67, 97, 128, 129])
+    opts += bytes([93, 2, 0, 0, 94, 3, 1, 2, 1, 97, 17]) + uuid
+    vc = b"PXEClient:Arch:00000:UNDI:002001"
+    opts += bytes([60, len(vc)]) + vc + bytes([255])
+    hdr = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000, bytes(4), bytes(4), bytes(4),
+                      bytes(4), mac + bytes(10), bytes(64), bytes(128))
+    return hdr + b"\x63\x82\x53\x63" + opts
+
+
+def parse_offer(data):
+    if len(data) < 240 or data[0] != 2:
+        return None
+    xid = struct.unpack("!I", data[4:8])[0]
+    siaddr = socket.inet_ntoa(data[20:24])
+    bootfile = data[108:236].split(b"\0", 1)[0].decode(errors="replace")
+    return xid, siaddr, bootfile
+
+
+class DHCPMux(asyncio.DatagramProtocol):
+    """One socket on port 68 for all clients (replies are broadcast); routes by xid."""
+
+    def __init__(self):
+        self.waiting = {}
+
+    def datagram_received(self, data, addr):
+        o = parse_offer(data)
+        if o and o[0] in self.waiting and not self.waiting[o[0]].done():
+            self.waiting[o[0]].set_result(o)
+
+
+class TFTPClient(asyncio.DatagramProtocol):
+    def __init__(self):
+        self.queue = asyncio.Queue()
+
+    def datagram_received(self, data, addr):
+        self.queue.put_nowait((data, addr))
+
+    def error_received(self, exc):
+        self.queue.put_nowait((None, exc))
+
+
+async def tftp_get(loop, server, name, expected):
+    transport, proto = await loop.create_datagram_endpoint(TFTPClient, local_addr=("0.0.0.0", 0))
+    try:
+        rrq = b"\x00\x01" + name.encode() + b"\0octet\0blksize\0" + str(BLKSIZE).encode() + b"\0tsize\x000\0"
+        last = (rrq, (server, 69))
+        transport.sendto(*last)
+        peer = None
+        blksize = 512
+        want = 1
+        out = bytearray()
+        tries = 0
+        while True:
+            try:
+                data, addr = await asyncio.wait_for(proto.queue.get(), 1.0)
+            except asyncio.TimeoutError:
+                tries += 1
+                if tries > 5:
+                    raise RuntimeError(f"tftp timeout at block {want}")
+                transport.sendto(*last)
+                continue
+            if data is None:
+                raise RuntimeError(f"tftp socket error {addr}")
+            if peer is None:
+                peer = addr
+            elif addr != peer:
+                continue
+            op = struct.unpack("!H", data[:2])[0]
+            if op == 6:  # OACK
+                fields = data[2:].split(b"\0")
+                opts = dict(zip(fields[0::2], fields[1::2]))
+                blksize = int(opts.get(b"blksize", b"512"))
+                last = (b"\x00\x04\x00\x00", peer)
+                transport.sendto(*last)
+                tries = 0
+            elif op == 3:
+                block = struct.unpack("!H", data[2:4])[0]
+                if block == (want & 0xFFFF):
+                    out += data[4:]
+                    want += 1
+                    tries = 0
+                last = (b"\x00\x04" + data[2:4], peer)
+                transport.sendto(*last)
+                if block == ((want - 1) & 0xFFFF) and len(data) - 4 < blksize:
+                    break
+            elif op == 5:
+                raise RuntimeError("tftp error " + data[4:].split(b"\0")[0].decode(errors="replace"))
+        if hashlib.sha256(out).hexdigest() != expected:
+            raise RuntimeError(f"tftp content mismatch ({len(out)} bytes)")
+        return len(out)
+    finally:
+        transport.close()
+
+
+async def http_get(server, path, mac_text):
+    reader, writer = await asyncio.open_connection(server, HTTP_PORT)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {server}:{HTTP_PORT}\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        data = await reader.read(-1)
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0]
+    if b" 200 " not in status + b" ":
+        raise RuntimeError(f"http status {status[:40]!r}")
+    if not body.startswith(b"#!ipxe") or mac_text.encode() not in body:
+        raise RuntimeError("http body is not this machine's iPXE script")
+    return len(body)
+
+
+async def one_client(i, loop, mux, dsock, server, expected, timings):
+    mac = bytes([0x52, 0x54, 0x01, (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF])
+    mac_text = ":".join(f"{b:02x}" for b in mac)
+    xid = random.getrandbits(32)
+    t0 = time.monotonic()
+    stage = "dhcp"
+    try:
+        fut = loop.create_future()
+        mux.waiting[xid] = fut
+        offer = None
+        for attempt in range(4):
+            dsock.sendto(discover(xid, mac), ("255.255.255.255", 67))
+            try:
+                offer = await asyncio.wait_for(asyncio.shield(fut), 1.0 * (attempt + 1))
+                break
+            except asyncio.TimeoutError:
+                continue
+        del mux.waiting[xid]
+        if offer is None:
+            raise RuntimeError("no OFFER")
+        _, siaddr, bootfile = offer
+        if bootfile != BOOT_FILE or siaddr != server:
+            raise RuntimeError(f"unexpected OFFER file={bootfile!r} next-server={siaddr}")
+        t1 = time.monotonic()
+        stage = "tftp"
+        await tftp_get(loop, siaddr, bootfile, expected)
+        t2 = time.monotonic()
+        stage = "http"
+        await http_get(server, f"/boot.ipxe?mac={mac_text.replace(':', '-')}&arch=bios", mac_text)
+        t3 = time.monotonic()
+        timings.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0))
+        return None
+    except Exception as e:  # one failed client is a counted failure, never the end of the storm
+        return f"{stage}: {e}"
+
+
+async def storm(args):
+    loop = asyncio.get_running_loop()
+    dsock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    dsock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    dsock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, args.iface.encode())
+    dsock.setsockopt(socket.SOL_SOCKET, 33, 4 << 20)  # SO_RCVBUFFORCE
+    dsock.bind(("0.0.0.0", 68))
+    dsock.setblocking(False)
+    transport, mux = await loop.create_datagram_endpoint(DHCPMux, sock=dsock)
+    timings = []
+    t0 = time.monotonic()
+    tasks = [asyncio.create_task(one_client(i, loop, mux, transport, args.server, args.sha256, timings))
+             for i in range(args.clients)]
+    done, pending = await asyncio.wait(tasks, timeout=args.deadline)
+    for t in pending:
+        t.cancel()
+    elapsed = time.monotonic() - t0
+    errors = [t.result() for t in done if t.result()] + ["deadline"] * len(pending)
+    transport.close()
+    by_reason = {}
+    for e in errors:
+        by_reason[e[:60]] = by_reason.get(e[:60], 0) + 1
+
+    def med(k):
+        xs = sorted(t[k] for t in timings)
+        return xs[len(xs) // 2] if xs else None
+    return {"clients": args.clients, "ok": len(timings), "failures": len(errors), "failure_reasons": by_reason,
+            "seconds_all_done": elapsed if not pending else None, "seconds": elapsed,
+            "median_dhcp_s": med(0), "median_tftp_s": med(1), "median_http_s": med(2), "median_client_s": med(3)}
+
+
+# ---------------------------------------------------------------- orchestration (root, host side)
+
+def run(args):
+    binary = os.path.abspath(args.binary)
+    results = []
+    root = tempfile.mkdtemp(prefix="bp-storm-root-")
+    data = random.Random(1).randbytes(FILE_SIZE)
+    with open(os.path.join(root, BOOT_FILE), "wb") as f:
+        f.write(data)
+    os.chmod(root, 0o755)
+    sha = hashlib.sha256(data).hexdigest()
+    os.makedirs(args.logdir, exist_ok=True)
+    with Lab() as lab:
+        for rep in range(args.repeats):
+            logpath = os.path.join(args.logdir, f"storm-{rep}.log")
+            with open(logpath, "w") as log:
+                p = lab.spawn(SRV, [binary, "serve", "--interface", SRV_IF, "--tftp-root", root,
+                                    "--http-port", str(HTTP_PORT), "--policy", "arch-aware",
+                                    "--log-level", args.log_level], log)
+            deadline = time.time() + 30
+            while time.time() < deadline and p.poll() is None:
+                r = subprocess.run(["ip", "netns", "exec", CLI, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                    "--max-time", "1", f"http://{SRV_ADDR}:{HTTP_PORT}/healthz"],
+                                   capture_output=True, text=True)
+                if r.stdout.strip() == "200":
+                    break
+                time.sleep(0.3)
+            else:
+                raise SystemExit(f"bootpolicy did not come up; see {logpath}")
+            rss_before = status_kb(p.pid, "VmRSS")
+            client = subprocess.Popen(
+                ["ip", "netns", "exec", CLI, sys.executable, os.path.abspath(__file__), "client",
+                 "--server", SRV_ADDR, "--iface", CLI_IF, "--clients", str(args.clients),
+                 "--deadline", str(args.deadline), "--sha256", sha],
+                stdout=subprocess.PIPE, text=True, preexec_fn=__import__("benchlib").raise_nofile)
+            lab.procs.append(client)
+            peak_rss = 0
+            while client.poll() is None:  # sample while the storm runs (bounded by the client's deadline)
+                peak_rss = max(peak_rss, status_kb(p.pid, "VmRSS"))
+                time.sleep(0.05)
+            out = client.stdout.read()
+            if client.returncode != 0 or not out.strip():
+                raise SystemExit(f"storm client failed (exit {client.returncode})")
+            r = json.loads(out)
+            r.update(repeat=rep, rss_before_kb=rss_before, rss_peak_sampled_kb=peak_rss,
+                     vmhwm_kb=status_kb(p.pid, "VmHWM"), server_alive=p.poll() is None)
+            results.append(r)
+            print(f"storm rep={rep} ok={r['ok']}/{r['clients']} failures={r['failures']} "
+                  f"all_done={r['seconds']:.2f}s VmHWM={r['vmhwm_kb']/1024:.1f}MB (before {rss_before/1024:.1f}MB) "
+                  f"reasons={r['failure_reasons']}", file=sys.stderr, flush=True)
+            lab.stop(p)
+    text = json.dumps(results, indent=1)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    else:
+        print(text)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="mode", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--binary", default=".build/release/bootpolicy")
+    r.add_argument("--clients", type=int, default=1000)
+    r.add_argument("--repeats", type=int, default=3)
+    r.add_argument("--deadline", type=float, default=90)
+    r.add_argument("--log-level", default="warning")
+    r.add_argument("--logdir", default="/tmp/bp-bench-logs")
+    r.add_argument("--out")
+    c = sub.add_parser("client")
+    c.add_argument("--server", required=True)
+    c.add_argument("--iface", required=True)
+    c.add_argument("--clients", type=int, default=1000)
+    c.add_argument("--deadline", type=float, default=90)
+    c.add_argument("--sha256", required=True)
+    args = ap.parse_args()
+    if args.mode == "run":
+        run(args)
+    else:
+        print(json.dumps(asyncio.run(storm(args))))
+
+
+if __name__ == "__main__":
+    main()
