@@ -84,11 +84,6 @@ final class ClientTimeline: BootEventSink, @unchecked Sendable {
         lock.withLock { macByAddress[address] }
     }
 
-    /// Tells the timeline an address belongs to a MAC without recording an event.
-    func learn(address: String, mac: String) {
-        lock.withLock { macByAddress[address] = mac }
-    }
-
     func snapshot() -> [Client] {
         lock.withLock { clients.values.sorted { $0.lastSeen > $1.lastSeen } }
     }
