@@ -1,11 +1,13 @@
 import Foundation
 
 /// Per-MAC values with a capacity and a time to live: what HostDecider remembers between one
-/// client's DHCP, TFTP and HTTP requests. Over capacity it drops the least recently stored
-/// quarter at once, so a storm of new MACs costs a sort per quarter, not a scan per insert.
+/// client's DHCP, TFTP and HTTP requests. Two generations: new values go into the young one;
+/// when it holds half the capacity it becomes the old one and the previous old one is dropped
+/// whole. No sort and no scan per insert, so a storm of new MACs costs O(1) each.
 /// Not thread-safe; the owner locks.
 struct ClientCache<Value> {
-    private var entries: [String: (value: Value, stored: Date)] = [:]
+    private var young: [String: (value: Value, stored: Date)] = [:]
+    private var old: [String: (value: Value, stored: Date)] = [:]
     let capacity: Int
     let ttl: TimeInterval
 
@@ -14,18 +16,20 @@ struct ClientCache<Value> {
         self.ttl = ttl
     }
 
-    var count: Int { entries.count }
+    /// Entries held (a key in both generations counts once, by its young entry).
+    var count: Int { young.count + old.keys.filter { young[$0] == nil }.count }
 
     mutating func set(_ key: String, _ value: Value, now: Date = Date()) {
-        entries[key] = (value, now)
-        if entries.count > capacity {
-            let oldest = entries.map { ($0.key, $0.value.stored) }.sorted { $0.1 < $1.1 }.prefix(capacity / 4)
-            for (key, _) in oldest { entries[key] = nil }
+        young[key] = (value, now)
+        if young.count >= capacity / 2 {
+            old = young
+            young = [:]
+            young.reserveCapacity(capacity / 2)
         }
     }
 
     func get(_ key: String, now: Date = Date()) -> Value? {
-        guard let entry = entries[key], now.timeIntervalSince(entry.stored) < ttl else { return nil }
+        guard let entry = young[key] ?? old[key], now.timeIntervalSince(entry.stored) < ttl else { return nil }
         return entry.value
     }
 }

@@ -12,14 +12,27 @@ import Testing
         #expect(cache.get("b", now: t0) == nil)
     }
 
-    @Test func overCapacityDropsTheOldestQuarter() {
+    @Test func holdsAtLeastHalfAndAtMostTheCapacityNewestFirst() {
         var cache = ClientCache<Int>(capacity: 8, ttl: 1000)
         let t0 = Date()
-        for i in 0..<9 { cache.set("m\(i)", i, now: t0.addingTimeInterval(Double(i))) }
-        #expect(cache.count == 7)
+        for i in 0..<100 {
+            cache.set("m\(i)", i, now: t0)
+            #expect(cache.count <= 8)
+        }
+        #expect(cache.count >= 4)
+        // The newest four are always there; the oldest ones are gone.
+        for i in 96..<100 { #expect(cache.get("m\(i)", now: t0) == i) }
         #expect(cache.get("m0", now: t0) == nil)
-        #expect(cache.get("m1", now: t0) == nil)
-        #expect(cache.get("m2", now: t0) == 2)
-        #expect(cache.get("m8", now: t0) == 8)
+        #expect(cache.get("m90", now: t0) == nil)
+    }
+
+    @Test func aNewerValueWinsOverTheOldGeneration() {
+        var cache = ClientCache<Int>(capacity: 4, ttl: 1000)
+        cache.set("a", 1)
+        cache.set("b", 2)  // young is full: a, b become the old generation
+        cache.set("a", 3)
+        #expect(cache.get("a") == 3)
+        #expect(cache.get("b") == 2)
+        #expect(cache.count == 2)
     }
 }
