@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 
 /// Per-MAC values with a capacity and a time to live: what HostDecider remembers between one
@@ -22,14 +23,22 @@ struct ClientCache<Value> {
     mutating func set(_ key: String, _ value: Value, now: Date = Date()) {
         young[key] = (value, now)
         if young.count >= capacity / 2 {
+            let dropped = old
             old = young
             young = [:]
             young.reserveCapacity(capacity / 2)
+            // Freeing thousands of entries takes milliseconds: do it off the caller's thread
+            // (an event loop), which only hands over the last reference.
+            Self.reaper.async { withExtendedLifetime(dropped) {} }
         }
     }
+
+    private static var reaper: DispatchQueue { clientCacheReaper }
 
     func get(_ key: String, now: Date = Date()) -> Value? {
         guard let entry = young[key] ?? old[key], now.timeIntervalSince(entry.stored) < ttl else { return nil }
         return entry.value
     }
 }
+
+private let clientCacheReaper = DispatchQueue(label: "bootpolicy.client-cache.reaper", qos: .utility)
