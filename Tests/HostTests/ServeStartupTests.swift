@@ -50,6 +50,22 @@ import Testing
                     saying: "cannot listen on 127.0.0.1:\(port)")
     }
 
+    @Test func tftpPortInUse() throws {
+        // A UDP port held by another socket: TFTP must refuse, not share it silently.
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let port = freePort()
+        addr.sin_port = UInt16(port).bigEndian
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        try #require(rc == 0)
+        let root = FileManager.default.temporaryDirectory.path
+        try refuses(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-http", "--tftp-root", root, "--tftp-port", "\(port)"],
+                    saying: "Address already in use")
+    }
+
     @Test func brokenPolicyNamesFileAndLine() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-broken-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

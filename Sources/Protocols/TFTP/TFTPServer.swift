@@ -92,8 +92,10 @@ public final class TFTPServer: Service, Sendable {
     }
 
     public func run() async throws {
+        // No SO_REUSEADDR: UDP has no TIME_WAIT to skip, and with it Linux lets a second socket
+        // bind the same port (two servers on 69 would split the requests silently; two port-0
+        // listeners in one process could even be handed the same port).
         let bootstrap = DatagramBootstrap(group: group)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.receivePacketInfo, value: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
