@@ -98,3 +98,14 @@ def status_kb(pid, key):
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def write_results(results, out):
+    """Results as JSON to the --out file, or to stdout."""
+    import json
+    text = json.dumps(results, indent=1)
+    if out:
+        with open(out, "w") as f:
+            f.write(text)
+    else:
+        print(text)

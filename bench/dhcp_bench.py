@@ -14,7 +14,7 @@ Logging "off" means no per-exchange line from either server (dnsmasq --quiet-dhc
 import argparse, json, os, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import CLI, CLI_IF, SRV, SRV_ADDR, SRV_IF, Lab, cpu_seconds, status_kb  # noqa: E402
+from benchlib import CLI, CLI_IF, SRV, SRV_ADDR, SRV_IF, Lab, cpu_seconds, status_kb, write_results  # noqa: E402
 
 PXE_VENDOR = "PXEClient:Arch:00000:UNDI:002001".encode().hex()
 
@@ -104,12 +104,7 @@ def main():
                               f"p50={r['p50_us'] or 0:7.0f}us p99={r['p99_us'] or 0:8.0f}us "
                               f"cpu/answer={r['cpu_us_per_answer'] or 0:5.1f}us", file=sys.stderr, flush=True)
                     lab.stop(p)
-    text = json.dumps(results, indent=1)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    else:
-        print(text)
+    write_results(results, args.out)
 
 
 if __name__ == "__main__":

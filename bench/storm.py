@@ -17,7 +17,7 @@ this script's `client` mode in bp-bench-cli; everything is removed on exit.
 import argparse, asyncio, hashlib, json, os, random, socket, struct, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import CLI, CLI_IF, SRV, SRV_ADDR, SRV_IF, Lab, status_kb  # noqa: E402
+from benchlib import CLI, CLI_IF, SRV, SRV_ADDR, SRV_IF, Lab, status_kb, write_results  # noqa: E402
 
 BOOT_FILE = "undionly.kpxe"
 FILE_SIZE = 70 * 1024
@@ -263,12 +263,7 @@ def run(args):
                   f"all_done={r['seconds']:.2f}s VmHWM={r['vmhwm_kb']/1024:.1f}MB (before {rss_before/1024:.1f}MB) "
                   f"reasons={r['failure_reasons']}", file=sys.stderr, flush=True)
             lab.stop(p)
-    text = json.dumps(results, indent=1)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    else:
-        print(text)
+    write_results(results, args.out)
 
 
 def main():

@@ -10,6 +10,19 @@ import Testing
         #expect(p.text.contains(needle), "message for \(args) lacks '\(needle)':\n\(p.text)")
     }
 
+    /// A socket of `type` bound to a free loopback port, for a server to find taken.
+    func holdPort(_ type: __socket_type) throws -> (fd: Int32, port: Int) {
+        let fd = socket(AF_INET, Int32(type.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let port = freePort()
+        addr.sin_port = UInt16(port).bigEndian
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        try #require(rc == 0, "could not hold port \(port)")
+        return (fd, port)
+    }
+
     @Test func badFlag() throws {
         try refuses(["serve", "--listen", "127.0.0.1", "--frobnicate"], saying: "Unknown option '--frobnicate'")
         try refuses(["serve", "--listen", "127.0.0.1", "--no-tftp", "--log-format", "xml"], saying: "--log-format must be text or json")
@@ -36,15 +49,8 @@ import Testing
 
     @Test func portInUse() throws {
         // Hold a TCP port, then ask bootpolicy to serve HTTP on it.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (fd, port) = try holdPort(SOCK_STREAM)
         defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let port = freePort()
-        addr.sin_port = UInt16(port).bigEndian
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        try #require(rc == 0)
         try #require(listen(fd, 1) == 0)
         try refuses(["serve", "--listen", "127.0.0.1", "--no-tftp", "--no-dhcp", "--http-port", "\(port)"],
                     saying: "cannot listen on 127.0.0.1:\(port)")
@@ -52,15 +58,8 @@ import Testing
 
     @Test func tftpPortInUse() throws {
         // A UDP port held by another socket: TFTP must refuse, not share it silently.
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        let (fd, port) = try holdPort(SOCK_DGRAM)
         defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let port = freePort()
-        addr.sin_port = UInt16(port).bigEndian
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        try #require(rc == 0)
         let root = FileManager.default.temporaryDirectory.path
         try refuses(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-http", "--tftp-root", root, "--tftp-port", "\(port)"],
                     saying: "Address already in use")
