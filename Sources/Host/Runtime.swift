@@ -57,7 +57,7 @@ struct Runtime {
         let hosts = interfaces.isEmpty ? [listenHost] : interfaces.map(\.address)
         if configuration.tftp.enabled, let root = configuration.tftp.root {
             for host in hosts {
-                services.append(try ServerFactory.tftp(configuration: configuration, host: host, interfaces: interfaces, root: root,
+                services.append(try ServerFactory.tftp(configuration: configuration, host: host, root: root,
                                                        decider: decider, timeline: timeline, group: group, logger: logger))
                 bound.append("tftp \(host):\(configuration.tftp.port) root \(root)")
             }

@@ -5,7 +5,7 @@ import ServiceLifecycle
 
 /// Builds the protocol servers from the configuration.
 enum ServerFactory {
-    static func tftp(configuration: Configuration, host: String, interfaces: [BoundInterface], root: String,
+    static func tftp(configuration: Configuration, host: String, root: String,
                      decider: BootDecider, timeline: ClientTimeline, group: EventLoopGroup, logger: Logger) throws -> Service {
         do {
             return try TFTPServer(
