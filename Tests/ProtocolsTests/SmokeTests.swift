@@ -1,8 +1,0 @@
-import Testing
-@testable import Protocols
-
-@Suite struct SmokeTests {
-    @Test func noDeciderPasses() {
-        #expect(NoDecider().decide(BootRequest(kind: .dhcp)) == nil)
-    }
-}
