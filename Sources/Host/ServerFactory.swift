@@ -36,6 +36,6 @@ extension ServerFactory {
         return ProxyDHCPServer(
             configuration: .init(interfaces: interfaces.map(\.name), bindAddress: configuration.listen ?? "0.0.0.0",
                                  ports: configuration.dhcp.ports, serverAddress: serverAddress),
-            decider: decider, events: timeline, logger: logger, eventLoopGroup: group)
+            decider: decider, events: timeline, logger: logger)
     }
 }

@@ -9,10 +9,11 @@ import ServiceLifecycle
 import Glibc
 #endif
 
-/// ProxyDHCP on UDP 67 and 4011: a thin SwiftNIO adapter around `ProxyDHCPResponder`.
-/// One datagram channel per (port, interface) - or per port on a bind address - with
-/// IP_PKTINFO to learn the arrival interface, SO_BROADCAST, and SO_BINDTODEVICE so
-/// broadcast replies leave through the interface the request came in on.
+/// ProxyDHCP on UDP 67 and 4011: a thin adapter around `ProxyDHCPResponder`.
+/// One socket per (port, interface) - or per port on a bind address - with IP_PKTINFO to
+/// learn the arrival interface, SO_BROADCAST, and SO_BINDTODEVICE so broadcast replies leave
+/// through the interface the request came in on. Each socket is served by its own thread
+/// (`ReceiveThread`, which says why); `Handler` runs the same `Core` inside a NIO pipeline.
 public final class ProxyDHCPServer: Service, @unchecked Sendable {
     public struct Configuration: Sendable {
         /// Interface names to serve (sockets bound to 0.0.0.0 with SO_BINDTODEVICE).
@@ -58,24 +59,20 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
 
     enum State {
         case idle
-        case running([Channel])
+        case running([ReceiveThread])
         case stopped
     }
 
     public let configuration: Configuration
     let core: Core
-    private let group: EventLoopGroup
     private let lock = NSLock()
     private var state = State.idle
     private var _boundAddresses: [String] = []
-    private var sendFDs: [CInt] = []
 
     public init(
-        configuration: Configuration, decider: BootDecider, events: BootEventSink = NoEventSink(),
-        logger: Logger, eventLoopGroup: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        configuration: Configuration, decider: BootDecider, events: BootEventSink = NoEventSink(), logger: Logger
     ) {
         self.configuration = configuration
-        self.group = eventLoopGroup
         self.core = Core(responder: configuration.responder, decider: decider, events: events, logger: logger)
     }
 
@@ -84,56 +81,37 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
 
     public var statistics: Statistics { core.statistics }
 
-    /// Binds every socket; throws if any cannot be bound (nothing stays open then).
+    /// Binds every socket and starts its thread; throws if any cannot be bound (nothing stays
+    /// open then).
     public func start() async throws {
         let plan = try await Self.openSockets(configuration)
-        var channels: [Channel] = []
+        var threads: [ReceiveThread] = []
         var bound: [String] = []
-        var sendFDs: [CInt] = []
-        do {
-            for socket in plan.sockets {
-                let logicalPort = socket.port == configuration.pxePort ? 4011 : 67
-                let sendFD = dup(socket.fd)
-                guard sendFD >= 0 else { throw SocketError(operation: "dup", errno: errno) }
-                sendFDs.append(sendFD)
-                let handler = Handler(core: core, port: logicalPort, interface: socket.interface,
-                                      serverAddress: configuration.serverAddress ?? socket.address,
-                                      devices: plan.devices, sender: .socket(sendFD))
-                let channel = try await DatagramBootstrap(group: group)
-                    .channelOption(ChannelOptions.receivePacketInfo, value: true)
-                    .channelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(handler)
-                        }
-                    }
-                    .withBoundSocket(socket.fd)
-                    .get()
-                channels.append(channel)
-                bound.append("\(socket.bindAddress):\(socket.port)" + (socket.interface.map { "%\($0)" } ?? ""))
-            }
-        } catch {
-            for channel in channels { try? await channel.close() }
-            for socket in plan.sockets.dropFirst(channels.count) { close(socket.fd) }
-            for fd in sendFDs { close(fd) }
-            throw error
+        for socket in plan.sockets {
+            let logicalPort = socket.port == configuration.pxePort ? 4011 : 67
+            let resolver = ArrivalResolver(interface: socket.interface, serverAddress: configuration.serverAddress ?? socket.address,
+                                           devices: plan.devices)
+            let thread = ReceiveThread(fd: socket.fd, port: logicalPort, core: core, resolver: resolver)
+            thread.start(name: "bp-dhcp-\(socket.port)" + (socket.interface.map { "-\($0)" } ?? ""))
+            threads.append(thread)
+            bound.append("\(socket.bindAddress):\(socket.port)" + (socket.interface.map { "%\($0)" } ?? ""))
         }
         lock.withLock {
-            self.sendFDs = sendFDs
-            state = .running(channels)
+            state = .running(threads)
             _boundAddresses = bound
         }
         core.logger.info("proxydhcp listening", metadata: ["addresses": "\(bound.joined(separator: " "))"])
     }
 
-    /// Closes every socket.
+    /// Stops every socket's thread, then closes the sockets.
     public func shutdown() async {
-        let (channels, fds): ([Channel], [CInt]) = lock.withLock {
-            defer { state = .stopped; sendFDs = [] }
-            if case let .running(channels) = state { return (channels, sendFDs) }
-            return ([], [])
+        let threads: [ReceiveThread] = lock.withLock {
+            defer { state = .stopped }
+            if case let .running(threads) = state { return threads }
+            return []
         }
-        for channel in channels { try? await channel.close() }
-        for fd in fds { close(fd) }
+        for thread in threads { await thread.stop() }
+        for thread in threads { close(thread.fd) }
     }
 
     /// swift-service-lifecycle: runs until graceful shutdown or cancellation.
@@ -226,6 +204,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         }
         try option(SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR")
         try option(SOL_SOCKET, SO_BROADCAST, "SO_BROADCAST")
+        try option(Int32(IPPROTO_IP), ReceiveThread.ipPacketInfo, "IP_PKTINFO")
         // A rack powering on sends its DISCOVERs at once; the default ~208 KB receive buffer
         // overflows and the kernel drops them before we read (UdpRcvbufErrors). Ask for 4 MiB,
         // past rmem_max when we may (root), else as much as rmem_max allows. Best effort.
@@ -375,8 +354,12 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         }
 
         func eventFields(_ r: BootRequest, _ d: BootDecision?, outcome: String) -> [String: String] {
-            var f = ["arch": r.arch ?? "", "firmware": r.firmware.rawValue, "outcome": outcome,
-                     "port": String(r.serverPort ?? 0)]
+            var f: [String: String] = [:]
+            f.reserveCapacity(8)
+            f["arch"] = r.arch ?? ""
+            f["firmware"] = r.firmware.rawValue
+            f["outcome"] = outcome
+            f["port"] = String(r.serverPort ?? 0)
             if let file = d?.filename { f["file"] = file }
             if let policy = d?.policy { f["policy"] = policy }
             if let type = r.messageType { f["type"] = type }
@@ -384,31 +367,19 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         }
     }
 
+    /// The same per-packet work inside a NIO pipeline: tests drive it in an EmbeddedChannel.
     final class Handler: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = AddressedEnvelope<ByteBuffer>
         typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
         let core: Core
         let port: Int
-        let interface: String?
-        let serverAddress: IPv4Address?
-        let devices: [Int: (String, IPv4Address)]
-        let sender: Sender
+        let resolver: ArrivalResolver
 
-        /// How replies leave: sendto(2) on a socket (servers) or through the pipeline (tests).
-        enum Sender {
-            case socket(CInt)
-            case channel
-        }
-
-        init(core: Core, port: Int, interface: String?, serverAddress: IPv4Address?, devices: [Int: (String, IPv4Address)],
-             sender: Sender = .channel) {
-            self.sender = sender
+        init(core: Core, port: Int, interface: String?, serverAddress: IPv4Address?, devices: [Int: (String, IPv4Address)]) {
             self.core = core
             self.port = port
-            self.interface = interface
-            self.serverAddress = serverAddress
-            self.devices = devices
+            self.resolver = ArrivalResolver(interface: interface, serverAddress: serverAddress, devices: devices)
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -416,61 +387,24 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             guard case let .v4(remote) = envelope.remoteAddress else { return }
             let source = IPv4Address(rawValue: UInt32(bigEndian: remote.address.sin_addr.s_addr))
             let sourcePort = Int(UInt16(bigEndian: remote.address.sin_port))
-            // Our address: the arrival interface's (IP_PKTINFO), else the socket's.
-            var ours = serverAddress
-            var arrivalInterface = interface
-            if let info = envelope.metadata?.packetInfo, let device = devices[info.interfaceIndex] {
-                arrivalInterface = arrivalInterface ?? device.0
-                ours = ours ?? device.1
+            let info = envelope.metadata?.packetInfo
+            var destination: IPv4Address?
+            if let info, case let .v4(address) = info.destinationAddress {
+                destination = IPv4Address(rawValue: UInt32(bigEndian: address.address.sin_addr.s_addr))
             }
-            if ours == nil, let info = envelope.metadata?.packetInfo, case let .v4(destination) = info.destinationAddress {
-                let address = IPv4Address(rawValue: UInt32(bigEndian: destination.address.sin_addr.s_addr))
-                if address != .broadcast && !address.isAny { ours = address }
-            }
+            let arrival = resolver.resolve(interfaceIndex: info?.interfaceIndex, destination: destination)
             guard let reply = core.process(envelope.data, source: source, sourcePort: sourcePort, port: port,
-                                           interface: arrivalInterface, serverAddress: ours ?? .any) else { return }
-            switch sender {
-            case let .socket(fd):
-                // Send with sendto(2) on a dup of the channel's socket: NIO closes a datagram
-                // channel on most write errors (EINVAL, ENETUNREACH, EPERM...), and one
-                // unreachable relay must never take the server down.
-                let bytes = reply.message.bytes
-                if let error = Self.sendto(fd: fd, bytes, to: reply.destination, port: reply.destinationPort) {
-                    core.countSendFailure(error, to: "\(reply.destination):\(reply.destinationPort)")
-                }
-            case .channel:
-                var buffer = context.channel.allocator.buffer(capacity: DHCPMessage.minimumLength)
-                reply.message.encode(into: &buffer)
-                guard let destination = try? SocketAddress(ipAddress: reply.destination.description, port: reply.destinationPort) else { return }
-                let promise = context.eventLoop.makePromise(of: Void.self)
-                let core = self.core
-                promise.futureResult.whenFailure { core.countSendFailure($0, to: "\(destination)") }
-                context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: destination, data: buffer)), promise: promise)
-            }
-        }
-
-        static func sendto(fd: CInt, _ bytes: [UInt8], to address: IPv4Address, port: Int) -> SocketError? {
-            var sin = sockaddr_in()
-            sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = in_port_t(UInt16(truncatingIfNeeded: port).bigEndian)
-            sin.sin_addr.s_addr = address.rawValue.bigEndian
-            let sent = bytes.withUnsafeBytes { buffer in
-                withUnsafePointer(to: &sin) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        Glibc.sendto(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                    }
-                }
-            }
-            return sent < 0 ? SocketError(operation: "sendto", errno: errno) : nil
-        }
-
-        func channelInactive(context: ChannelHandlerContext) {
-            core.logger.debug("proxydhcp socket closed", metadata: ["port": "\(port)", "interface": "\(interface ?? "-")"])
-            context.fireChannelInactive()
+                                           interface: arrival.interface, serverAddress: arrival.address) else { return }
+            var buffer = context.channel.allocator.buffer(capacity: DHCPMessage.minimumLength)
+            reply.message.encode(into: &buffer)
+            guard let destination = try? SocketAddress(ipAddress: reply.destination.description, port: reply.destinationPort) else { return }
+            let promise = context.eventLoop.makePromise(of: Void.self)
+            let core = self.core
+            promise.futureResult.whenFailure { core.countSendFailure($0, to: "\(destination)") }
+            context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: destination, data: buffer)), promise: promise)
         }
 
         func errorCaught(context: ChannelHandlerContext, error: Error) {
-            // ICMP errors from earlier unicast replies and the like: never fatal.
             core.logger.debug("proxydhcp socket error", metadata: ["error": "\(error)", "port": "\(port)"])
         }
     }
