@@ -20,12 +20,26 @@ import Testing
             #expect(timeline.snapshot().count <= 64)
         }
         let kept = Set(timeline.snapshot().map(\.mac))
-        // The 56 most recent (maxClients minus the evicted eighth) are always there.
-        for i in 944..<1000 { #expect(kept.contains(Self.mac(i))) }
+        // Exactly the 64 most recent.
+        #expect(kept == Set((936..<1000).map(Self.mac)))
         #expect(!kept.contains(Self.mac(0)))
         // Evicted clients take their address mapping with them; kept ones keep it.
         #expect(timeline.mac(forAddress: "10.0.0.0") == nil)
         #expect(timeline.mac(forAddress: "10.0.3.231") == Self.mac(999))
+    }
+
+    @Test func evictsInOrderOfLastSightingThroughManyRepeats() {
+        let timeline = ClientTimeline(maxClients: 4, maxEvents: 2)
+        var t = 0.0
+        func see(_ i: Int) { t += 1; timeline.record(Self.event(i, at: t)) }
+        for i in 0..<4 { see(i) }
+        // Many more repeats than 4 x maxClients: the order list is compacted along the way.
+        for round in 0..<50 { for i in [3, 1, 0, 2] where round % 2 == 0 || i != 2 { see(i) } }
+        // Last sightings, oldest first: 2 (round 48), then 3, 1, 0 (round 49).
+        see(10)
+        #expect(Set(timeline.snapshot().map(\.mac)) == Set([3, 1, 0, 10].map(Self.mac)))
+        see(11)
+        #expect(Set(timeline.snapshot().map(\.mac)) == Set([1, 0, 10, 11].map(Self.mac)))
     }
 
     @Test func aClientSeenAgainIsNotEvicted() {

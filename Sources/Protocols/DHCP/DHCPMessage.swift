@@ -163,9 +163,9 @@ public struct DHCPMessage: Sendable, Equatable {
     /// The wire form: header, cookie, options (with overload into `file`/`sname` when
     /// `overload` is set), END, zero padding up to 300 bytes.
     public var bytes: [UInt8] {
-        var buffer = ByteBuffer()
+        var buffer = ByteBufferAllocator().buffer(capacity: 576)
         encode(into: &buffer)
-        return buffer.readBytes(length: buffer.readableBytes) ?? []
+        return Array(buffer.readableBytesView)
     }
 
     /// Room for options in the `options` field before the encoder spills into `file`/`sname`

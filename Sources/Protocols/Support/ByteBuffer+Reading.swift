@@ -40,18 +40,23 @@ extension ByteBuffer {
 public enum Hex {
     public static func encode<C: Collection>(_ bytes: C, separator: String = "") -> String
     where C.Element == UInt8 {
-        let digits: [Character] = Array("0123456789abcdef")
-        var text = ""
-        text.reserveCapacity(bytes.count * (2 + separator.count))
-        var first = true
-        for byte in bytes {
-            if !first { text += separator }
-            first = false
-            text.append(digits[Int(byte >> 4)])
-            text.append(digits[Int(byte & 0x0F)])
+        let separator = Array(separator.utf8)
+        let capacity = bytes.count * 2 + max(0, bytes.count - 1) * separator.count
+        guard capacity > 0 else { return "" }
+        // Written straight into the string's storage: every DHCP request formats its MAC.
+        return String(unsafeUninitializedCapacity: capacity) { buffer in
+            var at = 0
+            for byte in bytes {
+                if at > 0 { for s in separator { buffer[at] = s; at += 1 } }
+                buffer[at] = digit(byte >> 4); buffer[at + 1] = digit(byte & 0x0F)
+                at += 2
+            }
+            return at
         }
-        return text
     }
+
+    @inline(__always)
+    static func digit(_ nibble: UInt8) -> UInt8 { nibble < 10 ? 48 + nibble : 87 + nibble }
 
     /// Accepts upper or lower case, ignores whitespace and ':'/'-' separators; nil on odd length
     /// or a non-hex character.

@@ -19,17 +19,32 @@ public struct IPv4Address: Sendable, Hashable, Comparable, Codable, CustomString
     }
 
     /// Strict dotted quad: four decimal parts 0...255, no signs, no leading zeros beyond "0".
+    /// Walks the UTF-8 once without allocating: policies hand addresses over as text on every
+    /// request (`next_server = req.server_address`).
     public init?(_ text: String) {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return nil }
         var value: UInt32 = 0
-        for part in parts {
-            guard !part.isEmpty, part.count <= 3, part.allSatisfy({ $0 >= "0" && $0 <= "9" }),
-                  !(part.count > 1 && part.first == "0"),
-                  let octet = UInt8(part) else { return nil }
-            value = value << 8 | UInt32(octet)
+        var octet: UInt32 = 0
+        var digits = 0
+        var leadingZero = false
+        var dots = 0
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                if leadingZero { return nil }
+                if digits == 0 && byte == UInt8(ascii: "0") { leadingZero = true }
+                octet = octet * 10 + UInt32(byte - UInt8(ascii: "0"))
+                digits += 1
+                if digits > 3 || octet > 255 { return nil }
+            case UInt8(ascii: "."):
+                guard digits > 0, dots < 3 else { return nil }
+                value = value << 8 | octet
+                octet = 0; digits = 0; leadingZero = false; dots += 1
+            default:
+                return nil
+            }
         }
-        rawValue = value
+        guard dots == 3, digits > 0 else { return nil }
+        rawValue = value << 8 | octet
     }
 
     public static let any = IPv4Address(rawValue: 0)
@@ -44,7 +59,20 @@ public struct IPv4Address: Sendable, Hashable, Comparable, Codable, CustomString
     public var isAny: Bool { rawValue == 0 }
     public var isLoopback: Bool { rawValue >> 24 == 127 }
 
-    public var description: String { bytes.map(String.init).joined(separator: ".") }
+    /// Dotted quad, written straight into the string's storage (no per-octet strings).
+    public var description: String {
+        String(unsafeUninitializedCapacity: 15) { buffer in
+            var at = 0
+            for shift in stride(from: 24, through: 0, by: -8) {
+                let octet = Int(truncatingIfNeeded: rawValue >> UInt32(shift)) & 0xFF
+                if shift != 24 { buffer[at] = UInt8(ascii: "."); at += 1 }
+                if octet >= 100 { buffer[at] = UInt8(48 + octet / 100); at += 1 }
+                if octet >= 10 { buffer[at] = UInt8(48 + octet / 10 % 10); at += 1 }
+                buffer[at] = UInt8(48 + octet % 10); at += 1
+            }
+            return at
+        }
+    }
 
     public static func < (lhs: IPv4Address, rhs: IPv4Address) -> Bool { lhs.rawValue < rhs.rawValue }
 
