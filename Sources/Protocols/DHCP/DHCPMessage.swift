@@ -129,9 +129,10 @@ public struct DHCPMessage: Sendable, Equatable {
         let area = buffer.readBytes(length: buffer.readableBytes) ?? []
 
         // RFC 2131 §4.1: options field first, then `file`, then `sname` when option 52 says so.
-        var joined = DHCPOptions()
         var overloadValue: UInt8?
         let main = try TLV.parse(area[...], area: "options")
+        var joined = DHCPOptions()
+        joined.reserveCapacity(main.entries.count)
         for entry in main.entries {
             if entry.code == 52 {
                 guard entry.value.count == 1, (1...3).contains(entry.value[0]),
@@ -177,7 +178,7 @@ public struct DHCPMessage: Sendable, Equatable {
         var mainArea: [UInt8] = []
         var fileArea: [UInt8]?
         var snameArea: [UInt8]?
-        let content = options.list.filter { $0.code != 52 }
+        let content = options.contains(52) ? options.list.filter { $0.code != 52 } : options.list
         if let overload, (1...3).contains(overload) {
             // Keep 3 bytes for option 52 and 1 for END in the options field.
             var areas: [(capacity: Int, bytes: [UInt8])] = [(Self.optionsFieldCapacity - 4, [])]
@@ -205,6 +206,7 @@ public struct DHCPMessage: Sendable, Equatable {
             if overload & 1 != 0 { fileArea = areas[next].bytes + [255]; next += 1 }
             if overload & 2 != 0 { snameArea = areas[next].bytes + [255] }
         } else {
+            mainArea.reserveCapacity(content.reduce(1) { $0 + TLV.encodedSize(of: $1.value) })
             for option in content { TLV.write(code: option.code, value: option.value, into: &mainArea) }
         }
         mainArea.append(255)

@@ -22,6 +22,7 @@ public struct DHCPOptions: Sendable, Equatable, RandomAccessCollection {
 
     public init(_ list: [DHCPOption] = []) {
         self.list = []
+        self.list.reserveCapacity(list.count)
         for option in list { append(joining: option) }
     }
 
@@ -49,6 +50,8 @@ public struct DHCPOptions: Sendable, Equatable, RandomAccessCollection {
         }
     }
 
+    mutating func reserveCapacity(_ count: Int) { list.reserveCapacity(count) }
+
     public mutating func remove(_ code: UInt8) { list.removeAll { $0.code == code } }
 
     /// RFC 3396 §7: a repeated code continues the first instance's value.
@@ -63,7 +66,7 @@ public struct DHCPOptions: Sendable, Equatable, RandomAccessCollection {
 
     /// Options by code, as `BootRequest.options` wants them.
     public var byCode: [UInt8: [UInt8]] {
-        var result: [UInt8: [UInt8]] = [:]
+        var result: [UInt8: [UInt8]] = Dictionary(minimumCapacity: list.count)
         for option in list { result[option.code] = option.value }
         return result
     }
@@ -79,6 +82,8 @@ enum TLV {
         _ bytes: ArraySlice<UInt8>, area: String, endsWith255: Bool = true, hasPad: Bool = true
     ) throws -> (entries: [DHCPOption], sawEnd: Bool) {
         var entries: [DHCPOption] = []
+        // A PXE request carries 8-15 options: one allocation instead of growing 4 times.
+        entries.reserveCapacity(16)
         var index = bytes.startIndex
         while index < bytes.endIndex {
             let code = bytes[index]

@@ -71,6 +71,7 @@ public struct ProxyDHCPResponder: Sendable {
 
     /// The vendor class prefixes we serve and echo in option 60.
     public static let vendorPrefixes = ["PXEClient", "HTTPClient"]
+    static let vendorPrefixBytes = vendorPrefixes.map { (text: $0, bytes: Array($0.utf8)) }
 
     /// First step, before asking the policy: is this a request we would answer at all?
     /// Returns the echoed vendor prefix, or why not.
@@ -78,8 +79,9 @@ public struct ProxyDHCPResponder: Sendable {
         if request.op == .reply {
             return .failure(request.serverIdentifier == arrival.serverAddress ? .ownReply : .serverMessage)
         }
-        guard let vendor = request.vendorClass,
-              let prefix = Self.vendorPrefixes.first(where: { vendor.hasPrefix($0) }) else {
+        // Compared as bytes: no String for option 60 on every request.
+        guard let vendor = request.options[code: 60],
+              let prefix = Self.vendorPrefixBytes.first(where: { vendor.starts(with: $0.bytes) })?.text else {
             return .failure(.notPXE)
         }
         if !arrival.serverAddress.isLoopback, !request.ciaddr.isAny, !Self.isUnicast(request.ciaddr) {
@@ -142,6 +144,7 @@ public struct ProxyDHCPResponder: Sendable {
         }
 
         var options = DHCPOptions()
+        options.reserveCapacity(8 + decision.options.count)
         options.set(.messageType, isDiscover ? .offer : .ack)
         options.set(.serverIdentifier, arrival.serverAddress)
         options.set(.vendorClass, prefix)
@@ -149,9 +152,9 @@ public struct ProxyDHCPResponder: Sendable {
             options.set(97, Array(uuid.prefix(17)))
         }
         if arrival.port == 4011 || !redirect4011 {
-            options.set(.pxeVendorOptions, Self.pxeMenuOptions)
+            options.set(43, Self.pxeMenuOptionBytes)
         }
-        for code in decision.options.keys.sorted() where ![0, 52, 53, 54, 82, 255].contains(code) {
+        for code in decision.options.isEmpty ? [] : decision.options.keys.sorted() where ![0, 52, 53, 54, 82, 255].contains(code) {
             options.set(code, decision.options[code]!)
         }
         if let agent = request.options[code: 82] { options.set(82, agent) }
@@ -162,12 +165,13 @@ public struct ProxyDHCPResponder: Sendable {
 
     /// Option 43 as dnsmasq sends it with `--pxe-prompt=PXE,0` and no `--pxe-service`:
     /// discovery control 8 (no menu, boot the file in the reply), prompt "PXE" with timeout 0.
-    public static var pxeMenuOptions: PXEVendorOptions {
+    public static let pxeMenuOptions: PXEVendorOptions = {
         var pxe = PXEVendorOptions()
         pxe.discoveryControl = 8
         pxe.menuPrompt = .init(timeout: 0, prompt: "PXE")
         return pxe
-    }
+    }()
+    static let pxeMenuOptionBytes = pxeMenuOptions.bytes
 
     /// RFC 2131 §4.1 addressing as dnsmasq does it: to the relay's port 67 when relayed; to
     /// ciaddr when the client has one; otherwise broadcast to port 68.

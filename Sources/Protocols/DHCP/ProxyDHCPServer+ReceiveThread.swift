@@ -95,6 +95,8 @@ extension ProxyDHCPServer {
                 control.deallocate()
             }
             let allocator = ByteBufferAllocator()
+            // Reused for every reply: clear() keeps its storage.
+            var outgoing = allocator.buffer(capacity: 1_500)
             var failuresInARow = 0
             while !stopping.withLockedValue({ $0 }) {
                 var source = sockaddr_in()
@@ -131,7 +133,9 @@ extension ProxyDHCPServer {
                     bytes, source: IPv4Address(rawValue: UInt32(bigEndian: source.sin_addr.s_addr)),
                     sourcePort: Int(UInt16(bigEndian: source.sin_port)), port: port,
                     interface: arrival.interface, serverAddress: arrival.address) else { continue }
-                if let error = Self.sendto(fd: fd, reply.message.bytes, to: reply.destination, port: reply.destinationPort) {
+                outgoing.clear()
+                reply.message.encode(into: &outgoing)
+                if let error = Self.sendto(fd: fd, outgoing, to: reply.destination, port: reply.destinationPort) {
                     core.countSendFailure(error, to: "\(reply.destination):\(reply.destinationPort)")
                 }
             }
@@ -159,12 +163,12 @@ extension ProxyDHCPServer {
         }
 
         /// Never fatal: an unreachable relay or a full queue costs that one reply (counted).
-        static func sendto(fd: CInt, _ bytes: [UInt8], to address: IPv4Address, port: Int) -> SocketError? {
+        static func sendto(fd: CInt, _ bytes: ByteBuffer, to address: IPv4Address, port: Int) -> SocketError? {
             var sin = sockaddr_in()
             sin.sin_family = sa_family_t(AF_INET)
             sin.sin_port = in_port_t(UInt16(truncatingIfNeeded: port).bigEndian)
             sin.sin_addr.s_addr = address.rawValue.bigEndian
-            let sent = bytes.withUnsafeBytes { buffer in
+            let sent = bytes.withUnsafeReadableBytes { buffer in
                 withUnsafePointer(to: &sin) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                         Glibc.sendto(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in>.size))
