@@ -37,66 +37,30 @@ final class ClientTimeline: BootEventSink, @unchecked Sendable {
     }
 
     private let lock = NIOLock()
-    private var clients: [String: Client] = [:]
+    private var clients: RecentMap<Client>
     private var macByAddress: [String: String] = [:]
-    /// Least recently seen first: one (mac, touch) per event. An entry whose touch is no longer
-    /// the client's latest is stale and skipped, so eviction pops from the front in O(1).
-    private var order: [(mac: String, touch: UInt64)] = []
-    private var orderStart = 0
-    private var touchByMAC: [String: UInt64] = [:]
-    private var touches: UInt64 = 0
-    let maxClients: Int
     let maxEvents: Int
 
     init(maxClients: Int = 1024, maxEvents: Int = 64) {
-        self.maxClients = max(1, maxClients)
+        clients = RecentMap(capacity: maxClients)
         self.maxEvents = maxEvents
     }
+
+    var maxClients: Int { clients.capacity }
 
     func record(_ event: BootEvent) {
         guard !event.mac.isEmpty else { return }
         lock.withLock {
-            // Mutated in place: a copy out of the dictionary and back would copy `events` too.
-            clients[event.mac, default: Client(mac: event.mac, firstSeen: event.time, lastSeen: event.time, events: [])]
-                .update(with: event, maxEvents: maxEvents)
+            let evicted = clients.update(event.mac, default: Client(mac: event.mac, firstSeen: event.time, lastSeen: event.time, events: [])) {
+                $0.update(with: event, maxEvents: maxEvents)
+            }
             if let address = event.clientAddress, !address.isEmpty, address != "0.0.0.0" {
                 macByAddress[address] = event.mac
             }
-            touches += 1
-            touchByMAC[event.mac] = touches
-            order.append((event.mac, touches))
-            while clients.count > maxClients { evictLeastRecentlySeen() }
-            compactOrder()
-        }
-    }
-
-    /// Drops the least recently seen client. A flood of new MACs (a boot storm, a DHCP load
-    /// test) costs O(1) per new client, spread evenly: sorting all clients now and then made
-    /// latency spikes, and scanning them per packet was a third of the server's CPU.
-    /// Call with the lock held.
-    private func evictLeastRecentlySeen() {
-        while orderStart < order.count {
-            let (mac, touch) = order[orderStart]
-            orderStart += 1
-            guard touchByMAC[mac] == touch else { continue }
-            touchByMAC[mac] = nil
-            if let address = clients.removeValue(forKey: mac)?.address, macByAddress[address] == mac {
+            // The least recently seen client goes, and its address mapping with it.
+            if let (mac, client) = evicted, let address = client.address, macByAddress[address] == mac {
                 macByAddress[address] = nil
             }
-            return
-        }
-    }
-
-    /// Keeps `order` within a few times `maxClients`: drops what was popped, and when a few
-    /// busy clients fill it with repeats, the stale entries. Amortized O(1) per event.
-    private func compactOrder() {
-        if orderStart > maxClients {
-            order.removeFirst(orderStart)
-            orderStart = 0
-        }
-        if order.count > 4 * maxClients {
-            order = order[orderStart...].filter { touchByMAC[$0.mac] == $0.touch }
-            orderStart = 0
         }
     }
 
