@@ -53,6 +53,22 @@ import Testing
         }
     }
 
+    /// The benchmark client's memcmp check (instead of a hash) catches a wrong byte.
+    @Test func clientComparisonSeesEveryByte() async throws {
+        let content = try [UInt8](Data(contentsOf: URL(fileURLWithPath: root + "/k70.bin")))
+        var altered = content
+        altered[70 * 1024 - 1] ^= 1
+        try await Support.withServer { _, port in
+            let options = [o("blksize", "1468"), o("windowsize", "8")]
+            let same = try await TFTPTestClient.get(port: port, file: "k70.bin", options: options, keepBytes: false, compareWith: content)
+            #expect(!same.mismatch && same.byteCount == content.count)
+            let differs = try await TFTPTestClient.get(port: port, file: "k70.bin", options: options, keepBytes: false, compareWith: altered)
+            #expect(differs.mismatch)
+            let shorter = try await TFTPTestClient.get(port: port, file: "k70.bin", keepBytes: false, compareWith: Array(content.prefix(1000)))
+            #expect(shorter.mismatch)
+        }
+    }
+
     @Test func unknownOptionsOnlyMeanNoOACK() async throws {
         try await Support.withServer { _, port in
             let result = try await TFTPTestClient.get(port: port, file: "b511.bin", options: [o("rollover", "0")])

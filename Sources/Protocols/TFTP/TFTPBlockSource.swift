@@ -83,6 +83,47 @@ struct TFTPBlockSource {
         netascii ? nil : content.size / UInt64(blockSize) + 1
     }
 
+    /// Octet only: appends DATA packets for blocks `first ..< first + count` (stopping after a
+    /// short block). Each packet's length goes to `lengths`. Returns the last payload length,
+    /// or nil on an I/O error.
+    ///
+    /// File bytes come from a read-ahead window of at least `readAhead` bytes: one pread(2)
+    /// serves several lock-step blocks or whole windows instead of one call per block.
+    mutating func appendWindow(first: UInt64, count: Int, to buffer: inout ByteBuffer, lengths: inout [Int]) -> Int? {
+        precondition(!netascii)
+        let size = content.size
+        let start = (first - 1) * UInt64(blockSize)
+        let available = start >= size ? 0 : Int(min(UInt64(count * blockSize), size - start))
+        if start < cachedFrom || start + UInt64(available) > cachedFrom + UInt64(cachedCount) {
+            let want = Int(min(UInt64(max(available, Self.readAhead)), size - min(start, size)))
+            if raw.count < want { raw = Array(repeating: 0, count: want) }
+            let got = raw.withUnsafeMutableBytes { content.read(at: start, count: want, into: $0) }
+            guard got >= available else { cachedCount = 0; return nil }
+            cachedFrom = start
+            cachedCount = got
+        }
+        var last = 0
+        var offset = Int(start - cachedFrom)
+        let end = offset + available
+        for index in 0..<count {
+            let length = min(blockSize, end - offset)
+            let packetStart = buffer.writerIndex
+            TFTPPacket.writeDataHeader(block: UInt16(truncatingIfNeeded: first + UInt64(index)), into: &buffer)
+            raw.withUnsafeBytes { buffer.writeBytes(UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + length)])) }
+            lengths.append(buffer.writerIndex - packetStart)
+            offset += length
+            last = length
+            if length < blockSize { break }
+        }
+        return last
+    }
+
+    /// Bytes read ahead per pread(2) at least; per transfer, so 1,000 lock-step transfers hold
+    /// 8 MB of it.
+    static let readAhead = 8 * 1024
+    private var cachedFrom: UInt64 = 0
+    private var cachedCount = 0
+
     /// Appends the payload of `block` (1-based, absolute) to `buffer`. Returns its length, or
     /// nil on an I/O error or a block with no checkpoint (not part of the current window).
     mutating func append(block: UInt64, to buffer: inout ByteBuffer) -> Int? {

@@ -240,14 +240,18 @@ public final class TFTPServer: Service, Sendable {
                      detail: result.detail, policy: policy, options: setup.options)
         }
         let unsafeSetup = UnsafeTransfer(setup)
-        let future = DatagramBootstrap(group: group)
+        let segmentSize = setup.options.windowSize > 1 && !setup.netascii && System.supportsUDPSegmentationOffload
+            ? setup.options.blockSize + 4 : 0
+        var bootstrap = DatagramBootstrap(group: group)
+        if segmentSize > 0 { bootstrap = bootstrap.channelOption(.datagramSegmentSize, value: CInt(segmentSize)) }
+        let future = bootstrap
             // One ACK (or ERROR) is all a transfer expects per wake-up; reading until EAGAIN
             // would cost a second recvmsg per block in lock-step.
             .channelOption(.maxMessagesPerRead, value: 1)
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 1024))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(TFTPTransfer(setup: unsafeSetup.value, onFinish: onFinish))
+                    try channel.pipeline.syncOperations.addHandler(TFTPTransfer(setup: unsafeSetup.value, segmentSize: segmentSize, onFinish: onFinish))
                 }
             }
             .bind(to: bindAddress)

@@ -50,6 +50,10 @@ final class TFTPTransfer: ChannelInboundHandler {
     private let blockSize: Int
     private let windowSize: Int
     private let timeout: TimeAmount
+    /// DATA packet size when the channel has UDP_SEGMENT set (windowed octet transfers), else 0.
+    let segmentSize: Int
+    static let maxSegments = 64
+    static let maxGSOBytes = 65_000
 
     /// 0 while an OACK waits for its ACK 0; then the first unacknowledged block (absolute).
     private var base: UInt64 = 0
@@ -63,8 +67,9 @@ final class TFTPTransfer: ChannelInboundHandler {
     private var finished = false
     private var context: ChannelHandlerContext?
 
-    init(setup: Setup, onFinish: @escaping (Result) -> Void) {
+    init(setup: Setup, segmentSize: Int = 0, onFinish: @escaping (Result) -> Void) {
         self.setup = setup
+        self.segmentSize = segmentSize
         self.onFinish = onFinish
         self.blockSize = setup.options.blockSize
         self.windowSize = setup.options.windowSize
@@ -169,7 +174,19 @@ final class TFTPTransfer: ChannelInboundHandler {
         scratch.clear()
         packetLengths.removeAll(keepingCapacity: true)
         var block = base
-        while packetLengths.count < windowSize {
+        if !setup.netascii {
+            let remaining = lastBlock.map { Int(min(UInt64(windowSize), $0 - base + 1)) } ?? windowSize
+            guard let length = source.appendWindow(first: base, count: remaining, to: &scratch, lengths: &packetLengths) else {
+                finish(.ioError, detail: "read failed at block \(base)")
+                return
+            }
+            block = base + UInt64(packetLengths.count)
+            if length < blockSize {
+                lastBlock = block - 1
+                lastBlockLength = length
+            }
+        }
+        while setup.netascii && packetLengths.count < windowSize {
             if let last = lastBlock, block > last { break }
             let start = scratch.writerIndex
             TFTPPacket.writeDataHeader(block: UInt16(truncatingIfNeeded: block), into: &scratch)
@@ -186,9 +203,29 @@ final class TFTPTransfer: ChannelInboundHandler {
         }
         highestSent = max(highestSent, block - 1)
         var offset = scratch.readerIndex
-        for length in packetLengths {
-            context.write(wrapOutboundOut(scratch.getSlice(at: offset, length: length)!), promise: nil)
-            offset += length
+        if segmentSize > 0 {
+            // UDP GSO: consecutive packets of segmentSize bytes (the last may be shorter) leave
+            // in one write, cut into datagrams by the kernel.
+            var index = 0
+            while index < packetLengths.count {
+                var bytes = 0
+                var taken = 0
+                while index + taken < packetLengths.count, taken < Self.maxSegments,
+                      bytes + packetLengths[index + taken] <= Self.maxGSOBytes {
+                    let length = packetLengths[index + taken]
+                    bytes += length
+                    taken += 1
+                    if length != segmentSize { break }
+                }
+                context.write(wrapOutboundOut(scratch.getSlice(at: offset, length: bytes)!), promise: nil)
+                offset += bytes
+                index += taken
+            }
+        } else {
+            for length in packetLengths {
+                context.write(wrapOutboundOut(scratch.getSlice(at: offset, length: length)!), promise: nil)
+                offset += length
+            }
         }
         context.flush()
     }
