@@ -57,6 +57,8 @@ public final class TFTPServer: Service, Sendable {
     private struct State {
         var listener: Channel?
         var stopped = false
+        /// A route refused a GSO write once: windows are sent packet by packet since.
+        var segmentationRefused = false
         /// Active transfers by client endpoint: a repeated RRQ from the same endpoint is a
         /// retransmission, not a new transfer.
         var active: [SocketAddress: Channel?] = [:]
@@ -236,11 +238,18 @@ public final class TFTPServer: Service, Sendable {
         bindAddress.port = 0
         let onFinish: @Sendable (TFTPTransfer.Result) -> Void = { [self] result in
             _ = state.withLockedValue { $0.active.removeValue(forKey: client) }
+            if result.segmentationRefused, !state.withLockedValue({ $0.segmentationRefused }) {
+                state.withLockedValue { $0.segmentationRefused = true }
+                // This transfer is lost (the client retries); the next ones send block by block.
+                logger.warning("TFTP: UDP segmentation offload refused (EIO); windows go out packet by packet from now on",
+                               metadata: ["client": "\(client)"])
+            }
             complete(result.outcome, file: file, bytes: result.bytes, mac: mac, client: clientIP, started: started,
                      detail: result.detail, policy: policy, options: setup.options)
         }
         let unsafeSetup = UnsafeTransfer(setup)
-        let segmentSize = setup.options.windowSize > 1 && !setup.netascii && System.supportsUDPSegmentationOffload
+        let segmentationOff = state.withLockedValue { $0.segmentationRefused }
+        let segmentSize = setup.options.windowSize > 1 && !setup.netascii && System.supportsUDPSegmentationOffload && !segmentationOff
             ? setup.options.blockSize + 4 : 0
         var bootstrap = DatagramBootstrap(group: group)
         if segmentSize > 0 { bootstrap = bootstrap.channelOption(.datagramSegmentSize, value: CInt(segmentSize)) }

@@ -1,5 +1,9 @@
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// How a transfer ended; the label of `bootpolicy_tftp_transfers_total{outcome}`.
 public enum TFTPOutcome: String, Sendable, CaseIterable {
     case ok
@@ -40,6 +44,8 @@ final class TFTPTransfer: ChannelInboundHandler {
         var outcome: TFTPOutcome
         var bytes: UInt64
         var detail: String?
+        /// The route refused a segmented (GSO) write: the server stops using GSO.
+        var segmentationRefused = false
     }
 
     private let setup: Setup
@@ -53,6 +59,8 @@ final class TFTPTransfer: ChannelInboundHandler {
     /// DATA packet size when the channel has UDP_SEGMENT set (windowed octet transfers), else 0.
     let segmentSize: Int
     static let maxSegments = 64
+    private var segmentationConfirmed = false
+    private var segmentationRefused = false
     static let maxGSOBytes = 65_000
 
     /// 0 while an OACK waits for its ACK 0; then the first unacknowledged block (absolute).
@@ -217,7 +225,19 @@ final class TFTPTransfer: ChannelInboundHandler {
                     taken += 1
                     if length != segmentSize { break }
                 }
-                context.write(wrapOutboundOut(scratch.getSlice(at: offset, length: bytes)!), promise: nil)
+                // The first segmented write is watched: a route whose device cannot offload
+                // checksums refuses GSO with EIO (and NIO then closes the channel). Once one
+                // went through, the route takes them.
+                var promise: EventLoopPromise<Void>?
+                if taken > 1 && !segmentationConfirmed {
+                    segmentationConfirmed = true
+                    promise = context.eventLoop.makePromise()
+                    let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                    promise?.futureResult.whenFailure { error in
+                        if let error = error as? IOError, error.errnoCode == EIO { loopBound.value.segmentationRefused = true }
+                    }
+                }
+                context.write(wrapOutboundOut(scratch.getSlice(at: offset, length: bytes)!), promise: promise)
                 offset += bytes
                 index += taken
             }
@@ -272,7 +292,12 @@ final class TFTPTransfer: ChannelInboundHandler {
             bytes = (acked - 1) * UInt64(blockSize)
             bytes += (lastBlock == acked) ? UInt64(lastBlockLength) : UInt64(blockSize)
         }
-        onFinish(Result(outcome: outcome, bytes: bytes, detail: detail))
+        if segmentationRefused {
+            onFinish(Result(outcome: outcome, bytes: bytes, detail: "UDP segmentation offload refused (EIO) by this route",
+                            segmentationRefused: true))
+        } else {
+            onFinish(Result(outcome: outcome, bytes: bytes, detail: detail))
+        }
         context?.close(promise: nil)
     }
 }
