@@ -48,7 +48,7 @@ struct Runtime {
         let listenHost = configuration.listen ?? "0.0.0.0"
         if configuration.dhcp.enabled {
             let dhcp = try ServerFactory.dhcp(configuration: configuration, interfaces: interfaces, decider: decider,
-                                              timeline: timeline, group: group, logger: logger)
+                                              timeline: timeline, logger: logger)
             services.append(dhcp)
             bound.append("proxydhcp \(configuration.dhcp.ports.map(String.init).joined(separator: ",")) on \(interfaces.isEmpty ? listenHost : interfaces.map(\.description).joined(separator: ", "))")
         }

@@ -27,7 +27,7 @@ extension ServerFactory {
     }
 
     static func dhcp(configuration: Configuration, interfaces: [BoundInterface], decider: BootDecider,
-                     timeline: ClientTimeline, group: EventLoopGroup, logger: Logger) throws -> Service {
+                     timeline: ClientTimeline, logger: Logger) throws -> Service {
         var serverAddress: IPv4Address?
         if let text = configuration.serverAddress {
             guard let address = IPv4Address(text) else { throw ExitMessage("bootpolicy serve: --server-address \(text): not an IPv4 address") }
