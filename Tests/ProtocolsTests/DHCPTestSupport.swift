@@ -140,48 +140,15 @@ final class UDPProbe {
             if remaining <= 0 { break }
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&pfd, 1, Int32(remaining * 1000) + 1) > 0 else { continue }
-            var buffer = [UInt8](repeating: 0, count: 2048)
-            var control = [UInt8](repeating: 0, count: 128)
-            var controlLength = 0
-            var sin = sockaddr_in()
-            let count: Int = buffer.withUnsafeMutableBytes { data in
-                control.withUnsafeMutableBytes { cmsg in
-                    withUnsafeMutablePointer(to: &sin) { name in
-                        var iov = iovec(iov_base: data.baseAddress, iov_len: data.count)
-                        return withUnsafeMutablePointer(to: &iov) { iovp in
-                            var msg = msghdr()
-                            msg.msg_name = UnsafeMutableRawPointer(name)
-                            msg.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
-                            msg.msg_iov = iovp
-                            msg.msg_iovlen = 1
-                            msg.msg_control = cmsg.baseAddress
-                            msg.msg_controllen = cmsg.count
-                            let n = recvmsg(fd, &msg, 0)
-                            controlLength = Int(msg.msg_controllen)
-                            return n
-                        }
-                    }
-                }
-            }
+            // The server's own receive path: recvmsg with IP_PKTINFO, parsed the same way.
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 16)
+            let control = UnsafeMutableRawBufferPointer.allocate(byteCount: 128, alignment: 16)
+            defer { buffer.deallocate(); control.deallocate() }
+            let (count, sin, info) = ProxyDHCPServer.ReceiveThread.receive(fd: fd, into: buffer, control: control)
             guard count >= 0 else { continue }
-            control = Array(control.prefix(controlLength))
-            // struct cmsghdr { size_t len; int level; int type; } then in_pktinfo
-            // { int ifindex; in_addr spec_dst; in_addr addr; }.
-            var destination = IPv4Address.any
-            var offset = 0
-            while offset + 16 <= control.count {
-                let length = control[offset..<(offset + 8)].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-                let level = Int32(control[offset + 8]) | Int32(control[offset + 9]) << 8
-                let type = Int32(control[offset + 12]) | Int32(control[offset + 13]) << 8
-                if level == Int32(IPPROTO_IP), type == IP_PKTINFO, offset + 28 <= control.count {
-                    destination = IPv4Address(bytes: control[(offset + 24)..<(offset + 28)])!
-                }
-                guard length > 0 else { break }
-                offset += (length + 7) & ~7
-            }
-            out.append(Datagram(bytes: Array(buffer.prefix(count)),
+            out.append(Datagram(bytes: Array(buffer[0..<count]),
                                 source: IPv4Address(rawValue: UInt32(bigEndian: sin.sin_addr.s_addr)),
-                                sourcePort: Int(UInt16(bigEndian: sin.sin_port)), destination: destination))
+                                sourcePort: Int(UInt16(bigEndian: sin.sin_port)), destination: info?.destination ?? .any))
         }
         return out
     }

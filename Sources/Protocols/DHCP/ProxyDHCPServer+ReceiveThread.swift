@@ -99,21 +99,7 @@ extension ProxyDHCPServer {
             var outgoing = allocator.buffer(capacity: 1_500)
             var failuresInARow = 0
             while !stopping.withLockedValue({ $0 }) {
-                var source = sockaddr_in()
-                var iov = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
-                let (received, controlLength) = withUnsafeMutablePointer(to: &source) { sourcePointer in
-                    withUnsafeMutablePointer(to: &iov) { iovPointer in
-                        var header = msghdr()
-                        header.msg_name = UnsafeMutableRawPointer(sourcePointer)
-                        header.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
-                        header.msg_iov = iovPointer
-                        header.msg_iovlen = 1
-                        header.msg_control = control.baseAddress
-                        header.msg_controllen = control.count
-                        let n = recvmsg(fd, &header, 0)
-                        return (n, n >= 0 ? Int(header.msg_controllen) : 0)
-                    }
-                }
+                let (received, source, packetInfo) = Self.receive(fd: fd, into: buffer, control: control)
                 if received < 0 {
                     let error = errno
                     if error == EAGAIN || error == EWOULDBLOCK || error == EINTR { continue }
@@ -126,7 +112,6 @@ extension ProxyDHCPServer {
                 failuresInARow = 0
                 if stopping.withLockedValue({ $0 }) { break }
                 guard source.sin_family == sa_family_t(AF_INET) else { continue }
-                let packetInfo = Self.packetInfo(control, length: controlLength)
                 let arrival = resolver.resolve(interfaceIndex: packetInfo?.interfaceIndex, destination: packetInfo?.destination)
                 let bytes = allocator.buffer(bytes: UnsafeRawBufferPointer(rebasing: buffer[0..<received]))
                 guard let reply = core.process(
@@ -139,6 +124,29 @@ extension ProxyDHCPServer {
                     core.countSendFailure(error, to: "\(reply.destination):\(reply.destinationPort)")
                 }
             }
+        }
+
+        /// One recvmsg(2) into `buffer`, with the sender's address and the IP_PKTINFO facts.
+        /// The count is recvmsg's (negative on error, errno set).
+        static func receive(
+            fd: CInt, into buffer: UnsafeMutableRawBufferPointer, control: UnsafeMutableRawBufferPointer
+        ) -> (count: Int, source: sockaddr_in, packetInfo: (interfaceIndex: Int, destination: IPv4Address)?) {
+            var source = sockaddr_in()
+            var iov = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
+            let (count, controlLength) = withUnsafeMutablePointer(to: &source) { sourcePointer in
+                withUnsafeMutablePointer(to: &iov) { iovPointer in
+                    var header = msghdr()
+                    header.msg_name = UnsafeMutableRawPointer(sourcePointer)
+                    header.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+                    header.msg_iov = iovPointer
+                    header.msg_iovlen = 1
+                    header.msg_control = control.baseAddress
+                    header.msg_controllen = control.count
+                    let n = recvmsg(fd, &header, 0)
+                    return (n, n >= 0 ? Int(header.msg_controllen) : 0)
+                }
+            }
+            return (count, source, count >= 0 ? packetInfo(control, length: controlLength) : nil)
         }
 
         /// The IP_PKTINFO control message: arrival interface index and the header's destination
