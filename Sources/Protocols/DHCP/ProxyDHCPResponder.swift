@@ -108,8 +108,15 @@ public struct ProxyDHCPResponder: Sendable {
 
     /// Builds the reply for `request`, or says why not.
     public func reply(to request: DHCPMessage, arrival: Arrival, decision: BootDecision?) -> Result<Reply, Silence> {
+        reply(to: request, arrival: arrival, screened: screen(request, arrival: arrival), decision: decision)
+    }
+
+    /// The same, for a caller that already screened the request (the server does, to know
+    /// whether to ask the policy at all): screening runs once per packet.
+    func reply(to request: DHCPMessage, arrival: Arrival, screened: Result<String, Silence>,
+               decision: BootDecision?) -> Result<Reply, Silence> {
         let prefix: String
-        switch screen(request, arrival: arrival) {
+        switch screened {
         case let .failure(reason): return .failure(reason)
         case let .success(p): prefix = p
         }

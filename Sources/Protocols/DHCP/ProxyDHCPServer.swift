@@ -314,10 +314,11 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             request.serverAddress = serverAddress.description
 
             var decision: BootDecision?
-            if case .success = responder.screen(message, arrival: arrival) {
+            let screened = responder.screen(message, arrival: arrival)
+            if case .success = screened {
                 decision = decider.decide(request)
             }
-            switch responder.reply(to: message, arrival: arrival, decision: decision) {
+            switch responder.reply(to: message, arrival: arrival, screened: screened, decision: decision) {
             case let .failure(reason):
                 lock.withLock { stats.silenced[reason, default: 0] += 1 }
                 droppedCounters[reason.rawValue]?.increment()
