@@ -13,8 +13,6 @@ struct ClientCache<Value> {
         self.ttl = ttl
     }
 
-    var capacity: Int { map.capacity }
-
     /// Entries held, expired ones included until they are pushed out.
     var count: Int { map.count }
 

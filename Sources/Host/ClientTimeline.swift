@@ -46,8 +46,6 @@ final class ClientTimeline: BootEventSink, @unchecked Sendable {
         self.maxEvents = maxEvents
     }
 
-    var maxClients: Int { clients.capacity }
-
     func record(_ event: BootEvent) {
         guard !event.mac.isEmpty else { return }
         lock.withLock {
