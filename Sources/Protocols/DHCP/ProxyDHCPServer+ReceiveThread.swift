@@ -95,7 +95,9 @@ extension ProxyDHCPServer {
                 control.deallocate()
             }
             let allocator = ByteBufferAllocator()
-            // Reused for every reply: clear() keeps its storage.
+            // Reused for every request and reply: clear() keeps the storage (the parser copies
+            // what it keeps, so nothing holds on to the request bytes).
+            var incoming = allocator.buffer(capacity: 1_500)
             var outgoing = allocator.buffer(capacity: 1_500)
             var failuresInARow = 0
             while !stopping.withLockedValue({ $0 }) {
@@ -113,9 +115,10 @@ extension ProxyDHCPServer {
                 if stopping.withLockedValue({ $0 }) { break }
                 guard source.sin_family == sa_family_t(AF_INET) else { continue }
                 let arrival = resolver.resolve(interfaceIndex: packetInfo?.interfaceIndex, destination: packetInfo?.destination)
-                let bytes = allocator.buffer(bytes: UnsafeRawBufferPointer(rebasing: buffer[0..<received]))
+                incoming.clear()
+                incoming.writeBytes(UnsafeRawBufferPointer(rebasing: buffer[0..<received]))
                 guard let reply = core.process(
-                    bytes, source: IPv4Address(rawValue: UInt32(bigEndian: source.sin_addr.s_addr)),
+                    incoming, source: IPv4Address(rawValue: UInt32(bigEndian: source.sin_addr.s_addr)),
                     sourcePort: Int(UInt16(bigEndian: source.sin_port)), port: port,
                     interface: arrival.interface, serverAddress: arrival.address) else { continue }
                 outgoing.clear()
