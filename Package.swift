@@ -31,9 +31,12 @@ let package = Package(
         // Lua's API is half macros; this shim gives Swift callable functions and keeps every
         // call that may longjmp (lua_error, luaL_check*) on the C side.
         .target(name: "CLuaShim", dependencies: ["CLua"]),
+        // epoll and friends for the TFTP transfer threads (Glibc's Swift module lacks them).
+        .target(name: "CLinux"),
         .target(
             name: "Protocols",
             dependencies: [
+                "CLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

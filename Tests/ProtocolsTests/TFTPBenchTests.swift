@@ -62,12 +62,15 @@ struct TFTPBenchTests {
         let root = try #require(env["BP_BENCH_ROOT"])
         let runs = Int(env["BP_BENCH_RUNS"] ?? "3") ?? 3
         let concurrency = Int(env["BP_BENCH_CONCURRENCY"] ?? "1000") ?? 1000
-        let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: Int(env["BP_BENCH_SERVER_THREADS"] ?? "2") ?? 2)
+        let serverThreads = Int(env["BP_BENCH_SERVER_THREADS"] ?? "2") ?? 2
+        // The group only reads requests; transfers run on the server's own threads.
+        let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         var logger = Logger(label: "bp.tftp.bench")
         logger.logLevel = .warning
         let server = try TFTPServer(
-            configuration: .init(root: root, host: "127.0.0.1", port: 0, maxConcurrentTransfers: 4096, defaultTimeout: .seconds(1)),
+            configuration: .init(root: root, host: "127.0.0.1", port: 0, maxConcurrentTransfers: 4096, defaultTimeout: .seconds(1),
+                                 transferThreads: serverThreads),
             logger: logger, eventLoopGroup: serverGroup)
         let task = Task { try await server.run() }
         var ourPort: Int?
@@ -121,7 +124,9 @@ struct TFTPBenchTests {
             }
             table.append((label, row))
         }
-        for (label, options) in multis where cases != "single" {
+        // BP_BENCH_ONLY: a substring of the case label, to profile one case alone.
+        let only = env["BP_BENCH_ONLY"]
+        for (label, options) in multis where cases != "single" && (only.map { label.contains($0) } ?? true) {
             var times: [String: [Double]] = [:]
             var failed: [String: Int] = [:]
             for _ in 0..<runs {

@@ -109,7 +109,7 @@ struct TFTPBlockSource {
             let length = min(blockSize, end - offset)
             let packetStart = buffer.writerIndex
             TFTPPacket.writeDataHeader(block: UInt16(truncatingIfNeeded: first + UInt64(index)), into: &buffer)
-            raw.withUnsafeBytes { buffer.writeBytes(UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + length)])) }
+            _ = raw.withUnsafeBytes { buffer.writeBytes(UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + length)])) }
             lengths.append(buffer.writerIndex - packetStart)
             offset += length
             last = length

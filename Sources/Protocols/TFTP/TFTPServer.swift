@@ -28,11 +28,14 @@ public final class TFTPServer: Service, Sendable {
         public var maxBlockSize: Int
         /// Upper bound for windowsize (RFC 7440).
         public var maxWindowSize: Int
+        /// Threads that run transfers (see `TFTPTransferEngine`); requests are read on the
+        /// event loop group.
+        public var transferThreads: Int
 
         public init(
             root: String, host: String = "0.0.0.0", port: Int = 69, maxConcurrentTransfers: Int = 1024,
             defaultTimeout: TimeAmount = .seconds(1), maxRetries: Int = 5, maxBlockSize: Int = 65464,
-            maxWindowSize: Int = 64
+            maxWindowSize: Int = 64, transferThreads: Int = System.coreCount
         ) {
             self.root = root
             self.host = host
@@ -42,6 +45,7 @@ public final class TFTPServer: Service, Sendable {
             self.maxRetries = maxRetries
             self.maxBlockSize = maxBlockSize
             self.maxWindowSize = maxWindowSize
+            self.transferThreads = transferThreads
         }
     }
 
@@ -53,15 +57,16 @@ public final class TFTPServer: Service, Sendable {
     let logger: Logger
     let group: any EventLoopGroup
     let metrics: TFTPMetrics
+    let engine: TFTPTransferEngine
 
     private struct State {
         var listener: Channel?
         var stopped = false
         /// A route refused a GSO write once: windows are sent packet by packet since.
         var segmentationRefused = false
-        /// Active transfers by client endpoint: a repeated RRQ from the same endpoint is a
-        /// retransmission, not a new transfer.
-        var active: [SocketAddress: Channel?] = [:]
+        /// Client endpoints with a transfer admitted or running: a repeated RRQ from the same
+        /// endpoint is a retransmission, not a new transfer.
+        var active: Set<SocketAddress> = []
     }
     private let state = NIOLockedValueBox(State())
 
@@ -81,6 +86,7 @@ public final class TFTPServer: Service, Sendable {
         self.macLookup = macLookup
         self.logger = logger
         self.group = eventLoopGroup
+        self.engine = TFTPTransferEngine(threads: configuration.transferThreads)
     }
 
     /// The bound address once `run()` has started listening (useful with port 0).
@@ -94,6 +100,7 @@ public final class TFTPServer: Service, Sendable {
     }
 
     public func run() async throws {
+        try engine.start()
         // No SO_REUSEADDR: UDP has no TIME_WAIT to skip, and with it Linux lets a second socket
         // bind the same port (two servers on 69 would split the requests silently; two port-0
         // listeners in one process could even be handed the same port).
@@ -104,7 +111,13 @@ public final class TFTPServer: Service, Sendable {
                     try channel.pipeline.syncOperations.addHandler(TFTPListener(server: self))
                 }
             }
-        let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        let channel: Channel
+        do {
+            channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        } catch {
+            await engine.stop()
+            throw error
+        }
         let alreadyStopped = state.withLockedValue { state -> Bool in
             state.listener = channel
             return state.stopped
@@ -122,19 +135,18 @@ public final class TFTPServer: Service, Sendable {
         } onGracefulShutdown: {
             self.stop()
         }
-        let transfers = state.withLockedValue { $0.active.values.compactMap { $0 } }
-        for transfer in transfers { try? await transfer.close() }
+        await engine.stop()
         logger.info("TFTP stopped")
     }
 
     /// Stops listening and ends every transfer.
     public func stop() {
-        let (listener, transfers) = state.withLockedValue { state in
+        let listener = state.withLockedValue { state in
             state.stopped = true
-            return (state.listener, state.active.values.compactMap { $0 })
+            return state.listener
         }
         listener?.close(promise: nil)
-        for transfer in transfers { transfer.close(promise: nil) }
+        engine.requestStop()
     }
 
     // MARK: - Requests
@@ -175,15 +187,15 @@ public final class TFTPServer: Service, Sendable {
         }
         // A retransmitted RRQ while its transfer runs: the transfer's own timer resends.
         let admitted = state.withLockedValue { state -> Bool? in
-            if state.active[client] != nil { return nil }
+            if state.active.contains(client) { return nil }
             guard state.active.count < configuration.maxConcurrentTransfers else { return false }
-            state.active[client] = .some(nil)
+            state.active.insert(client)
             return true
         }
         guard let admitted else { return }
         guard admitted else { return refuse(.busy, .notDefined, "Server busy, try again later") }
         var releaseSlot = true
-        defer { if releaseSlot { _ = state.withLockedValue { $0.active.removeValue(forKey: client) } } }
+        defer { if releaseSlot { _ = state.withLockedValue { $0.active.remove(client) } } }
 
         let bootRequest = BootRequest(kind: .tftp, mac: mac, clientAddress: clientIP,
                                       serverAddress: local?.destinationAddress.ipAddress,
@@ -227,59 +239,63 @@ public final class TFTPServer: Service, Sendable {
         // Answer from the address the request was sent to (IP_PKTINFO), so a multi-homed host
         // keeps one peer address per transfer; without it, from the configured address.
         var bindAddress: SocketAddress
-        if let local {
+        if let local, local.destinationAddress.protocol == client.protocol {
             bindAddress = local.destinationAddress
-        } else if let configured = try? SocketAddress(ipAddress: configuration.host, port: 0) {
+        } else if let configured = try? SocketAddress(ipAddress: configuration.host, port: 0), configured.protocol == client.protocol {
             bindAddress = configured
         } else {
             let any = client.protocol == .inet6 ? "::" : "0.0.0.0"
             bindAddress = (try? SocketAddress(ipAddress: any, port: 0)) ?? client
         }
         bindAddress.port = 0
-        let onFinish: @Sendable (TFTPTransfer.Result) -> Void = { [self] result in
-            _ = state.withLockedValue { $0.active.removeValue(forKey: client) }
+        let onFinish: (TFTPTransfer.Result) -> Void = { [self] result in
+            _ = state.withLockedValue { $0.active.remove(client) }
             if result.segmentationRefused, !state.withLockedValue({ $0.segmentationRefused }) {
                 state.withLockedValue { $0.segmentationRefused = true }
-                // This transfer is lost (the client retries); the next ones send block by block.
                 logger.warning("TFTP: UDP segmentation offload refused (EIO); windows go out packet by packet from now on",
                                metadata: ["client": "\(client)"])
             }
             complete(result.outcome, file: file, bytes: result.bytes, mac: mac, client: clientIP, started: started,
                      detail: result.detail, policy: policy, options: setup.options)
         }
-        let unsafeSetup = UnsafeTransfer(setup)
         let segmentationOff = state.withLockedValue { $0.segmentationRefused }
-        let segmentSize = setup.options.windowSize > 1 && !setup.netascii && System.supportsUDPSegmentationOffload && !segmentationOff
+        var segmentSize = setup.options.windowSize > 1 && !setup.netascii && System.supportsUDPSegmentationOffload && !segmentationOff
             ? setup.options.blockSize + 4 : 0
-        var bootstrap = DatagramBootstrap(group: group)
-        if segmentSize > 0 { bootstrap = bootstrap.channelOption(.datagramSegmentSize, value: CInt(segmentSize)) }
-        let future = bootstrap
-            // One ACK (or ERROR) is all a transfer expects per wake-up; reading until EAGAIN
-            // would cost a second recvmsg per block in lock-step.
-            .channelOption(.maxMessagesPerRead, value: 1)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 1024))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(TFTPTransfer(setup: unsafeSetup.value, segmentSize: segmentSize, onFinish: onFinish))
-                }
-            }
-            .bind(to: bindAddress)
-            .flatMap { channel in
-                channel.connect(to: client).map { channel }
-            }
-        future.whenSuccess { [self] channel in
-            let stillWanted = state.withLockedValue { state -> Bool in
-                guard !state.stopped, state.active.keys.contains(client) else { return false }
-                state.active[client] = .some(channel)
-                return true
-            }
-            guard stillWanted else { channel.close(promise: nil); return }
-            channel.pipeline.fireUserInboundEventTriggered(TFTPTransfer.Start())
-        }
-        future.whenFailure { [self] error in
+        let fd: CInt
+        do {
+            fd = try Self.openTransferSocket(from: bindAddress, to: client, segmentSize: &segmentSize)
+        } catch {
             logger.warning("TFTP cannot open a transfer socket", metadata: ["client": "\(client)", "error": "\(error)"])
-            onFinish(TFTPTransfer.Result(outcome: .ioError, bytes: 0, detail: "transfer socket: \(error)"))
+            return onFinish(TFTPTransfer.Result(outcome: .ioError, bytes: 0, detail: "transfer socket: \(error)"))
         }
+        let transfer = TFTPTransfer(fd: fd, setup: setup, segmentSize: segmentSize, onFinish: onFinish)
+        if !engine.add(transfer) {
+            close(fd)
+            onFinish(TFTPTransfer.Result(outcome: .shutdown, bytes: 0, detail: "server stopping"))
+        }
+    }
+
+    /// A non-blocking UDP socket bound to `local` (port 0: a fresh TID) and connected to the
+    /// client, so the kernel drops datagrams from anyone else. With `segmentSize` > 0 it also
+    /// sets UDP_SEGMENT; where the kernel refuses that, `segmentSize` becomes 0.
+    static func openTransferSocket(from local: SocketAddress, to client: SocketAddress, segmentSize: inout Int) throws -> CInt {
+        let family = client.protocol == .inet6 ? AF_INET6 : AF_INET
+        let fd = socket(family, CInt(SOCK_DGRAM.rawValue) | CInt(SOCK_NONBLOCK.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw TFTPEngineError("socket", errno) }
+        func fail(_ call: String) -> TFTPEngineError {
+            let error = TFTPEngineError(call, errno)
+            close(fd)
+            return error
+        }
+        guard local.withSockAddr({ bind(fd, $0, socklen_t($1)) }) == 0 else { throw fail("bind \(local)") }
+        guard client.withSockAddr({ connect(fd, $0, socklen_t($1)) }) == 0 else { throw fail("connect \(client)") }
+        if segmentSize > 0 {
+            var size = CInt(segmentSize)
+            if setsockopt(fd, CInt(IPPROTO_UDP), TFTPTransfer.udpSegmentOption, &size, socklen_t(MemoryLayout<CInt>.size)) != 0 {
+                segmentSize = 0
+            }
+        }
+        return fd
     }
 
     private func complete(
@@ -303,12 +319,6 @@ public final class TFTPServer: Service, Sendable {
         if let detail { metadata["detail"] = "\(detail)" }
         logger.log(level: outcome == .ok ? .info : .notice, "TFTP transfer", metadata: metadata)
     }
-}
-
-/// Carries a non-Sendable value into a channel initializer that runs exactly once.
-private struct UnsafeTransfer<Value>: @unchecked Sendable {
-    var value: Value
-    init(_ value: Value) { self.value = value }
 }
 
 /// The request socket's handler: decodes, drops and counts garbage, hands requests over.

@@ -1,0 +1,20 @@
+// Linux calls the Glibc module does not bring to Swift (epoll, pipe2, UDP_SEGMENT), wrapped so
+// Swift never touches the packed epoll_event struct or its union.
+#ifndef CLINUX_H
+#define CLINUX_H
+
+#include <stdint.h>
+
+// UDP_SEGMENT (linux/udp.h): the UDP GSO segment size, per socket or per send.
+#define CLINUX_UDP_SEGMENT 103
+
+/// epoll_create1(EPOLL_CLOEXEC).
+int clinux_epoll_create(void);
+/// Adds `fd` for readability (level-triggered) with `tag` as its epoll data.
+int clinux_epoll_add(int epoll, int fd, uint64_t tag);
+/// epoll_wait: writes the tags of up to `max` ready descriptors; returns their count, or -1.
+int clinux_epoll_wait(int epoll, uint64_t *tags, int max, int timeout_ms);
+/// pipe2(fds, O_NONBLOCK | O_CLOEXEC).
+int clinux_pipe(int fds[2]);
+
+#endif
