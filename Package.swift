@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(
             name: "ProtocolsTests",
             dependencies: [
-                "Protocols",
+                "Protocols", "CLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

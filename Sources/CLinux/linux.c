@@ -2,6 +2,8 @@
 #include "CLinux.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -24,4 +26,11 @@ int clinux_epoll_wait(int epoll, uint64_t *tags, int max, int timeout_ms) {
 
 int clinux_pipe(int fds[2]) {
     return pipe2(fds, O_NONBLOCK | O_CLOEXEC);
+}
+
+void clinux_name_thread(const char *name) {
+    char shortened[16];
+    strncpy(shortened, name, sizeof shortened - 1);
+    shortened[sizeof shortened - 1] = 0;
+    pthread_setname_np(pthread_self(), shortened);
 }

@@ -38,24 +38,14 @@ struct TFTPBenchTests {
         return String(hash) == expected ? seconds : nil
     }
 
-    /// N concurrent downloads with the NIO test client; returns wall seconds and failures.
-    /// Every byte is compared with the file's (memcmp): hashing 1 GB per run byte by byte made
-    /// the client, which shares the two cores with the server, the bottleneck.
-    func concurrent(_ port: Int, count: Int, file: String, options: [TFTPOption], expected: [UInt8], group: EventLoopGroup) async throws -> (Double, Int) {
-        let start = ContinuousClock.now
-        let failures = try await withThrowingTaskGroup(of: Bool.self) { tasks in
-            for _ in 0..<count {
-                tasks.addTask {
-                    let result = try await TFTPTestClient.get(port: port, file: file, options: options, keepBytes: false,
-                                                              timeout: .seconds(1), retries: 10, group: group, compareWith: expected)
-                    return result.error == nil && !result.timedOut && !result.mismatch && result.byteCount == expected.count
-                }
-            }
-            var failed = 0
-            for try await ok in tasks where !ok { failed += 1 }
-            return failed
-        }
-        return ((ContinuousClock.now - start).seconds, failures)
+    /// N concurrent downloads with the epoll load client (TFTPLoadClient); wall seconds and
+    /// failures. Every byte is compared with the file's.
+    func concurrent(_ port: Int, count: Int, file: String, blockSize: Int, windowSize: Int?, expected: [UInt8]) async -> (Double, Int) {
+        let outcome = await TFTPLoadClient.run(port: port, file: file, count: count, blockSize: blockSize, windowSize: windowSize,
+                                               expected: expected, threads: 2, timeout: 1, retries: 10)
+        if !outcome.reasons.isEmpty { print("bench failures on port \(port): \(outcome.reasons)") }
+        print("bench port \(port): \(String(format: "%.3f", outcome.seconds)) s, \(outcome.resends) resends after a timeout")
+        return (outcome.seconds, outcome.failed)
     }
 
     @Test func compareServers() async throws {
@@ -65,7 +55,6 @@ struct TFTPBenchTests {
         let serverThreads = Int(env["BP_BENCH_SERVER_THREADS"] ?? "2") ?? 2
         // The group only reads requests; transfers run on the server's own threads.
         let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         var logger = Logger(label: "bp.tftp.bench")
         logger.logLevel = .warning
         let server = try TFTPServer(
@@ -96,10 +85,9 @@ struct TFTPBenchTests {
             ("100 MB, blksize 1468", ["blksize 1468"]),
             ("100 MB, blksize 1468 windowsize 8", ["blksize 1468", "windowsize 8"]),
         ]
-        let multis: [(String, [TFTPOption])] = [
-            ("\(concurrency) x 1 MB, blksize 1468", [TFTPOption(name: "blksize", value: "1468")]),
-            ("\(concurrency) x 1 MB, blksize 1468 windowsize 8",
-             [TFTPOption(name: "blksize", value: "1468"), TFTPOption(name: "windowsize", value: "8")]),
+        let multis: [(String, Int?)] = [
+            ("\(concurrency) x 1 MB, blksize 1468", nil),
+            ("\(concurrency) x 1 MB, blksize 1468 windowsize 8", 8),
         ]
         var table: [(String, [String: (Double, Int)])] = []
         let cases = env["BP_BENCH_CASES"] ?? "all"
@@ -124,14 +112,14 @@ struct TFTPBenchTests {
             }
             table.append((label, row))
         }
-        // BP_BENCH_ONLY: a substring of the case label, to profile one case alone.
+        // BP_BENCH_ONLY: a case label's ending ("blksize 1468"), to profile one case alone.
         let only = env["BP_BENCH_ONLY"]
-        for (label, options) in multis where cases != "single" && (only.map { label.contains($0) } ?? true) {
+        for (label, windowSize) in multis where cases != "single" && (only.map { label.hasSuffix($0) } ?? true) {
             var times: [String: [Double]] = [:]
             var failed: [String: Int] = [:]
             for _ in 0..<runs {
                 for target in targets {
-                    let (t, f) = try await concurrent(target.port, count: concurrency, file: "m1.bin", options: options, expected: small, group: clientGroup)
+                    let (t, f) = await concurrent(target.port, count: concurrency, file: "m1.bin", blockSize: 1468, windowSize: windowSize, expected: small)
                     times[target.name, default: []].append(t)
                     failed[target.name, default: 0] += f
                     try await Task.sleep(for: .milliseconds(500))
@@ -148,7 +136,6 @@ struct TFTPBenchTests {
         server.stop()
         _ = try? await task.value
         try await serverGroup.shutdownGracefully()
-        try await clientGroup.shutdownGracefully()
 
         let names = targets.map(\.name)
         var markdown = "| case | " + names.map { "\($0) s (failed)" }.joined(separator: " | ")

@@ -69,6 +69,30 @@ import Testing
         }
     }
 
+    /// The benchmark's epoll load client: many downloads at once, lock-step and windowed, and it
+    /// counts a download whose bytes differ or run short as failed.
+    @Test func loadClientDownloadsAndChecksEveryByte() async throws {
+        let content = try [UInt8](Data(contentsOf: URL(fileURLWithPath: root + "/k70.bin")))
+        var altered = content
+        altered[70 * 1024 - 1] ^= 1
+        try await Support.withServer { _, port in
+            for windowSize in [nil, 8] {
+                let good = await TFTPLoadClient.run(port: port, file: "k70.bin", count: 50, blockSize: 1468, windowSize: windowSize,
+                                                    expected: content, timeout: 1, retries: 5)
+                #expect(good.failed == 0, "\(good.reasons)")
+                let bad = await TFTPLoadClient.run(port: port, file: "k70.bin", count: 3, blockSize: 1468, windowSize: windowSize,
+                                                   expected: altered, timeout: 1, retries: 5)
+                #expect(bad.failed == 3 && bad.reasons.allSatisfy { $0.contains("differ") }, "\(bad.reasons)")
+                let longer = await TFTPLoadClient.run(port: port, file: "k70.bin", count: 2, blockSize: 1468, windowSize: windowSize,
+                                                      expected: content + [0], timeout: 1, retries: 5)
+                #expect(longer.failed == 2, "\(longer.reasons)")
+            }
+            let missing = await TFTPLoadClient.run(port: port, file: "nope.bin", count: 2, blockSize: 512, windowSize: nil,
+                                                   expected: content, timeout: 1, retries: 2)
+            #expect(missing.failed == 2 && missing.reasons.allSatisfy { $0.hasPrefix("ERROR 1") }, "\(missing.reasons)")
+        }
+    }
+
     @Test func unknownOptionsOnlyMeanNoOACK() async throws {
         try await Support.withServer { _, port in
             let result = try await TFTPTestClient.get(port: port, file: "b511.bin", options: [o("rollover", "0")])

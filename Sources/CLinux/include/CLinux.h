@@ -16,5 +16,7 @@ int clinux_epoll_add(int epoll, int fd, uint64_t tag);
 int clinux_epoll_wait(int epoll, uint64_t *tags, int max, int timeout_ms);
 /// pipe2(fds, O_NONBLOCK | O_CLOEXEC).
 int clinux_pipe(int fds[2]);
+/// Names the calling thread (first 15 bytes), as ps, top and perf show it.
+void clinux_name_thread(const char *name);
 
 #endif

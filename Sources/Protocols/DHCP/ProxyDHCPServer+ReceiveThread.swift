@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -64,6 +65,8 @@ extension ProxyDHCPServer {
             var timeout = Self.wakeInterval
             _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             let thread = Thread { [self] in
+                // Thread.name set from outside does not reach the kernel on Linux.
+                clinux_name_thread(name)
                 run()
                 finished.signal()
             }

@@ -50,6 +50,7 @@ public final class TFTPServer: Service, Sendable {
     }
 
     public let configuration: Configuration
+    static let listenerReceiveBuffer: SocketOptionValue = 4 << 20
     let root: TFTPRoot
     let decider: any BootDecider
     let events: any BootEventSink
@@ -106,6 +107,10 @@ public final class TFTPServer: Service, Sendable {
         // listeners in one process could even be handed the same port).
         let bootstrap = DatagramBootstrap(group: group)
             .channelOption(.receivePacketInfo, value: true)
+            // A rack powering on sends its RRQs within milliseconds; with the default 208 KB
+            // buffer a burst of a thousand overflows and each dropped client waits out its
+            // retransmission timeout. The kernel caps this at net.core.rmem_max.
+            .channelOption(.socketOption(.so_rcvbuf), value: Self.listenerReceiveBuffer)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(TFTPListener(server: self))

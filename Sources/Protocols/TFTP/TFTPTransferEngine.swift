@@ -103,6 +103,8 @@ final class TFTPTransferEngine: @unchecked Sendable {
             }
             inbox.withLockedValue { $0.started = true }
             let thread = Thread { [self] in
+                // Thread.name set from outside does not reach the kernel on Linux.
+                clinux_name_thread(name)
                 run()
                 finished.signal()
             }
