@@ -15,17 +15,34 @@ final class ClientTimeline: BootEventSink, @unchecked Sendable {
         var policy: String?
         var firstSeen: Date
         var lastSeen: Date
+        /// Written from `recorded` when the timeline is read (see `snapshot`).
         var events: [Event]
+        /// As recorded: an event's summary and fields are built only when someone looks.
+        var recorded: [BootEvent] = []
+
+        enum CodingKeys: String, CodingKey {
+            case mac, address, arch, firmware, lastFile, policy, firstSeen, lastSeen, events
+        }
 
         mutating func update(with event: BootEvent, maxEvents: Int) {
             lastSeen = event.time
             if let address = event.clientAddress, !address.isEmpty, address != "0.0.0.0" { self.address = address }
-            if let arch = event.fields["arch"] { self.arch = arch }
-            if let firmware = event.fields["firmware"] { self.firmware = firmware }
-            if let policy = event.fields["policy"] { self.policy = policy }
-            if let file = event.fields["file"] ?? event.fields["path"] { lastFile = file }
-            events.append(Event(time: event.time, stage: event.stage.rawValue, summary: event.summary, fields: event.fields))
-            if events.count > maxEvents { events.removeFirst(events.count - maxEvents) }
+            if let arch = event.arch { self.arch = arch }
+            if let firmware = event.firmware { self.firmware = firmware }
+            if let policy = event.policy { self.policy = policy }
+            if let file = event.file { lastFile = file }
+            recorded.append(event)
+            if recorded.count > maxEvents { recorded.removeFirst(recorded.count - maxEvents) }
+        }
+
+        /// This client with `events` written out.
+        func materialized() -> Client {
+            var copy = self
+            copy.events = recorded.map { event in
+                let (summary, fields) = event.resolved
+                return Event(time: event.time, stage: event.stage.rawValue, summary: summary, fields: fields)
+            }
+            return copy
         }
     }
 
@@ -68,7 +85,8 @@ final class ClientTimeline: BootEventSink, @unchecked Sendable {
     }
 
     func snapshot() -> [Client] {
-        lock.withLock { clients.values.sorted { $0.lastSeen > $1.lastSeen } }
+        // Summaries and fields are written outside the lock.
+        lock.withLock { clients.values }.sorted { $0.lastSeen > $1.lastSeen }.map { $0.materialized() }
     }
 
     func json() -> [UInt8] {

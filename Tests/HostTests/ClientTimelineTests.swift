@@ -13,6 +13,27 @@ import Testing
                   summary: "event \(i)", fields: ["arch": "bios", "file": "f\(i)"])
     }
 
+    /// A deferred event (what ProxyDHCP records per answer) is written only when the timeline is
+    /// read, and the client row still gets its arch, firmware, policy and file at once.
+    @Test func deferredEventsAreWrittenOnlyWhenRead() throws {
+        final class Counter: @unchecked Sendable { var calls = 0 }
+        let counter = Counter()
+        let timeline = ClientTimeline(maxClients: 8, maxEvents: 4)
+        timeline.record(BootEvent(stage: .dhcp, mac: Self.mac(1), clientAddress: "10.0.0.1", arch: "efi-x64", firmware: "uefi",
+                                  policy: "default", file: "ipxe.efi") {
+            counter.calls += 1
+            return ("DISCOVER -> ipxe.efi", ["outcome": "answered"])
+        })
+        #expect(counter.calls == 0)
+        let client = try #require(timeline.snapshot().first)
+        #expect(client.arch == "efi-x64" && client.firmware == "uefi" && client.policy == "default" && client.lastFile == "ipxe.efi")
+        #expect(client.events.map(\.summary) == ["DISCOVER -> ipxe.efi"])
+        #expect(client.events.first?.fields == ["outcome": "answered"])
+        #expect(counter.calls == 1, "written once, when read")
+        let json = String(decoding: timeline.json(), as: UTF8.self)
+        #expect(json.contains("DISCOVER -> ipxe.efi") && !json.contains("recorded"))
+    }
+
     @Test func floodOfNewMACsStaysBoundedAndKeepsTheMostRecent() {
         let timeline = ClientTimeline(maxClients: 64, maxEvents: 4)
         for i in 0..<1000 {

@@ -88,15 +88,21 @@ final class UDPProbe {
 
     init(bind address: String, port: Int, device: String? = nil, namespace: String? = nil) throws {
         if let namespace {
-            var result: Result<CInt, Error> = .failure(DHCPError.malformed(field: "probe", reason: "namespace thread timed out"))
+            // The thread writes its result under a lock: after a timeout it may still be running.
+            final class Outcome: @unchecked Sendable {
+                let lock = NSLock()
+                var result: Result<CInt, Error> = .failure(DHCPError.malformed(field: "probe", reason: "namespace thread timed out"))
+            }
+            let outcome = Outcome()
             let done = DispatchSemaphore(value: 0)
             let thread = Thread {
-                result = Result { try ProxyDHCPServer.enterNetworkNamespace(namespace); return try UDPProbe.open(address, port, device) }
+                let result = Result { try ProxyDHCPServer.enterNetworkNamespace(namespace); return try UDPProbe.open(address, port, device) }
+                outcome.lock.withLock { outcome.result = result }
                 done.signal()
             }
             thread.start()
             _ = done.wait(timeout: .now() + 5)
-            fd = try result.get()
+            fd = try outcome.lock.withLock { outcome.result }.get()
         } else {
             fd = try Self.open(address, port, device)
         }

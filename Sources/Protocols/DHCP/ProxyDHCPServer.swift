@@ -325,9 +325,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
                 let level: Logger.Level = (reason == .ignoredByPolicy || reason == .noDecision) ? .info : .debug
                 logger.log(level: level, "\(describe(request)) -> silent (\(reason.rawValue))", metadata: policyMetadata(decision))
                 if reason == .ignoredByPolicy || reason == .noDecision {
-                    events.record(BootEvent(stage: .dhcp, mac: request.mac, clientAddress: request.clientAddress,
-                                            summary: "\(describe(request)) -> \(reason.rawValue)",
-                                            fields: eventFields(request, decision, outcome: reason.rawValue)))
+                    record(request, decision, file: nil, outcome: reason.rawValue)
                 }
                 return nil
             case let .success(reply):
@@ -337,11 +335,20 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
                 // Built inside the log call's autoclosure: with info off it costs nothing per packet.
                 logger.info("\(describe(request)) -> \(reply.message.messageType?.name.uppercased() ?? "REPLY") file=\(file.isEmpty ? "-" : file) next-server=\(reply.message.siaddr) to \(reply.destination):\(reply.destinationPort)",
                             metadata: policyMetadata(decision))
-                events.record(BootEvent(stage: .dhcp, mac: request.mac, clientAddress: request.clientAddress,
-                                        summary: "\(describe(request)) -> \(file.isEmpty ? "-" : file)",
-                                        fields: eventFields(request, decision, outcome: "answered")))
+                record(request, decision, file: file, outcome: "answered")
                 return reply
             }
+        }
+
+        /// The event for the timeline; its summary and fields are written only when read.
+        func record(_ request: BootRequest, _ decision: BootDecision?, file: String?, outcome: String) {
+            let summaryEnd = file.map { $0.isEmpty ? "-" : $0 } ?? outcome
+            events.record(BootEvent(
+                stage: .dhcp, mac: request.mac, clientAddress: request.clientAddress, arch: request.arch ?? "",
+                firmware: request.firmware.rawValue, policy: decision?.policy, file: decision?.filename
+            ) { [self] in
+                ("\(describe(request)) -> \(summaryEnd)", eventFields(request, decision, outcome: outcome))
+            })
         }
 
         func describe(_ r: BootRequest) -> String {

@@ -93,15 +93,22 @@ func runTool(_ path: String, _ args: [String], timeout: Double = 30) throws -> (
     p.standardOutput = pipe
     p.standardError = pipe
     try p.run()
-    var data = Data()
-    let reader = Thread { data = pipe.fileHandleForReading.readDataToEndOfFile() }
+    final class Collected: @unchecked Sendable {
+        let lock = NSLock()
+        var data = Data()
+    }
+    let collected = Collected()
+    let reader = Thread {
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        collected.lock.withLock { collected.data = data }
+    }
     reader.start()
     let deadline = Date().addingTimeInterval(timeout)
     while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
     if p.isRunning { p.terminate(); p.waitUntilExit() }
     p.waitUntilExit()
     while reader.isExecuting { Thread.sleep(forTimeInterval: 0.01) }
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    return (p.terminationStatus, String(decoding: collected.lock.withLock { collected.data }, as: UTF8.self))
 }
 
 /// A free TCP/UDP port on loopback, picked by the kernel.
