@@ -40,11 +40,11 @@ struct TFTPBenchTests {
 
     /// N concurrent downloads with the epoll load client (TFTPLoadClient); wall seconds and
     /// failures. Every byte is compared with the file's.
-    func concurrent(_ port: Int, count: Int, file: String, blockSize: Int, windowSize: Int?, expected: [UInt8]) async -> (Double, Int) {
+    func concurrent(_ port: Int, name: String, label: String, count: Int, file: String, blockSize: Int, windowSize: Int?, expected: [UInt8]) async -> (Double, Int) {
         let outcome = await TFTPLoadClient.run(port: port, file: file, count: count, blockSize: blockSize, windowSize: windowSize,
                                                expected: expected, threads: 2, timeout: 1, retries: 10)
-        if !outcome.reasons.isEmpty { print("bench failures on port \(port): \(outcome.reasons)") }
-        print("bench port \(port): \(String(format: "%.3f", outcome.seconds)) s, \(outcome.resends) resends after a timeout")
+        if !outcome.reasons.isEmpty { print("bench failures, \(name): \(outcome.reasons)") }
+        print("bench resends \(label), \(name): \(String(format: "%.3f", outcome.seconds)) s, \(outcome.resends) resends after a timeout")
         return (outcome.seconds, outcome.failed)
     }
 
@@ -119,7 +119,7 @@ struct TFTPBenchTests {
             var failed: [String: Int] = [:]
             for _ in 0..<runs {
                 for target in targets {
-                    let (t, f) = await concurrent(target.port, count: concurrency, file: "m1.bin", blockSize: 1468, windowSize: windowSize, expected: small)
+                    let (t, f) = await concurrent(target.port, name: target.name, label: label, count: concurrency, file: "m1.bin", blockSize: 1468, windowSize: windowSize, expected: small)
                     times[target.name, default: []].append(t)
                     failed[target.name, default: 0] += f
                     try await Task.sleep(for: .milliseconds(500))
