@@ -20,7 +20,9 @@ struct Configuration: Codable, Equatable {
         var root: String?
         var port: Int = 69
         var maxTransfers: Int = 512
-        enum CodingKeys: String, CodingKey { case enabled, root, port, maxTransfers = "max_transfers" }
+        /// Transfer threads; nil: one per core.
+        var threads: Int?
+        enum CodingKeys: String, CodingKey { case enabled, root, port, maxTransfers = "max_transfers", threads }
         init() {}
         init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -28,6 +30,7 @@ struct Configuration: Codable, Equatable {
             root = try c.decodeIfPresent(String.self, forKey: .root)
             port = try c.decodeIfPresent(Int.self, forKey: .port) ?? port
             maxTransfers = try c.decodeIfPresent(Int.self, forKey: .maxTransfers) ?? maxTransfers
+            threads = try c.decodeIfPresent(Int.self, forKey: .threads)
         }
     }
     struct HTTP: Codable, Equatable {
@@ -131,7 +134,7 @@ struct Configuration: Codable, Equatable {
     static let schema: [String: Set<String>] = [
         "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "tftp", "http", "policies", "limits", "log"],
         "dhcp": ["ports", "enabled"],
-        "tftp": ["enabled", "root", "port", "max_transfers"],
+        "tftp": ["enabled", "root", "port", "max_transfers", "threads"],
         "http": ["enabled", "port", "root", "address"],
         "limits": ["instructions", "time_ms", "memory_mb", "states"],
         "log": ["format", "level"],

@@ -7,10 +7,17 @@ import ServiceLifecycle
 enum ServerFactory {
     static func tftp(configuration: Configuration, host: String, root: String,
                      decider: BootDecider, timeline: ClientTimeline, group: EventLoopGroup, logger: Logger) throws -> Service {
+        let threads = configuration.tftp.threads ?? System.coreCount
+        guard (1...64).contains(threads) else {
+            throw ExitMessage("bootpolicy serve: tftp.threads must be between 1 and 64 (got \(threads))")
+        }
+        guard configuration.tftp.maxTransfers >= 1 else {
+            throw ExitMessage("bootpolicy serve: tftp.max_transfers must be at least 1 (got \(configuration.tftp.maxTransfers))")
+        }
         do {
             return try TFTPServer(
                 configuration: .init(root: root, host: host, port: configuration.tftp.port,
-                                     maxConcurrentTransfers: configuration.tftp.maxTransfers),
+                                     maxConcurrentTransfers: configuration.tftp.maxTransfers, transferThreads: threads),
                 decider: decider, events: timeline,
                 macLookup: { timeline.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
                 logger: logger, eventLoopGroup: group)

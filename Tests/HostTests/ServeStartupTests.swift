@@ -56,6 +56,19 @@ import Testing
                     saying: "cannot listen on 127.0.0.1:\(port)")
     }
 
+    @Test func tftpThreadsOutOfRange() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-threads-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("bp.yaml")
+        for threads in [0, 65] {
+            try "tftp:\n  threads: \(threads)\n".write(to: config, atomically: true, encoding: .utf8)
+            try refuses(["serve", "--config", config.path, "--listen", "127.0.0.1", "--no-dhcp", "--no-http", "--tftp-root", dir.path,
+                         "--tftp-port", "\(freePort())"],
+                        saying: "tftp.threads must be between 1 and 64 (got \(threads))")
+        }
+    }
+
     @Test func tftpPortInUse() throws {
         // A UDP port held by another socket: TFTP must refuse, not share it silently.
         let (fd, port) = try holdPort(SOCK_DGRAM)
