@@ -232,20 +232,24 @@ final class TFTPTransfer {
         }
         highestSent = max(highestSent, block - 1)
         deadline = now + timeoutNanoseconds
+        // Locals, not properties, in the loop: every read of a class property is a runtime
+        // exclusivity check (it showed in perf as swift::runtime::AccessSet::insert).
+        let lengths = packetLengths
+        var segment = segmentSize
         var offset = scratch.readerIndex
         var index = 0
-        while index < packetLengths.count {
-            var bytes = packetLengths[index]
+        while index < lengths.count {
+            var bytes = lengths[index]
             var taken = 1
-            if segmentSize > 0 && bytes == segmentSize {
+            if segment > 0 && bytes == segment {
                 // UDP GSO: consecutive packets of segmentSize bytes (the last may be shorter)
                 // leave in one send, cut into datagrams by the kernel.
-                while index + taken < packetLengths.count, taken < Self.maxSegments,
-                      bytes + packetLengths[index + taken] <= Self.maxGSOBytes {
-                    let length = packetLengths[index + taken]
+                while index + taken < lengths.count, taken < Self.maxSegments,
+                      bytes + lengths[index + taken] <= Self.maxGSOBytes {
+                    let length = lengths[index + taken]
                     bytes += length
                     taken += 1
-                    if length != segmentSize { break }
+                    if length != segment { break }
                 }
             }
             switch send(at: offset, length: bytes, now: now) {
@@ -253,6 +257,7 @@ final class TFTPTransfer {
                 offset += bytes
                 index += taken
             case .unsegmented:
+                segment = segmentSize
                 continue  // the same packets again, one send each
             case .later, .ended:
                 return
@@ -273,8 +278,9 @@ final class TFTPTransfer {
     /// One send(2) of scratch[offset ..< offset + length].
     @discardableResult
     private func send(at offset: Int, length: Int, now: UInt64) -> SendOutcome {
+        let start = offset - scratch.readerIndex
         let error = scratch.withUnsafeReadableBytes { readable in
-            sendDatagram(fd, UnsafeRawBufferPointer(rebasing: readable[(offset - scratch.readerIndex)...].prefix(length)))
+            sendDatagram(fd, UnsafeRawBufferPointer(start: readable.baseAddress! + start, count: length))
         }
         switch error {
         case 0:
