@@ -72,7 +72,17 @@ struct Runtime {
                 bound.append("http \(host):\(configuration.http.port)\(configuration.http.root.map { " root \($0)" } ?? "") (status page /, /metrics, /api/clients)")
             }
         }
-        for line in bound { logger.notice("serving: \(line)") }
+        // "serving:" is said once every listener has bound (tests and operators take it as
+        // the moment requests are answered), not when the servers are merely built.
+        let ready: [@Sendable () -> Bool] = services.map { service in
+            switch service {
+            case let server as ProxyDHCPServer: return { !server.boundAddresses.isEmpty }
+            case let server as TFTPServer: return { server.localAddress != nil }
+            case let server as HTTPServer: return { server.isListening }
+            default: return { true }
+            }
+        }
+        let announced = bound
 
         let reloader = PolicyReloader(engine: engine, reread: reread, logger: logger)
         services.append(reloader)
@@ -81,7 +91,27 @@ struct Runtime {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         do {
-            try await serviceGroup.run()
+            try await withThrowingTaskGroup(of: Bool.self) { tasks in
+                tasks.addTask {
+                    try await serviceGroup.run()
+                    return true
+                }
+                tasks.addTask {
+                    // Bounded: 30 s of 20 ms looks; a bind failure ends the service group first.
+                    for _ in 0..<1_500 where !Task.isCancelled {
+                        if ready.allSatisfy({ $0() }) {
+                            for line in announced { logger.notice("serving: \(line)") }
+                            return false
+                        }
+                        try? await Task.sleep(for: .milliseconds(20))
+                    }
+                    if !Task.isCancelled { logger.warning("not every listener reported bound within 30 s") }
+                    return false
+                }
+                while let servicesEnded = try await tasks.next() {
+                    if servicesEnded { tasks.cancelAll() }
+                }
+            }
         } catch {
             try? await group.shutdownGracefully()
             throw ExitMessage("bootpolicy serve: \(error)")

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -61,6 +62,10 @@ public final class HTTPServer: Service, @unchecked Sendable {
     /// The address actually bound (useful with port 0); completes once `run` has bound.
     public var boundAddress: EventLoopFuture<SocketAddress> { boundPromise.futureResult }
 
+    private let listening = NIOLockedValueBox(false)
+    /// True once `run` has bound its socket.
+    public var isListening: Bool { listening.withLockedValue { $0 } }
+
     public func run() async throws {
         let channel: Channel
         do {
@@ -79,6 +84,7 @@ public final class HTTPServer: Service, @unchecked Sendable {
             throw HTTPServerError.bindFailed(host: configuration.host, port: configuration.port, reason: "\(error)")
         }
         if let local = channel.localAddress { boundPromise.succeed(local) }
+        listening.withLockedValue { $0 = true }
         logger.info("http: listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
         try await withGracefulShutdownHandler {
             try await channel.closeFuture.get()
