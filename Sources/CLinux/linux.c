@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -33,4 +34,20 @@ void clinux_name_thread(const char *name) {
     strncpy(shortened, name, sizeof shortened - 1);
     shortened[sizeof shortened - 1] = 0;
     pthread_setname_np(pthread_self(), shortened);
+}
+
+int clinux_receive_many(int fd, void *buffer, int slot_size, int slots, int *lengths) {
+    struct mmsghdr messages[64];
+    struct iovec vectors[64];
+    if (slots > 64) slots = 64;
+    for (int i = 0; i < slots; i++) {
+        vectors[i].iov_base = (char *)buffer + (size_t)i * slot_size;
+        vectors[i].iov_len = slot_size;
+        memset(&messages[i].msg_hdr, 0, sizeof messages[i].msg_hdr);
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+    }
+    int count = recvmmsg(fd, messages, slots, MSG_DONTWAIT, NULL);
+    for (int i = 0; i < count; i++) lengths[i] = (int)messages[i].msg_len;
+    return count;
 }

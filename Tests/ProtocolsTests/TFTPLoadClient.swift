@@ -205,8 +205,23 @@ enum TFTPLoadClient {
 
         /// Reads while more of the current window is due; stops after sending an ACK (the next
         /// datagram cannot be there yet), and level-triggered epoll reports anything left.
+        /// Reads while more of the current window is due; stops after sending an ACK (the next
+        /// datagram cannot be there yet), and level-triggered epoll reports anything left. Inside
+        /// a window (windowsize > 1) one recvmmsg(2) takes up to 16 datagrams.
         private func read(_ download: Download, buffer: UnsafeMutableRawBufferPointer, now: UInt64) {
             for _ in 0..<64 {
+                if download.connected && download.windowSize > 1 && download.blockSize + 4 <= Self.slotSize {
+                    let count = Int(clinux_receive_many(download.fd, buffer.baseAddress, CInt(Self.slotSize), CInt(Self.slots), lengths))
+                    if count <= 0 { return }
+                    var answered = false
+                    for k in 0..<count {
+                        let slot = UnsafeMutableRawBufferPointer(rebasing: buffer[(k * Self.slotSize)..<((k + 1) * Self.slotSize)])
+                        if handle(slot, length: Int(lengths[k]), download: download, now: now) { answered = true }
+                        if download.finished { return }
+                    }
+                    if answered && count < Self.slots { return }
+                    continue
+                }
                 var n: Int
                 if download.connected {
                     n = recv(download.fd, buffer.baseAddress, buffer.count, 0)
@@ -225,24 +240,34 @@ enum TFTPLoadClient {
                     }
                 }
                 if n < 0 { return }
-                guard n >= 4 else { continue }
-                download.tries = 0
-                download.deadline = now + timeout
-                let opcode = UInt16(buffer[0]) << 8 | UInt16(buffer[1])
-                let number = UInt16(buffer[2]) << 8 | UInt16(buffer[3])
-                switch opcode {
-                case 3:
-                    if data(number, payload: UnsafeRawBufferPointer(rebasing: buffer[4..<n]), download: download, now: now) { return }
-                case 6:
-                    optionAck(UnsafeRawBufferPointer(rebasing: buffer[2..<n]), download: download, now: now)
-                    return
-                case 5:
-                    download.failure = "ERROR \(number): " + String(decoding: buffer[4..<n].prefix { $0 != 0 }, as: UTF8.self)
-                    download.finished = true
-                    return
-                default:
-                    continue
-                }
+                if handle(buffer, length: n, download: download, now: now) || download.finished { return }
+            }
+        }
+
+        static let slots = 16
+        static let slotSize = 4_096
+        private let lengths = UnsafeMutablePointer<CInt>.allocate(capacity: 64)
+        deinit { lengths.deallocate() }
+
+        /// One datagram; true when it was answered (an ACK went out) or ended the download.
+        private func handle(_ datagram: UnsafeMutableRawBufferPointer, length n: Int, download: Download, now: UInt64) -> Bool {
+            guard n >= 4 else { return false }
+            download.tries = 0
+            download.deadline = now + timeout
+            let opcode = UInt16(datagram[0]) << 8 | UInt16(datagram[1])
+            let number = UInt16(datagram[2]) << 8 | UInt16(datagram[3])
+            switch opcode {
+            case 3:
+                return data(number, payload: UnsafeRawBufferPointer(rebasing: datagram[4..<n]), download: download, now: now)
+            case 6:
+                optionAck(UnsafeRawBufferPointer(rebasing: datagram[2..<n]), download: download, now: now)
+                return true
+            case 5:
+                download.failure = "ERROR \(number): " + String(decoding: datagram[4..<n].prefix { $0 != 0 }, as: UTF8.self)
+                download.finished = true
+                return true
+            default:
+                return false
             }
         }
 

@@ -16,6 +16,9 @@ int clinux_epoll_add(int epoll, int fd, uint64_t tag);
 int clinux_epoll_wait(int epoll, uint64_t *tags, int max, int timeout_ms);
 /// pipe2(fds, O_NONBLOCK | O_CLOEXEC).
 int clinux_pipe(int fds[2]);
+/// recvmmsg(2) of up to `slots` (at most 64) datagrams into `buffer`, one per `slot_size`
+/// bytes, without waiting; their lengths go to `lengths`. Returns the count, or -1.
+int clinux_receive_many(int fd, void *buffer, int slot_size, int slots, int *lengths);
 /// Names the calling thread (first 15 bytes), as ps, top and perf show it.
 void clinux_name_thread(const char *name);
 
