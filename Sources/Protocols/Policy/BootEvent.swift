@@ -17,7 +17,7 @@ public struct BootEvent: Sendable, Equatable {
     public var policy: String?
     public var file: String?
 
-    private enum Details: @unchecked Sendable {
+    private enum Details: Sendable {
         case built(summary: String, fields: [String: String])
         case deferred(@Sendable () -> (summary: String, fields: [String: String]))
     }

@@ -101,7 +101,12 @@ public final class TFTPServer: Service, Sendable {
     }
 
     public func run() async throws {
-        try engine.start()
+        do {
+            try engine.start()
+        } catch {
+            await engine.stop()  // the workers that did start
+            throw error
+        }
         // No SO_REUSEADDR: UDP has no TIME_WAIT to skip, and with it Linux lets a second socket
         // bind the same port (two servers on 69 would split the requests silently; two port-0
         // listeners in one process could even be handed the same port).
@@ -255,8 +260,12 @@ public final class TFTPServer: Service, Sendable {
         bindAddress.port = 0
         let onFinish: (TFTPTransfer.Result) -> Void = { [self] result in
             _ = state.withLockedValue { $0.active.remove(client) }
-            if result.segmentationRefused, !state.withLockedValue({ $0.segmentationRefused }) {
-                state.withLockedValue { $0.segmentationRefused = true }
+            // First report only: check and set under one lock, so two transfers log once.
+            let firstRefusal = result.segmentationRefused && state.withLockedValue { state -> Bool in
+                defer { state.segmentationRefused = true }
+                return !state.segmentationRefused
+            }
+            if firstRefusal {
                 logger.warning("TFTP: UDP segmentation offload refused (EIO); windows go out packet by packet from now on",
                                metadata: ["client": "\(client)"])
             }

@@ -186,8 +186,9 @@ final class TFTPTransferEngine: @unchecked Sendable {
 
         /// Registers and starts new transfers; true when the engine is stopping.
         private func takeArrivals(now: UInt64) -> Bool {
-            var drain = [UInt8](repeating: 0, count: 256)
-            while read(wakeRead, &drain, drain.count) > 0 {}
+            withUnsafeTemporaryAllocation(byteCount: 256, alignment: 1) { drain in
+                while read(wakeRead, drain.baseAddress, drain.count) > 0 {}
+            }
             let (arrivals, stopping) = inbox.withLockedValue { inbox in
                 defer { inbox.arrivals.removeAll() }
                 return (inbox.arrivals, inbox.stopping)
