@@ -1,5 +1,6 @@
 import CLinux
 import Foundation
+@testable import Protocols
 
 #if canImport(Glibc)
 import Glibc
@@ -112,16 +113,21 @@ enum TFTPLoadClient {
     }
 
     final class Worker {
-        let port: Int
         let request: [UInt8]
         let askedBlockSize: Int
         let expected: [UInt8]
         let timeout: UInt64
         let retries: Int
+        /// 127.0.0.1:port, where RRQs go (and their resends, until the server's TID is known).
+        let server: sockaddr_in
         private(set) var resends = 0
 
         init(port: Int, request: [UInt8], blockSize: Int, expected: [UInt8], timeout: UInt64, retries: Int) {
-            self.port = port
+            var server = sockaddr_in()
+            server.sin_family = sa_family_t(AF_INET)
+            server.sin_port = in_port_t(UInt16(port).bigEndian)
+            server.sin_addr.s_addr = inet_addr("127.0.0.1")
+            self.server = server
             self.request = request
             self.askedBlockSize = blockSize
             self.expected = expected
@@ -129,23 +135,13 @@ enum TFTPLoadClient {
             self.retries = retries
         }
 
-        static func now() -> UInt64 {
-            var spec = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &spec)
-            return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
-        }
-
         func run(downloads count: Int) -> (Int, [String]) {
             let epoll = clinux_epoll_create()
             guard epoll >= 0 else { return (count, ["epoll_create1: errno \(errno)"]) }
             defer { close(epoll) }
-            var server = sockaddr_in()
-            server.sin_family = sa_family_t(AF_INET)
-            server.sin_port = in_port_t(UInt16(port).bigEndian)
-            server.sin_addr.s_addr = inet_addr("127.0.0.1")
             var downloads: [Download] = []
             var failures: [String] = []
-            let now = Self.now()
+            let now = TFTPTransfer.now()
             for _ in 0..<count {
                 let fd = socket(AF_INET, CInt(SOCK_DGRAM.rawValue) | CInt(SOCK_NONBLOCK.rawValue), 0)
                 guard fd >= 0 else { failures.append("socket: errno \(errno)"); continue }
@@ -157,14 +153,7 @@ enum TFTPLoadClient {
                 download.blockSize = askedBlockSize
                 _ = clinux_epoll_add(epoll, fd, UInt64(downloads.count))
                 downloads.append(download)
-                _ = request.withUnsafeBytes { bytes in
-                    withUnsafePointer(to: &server) {
-                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                            sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                        }
-                    }
-                }
-                download.deadline = now + timeout
+                send(request, on: download, now: now)
             }
             defer { for download in downloads { close(download.fd) } }
             var remaining = downloads.count
@@ -174,10 +163,10 @@ enum TFTPLoadClient {
                 buffer.deallocate()
                 tags.deallocate()
             }
-            var nextTick = Self.now() + 50_000_000
+            var nextTick = TFTPTransfer.now() + 50_000_000
             while remaining > 0 {
                 let ready = clinux_epoll_wait(epoll, tags, 64, 50)
-                let now = Self.now()
+                let now = TFTPTransfer.now()
                 for i in 0..<max(0, Int(ready)) {
                     let download = downloads[Int(tags[i])]
                     guard !download.finished else { continue }
@@ -203,8 +192,6 @@ enum TFTPLoadClient {
             return (failures.count, failures)
         }
 
-        /// Reads while more of the current window is due; stops after sending an ACK (the next
-        /// datagram cannot be there yet), and level-triggered epoll reports anything left.
         /// Reads while more of the current window is due; stops after sending an ACK (the next
         /// datagram cannot be there yet), and level-triggered epoll reports anything left. Inside
         /// a window (windowsize > 1) one recvmmsg(2) takes up to 16 datagrams.
@@ -335,10 +322,7 @@ enum TFTPLoadClient {
             if download.connected {
                 _ = packet.withUnsafeBytes { Glibc.send(download.fd, $0.baseAddress, $0.count, 0) }
             } else {
-                var server = sockaddr_in()
-                server.sin_family = sa_family_t(AF_INET)
-                server.sin_port = in_port_t(UInt16(port).bigEndian)
-                server.sin_addr.s_addr = inet_addr("127.0.0.1")
+                var server = server
                 _ = packet.withUnsafeBytes { bytes in
                     withUnsafePointer(to: &server) {
                         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {

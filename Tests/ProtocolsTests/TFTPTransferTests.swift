@@ -77,13 +77,9 @@ import Glibc
         return run
     }
 
+    /// Both sockets are bound to 127.0.0.1; only the port is the kernel's choice.
     static func localAddress(of fd: CInt) -> SocketAddress? {
-        var storage = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) == 0 }
-        }
-        return ok ? SocketAddress(storage, host: "127.0.0.1") : nil
+        try? SocketAddress(ipAddress: "127.0.0.1", port: TFTPLossyRelay.localPort(fd))
     }
 
     @Test func aWindowLeavesAsOneSegmentedSend() throws {
