@@ -5,7 +5,7 @@ import Foundation
 /// goes, one per store (`RecentMap`), so a storm of new MACs costs O(1) each and never a burst.
 /// Not thread-safe; the owner locks.
 struct ClientCache<Value> {
-    private var map: RecentMap<(value: Value, stored: Date)>
+    private var map: RecentMap<ClientKey, (value: Value, stored: Date)>
     let ttl: TimeInterval
 
     init(capacity: Int, ttl: TimeInterval) {
@@ -17,11 +17,11 @@ struct ClientCache<Value> {
     var count: Int { map.count }
 
     mutating func set(_ key: String, _ value: Value, now: Date = Date()) {
-        map.set(key, (value, now))
+        map.set(ClientKey(key), (value, now))
     }
 
     func get(_ key: String, now: Date = Date()) -> Value? {
-        guard let entry = map[key], now.timeIntervalSince(entry.stored) < ttl else { return nil }
+        guard let entry = map[ClientKey(key)], now.timeIntervalSince(entry.stored) < ttl else { return nil }
         return entry.value
     }
 }

@@ -53,8 +53,15 @@ final class ClientTimeline: BootEventSink, @unchecked Sendable {
         var fields: [String: String]
     }
 
+    /// A client as stored: a reference, so recording an event changes it in place and an
+    /// eviction moves a pointer, not the struct with its strings and arrays.
+    private final class Entry {
+        var client: Client
+        init(_ client: Client) { self.client = client }
+    }
+
     private let lock = NIOLock()
-    private var clients: RecentMap<Client>
+    private var clients: RecentMap<ClientKey, Entry>
     private var macByAddress: [String: String] = [:]
     let maxEvents: Int
 
@@ -66,14 +73,14 @@ final class ClientTimeline: BootEventSink, @unchecked Sendable {
     func record(_ event: BootEvent) {
         guard !event.mac.isEmpty else { return }
         lock.withLock {
-            let evicted = clients.update(event.mac, default: Client(mac: event.mac, firstSeen: event.time, lastSeen: event.time, events: [])) {
-                $0.update(with: event, maxEvents: maxEvents)
+            let evicted = clients.update(ClientKey(event.mac), default: Entry(Client(mac: event.mac, firstSeen: event.time, lastSeen: event.time, events: []))) {
+                $0.client.update(with: event, maxEvents: maxEvents)
             }
             if let address = event.clientAddress, !address.isEmpty, address != "0.0.0.0" {
                 macByAddress[address] = event.mac
             }
             // The least recently seen client goes, and its address mapping with it.
-            if let (mac, client) = evicted, let address = client.address, macByAddress[address] == mac {
+            if let (_, entry) = evicted, let address = entry.client.address, macByAddress[address] == entry.client.mac {
                 macByAddress[address] = nil
             }
         }
@@ -86,7 +93,7 @@ final class ClientTimeline: BootEventSink, @unchecked Sendable {
 
     func snapshot() -> [Client] {
         // Summaries and fields are written outside the lock.
-        lock.withLock { clients.values }.sorted { $0.lastSeen > $1.lastSeen }.map { $0.materialized() }
+        lock.withLock { clients.values.map(\.client) }.sorted { $0.lastSeen > $1.lastSeen }.map { $0.materialized() }
     }
 
     func json() -> [UInt8] {

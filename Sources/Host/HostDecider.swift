@@ -17,17 +17,22 @@ final class HostDecider: BootDecider, @unchecked Sendable {
     }
 
     /// What a TFTP/HTTP request cannot know but the same client's DHCP request said.
-    struct Facts {
-        var archCode: UInt16?
-        var arch: String?
-        var firmware: BootRequest.Firmware
-        var vendorClass: String?
-        var userClass: [String]
-        var isIPXE: Bool
-        var ipxeFeatures: [String: Int]
-        var uuid: String?
-        var hostname: String?
-        var relay: BootRequest.Relay?
+    ///
+    /// A class, written once: every DHCP answer stores one and, under a flood of new MACs,
+    /// pushes an old one out. As a struct it was copied into the cache entry field by field
+    /// (a retain each) and its 150 bytes sat inline in a 16,384-entry dictionary; perf put
+    /// that at a tenth of the answer's user-space time, as much as the Lua policy call.
+    final class Facts {
+        let archCode: UInt16?
+        let arch: String?
+        let firmware: BootRequest.Firmware
+        let vendorClass: String?
+        let userClass: [String]
+        let isIPXE: Bool
+        let ipxeFeatures: [String: Int]
+        let uuid: String?
+        let hostname: String?
+        let relay: BootRequest.Relay?
 
         init(_ r: BootRequest) {
             archCode = r.archCode; arch = r.arch; firmware = r.firmware; vendorClass = r.vendorClass

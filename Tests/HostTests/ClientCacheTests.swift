@@ -39,7 +39,7 @@ import Testing
 /// The structure under both: eviction order through many rewrites, and what it hands back.
 @Suite struct RecentMapTests {
     @Test func evictsTheLeastRecentlyWrittenAndReturnsIt() {
-        var map = RecentMap<Int>(capacity: 3)
+        var map = RecentMap<String, Int>(capacity: 3)
         #expect(map.set("a", 1) == nil)
         map.set("b", 2)
         map.set("c", 3)
@@ -54,12 +54,28 @@ import Testing
     }
 
     @Test func updateChangesInPlaceAndCreatesOnce() {
-        var map = RecentMap<[Int]>(capacity: 2)
+        var map = RecentMap<String, [Int]>(capacity: 2)
         var made = 0
         func make() -> [Int] { made += 1; return [] }
         map.update("a", default: make()) { $0.append(1) }
         map.update("a", default: make()) { $0.append(2) }
         #expect(map["a"] == [1, 2])
         #expect(made == 1)
+    }
+}
+
+@Suite struct ClientKeyTests {
+    @Test func packsAnEthernetMACInEitherCaseAndKeepsAnythingElseAsText() {
+        #expect(ClientKey("52:54:00:12:34:5f").packed == 0x5254_0012_345F)
+        #expect(ClientKey("52:54:00:12:34:5F") == ClientKey("52:54:00:12:34:5f"))
+        #expect(ClientKey("52:54:00:12:34:5f").text == nil)
+        #expect(ClientKey("00:00:00:00:00:00") != ClientKey(""))
+        for odd in ["", "52-54-00-12-34-5f", "52:54:00:12:34:5g", "52:54:00:12:34:5f:01", "52:54:00:12:34:5"] {
+            #expect(ClientKey(odd).text == odd, "\(odd)")
+        }
+        // A long (InfiniBand-sized) address is its own key, not folded into a packed one.
+        let long = Array(repeating: "ab", count: 20).joined(separator: ":")
+        #expect(ClientKey(long) != ClientKey("ab:ab:ab:ab:ab:ab"))
+        #expect(ClientKey(long) == ClientKey(long))
     }
 }

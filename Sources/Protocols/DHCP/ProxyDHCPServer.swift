@@ -342,36 +342,64 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
 
         /// The event for the timeline; its summary and fields are written only when read.
         func record(_ request: BootRequest, _ decision: BootDecision?, file: String?, outcome: String) {
-            let summaryEnd = file.map { $0.isEmpty ? "-" : $0 } ?? outcome
+            let seen = Seen(request, decision, summaryEnd: file.map { $0.isEmpty ? "-" : $0 } ?? outcome, outcome: outcome)
             events.record(BootEvent(
                 stage: .dhcp, mac: request.mac, clientAddress: request.clientAddress, arch: request.arch ?? "",
                 firmware: request.firmware.rawValue, policy: decision?.policy, file: decision?.filename
-            ) { [self] in
-                ("\(describe(request)) -> \(summaryEnd)", eventFields(request, decision, outcome: outcome))
-            })
+            ) { (seen.summary, seen.fields) })
+        }
+
+        /// What a kept event needs to write its summary and fields later, and nothing more.
+        /// Capturing the whole request instead kept its option dictionary and arrays alive for
+        /// as long as the timeline held the event, and freeing them when a flood of new MACs
+        /// pushed the client out showed up in perf as a tenth of the answer's cost.
+        struct Seen: Sendable {
+            var interface: String?
+            var port: Int
+            var mac: String
+            var type: String?
+            var arch: String?
+            var firmware: BootRequest.Firmware
+            var file: String?
+            var policy: String?
+            var summaryEnd: String
+            var outcome: String
+
+            init(_ r: BootRequest, _ d: BootDecision?, summaryEnd: String, outcome: String) {
+                interface = r.interface; port = r.serverPort ?? 0; mac = r.mac; type = r.messageType
+                arch = r.arch; firmware = r.firmware; file = d?.filename; policy = d?.policy
+                self.summaryEnd = summaryEnd; self.outcome = outcome
+            }
+
+            /// `PXE(eth0:67) 52:54:00:12:34:56 DISCOVER arch=bios firmware=bios`.
+            var head: String {
+                "PXE(\(interface ?? "-"):\(port)) \(mac) \(type?.uppercased() ?? "BOOTP") arch=\(arch ?? "-") firmware=\(firmware.rawValue)"
+            }
+
+            var summary: String { "\(head) -> \(summaryEnd)" }
+
+            var fields: [String: String] {
+                var f: [String: String] = [:]
+                f.reserveCapacity(8)
+                f["arch"] = arch ?? ""
+                f["firmware"] = firmware.rawValue
+                f["outcome"] = outcome
+                f["port"] = String(port)
+                if let file { f["file"] = file }
+                if let policy { f["policy"] = policy }
+                if let type { f["type"] = type }
+                return f
+            }
         }
 
         func describe(_ r: BootRequest) -> String {
-            "PXE(\(r.interface ?? "-"):\(r.serverPort ?? 0)) \(r.mac) \(r.messageType?.uppercased() ?? "BOOTP") arch=\(r.arch ?? "-") firmware=\(r.firmware.rawValue)"
+            Seen(r, nil, summaryEnd: "", outcome: "").head
         }
 
         func policyMetadata(_ d: BootDecision?) -> Logger.Metadata {
             var m: Logger.Metadata = ["policy": "\(d?.policy ?? "-")"]
             if let note = d?.note { m["note"] = "\(note)" }
             return m
-        }
-
-        func eventFields(_ r: BootRequest, _ d: BootDecision?, outcome: String) -> [String: String] {
-            var f: [String: String] = [:]
-            f.reserveCapacity(8)
-            f["arch"] = r.arch ?? ""
-            f["firmware"] = r.firmware.rawValue
-            f["outcome"] = outcome
-            f["port"] = String(r.serverPort ?? 0)
-            if let file = d?.filename { f["file"] = file }
-            if let policy = d?.policy { f["policy"] = policy }
-            if let type = r.messageType { f["type"] = type }
-            return f
         }
     }
 
