@@ -1,11 +1,14 @@
 #define _GNU_SOURCE
 #include "CLinux.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 int clinux_epoll_create(void) {
@@ -34,6 +37,27 @@ void clinux_name_thread(const char *name) {
     strncpy(shortened, name, sizeof shortened - 1);
     shortened[sizeof shortened - 1] = 0;
     pthread_setname_np(pthread_self(), shortened);
+}
+
+/* struct sched_attr from linux/sched/types.h, spelled out: older headers lack it. */
+struct clinux_sched_attr {
+    uint32_t size, sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime, sched_deadline, sched_period;
+    uint32_t sched_util_min, sched_util_max;
+};
+
+int clinux_request_slice(uint64_t nanoseconds) {
+    struct clinux_sched_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.size = sizeof attr;
+    attr.sched_policy = 0; /* SCHED_OTHER */
+    attr.sched_nice = getpriority(PRIO_PROCESS, 0);
+    attr.sched_runtime = nanoseconds;
+    if (syscall(SYS_sched_setattr, 0, &attr, 0) != 0) return errno;
+    return 0;
 }
 
 int clinux_receive_many(int fd, void *buffer, int slot_size, int slots, int *lengths) {

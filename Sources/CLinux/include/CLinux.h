@@ -21,5 +21,10 @@ int clinux_pipe(int fds[2]);
 int clinux_receive_many(int fd, void *buffer, int slot_size, int slots, int *lengths);
 /// Names the calling thread (first 15 bytes), as ps, top and perf show it.
 void clinux_name_thread(const char *name);
+/// Asks the scheduler for a short time slice for the calling thread (sched_setattr(2) with
+/// SCHED_OTHER and `sched_runtime`, Linux 6.12+ EEVDF): an earlier virtual deadline, so a
+/// thread that wakes for a packet runs sooner. Needs no privilege. Returns 0, or an errno
+/// (EINVAL on kernels that do not take the hint).
+int clinux_request_slice(uint64_t nanoseconds);
 
 #endif

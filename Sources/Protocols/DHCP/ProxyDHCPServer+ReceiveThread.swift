@@ -48,6 +48,10 @@ extension ProxyDHCPServer {
         private let finished = DispatchSemaphore(value: 0)
         private var thread: Thread?
 
+        /// Nanoseconds of CPU the receive thread asks the scheduler for per turn (the
+        /// kernel's minimum custom slice is 100 µs).
+        static let requestedSlice: UInt64 = 100_000
+
         /// The largest datagram read; DHCP over Ethernet stays far below (RFC 2131 asks for 576).
         static let bufferSize = 65_536
         /// How often a blocked read gives up to look at the stop flag, should shutdown(2) not
@@ -67,6 +71,16 @@ extension ProxyDHCPServer {
             let thread = Thread { [self] in
                 // Thread.name set from outside does not reach the kernel on Linux.
                 clinux_name_thread(name)
+                // A DHCP answer takes ~30 µs of CPU; the default EEVDF slice is 3 ms. A short
+                // requested slice gives the woken thread an early deadline, so it preempts a
+                // busy neighbour on its core sooner. In the bench lab at 10,000/s on a busy
+                // machine, p99 fell in 4 of 5 alternating pairs (median 2.6 -> 1.0 ms); on a
+                // quiet one the difference is within noise. Older kernels refuse the hint,
+                // which costs nothing but that latency.
+                let refused = clinux_request_slice(Self.requestedSlice)
+                if refused != 0 {
+                    core.logger.debug("proxydhcp: kernel did not take the short scheduler slice", metadata: ["errno": "\(refused)"])
+                }
                 run()
                 finished.signal()
             }
