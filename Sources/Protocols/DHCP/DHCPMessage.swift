@@ -56,15 +56,24 @@ public struct DHCPMessage: Sendable, Equatable {
         self.siaddr = siaddr
         self.giaddr = giaddr
         self.chaddr = Self.fit(chaddr, 16)
-        self.sname = Self.fit(Array(sname.utf8), 64)
-        self.file = Self.fit(Array(file.utf8), 128)
+        self.sname = Self.fit(sname.utf8, 64)
+        self.file = Self.fit(file.utf8, 128)
         self.magic = Self.magicCookie
         self.overload = nil
         self.options = options
     }
 
-    static func fit(_ bytes: [UInt8], _ count: Int) -> [UInt8] {
-        bytes.count >= count ? Array(bytes.prefix(count)) : bytes + [UInt8](repeating: 0, count: count - bytes.count)
+    /// `bytes` cut or zero-padded to `count`, in one allocation (none when empty: the shared
+    /// zero field).
+    static func fit<C: Collection<UInt8>>(_ bytes: C, _ count: Int) -> [UInt8] {
+        if bytes.isEmpty, let zero = ZeroFields.shared(count) { return zero }
+        if bytes.count == count, let array = bytes as? [UInt8] { return array }
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            var at = 0
+            for byte in bytes.prefix(count) { buffer[at] = byte; at += 1 }
+            while at < count { buffer[at] = 0; at += 1 }
+            initialized = count
+        }
     }
 
     // MARK: Convenience views
@@ -152,8 +161,8 @@ public struct DHCPMessage: Sendable, Equatable {
                     joined.append(joining: entry)
                 }
             }
-            if overloadValue & 1 != 0 { file = [UInt8](repeating: 0, count: 128) }
-            if overloadValue & 2 != 0 { sname = [UInt8](repeating: 0, count: 64) }
+            if overloadValue & 1 != 0 { file = ZeroFields.file }
+            if overloadValue & 2 != 0 { sname = ZeroFields.sname }
         }
         overload = overloadValue
         options = joined
@@ -205,11 +214,8 @@ public struct DHCPMessage: Sendable, Equatable {
             var next = 1
             if overload & 1 != 0 { fileArea = areas[next].bytes + [255]; next += 1 }
             if overload & 2 != 0 { snameArea = areas[next].bytes + [255] }
-        } else {
-            mainArea.reserveCapacity(content.reduce(1) { $0 + TLV.encodedSize(of: $1.value) })
-            for option in content { TLV.write(code: option.code, value: option.value, into: &mainArea) }
+            mainArea.append(255)
         }
-        mainArea.append(255)
 
         let start = buffer.writerIndex
         buffer.writeInteger(op.rawValue)
@@ -227,7 +233,13 @@ public struct DHCPMessage: Sendable, Equatable {
         buffer.writeFixedField(snameArea ?? sname, count: 64)
         buffer.writeFixedField(fileArea ?? file, count: 128)
         buffer.writeInteger(Self.magicCookie)
-        buffer.writeBytes(mainArea)
+        if fileArea == nil && snameArea == nil && mainArea.isEmpty {
+            // No overload: the options go straight into the buffer, with no area in between.
+            for option in content { TLV.write(code: option.code, value: option.value, into: &buffer) }
+            buffer.writeInteger(DHCPOption.end)
+        } else {
+            buffer.writeBytes(mainArea)
+        }
         let written = buffer.writerIndex - start
         if written < Self.minimumLength {
             buffer.writeRepeatingByte(0, count: Self.minimumLength - written)

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// One DHCP option (RFC 2132 TLV) with its whole value. Values longer than 255 bytes are legal
 /// here: the encoder splits them into several instances and the decoder joins repeated
 /// instances again (RFC 3396 §7-§8).
@@ -110,6 +112,18 @@ enum TLV {
             bytes.append(code)
             bytes.append(UInt8(chunk))
             bytes.append(contentsOf: value[offset..<(offset + chunk)])
+            offset += chunk
+        } while offset < value.count
+    }
+
+    /// The same, straight into a buffer.
+    static func write(code: UInt8, value: [UInt8], into buffer: inout ByteBuffer) {
+        var offset = 0
+        repeat {
+            let chunk = min(255, value.count - offset)
+            buffer.writeInteger(code)
+            buffer.writeInteger(UInt8(chunk))
+            buffer.writeBytes(value[offset..<(offset + chunk)])
             offset += chunk
         } while offset < value.count
     }

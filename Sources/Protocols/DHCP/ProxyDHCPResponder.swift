@@ -136,18 +136,18 @@ public struct ProxyDHCPResponder: Sendable {
             reply.ciaddr = .any
             reply.broadcast = true
         }
-        reply.sname = [UInt8](repeating: 0, count: 64)
-        reply.file = [UInt8](repeating: 0, count: 128)
+        reply.sname = ZeroFields.sname
+        reply.file = ZeroFields.file
         // EFI clients (arch >= 6) are pointed at us on 4011: siaddr is ours and the PXE menu
         // (option 43) is withheld on 67.
         let redirect4011 = arch >= 6
         if redirect4011 { reply.siaddr = arrival.serverAddress }
         if let next = decision.nextServer.flatMap(IPv4Address.init) { reply.siaddr = next }
         if let file = decision.filename {
-            reply.file = DHCPMessage.fit(Array(file.utf8.prefix(127)), 128)
+            reply.file = DHCPMessage.fit(file.utf8.prefix(127), 128)
         }
         if let name = decision.serverName {
-            reply.sname = DHCPMessage.fit(Array(name.utf8.prefix(63)), 64)
+            reply.sname = DHCPMessage.fit(name.utf8.prefix(63), 64)
         }
 
         var options = DHCPOptions()

@@ -12,9 +12,16 @@ extension ByteBuffer {
     }
 
     /// Reads a fixed-size, NUL-padded text field (RFC 2131 §2 `sname`/`file`): the raw bytes.
-    @inlinable
+    /// An all-zero field (most requests' `sname` and `file`) comes back as a shared array, so
+    /// it costs no allocation.
     mutating func readFixedField(_ count: Int) -> [UInt8]? {
-        readBytesIfAvailable(count)
+        guard count >= 0, readableBytes >= count else { return nil }
+        let zero = readableBytesView.prefix(count).allSatisfy { $0 == 0 }
+        if zero, let shared = ZeroFields.shared(count) {
+            moveReaderIndex(forwardBy: count)
+            return shared
+        }
+        return readBytes(length: count)
     }
 
     @inlinable
@@ -33,6 +40,22 @@ extension ByteBuffer {
         let used = Swift.min(bytes.count, count)
         writeBytes(bytes[0..<used])
         if used < count { writeRepeatingByte(0, count: count - used) }
+    }
+}
+
+/// Zero-filled `chaddr`, `sname` and `file` fields, allocated once and shared (copy on write).
+enum ZeroFields {
+    static let chaddr = [UInt8](repeating: 0, count: 16)
+    static let sname = [UInt8](repeating: 0, count: 64)
+    static let file = [UInt8](repeating: 0, count: 128)
+
+    static func shared(_ count: Int) -> [UInt8]? {
+        switch count {
+        case 16: return chaddr
+        case 64: return sname
+        case 128: return file
+        default: return nil
+        }
     }
 }
 
