@@ -39,12 +39,17 @@ BIN=.build/release/bootpolicy
 
 if [[ "$SKIP" != *" lua "* ]]; then
   sed -i "/^lua:/d" "$RES/loads.txt" 2>/dev/null || true; note_load lua
-  echo "== Lua decision cost ($REPEATS runs)"
+  echo "== Lua decision cost and in-process answer cost ($REPEATS runs)"
   : >"$RES/lua.txt"
   for i in $(seq "$REPEATS"); do
     echo "run $i" >>"$RES/lua.txt"
     BOOTPOLICY_BENCH=1 timeout 300 swift test -c release -Xswiftc -enable-testing --skip-build \
       --filter LuaDecisionBench 2>&1 | grep -E '^bench lua|✘' | tee -a "$RES/lua.txt"
+    # A whole ProxyDHCP answer in process, then without each per-client structure (attribution).
+    for without in "" timeline facts; do
+      BENCH_WITHOUT="$without" BOOTPOLICY_BENCH=1 timeout 300 swift test -c release -Xswiftc -enable-testing --skip-build \
+        --filter ProxyAnswerBench 2>&1 | grep -E '^bench answer|✘' | tee -a "$RES/lua.txt"
+    done
   done
   python3 - "$RES/lua.txt" >"$RES/lua.json" <<'PY'
 import json, re, sys
@@ -52,7 +57,7 @@ runs, cur = [], None
 for line in open(sys.argv[1]):
     if line.startswith("run "):
         cur = {}; runs.append(cur)
-    m = re.match(r"bench lua (\S+) median_us=([\d.]+) p99_us=([\d.]+)", line)
+    m = re.match(r"bench (?:lua )?(\S+) median_us=([\d.]+) p99_us=([\d.]+)", line)
     if m and cur is not None:
         cur[m.group(1)] = {"median_us": float(m.group(2)), "p99_us": float(m.group(3))}
 print(json.dumps([r for r in runs if r], indent=1))

@@ -16,7 +16,11 @@ extension ByteBuffer {
     /// it costs no allocation.
     mutating func readFixedField(_ count: Int) -> [UInt8]? {
         guard count >= 0, readableBytes >= count else { return nil }
-        let zero = readableBytesView.prefix(count).allSatisfy { $0 == 0 }
+        let zero = withUnsafeReadableBytes { bytes in
+            var any: UInt8 = 0
+            for index in 0..<count { any |= bytes[index] }
+            return any == 0
+        }
         if zero, let shared = ZeroFields.shared(count) {
             moveReaderIndex(forwardBy: count)
             return shared
