@@ -124,7 +124,3 @@ struct ClientKey: Hashable {
         }
     }
 }
-
-extension ClientKey: ExpressibleByStringLiteral {
-    init(stringLiteral value: String) { self.init(value) }
-}

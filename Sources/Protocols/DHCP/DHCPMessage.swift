@@ -188,7 +188,8 @@ public struct DHCPMessage: Sendable, Equatable {
         var fileArea: [UInt8]?
         var snameArea: [UInt8]?
         let content = options.contains(52) ? options.list.filter { $0.code != 52 } : options.list
-        if let overload, (1...3).contains(overload) {
+        let overloaded = overload.map { (1...3).contains($0) } ?? false
+        if let overload, overloaded {
             // Keep 3 bytes for option 52 and 1 for END in the options field.
             var areas: [(capacity: Int, bytes: [UInt8])] = [(Self.optionsFieldCapacity - 4, [])]
             if overload & 1 != 0 { areas.append((128 - 1, [])) }
@@ -233,8 +234,8 @@ public struct DHCPMessage: Sendable, Equatable {
         buffer.writeFixedField(snameArea ?? sname, count: 64)
         buffer.writeFixedField(fileArea ?? file, count: 128)
         buffer.writeInteger(Self.magicCookie)
-        if fileArea == nil && snameArea == nil && mainArea.isEmpty {
-            // No overload: the options go straight into the buffer, with no area in between.
+        if !overloaded {
+            // The options go straight into the buffer, with no area in between.
             for option in content { TLV.write(code: option.code, value: option.value, into: &buffer) }
             buffer.writeInteger(DHCPOption.end)
         } else {

@@ -127,9 +127,4 @@ enum TLV {
             offset += chunk
         } while offset < value.count
     }
-
-    static func encodedSize(of value: [UInt8]) -> Int {
-        let pieces = max(1, (value.count + 254) / 255)
-        return pieces * 2 + value.count
-    }
 }
