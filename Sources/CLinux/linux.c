@@ -60,6 +60,13 @@ int clinux_request_slice(uint64_t nanoseconds) {
     return 0;
 }
 
+uint64_t clinux_current_slice(void) {
+    struct clinux_sched_attr attr;
+    memset(&attr, 0, sizeof attr);
+    if (syscall(SYS_sched_getattr, 0, &attr, sizeof attr, 0) != 0) return 0;
+    return attr.sched_runtime;
+}
+
 int clinux_receive_many(int fd, void *buffer, int slot_size, int slots, int *lengths) {
     struct mmsghdr messages[64];
     struct iovec vectors[64];

@@ -26,5 +26,8 @@ void clinux_name_thread(const char *name);
 /// thread that wakes for a packet runs sooner. Needs no privilege. Returns 0, or an errno
 /// (EINVAL on kernels that do not take the hint).
 int clinux_request_slice(uint64_t nanoseconds);
+/// The calling thread's requested slice in nanoseconds (sched_getattr(2) `sched_runtime`), or
+/// 0 when the kernel does not say.
+uint64_t clinux_current_slice(void);
 
 #endif
