@@ -29,7 +29,9 @@ def server_cmd(kind, binary, logging):
             "--log-level", "info" if logging else "warning"]
 
 
-def perfdhcp(rate, seconds, clients=100000, timers=True):
+def perfdhcp(rate, seconds, clients=100000, timers=True, exchanges=None):
+    """One perfdhcp run; with `exchanges` (a list) each exchange's (sent time s, latency µs) is
+    appended to it too."""
     # -i: DISCOVER/OFFER only; -R: random MACs out of `clients`; options 60/93/94 make it PXE.
     cmd = ["ip", "netns", "exec", CLI, "perfdhcp", "-4", "-l", CLI_IF, "-r", str(rate), "-p", str(seconds),
            "-R", str(clients), "-i", "-o", f"60,{PXE_VENDOR}", "-o", "93,0000", "-o", "94,010201"]
@@ -49,6 +51,8 @@ def perfdhcp(rate, seconds, clients=100000, timers=True):
         elif line.startswith("sent / received:"):
             a, b = line.split(":", 1)[1].split("/")
             lat.append((float(b) - float(a)) * 1e6)
+            if exchanges is not None:
+                exchanges.append((float(a), lat[-1]))
     lat.sort()
 
     def pct(q):
