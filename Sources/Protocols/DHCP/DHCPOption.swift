@@ -103,28 +103,33 @@ enum TLV {
         return (entries, false)
     }
 
-    /// Writes `code` with `value`, split into 255-byte instances (RFC 3396 §6); an empty value
-    /// is one zero-length instance.
-    static func write(code: UInt8, value: [UInt8], into bytes: inout [UInt8]) {
+    /// The instances `code` with `value` is written as: 255-byte pieces (RFC 3396 §6); an
+    /// empty value is one zero-length instance. Both writers below go through here.
+    @inline(__always)
+    static func pieces(of value: [UInt8], _ emit: (ArraySlice<UInt8>) -> Void) {
         var offset = 0
         repeat {
             let chunk = min(255, value.count - offset)
-            bytes.append(code)
-            bytes.append(UInt8(chunk))
-            bytes.append(contentsOf: value[offset..<(offset + chunk)])
+            emit(value[offset..<(offset + chunk)])
             offset += chunk
         } while offset < value.count
     }
 
-    /// The same, straight into a buffer.
+    /// Writes `code` with `value` as TLV instances into `bytes`.
+    static func write(code: UInt8, value: [UInt8], into bytes: inout [UInt8]) {
+        pieces(of: value) { piece in
+            bytes.append(code)
+            bytes.append(UInt8(piece.count))
+            bytes.append(contentsOf: piece)
+        }
+    }
+
+    /// The same, straight into a buffer (the reply, with no area in between).
     static func write(code: UInt8, value: [UInt8], into buffer: inout ByteBuffer) {
-        var offset = 0
-        repeat {
-            let chunk = min(255, value.count - offset)
+        pieces(of: value) { piece in
             buffer.writeInteger(code)
-            buffer.writeInteger(UInt8(chunk))
-            buffer.writeBytes(value[offset..<(offset + chunk)])
-            offset += chunk
-        } while offset < value.count
+            buffer.writeInteger(UInt8(piece.count))
+            buffer.writeBytes(piece)
+        }
     }
 }
