@@ -344,8 +344,8 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         func record(_ request: BootRequest, _ decision: BootDecision?, file: String?, outcome: String) {
             let seen = Seen(request, decision, summaryEnd: file.map { $0.isEmpty ? "-" : $0 } ?? outcome, outcome: outcome)
             events.record(BootEvent(
-                stage: .dhcp, mac: request.mac, clientAddress: request.clientAddress, arch: request.arch ?? "",
-                firmware: request.firmware.rawValue, policy: decision?.policy, file: decision?.filename
+                stage: .dhcp, mac: seen.mac, clientAddress: request.clientAddress, arch: seen.arch ?? "",
+                firmware: seen.firmware.rawValue, policy: seen.policy, file: seen.file
             ) { (seen.summary, seen.fields) })
         }
 
@@ -371,12 +371,16 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
                 self.summaryEnd = summaryEnd; self.outcome = outcome
             }
 
-            /// `PXE(eth0:67) 52:54:00:12:34:56 DISCOVER arch=bios firmware=bios`.
-            var head: String {
+            /// `PXE(eth0:67) 52:54:00:12:34:56 DISCOVER arch=bios firmware=bios`: how log lines
+            /// and timeline summaries name a request.
+            static func head(interface: String?, port: Int, mac: String, type: String?, arch: String?,
+                             firmware: BootRequest.Firmware) -> String {
                 "PXE(\(interface ?? "-"):\(port)) \(mac) \(type?.uppercased() ?? "BOOTP") arch=\(arch ?? "-") firmware=\(firmware.rawValue)"
             }
 
-            var summary: String { "\(head) -> \(summaryEnd)" }
+            var summary: String {
+                "\(Self.head(interface: interface, port: port, mac: mac, type: type, arch: arch, firmware: firmware)) -> \(summaryEnd)"
+            }
 
             var fields: [String: String] {
                 var f: [String: String] = [:]
@@ -393,7 +397,8 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         }
 
         func describe(_ r: BootRequest) -> String {
-            Seen(r, nil, summaryEnd: "", outcome: "").head
+            Seen.head(interface: r.interface, port: r.serverPort ?? 0, mac: r.mac, type: r.messageType, arch: r.arch,
+                      firmware: r.firmware)
         }
 
         func policyMetadata(_ d: BootDecision?) -> Logger.Metadata {
