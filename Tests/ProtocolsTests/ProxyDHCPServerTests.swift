@@ -95,6 +95,41 @@ final class EventLog: BootEventSink, @unchecked Sendable {
         await server.shutdown()
     }
 
+    /// Each socket's thread is named for its port and, on a kernel that takes custom slices
+    /// (6.12+), runs with the short slice ReceiveThread asks for: read back from
+    /// /proc/self/task/TID/{comm,sched}, where ps and the scheduler see them.
+    @Test func receiveThreadsAreNamedAndAskForAShortSlice() async throws {
+        let (server, port67, port4011) = try await Self.startLoopbackServer()
+        func task(named name: String) -> String? {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+            for tid in tasks {
+                let comm = (try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8)) ?? ""
+                if comm.trimmingCharacters(in: .whitespacesAndNewlines) == name { return tid }
+            }
+            return nil
+        }
+        var found: [String] = []
+        // The threads name themselves once running: bounded wait, 2 s.
+        for _ in 0..<100 {
+            found = ["bp-dhcp-\(port67)", "bp-dhcp-\(port4011)"].compactMap(task(named:))
+            if found.count == 2 { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        // "se.slice : N" of each thread, where the kernel reports it.
+        let slices = found.compactMap { tid -> String? in
+            let sched = (try? String(contentsOfFile: "/proc/self/task/\(tid)/sched", encoding: .utf8)) ?? ""
+            let line = sched.split(separator: "\n").first { $0.hasPrefix("se.slice") }
+            return line?.split(separator: ":").last?.trimmingCharacters(in: .whitespaces)
+        }
+        await server.shutdown()
+
+        #expect(found.count == 2, "one named thread per socket")
+        let (major, minor) = SchedulerSliceTests.kernel()
+        if major > 6 || (major == 6 && minor >= 12) {
+            #expect(slices == Array(repeating: String(ProxyDHCPServer.ReceiveThread.requestedSlice), count: 2))
+        }
+    }
+
     /// 10,000 random and mutated packets: the server keeps answering, and every packet is
     /// accounted for as answered, malformed or silenced.
     @Test func survivesFuzzing() async throws {
