@@ -170,7 +170,10 @@ import Testing
 
     @Test func clientRejectingTheOACKEndsCleanly() async throws {
         let events = RecordingSink()
-        try await Support.withServer(events: events) { server, port in
+        // The ERROR must reach the transfer before it gives up on its OACK. With the suite's
+        // 500 ms timeout that window is ~3 s, and once on a loaded CI machine the client's
+        // event loop took longer to read the OACK: the transfer ended in "timeout" first.
+        try await Support.withServer(events: events, configure: { $0.defaultTimeout = .seconds(5) }) { server, port in
             let exchange = try await RawExchange.open(to: port)
             defer { exchange.close() }
             try await exchange.send([0, 1] + Array("b511.bin\0octet\0blksize\01024\0".utf8))
