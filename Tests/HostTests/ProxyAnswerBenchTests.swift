@@ -26,12 +26,17 @@ struct ProxyAnswerBenchTests {
     static let repo = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// perfdhcp's DISCOVER (-o 60,PXEClient... -o 93,0000 -o 94,010201) from `mac`.
+    /// perfdhcp's DISCOVER (-o 60,PXEClient... -o 93,0000 -o 94,010201) from `mac`, as tcpdump
+    /// shows it in the lab: relayed (hops 1, giaddr = perfdhcp's address), with its option 55
+    /// and a client identifier.
     static func discover(mac: UInt64, xid: UInt32) -> ByteBuffer {
         let chaddr = (0..<6).map { UInt8(truncatingIfNeeded: mac >> (8 * (5 - $0))) }
-        var message = DHCPMessage(op: .request, xid: xid, flags: 0, chaddr: chaddr)
+        var message = DHCPMessage(op: .request, hops: 1, xid: xid, flags: 0,
+                                  giaddr: IPv4Address(rawValue: 0xC0A8_4E0A), chaddr: chaddr)
         message.messageType = .discover
+        message.options.set(55, [1, 28, 2, 3, 15, 6, 12])
         message.vendorClass = "PXEClient:Arch:00000:UNDI:002001"
+        message.options.set(61, [1] + chaddr)
         message.options.set(93, [0, 0])
         message.options.set(94, [1, 2, 1])
         var buffer = ByteBufferAllocator().buffer(capacity: 600)
@@ -68,7 +73,7 @@ struct ProxyAnswerBenchTests {
         var outgoing = ByteBufferAllocator().buffer(capacity: 1_500)
         var answered = 0
         func one(_ index: Int) {
-            guard let reply = core.process(packets[index % packets.count], source: .any, sourcePort: 68, port: 67,
+            guard let reply = core.process(packets[index % packets.count], source: IPv4Address(rawValue: 0xC0A8_4E0A), sourcePort: 67, port: 67,
                                            interface: "bench0", serverAddress: server) else { return }
             outgoing.clear()
             reply.message.encode(into: &outgoing)
