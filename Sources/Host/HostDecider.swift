@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
 import Protocols
 
 /// Wraps the policy chain with what ties one client's requests together:
@@ -16,54 +17,63 @@ final class HostDecider: BootDecider, @unchecked Sendable {
         var policy: String?
     }
 
-    /// What a TFTP/HTTP request cannot know but the same client's DHCP request said.
-    ///
-    /// A class, written once: every DHCP answer stores one and, under a flood of new MACs,
-    /// pushes an old one out. As a struct it was copied into the cache entry field by field
-    /// (a retain each) and its 150 bytes sat inline in a 16,384-entry dictionary; perf put
-    /// that at a tenth of the answer's user-space time, as much as the Lua policy call.
-    final class Facts {
-        let archCode: UInt16?
-        let arch: String?
-        let firmware: BootRequest.Firmware
-        let vendorClass: String?
-        let userClass: [String]
-        let isIPXE: Bool
-        let ipxeFeatures: [String: Int]
-        let uuid: String?
-        let hostname: String?
-        let relay: BootRequest.Relay?
+    /// What a TFTP/HTTP request cannot know but the same client's DHCP request said: that
+    /// request decoded again from its datagram (see `DatagramCache` for why bytes are kept and
+    /// not the decoded fields). File requests are a few per boot against a DHCP answer per
+    /// packet, so they pay the decode.
+    static func dhcpFacts(_ datagram: [UInt8]) -> BootRequest? {
+        guard let message = try? DHCPMessage(bytes: datagram) else { return nil }
+        return BootRequest(dhcp: message, serverPort: nil, interface: nil, source: nil)
+    }
 
-        init(_ r: BootRequest) {
-            archCode = r.archCode; arch = r.arch; firmware = r.firmware; vendorClass = r.vendorClass
-            userClass = r.userClass; isIPXE = r.isIPXE; ipxeFeatures = r.ipxeFeatures; uuid = r.uuid
-            hostname = r.hostname; relay = r.relay
-        }
+    /// A datagram for a DHCP request that came without one (a caller other than the ProxyDHCP
+    /// server): the options it was decoded from, encoded again.
+    static func datagram(for r: BootRequest) -> [UInt8] {
+        var message = DHCPMessage(op: .request, xid: r.xid ?? 0,
+                                  giaddr: r.relay.flatMap { IPv4Address($0.giaddr) } ?? .any,
+                                  options: DHCPOptions(r.options.sorted { $0.key < $1.key }.map {
+                                      DHCPOption(code: $0.key, value: $0.value) }))
+        message.options.remove(52)
+        return message.bytes
     }
 
     let chain: BootDecider
     let scriptPath: String
     private let lock = NIOLock()
     private var scripts: ClientCache<Script>
-    private var facts: ClientCache<Facts>
+    private let facts: DatagramCache
 
     init(chain: BootDecider, scriptPath: String = "/boot.ipxe", ttl: TimeInterval = 3600, capacity: Int = 16_384) {
         self.chain = chain
         self.scriptPath = scriptPath
         scripts = ClientCache(capacity: capacity, ttl: ttl)
-        facts = ClientCache(capacity: capacity, ttl: ttl)
+        facts = DatagramCache(capacity: capacity, ttl: ttl)
+    }
+
+    func decide(_ request: BootRequest, datagram: ByteBuffer) -> BootDecision? {
+        if request.kind == .dhcp, !request.mac.isEmpty {
+            datagram.withUnsafeReadableBytes { bytes in lock.withLock { facts.set(request.mac, bytes) } }
+        }
+        return decided(request)
     }
 
     func decide(_ request: BootRequest) -> BootDecision? {
         var request = request
         if request.kind == .dhcp {
             if !request.mac.isEmpty {
-                let learned = Facts(request)
-                lock.withLock { facts.set(request.mac, learned) }
+                let bytes = Self.datagram(for: request)
+                bytes.withUnsafeBytes { bytes in lock.withLock { facts.set(request.mac, bytes) } }
             }
-        } else if !request.mac.isEmpty, let learned = lock.withLock({ facts.get(request.mac) }) {
+        } else if !request.mac.isEmpty, let stored = lock.withLock({ facts.get(request.mac) }),
+                  let learned = Self.dhcpFacts(stored) {
             request.learn(from: learned)
         }
+        return decided(request)
+    }
+
+    /// The chain's decision, with the script a DHCP decision generated kept for the client's
+    /// next TFTP/HTTP request, and served there when no hook decided otherwise.
+    private func decided(_ request: BootRequest) -> BootDecision? {
         let decision = chain.decide(request)
         switch request.kind {
         case .dhcp:
@@ -97,7 +107,7 @@ final class HostDecider: BootDecider, @unchecked Sendable {
 
 extension BootRequest {
     /// Fills what a TFTP/HTTP request cannot know from the same client's DHCP request.
-    mutating func learn(from dhcp: HostDecider.Facts) {
+    mutating func learn(from dhcp: BootRequest) {
         if archCode == nil { archCode = dhcp.archCode; arch = dhcp.arch }
         if firmware == .unknown { firmware = dhcp.firmware }
         if vendorClass == nil { vendorClass = dhcp.vendorClass }

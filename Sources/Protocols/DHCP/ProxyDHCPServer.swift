@@ -316,7 +316,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             var decision: BootDecision?
             let screened = responder.screen(message, arrival: arrival)
             if case .success = screened {
-                decision = decider.decide(request)
+                decision = decider.decide(request, datagram: bytes)
             }
             switch responder.reply(to: message, arrival: arrival, screened: screened, decision: decision) {
             case let .failure(reason):

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// What the policy chain decided for one request. Which fields matter depends on the hook:
 /// - dhcp: `ignore`, `filename`, `nextServer`, `serverName`, `ipxeScript`, `options`;
 /// - tftp: `content` (generated file), `path` (remapped path inside the root), `refuse`;
@@ -49,6 +51,15 @@ public struct BootDecision: Sendable, Equatable {
 public protocol BootDecider: Sendable {
     /// Runs the request through the chain; nil when every policy passed (or failed).
     func decide(_ request: BootRequest) -> BootDecision?
+
+    /// The same for a DHCP request, with the datagram it was decoded from. A decider that
+    /// remembers clients between requests can keep these bytes (one copy) instead of the many
+    /// strings and arrays decoded from them. The default ignores them.
+    func decide(_ request: BootRequest, datagram: ByteBuffer) -> BootDecision?
+}
+
+extension BootDecider {
+    public func decide(_ request: BootRequest, datagram: ByteBuffer) -> BootDecision? { decide(request) }
 }
 
 /// A decider that never decides; servers fall back to their static behaviour.
