@@ -51,7 +51,12 @@ final class EventLog: BootEventSink, @unchecked Sendable {
         #expect(stats.received == 4 && stats.answered == 2 && stats.malformed == 1 && stats.silenced[.notPXE] == 1)
         #expect(stats.accountedFor == stats.received)
         #expect(events.events.count == 2)
-        #expect(events.events.first?.fields["file"] == "undionly.kpxe")
+        let first = try #require(events.events.first)
+        #expect(first.stage == .dhcp && first.arch == "bios" && first.firmware == "bios" && first.file == "undionly.kpxe")
+        #expect(first.summary == "PXE(bp0:67) \(first.mac) DISCOVER arch=bios firmware=bios -> undionly.kpxe", "\(first.summary)")
+        #expect(first.fields == ["arch": "bios", "firmware": "bios", "outcome": "answered", "port": "67", "file": "undionly.kpxe",
+                                 "type": "discover"].merging(first.policy.map { ["policy": $0] } ?? [:]) { a, _ in a })
+        #expect(events.events.last?.summary.hasSuffix("firmware=ipxe -> bootstrap.ipxe") == true, "\(events.events.last?.summary ?? "")")
     }
 
     // MARK: real sockets on loopback

@@ -342,63 +342,16 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
 
         /// The event for the timeline; its summary and fields are written only when read.
         func record(_ request: BootRequest, _ decision: BootDecision?, file: String?, outcome: String) {
-            let seen = Seen(request, decision, summaryEnd: file.map { $0.isEmpty ? "-" : $0 } ?? outcome, outcome: outcome)
             events.record(BootEvent(
-                stage: .dhcp, mac: seen.mac, clientAddress: request.clientAddress, arch: seen.arch ?? "",
-                firmware: seen.firmware.rawValue, policy: seen.policy, file: seen.file
-            ) { (seen.summary, seen.fields) })
-        }
-
-        /// What a kept event needs to write its summary and fields later, and nothing more.
-        /// Capturing the whole request instead kept its option dictionary and arrays alive for
-        /// as long as the timeline held the event, and freeing them when a flood of new MACs
-        /// pushed the client out showed up in perf as a tenth of the answer's cost.
-        struct Seen: Sendable {
-            var interface: String?
-            var port: Int
-            var mac: String
-            var type: String?
-            var arch: String?
-            var firmware: BootRequest.Firmware
-            var file: String?
-            var policy: String?
-            var summaryEnd: String
-            var outcome: String
-
-            init(_ r: BootRequest, _ d: BootDecision?, summaryEnd: String, outcome: String) {
-                interface = r.interface; port = r.serverPort ?? 0; mac = r.mac; type = r.messageType
-                arch = r.arch; firmware = r.firmware; file = d?.filename; policy = d?.policy
-                self.summaryEnd = summaryEnd; self.outcome = outcome
-            }
-
-            /// `PXE(eth0:67) 52:54:00:12:34:56 DISCOVER arch=bios firmware=bios`: how log lines
-            /// and timeline summaries name a request.
-            static func head(interface: String?, port: Int, mac: String, type: String?, arch: String?,
-                             firmware: BootRequest.Firmware) -> String {
-                "PXE(\(interface ?? "-"):\(port)) \(mac) \(type?.uppercased() ?? "BOOTP") arch=\(arch ?? "-") firmware=\(firmware.rawValue)"
-            }
-
-            var summary: String {
-                "\(Self.head(interface: interface, port: port, mac: mac, type: type, arch: arch, firmware: firmware)) -> \(summaryEnd)"
-            }
-
-            var fields: [String: String] {
-                var f: [String: String] = [:]
-                f.reserveCapacity(8)
-                f["arch"] = arch ?? ""
-                f["firmware"] = firmware.rawValue
-                f["outcome"] = outcome
-                f["port"] = String(port)
-                if let file { f["file"] = file }
-                if let policy { f["policy"] = policy }
-                if let type { f["type"] = type }
-                return f
-            }
+                mac: request.mac, clientAddress: request.clientAddress, arch: request.arch ?? "",
+                firmware: request.firmware.rawValue, policy: decision?.policy, file: decision?.filename,
+                dhcp: .init(interface: request.interface, port: request.serverPort ?? 0, type: request.messageType,
+                            end: file.map { $0.isEmpty ? "-" : $0 } ?? outcome, outcome: outcome)))
         }
 
         func describe(_ r: BootRequest) -> String {
-            Seen.head(interface: r.interface, port: r.serverPort ?? 0, mac: r.mac, type: r.messageType, arch: r.arch,
-                      firmware: r.firmware)
+            BootEvent.DHCPDetails.head(interface: r.interface, port: r.serverPort ?? 0, mac: r.mac, type: r.messageType,
+                                       arch: r.arch, firmware: r.firmware.rawValue)
         }
 
         func policyMetadata(_ d: BootDecision?) -> Logger.Metadata {

@@ -17,9 +17,38 @@ public struct BootEvent: Sendable, Equatable {
     public var policy: String?
     public var file: String?
 
+    /// What a ProxyDHCP event keeps besides the fields above to write its summary and fields
+    /// when read. Plain values held in the event itself: recording one allocates nothing (a
+    /// closure capturing them allocated its context per answer, and freeing it when the
+    /// timeline let the event go touched memory long out of cache).
+    public struct DHCPDetails: Sendable {
+        public var interface: String?
+        public var port: Int
+        public var type: String?
+        /// What follows the arrow in the summary: the file, `-`, or why it stayed silent.
+        public var end: String
+        public var outcome: String
+
+        public init(interface: String?, port: Int, type: String?, end: String, outcome: String) {
+            self.interface = interface
+            self.port = port
+            self.type = type
+            self.end = end
+            self.outcome = outcome
+        }
+
+        /// `PXE(eth0:67) 52:54:00:12:34:56 DISCOVER arch=bios firmware=bios`: how log lines and
+        /// timeline summaries name a request.
+        public static func head(interface: String?, port: Int, mac: String, type: String?, arch: String?,
+                                firmware: String) -> String {
+            "PXE(\(interface ?? "-"):\(port)) \(mac) \(type?.uppercased() ?? "BOOTP") arch=\(arch ?? "-") firmware=\(firmware)"
+        }
+    }
+
     private enum Details: Sendable {
         case built(summary: String, fields: [String: String])
         case deferred(@Sendable () -> (summary: String, fields: [String: String]))
+        case dhcp(DHCPDetails)
     }
     private var details: Details
 
@@ -33,6 +62,20 @@ public struct BootEvent: Sendable, Equatable {
         switch details {
         case let .built(summary, fields): return (summary, fields)
         case let .deferred(make): return make()
+        case let .dhcp(d):
+            let arch = self.arch.flatMap { $0.isEmpty ? nil : $0 }
+            let summary = DHCPDetails.head(interface: d.interface, port: d.port, mac: mac, type: d.type, arch: arch,
+                                           firmware: firmware ?? "unknown") + " -> \(d.end)"
+            var f: [String: String] = [:]
+            f.reserveCapacity(8)
+            f["arch"] = arch ?? ""
+            f["firmware"] = firmware ?? "unknown"
+            f["outcome"] = d.outcome
+            f["port"] = String(d.port)
+            if let file { f["file"] = file }
+            if let policy { f["policy"] = policy }
+            if let type = d.type { f["type"] = type }
+            return (summary, f)
         }
     }
 
@@ -68,6 +111,23 @@ public struct BootEvent: Sendable, Equatable {
         self.policy = policy
         self.file = file
         self.details = .deferred(details)
+    }
+
+    /// A ProxyDHCP answer's (or silence's) event; summary and fields are written when read.
+    /// `arch` empty means the request named none (and clears the client row's arch).
+    public init(
+        time: Date = Date(), mac: String, clientAddress: String? = nil, arch: String, firmware: String,
+        policy: String?, file: String?, dhcp: DHCPDetails
+    ) {
+        self.time = time
+        self.stage = .dhcp
+        self.mac = mac
+        self.clientAddress = clientAddress
+        self.arch = arch
+        self.firmware = firmware
+        self.policy = policy
+        self.file = file
+        self.details = .dhcp(dhcp)
     }
 
     public static func == (a: BootEvent, b: BootEvent) -> Bool {
