@@ -3,8 +3,17 @@ import NIOConcurrencyHelpers
 import Protocols
 
 /// Recent clients and what happened to each, newest first: what the status page, `/api/clients`
-/// and the lab read. Bounded in clients (at most `maxClients`; past that the least recently
-/// seen goes) and in events per client.
+/// and the lab read.
+///
+/// Kept as the last `capacity` events in one ring, grouped by client only when someone reads
+/// it. At most `maxClients` clients are shown (the most recently seen) with at most `maxEvents`
+/// events each; a client's `firstSeen` is its oldest event still in the ring.
+///
+/// Why a ring and not a map of clients: ProxyDHCP records an event per answer, and under a flood
+/// of new MACs (a boot storm, a load test) a map made a client object and its event list for
+/// every packet and freed the least recent one: three allocations, a hash insert and an
+/// eviction lookup per answer, about a tenth of the answer's user-space time. Writing into the
+/// ring allocates nothing; the grouping costs a few milliseconds per read of the status page.
 final class ClientTimeline: BootEventSink, @unchecked Sendable {
     struct Client: Codable, Sendable {
         var mac: String
@@ -15,35 +24,7 @@ final class ClientTimeline: BootEventSink, @unchecked Sendable {
         var policy: String?
         var firstSeen: Date
         var lastSeen: Date
-        /// Written from `recorded` when the timeline is read (see `snapshot`).
         var events: [Event]
-        /// As recorded: an event's summary and fields are built only when someone looks.
-        var recorded: [BootEvent] = []
-
-        enum CodingKeys: String, CodingKey {
-            case mac, address, arch, firmware, lastFile, policy, firstSeen, lastSeen, events
-        }
-
-        mutating func update(with event: BootEvent, maxEvents: Int) {
-            lastSeen = event.time
-            if let address = event.clientAddress, !address.isEmpty, address != "0.0.0.0" { self.address = address }
-            if let arch = event.arch { self.arch = arch }
-            if let firmware = event.firmware { self.firmware = firmware }
-            if let policy = event.policy { self.policy = policy }
-            if let file = event.file { lastFile = file }
-            recorded.append(event)
-            if recorded.count > maxEvents { recorded.removeFirst(recorded.count - maxEvents) }
-        }
-
-        /// This client with `events` written out.
-        func materialized() -> Client {
-            var copy = self
-            copy.events = recorded.map { event in
-                let (summary, fields) = event.resolved
-                return Event(time: event.time, stage: event.stage.rawValue, summary: summary, fields: fields)
-            }
-            return copy
-        }
     }
 
     struct Event: Codable, Sendable {
@@ -53,47 +34,96 @@ final class ClientTimeline: BootEventSink, @unchecked Sendable {
         var fields: [String: String]
     }
 
-    /// A client as stored: a reference, so recording an event changes it in place and an
-    /// eviction moves a pointer, not the struct with its strings and arrays.
-    private final class Entry {
-        var client: Client
-        init(_ client: Client) { self.client = client }
-    }
-
     private let lock = NIOLock()
-    private var clients: RecentMap<ClientKey, Entry>
-    private var macByAddress: [String: String] = [:]
+    /// Events in the order recorded; once full, event `n` lives at `n % capacity`.
+    private var ring: [BootEvent] = []
+    /// Events recorded so far (the next one's number).
+    private var recorded = 0
+    /// The MAC last seen at an address, with the number of the event that said so: when that
+    /// event leaves the ring, the mapping goes with it.
+    private var macByAddress: [String: (mac: String, event: Int)] = [:]
+    let capacity: Int
+    let maxClients: Int
     let maxEvents: Int
 
-    init(maxClients: Int = 1024, maxEvents: Int = 64) {
-        clients = RecentMap(capacity: maxClients)
+    init(capacity: Int = 16_384, maxClients: Int = 1024, maxEvents: Int = 64) {
+        self.capacity = max(1, capacity)
+        self.maxClients = maxClients
         self.maxEvents = maxEvents
     }
 
     func record(_ event: BootEvent) {
         guard !event.mac.isEmpty else { return }
         lock.withLock {
-            let evicted = clients.update(ClientKey(event.mac), default: Entry(Client(mac: event.mac, firstSeen: event.time, lastSeen: event.time, events: []))) {
-                $0.client.update(with: event, maxEvents: maxEvents)
+            let number = recorded
+            recorded += 1
+            if ring.count < capacity {
+                ring.append(event)
+            } else {
+                let slot = number % capacity
+                if let address = ring[slot].clientAddress, macByAddress[address]?.event == number - capacity {
+                    macByAddress[address] = nil
+                }
+                ring[slot] = event
             }
             if let address = event.clientAddress, !address.isEmpty, address != "0.0.0.0" {
-                macByAddress[address] = event.mac
-            }
-            // The least recently seen client goes, and its address mapping with it.
-            if let (_, entry) = evicted, let address = entry.client.address, macByAddress[address] == entry.client.mac {
-                macByAddress[address] = nil
+                macByAddress[address] = (event.mac, number)
             }
         }
     }
 
     /// The MAC of the client last seen at an address (learned from DHCP, TFTP and HTTP events).
     func mac(forAddress address: String) -> String? {
-        lock.withLock { macByAddress[address] }
+        lock.withLock { macByAddress[address]?.mac }
+    }
+
+    /// The events still held, oldest first: a real copy, so the writers never pay for one.
+    private func events() -> [BootEvent] {
+        lock.withLock {
+            var copy: [BootEvent] = []
+            copy.reserveCapacity(ring.count)
+            let start = ring.count < capacity ? 0 : recorded % capacity
+            copy.append(contentsOf: ring[start...])
+            copy.append(contentsOf: ring[..<start])
+            return copy
+        }
     }
 
     func snapshot() -> [Client] {
-        // Summaries and fields are written outside the lock.
-        lock.withLock { clients.values.map(\.client) }.sorted { $0.lastSeen > $1.lastSeen }.map { $0.materialized() }
+        // Newest first: a client's row takes the newest value of each field that any of its
+        // events set, and its events are the newest `maxEvents`.
+        var index: [String: Int] = [:]
+        var clients: [Client] = []
+        var kept: [[BootEvent]] = []
+        for event in events().reversed() {
+            let i: Int
+            if let known = index[event.mac] {
+                i = known
+            } else {
+                guard clients.count < maxClients else { continue }
+                i = clients.count
+                index[event.mac] = i
+                clients.append(Client(mac: event.mac, firstSeen: event.time, lastSeen: event.time, events: []))
+                kept.append([])
+            }
+            clients[i].firstSeen = event.time
+            if clients[i].address == nil, let address = event.clientAddress, !address.isEmpty, address != "0.0.0.0" {
+                clients[i].address = address
+            }
+            if clients[i].arch == nil { clients[i].arch = event.arch }
+            if clients[i].firmware == nil { clients[i].firmware = event.firmware }
+            if clients[i].policy == nil { clients[i].policy = event.policy }
+            if clients[i].lastFile == nil { clients[i].lastFile = event.file }
+            if kept[i].count < maxEvents { kept[i].append(event) }
+        }
+        // Summaries and fields are written here, outside the lock.
+        for i in clients.indices {
+            clients[i].events = kept[i].reversed().map { event in
+                let (summary, fields) = event.resolved
+                return Event(time: event.time, stage: event.stage.rawValue, summary: summary, fields: fields)
+            }
+        }
+        return clients.sorted { $0.lastSeen > $1.lastSeen }
     }
 
     func json() -> [UInt8] {

@@ -35,7 +35,7 @@ import Testing
     }
 
     @Test func floodOfNewMACsStaysBoundedAndKeepsTheMostRecent() {
-        let timeline = ClientTimeline(maxClients: 64, maxEvents: 4)
+        let timeline = ClientTimeline(capacity: 256, maxClients: 64, maxEvents: 4)
         for i in 0..<1000 {
             timeline.record(Self.event(i, at: Double(i)))
             #expect(timeline.snapshot().count <= 64)
@@ -44,7 +44,7 @@ import Testing
         // Exactly the 64 most recent.
         #expect(kept == Set((936..<1000).map(Self.mac)))
         #expect(!kept.contains(Self.mac(0)))
-        // Evicted clients take their address mapping with them; kept ones keep it.
+        // Events that left the ring take their address mapping with them; kept ones keep it.
         #expect(timeline.mac(forAddress: "10.0.0.0") == nil)
         #expect(timeline.mac(forAddress: "10.0.3.231") == Self.mac(999))
     }
@@ -76,5 +76,36 @@ import Testing
         #expect(zero?.events.last?.stage == "tftp")
         #expect(zero?.firstSeen == Date(timeIntervalSince1970: 0))
         #expect(zero?.lastFile == "f0")
+    }
+
+    /// The ring wraps many times: only its events count, oldest first, and an address mapping
+    /// lasts as long as the newest event that set it.
+    @Test func theRingKeepsTheLastEventsAndTheirAddresses() throws {
+        let timeline = ClientTimeline(capacity: 10, maxClients: 100, maxEvents: 100)
+        func event(_ client: Int, _ t: Double, address: String?, file: String? = nil) -> BootEvent {
+            BootEvent(time: Date(timeIntervalSince1970: t), stage: .tftp, mac: Self.mac(client), clientAddress: address,
+                      summary: "e\(Int(t))", fields: file.map { ["file": $0] } ?? [:])
+        }
+        timeline.record(event(1, 0, address: "10.0.0.1", file: "old"))
+        timeline.record(event(2, 1, address: "10.0.0.2"))
+        for t in 2..<9 { timeline.record(event(3, Double(t), address: nil)) }
+        timeline.record(event(1, 9, address: "10.0.0.1"))  // client 1 again, same address
+        #expect(timeline.snapshot().map(\.mac) == [1, 3, 2].map(Self.mac))
+        timeline.record(event(3, 10, address: "10.0.0.9"))  // pushes out event 0 (client 1's first)
+        timeline.record(event(3, 11, address: "10.0.0.2"))  // pushes out event 1; 10.0.0.2 moves to client 3
+        #expect(timeline.mac(forAddress: "10.0.0.1") == Self.mac(1), "set again by event 9, still held")
+        #expect(timeline.mac(forAddress: "10.0.0.2") == Self.mac(3))
+        let clients = timeline.snapshot()
+        #expect(clients.map(\.mac) == [3, 1].map(Self.mac))
+        let one = try #require(clients.last)
+        #expect(one.firstSeen == Date(timeIntervalSince1970: 9) && one.events.map(\.summary) == ["e9"])
+        #expect(one.lastFile == nil, "the event that named a file has left the ring")
+        let three = try #require(clients.first)
+        #expect(three.events.map(\.summary) == (2...11).filter { $0 != 9 }.map { "e\($0)" })
+        #expect(three.address == "10.0.0.2")
+        for t in 12..<22 { timeline.record(event(4, Double(t), address: nil)) }
+        #expect(timeline.mac(forAddress: "10.0.0.1") == nil && timeline.mac(forAddress: "10.0.0.2") == nil)
+        #expect(timeline.mac(forAddress: "10.0.0.9") == nil)
+        #expect(timeline.snapshot().map(\.mac) == [Self.mac(4)])
     }
 }
