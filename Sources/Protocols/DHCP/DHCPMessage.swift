@@ -135,24 +135,25 @@ public struct DHCPMessage: Sendable, Equatable {
         file = try need(buffer.readFixedField(128), "file", 128, buffer)
         magic = try need(buffer.readInteger(as: UInt32.self), "magic cookie", 4, buffer)
         guard magic == Self.magicCookie else { throw DHCPError.badMagicCookie(magic) }
-        let area = buffer.readBytes(length: buffer.readableBytes) ?? []
 
         // RFC 2131 §4.1: options field first, then `file`, then `sname` when option 52 says so.
+        // The options field is read where it lies in the buffer.
         var overloadValue: UInt8?
-        let main = try TLV.parse(area[...], area: "options")
         var joined = DHCPOptions()
-        joined.reserveCapacity(main.entries.count)
-        for entry in main.entries {
-            if entry.code == 52 {
-                guard entry.value.count == 1, (1...3).contains(entry.value[0]),
-                      overloadValue == nil || overloadValue == entry.value[0] else {
-                    throw DHCPError.badOverload(value: entry.value)
+        joined.reserveCapacity(16)
+        _ = try buffer.withUnsafeReadableBytes { area in
+            try TLV.walk(area, area: "options") { code, value in
+                if code == 52 {
+                    guard value.count == 1, (1...3).contains(value[0]), overloadValue == nil || overloadValue == value[0] else {
+                        throw DHCPError.badOverload(value: Array(value))
+                    }
+                    overloadValue = value[0]
+                } else {
+                    joined.append(joining: DHCPOption(code: code, value: Array(value)))
                 }
-                overloadValue = entry.value[0]
-            } else {
-                joined.append(joining: entry)
             }
         }
+        buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
         if let overloadValue {
             for (bit, name, field) in [(UInt8(1), "file", file), (UInt8(2), "sname", sname)]
             where overloadValue & bit != 0 {

@@ -86,21 +86,36 @@ enum TLV {
         var entries: [DHCPOption] = []
         // A PXE request carries 8-15 options: one allocation instead of growing 4 times.
         entries.reserveCapacity(16)
-        var index = bytes.startIndex
-        while index < bytes.endIndex {
+        let sawEnd = try bytes.withUnsafeBytes { raw in
+            try walk(raw, area: area, endsWith255: endsWith255, hasPad: hasPad) { code, value in
+                entries.append(DHCPOption(code: code, value: Array(value)))
+            }
+        }
+        return (entries, sawEnd)
+    }
+
+    /// The rule under `parse`: calls `body` with each instance's code and value, in place (a
+    /// message's own options are decoded straight from the receive buffer with no copy of the
+    /// area and no list of instances in between). Returns whether 255 ended the area.
+    @inline(__always)
+    static func walk(
+        _ bytes: UnsafeRawBufferPointer, area: String, endsWith255: Bool = true, hasPad: Bool = true,
+        _ body: (UInt8, UnsafeRawBufferPointer) throws -> Void
+    ) throws -> Bool {
+        var index = 0
+        let end = bytes.count
+        while index < end {
             let code = bytes[index]
             if code == DHCPOption.pad && hasPad { index += 1; continue }
-            if code == DHCPOption.end && endsWith255 { return (entries, true) }
-            guard index + 1 < bytes.endIndex else { throw DHCPError.optionOverrun(code: code, area: area) }
+            if code == DHCPOption.end && endsWith255 { return true }
+            guard index + 1 < end else { throw DHCPError.optionOverrun(code: code, area: area) }
             let length = Int(bytes[index + 1])
             let start = index + 2
-            guard start + length <= bytes.endIndex else {
-                throw DHCPError.optionOverrun(code: code, area: area)
-            }
-            entries.append(DHCPOption(code: code, value: Array(bytes[start..<(start + length)])))
+            guard start + length <= end else { throw DHCPError.optionOverrun(code: code, area: area) }
+            try body(code, UnsafeRawBufferPointer(rebasing: bytes[start..<(start + length)]))
             index = start + length
         }
-        return (entries, false)
+        return false
     }
 
     /// The instances `code` with `value` is written as: 255-byte pieces (RFC 3396 §6); an
