@@ -27,6 +27,10 @@ typedef struct bp_ctx {
     long long instr_limit, instr_count;
     double cpu_ms, wall_ms, cpu_deadline, wall_deadline;
     void *host;
+    /* The current request's options in the host's buffer, from bp_push_request until
+     * bp_end_request (see push_request_k). */
+    const uint8_t *opts;
+    size_t opts_len;
 } bp_ctx;
 
 static bp_host_fn g_host_fn;
@@ -375,12 +379,9 @@ static int req_index(lua_State *L) {
         lua_getfield(L, LUA_REGISTRYINDEX, "bp.cur_req");
         int current = lua_rawequal(L, 1, -1);
         lua_pop(L, 1);
-        if (current) {
-            size_t n;
-            lua_getfield(L, LUA_REGISTRYINDEX, "bp.cur_opts");
-            const uint8_t *s = (const uint8_t *)lua_tolstring(L, -1, &n);
-            if (s && n > 0) wire_push(L, s, s + n, 0);
-            else lua_newtable(L);
+        bp_ctx *c = ctx_of(L);
+        if (current && c->opts && c->opts_len > 0) {
+            wire_push(L, c->opts, c->opts + c->opts_len, 0);
         } else {
             lua_newtable(L);
         }
@@ -400,14 +401,38 @@ typedef struct {
 
 static int push_request_k(lua_State *L) {
     req_args *a = (req_args *)lua_touserdata(L, 1);
-    wire_push(L, a->req, a->req + a->len, 0);
+    const uint8_t *p = a->req, *e = a->req + a->len;
+    /* The request is a table of named fields ('t', count, pairs): made here with one slot
+     * more than it carries, for `options` once a hook reads it (filling that slot in a full
+     * table rehashed it: an allocation per decision). */
+    if (a->len < 5 || *p != 't') luaL_error(L, "wire: request is not a table");
+    uint32_t n;
+    memcpy(&n, p + 1, 4);
+    p += 5;
+    lua_createtable(L, 0, (int)n + 1);
+    for (uint32_t i = 0; i < n; i++) {
+        p = wire_push(L, p, e, 1);
+        p = wire_push(L, p, e, 1);
+        if (lua_isnil(L, -2)) luaL_error(L, "wire: nil table key");
+        lua_rawset(L, -3);
+    }
     lua_getfield(L, LUA_REGISTRYINDEX, "bp.reqmt");
     lua_setmetatable(L, -2);
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, "bp.cur_req");
-    lua_pushlstring(L, (const char *)a->opts, a->opts_len);
-    lua_setfield(L, LUA_REGISTRYINDEX, "bp.cur_opts");
+    /* The options' wire bytes stay in the host's buffer, unchanged until the host pushes the
+     * next request; only the current request reads them (req_index checks), so a pointer
+     * does instead of a copy into a Lua string. */
+    bp_ctx *c = ctx_of(L);
+    c->opts = a->opts;
+    c->opts_len = a->opts_len;
     return 1;
+}
+
+void bp_end_request(lua_State *L) {
+    bp_ctx *c = ctx_of(L);
+    c->opts = NULL;
+    c->opts_len = 0;
 }
 
 int bp_push_request(lua_State *L, const uint8_t *req, size_t len, const uint8_t *opts,
@@ -503,7 +528,9 @@ static int normalize_k(lua_State *L) {
     lua_settop(L, 2);
     push_fn_where(L, 2); /* 3 */
     if (lua_type(L, 1) != LUA_TTABLE) { WHERE(); DEC_ERR("hook must return a table or nil, got %s", luaL_typename(L, 1)); }
-    lua_newtable(L); /* 4: normalized */
+    /* 4: normalized. Presized: grown from empty it was rehashed at 1, 2 and 4 fields (three
+     * allocations per decision). */
+    lua_createtable(L, 0, 8);
     lua_pushnil(L);
     while (lua_next(L, 1)) {
         if (lua_type(L, -2) != LUA_TSTRING) { WHERE(); DEC_ERR("decision keys must be field names, got a %s key", luaL_typename(L, -3)); }
@@ -563,9 +590,10 @@ static int normalize_k(lua_State *L) {
         lua_setfield(L, 4, k);
         lua_pop(L, 1);
     }
+    /* The encoding's own userdata is the result (bp_tobytes reads it): copying it into a
+     * string was one more allocation per decision. */
     size_t len;
-    uint8_t *buf = wire_encode(L, 4, &len, "decision");
-    lua_pushlstring(L, (const char *)buf, len);
+    (void)wire_encode(L, 4, &len, "decision");
     return 1;
 }
 
@@ -859,6 +887,13 @@ void bp_settop(lua_State *L, int idx) { lua_settop(L, idx); }
 const char *bp_tostring(lua_State *L, int idx, size_t *len) {
     if (lua_type(L, idx) != LUA_TSTRING) return NULL;
     return lua_tolstring(L, idx, len);
+}
+const uint8_t *bp_tobytes(lua_State *L, int idx, size_t *len) {
+    if (lua_type(L, idx) == LUA_TUSERDATA) {
+        *len = lua_rawlen(L, idx);
+        return (const uint8_t *)lua_touserdata(L, idx);
+    }
+    return (const uint8_t *)bp_tostring(L, idx, len);
 }
 void bp_unref(lua_State *L, int ref) { luaL_unref(L, LUA_REGISTRYINDEX, ref); }
 int bp_noref(void) { return LUA_NOREF; }

@@ -11,6 +11,10 @@ final class LuaState {
     var hooks: [[Int32]] = []
     var request = LuaWire.Writer(capacity: 512)
     var options = LuaWire.Writer(capacity: 512)
+    /// The current request's options where the C side reads them in place while a decision
+    /// runs (it keeps the pointer until bp_end_request): memory this state owns, so the
+    /// pointer is valid for exactly that long. Grown when a request's options need more.
+    private var pinned = UnsafeMutableRawBufferPointer.allocate(byteCount: 512, alignment: 8)
 
     init(host: LuaHost, limits: PolicyLimits) throws(PolicyLoadError) {
         _ = LuaHost.installed
@@ -29,7 +33,21 @@ final class LuaState {
         bp_set_budget(L, Int64(limits.instructionBudget), limits.cpuTime, limits.wallClock)
     }
 
-    deinit { bp_close(L) }
+    deinit {
+        bp_close(L)
+        pinned.deallocate()
+    }
+
+    /// `options` copied where it stays put until the next call (see `pinned`).
+    func pinOptions() -> UnsafeRawBufferPointer {
+        let count = options.bytes.count
+        if count > pinned.count {
+            pinned.deallocate()
+            pinned = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 2 * pinned.count), alignment: 8)
+        }
+        options.bytes.withUnsafeBytes { pinned.copyMemory(from: $0) }
+        return UnsafeRawBufferPointer(rebasing: pinned[0..<count])
+    }
 
     /// Bytes the state has allocated (live objects plus garbage not yet collected).
     var memoryUsed: Int { bp_memory_used(L) }
@@ -68,7 +86,7 @@ final class LuaState {
 
     func topBytes<T>(_ body: (UnsafeRawBufferPointer) -> T) -> T? {
         var len = 0
-        guard let p = bp_tostring(L, -1, &len) else { return nil }
+        guard let p = bp_tobytes(L, -1, &len) else { return nil }
         return body(UnsafeRawBufferPointer(start: p, count: len))
     }
 }

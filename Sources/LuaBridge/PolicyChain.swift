@@ -117,11 +117,12 @@ public final class PolicyChain: BootDecider, @unchecked Sendable {
         st.options.reset()
         request.encodeLua(into: &st.request)
         request.encodeLuaOptions(into: &st.options)
+        // Lua reads the options in place (only if a hook asks) until bp_end_request.
+        let options = st.pinOptions()
         let pushed = st.request.bytes.withUnsafeBufferPointer { r in
-            st.options.bytes.withUnsafeBufferPointer { o in
-                bp_push_request(L, r.baseAddress, r.count, o.baseAddress, o.count)
-            }
+            bp_push_request(L, r.baseAddress, r.count, options.baseAddress?.assumingMemoryBound(to: UInt8.self), options.count)
         }
+        defer { bp_end_request(L) }
         if pushed != 0 {
             report(policy: "(request)", hook: hookName, kind: "memory", message: "cannot build the request table")
             return (nil, steps)

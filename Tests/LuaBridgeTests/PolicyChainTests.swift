@@ -157,6 +157,41 @@ import Testing
         #expect(missing?.message.contains("cannot read") == true)
     }
 
+    /// A hook reads `req.options` decoded from bytes the host keeps for the current request
+    /// only: a request a policy kept from an earlier call reads an empty table, never another
+    /// request's options, and options larger than the host's first buffer arrive whole.
+    @Test func optionsBelongToTheirOwnRequest() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("bp-options-\(UUID()).lua")
+        try Data("""
+            local kept
+            return {
+              name = "options",
+              dhcp = function(req)
+                -- Keeps one request without reading its options during its own call.
+                if req.mac == "52:54:00:00:00:03" then kept = req; return nil end
+                local old = kept and (kept.options[60] or "empty") or "none"
+                local size = 0
+                for _, v in pairs(req.options) do size = size + #v end
+                return { filename = (req.options[60] or "-") .. "|" .. old .. "|" .. size }
+              end,
+            }
+            """.utf8).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let c = try PolicyChain(specs: [PolicySpec(path: url.path)], limits: PolicyLimits(states: 1), logger: logger)
+        var first = TestPolicies.dhcp()
+        first.options = [60: Array("PXEClient:first".utf8)]
+        #expect(c.decide(first)?.filename == "PXEClient:first|none|15")
+        var third = TestPolicies.dhcp(mac: "52:54:00:00:00:03")
+        third.options = [60: Array("PXEClient:third".utf8)]
+        #expect(c.decide(third) == nil)
+        // 3 x 250 bytes: more than the 512 bytes the state's option buffer starts with.
+        var second = TestPolicies.dhcp(mac: "52:54:00:00:00:02")
+        second.options = [60: Array("PXEClient:second".utf8), 43: [UInt8](repeating: 0x41, count: 250),
+                          77: [UInt8](repeating: 0x42, count: 250), 97: [UInt8](repeating: 0x43, count: 250)]
+        #expect(c.decide(second)?.filename == "PXEClient:second|empty|766")
+        #expect(c.decide(first)?.filename == "PXEClient:first|empty|15")
+    }
+
     @Test func bytecodeIsRefused() throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("bp-bytecode-\(UUID()).lua")
         try Data([0x1b, 0x4c, 0x75, 0x61, 0x54, 0x00, 0x19, 0x93]).write(to: url)

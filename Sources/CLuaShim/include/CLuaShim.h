@@ -23,7 +23,7 @@
 /* Outcomes of bp_call_hook. */
 enum {
     BP_PASS = 0,      /* hook returned nil/false: next policy */
-    BP_DECIDED = 1,   /* wire-encoded, normalized decision string on top of the stack */
+    BP_DECIDED = 1,   /* wire-encoded, normalized decision (userdata) on top of the stack */
     BP_ERROR = 2,     /* runtime error; message string on top */
     BP_BUDGET = 3,    /* instruction/wall-clock budget tripped; message on top */
     BP_MEMORY = 4,    /* memory cap hit; message on top */
@@ -62,6 +62,8 @@ int bp_load_policy(lua_State *L, const char *chunkname, const char *src, size_t 
  * BP_MEMORY/BP_ERROR with a message on top. */
 int bp_push_request(lua_State *L, const uint8_t *req, size_t len, const uint8_t *opts,
                     size_t opts_len);
+/* Ends the request bp_push_request began: its options bytes may change from here on. */
+void bp_end_request(lua_State *L);
 /* Calls the hook in registry slot `ref` with the value at `reqidx`. See BP_* above. */
 int bp_call_hook(lua_State *L, int ref, int reqidx);
 
@@ -70,6 +72,8 @@ int bp_gettop(lua_State *L);
 void bp_settop(lua_State *L, int idx);
 /* Returns the string at idx (no conversion) or NULL when it is not a string. */
 const char *bp_tostring(lua_State *L, int idx, size_t *len);
+/* A string's or a full userdata's bytes (a normalized decision is the latter); NULL otherwise. */
+const uint8_t *bp_tobytes(lua_State *L, int idx, size_t *len);
 void bp_unref(lua_State *L, int ref);
 int bp_noref(void);
 int bp_lua_version_num(void);
