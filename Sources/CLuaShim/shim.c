@@ -429,6 +429,29 @@ static int push_request_k(lua_State *L) {
     return 1;
 }
 
+typedef struct {
+    const char *s;
+    size_t len;
+} anchor_args;
+
+static int anchor_k(lua_State *L) {
+    anchor_args *a = (anchor_args *)lua_touserdata(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, "bp.anchors");
+    lua_pushlstring(L, a->s, a->len);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    return 0;
+}
+
+int bp_anchor(lua_State *L, const char *s, size_t len) {
+    anchor_args a = {s, len};
+    lua_pushcfunction(L, anchor_k);
+    lua_pushlightuserdata(L, &a);
+    int st = lua_pcall(L, 1, 0, 0);
+    if (st != LUA_OK) lua_pop(L, 1);
+    return st;
+}
+
 void bp_end_request(lua_State *L) {
     bp_ctx *c = ctx_of(L);
     c->opts = NULL;
@@ -799,6 +822,18 @@ static int open_k(lua_State *L) {
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
     lua_pop(L, 1);
+
+    /* Strings every request carries (its field names; the host adds common values with
+     * bp_anchor) kept reachable for the state's life. Lua interns short strings but collects
+     * them when unreferenced, and between two requests nothing referenced them: each request
+     * made them again, a dozen allocations per decision. Anchored, pushing one is a lookup. */
+    lua_createtable(L, 0, 64);
+    for (int i = 0; REQ_FIELDS[i]; i++) {
+        lua_pushstring(L, REQ_FIELDS[i]);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -3);
+    }
+    lua_setfield(L, LUA_REGISTRYINDEX, "bp.anchors");
 
     lua_createtable(L, 0, 2);
     lua_pushcfunction(L, req_index);

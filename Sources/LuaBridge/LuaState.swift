@@ -1,5 +1,6 @@
 import CLuaShim
 import Foundation
+import Protocols
 
 /// One sandboxed lua_State holding every policy of a chain. Used by one thread at a time
 /// (callers take `lock`).
@@ -31,7 +32,22 @@ final class LuaState {
         }
         self.L = L
         bp_set_budget(L, Int64(limits.instructionBudget), limits.cpuTime, limits.wallClock)
+        // Best effort: a string that could not be anchored is only made again per request.
+        for text in Self.commonValues {
+            var text = text
+            _ = text.withUTF8 { bytes in
+                bytes.withMemoryRebound(to: CChar.self) { bp_anchor(L, $0.baseAddress, $0.count) }
+            }
+        }
     }
+
+    /// Values most requests carry, kept interned for the state's life (the shim does the same
+    /// for the request's field names): otherwise Lua collects them between requests and every
+    /// request allocates them again.
+    static let commonValues: [String] =
+        ["giaddr", "circuit_id", "remote_id"] + BootRequest.Kind.allCases.map(\.rawValue)
+        + BootRequest.Firmware.allCases.map(\.rawValue) + DHCPMessageType.allCases.map(\.name)
+        + ClientArchitecture.knownNames
 
     deinit {
         bp_close(L)

@@ -64,6 +64,8 @@ int bp_push_request(lua_State *L, const uint8_t *req, size_t len, const uint8_t 
                     size_t opts_len);
 /* Ends the request bp_push_request began: its options bytes may change from here on. */
 void bp_end_request(lua_State *L);
+/* Keeps a string interned for the state's life (values most requests carry); 0 when done. */
+int bp_anchor(lua_State *L, const char *s, size_t len);
 /* Calls the hook in registry slot `ref` with the value at `reqidx`. See BP_* above. */
 int bp_call_hook(lua_State *L, int ref, int reqidx);
 

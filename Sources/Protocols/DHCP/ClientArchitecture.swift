@@ -62,6 +62,9 @@ public struct ClientArchitecture: Sendable, Hashable, CustomStringConvertible {
         41: Entry(name: "arm-rpiboot", uefi: false, http: false, cpu: "arm"),
     ]
 
+    /// Every name the registry knows.
+    public static var knownNames: [String] { table.values.map(\.name) }
+
     /// Stable kebab-case name; `arch-<code>` for codes the registry does not know.
     public var name: String { Self.table[code]?.name ?? "arch-\(code)" }
     public var isUEFI: Bool { Self.table[code]?.uefi ?? false }

@@ -2,10 +2,10 @@
 /// sees exactly these fields; the protocol servers fill them. No Lua here.
 public struct BootRequest: Sendable, Equatable {
     /// Which server saw the request; selects the policy hook (`dhcp`, `tftp`, `http`).
-    public enum Kind: String, Sendable, Codable { case dhcp, tftp, http }
+    public enum Kind: String, Sendable, Codable, CaseIterable { case dhcp, tftp, http }
 
     /// What runs on the client, derived from options 60, 77, 93 and 175.
-    public enum Firmware: String, Sendable, Codable {
+    public enum Firmware: String, Sendable, Codable, CaseIterable {
         case bios, uefi, ipxe, httpBoot = "http-boot", unknown
     }
 
