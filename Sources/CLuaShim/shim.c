@@ -370,11 +370,18 @@ static const char *const REQ_FIELDS[] = {
     "user_class", "ipxe", "ipxe_features", "uuid", "hostname", "relay", "interface",
     "client_address", "server_address", "server_port", "options", "path", "query", NULL};
 
-/* __index of request tables: `options` is decoded on first use; known but absent fields are
- * nil; anything else is a typo and an error. */
+/* __index of request tables: `options` is decoded on first use, and so is an empty
+ * `user_class`, `ipxe_features` or `query` (the host leaves those out); other known but absent
+ * fields are nil; anything else is a typo and an error. */
 static int req_index(lua_State *L) {
     if (lua_type(L, 2) != LUA_TSTRING) return 0;
     const char *k = lua_tostring(L, 2);
+    if (strcmp(k, "user_class") == 0 || strcmp(k, "ipxe_features") == 0 || strcmp(k, "query") == 0) {
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, 1, k);
+        return 1;
+    }
     if (strcmp(k, "options") == 0) {
         lua_getfield(L, LUA_REGISTRYINDEX, "bp.cur_req");
         int current = lua_rawequal(L, 1, -1);

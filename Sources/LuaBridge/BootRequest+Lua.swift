@@ -2,8 +2,10 @@ import Protocols
 
 extension BootRequest {
     /// Writes the request table (snake_case fields, options excluded: they are decoded only
-    /// when a hook reads `req.options`).
-    func encodeLua(into w: inout LuaWire.Writer) {
+    /// when a hook reads `req.options`). With `omittingEmpty`, the empty `user_class`,
+    /// `ipxe_features` and `query` tables are left out too: the request table made in C then
+    /// makes each on first read (three tables per decision that most hooks never look at).
+    func encodeLua(into w: inout LuaWire.Writer, omittingEmpty: Bool = false) {
         let mark = w.beginTable()
         var n = 0
         @inline(__always) func key(_ k: StaticString) {
@@ -21,14 +23,18 @@ extension BootRequest {
         if let arch { key("arch"); w.string(arch) }
         if let archCode { key("arch_code"); w.int(Int64(archCode)) }
         if let vendorClass { key("vendor_class"); w.string(vendorClass) }
-        key("user_class")
-        let uc = w.beginTable()
-        for (i, c) in userClass.enumerated() { w.int(Int64(i + 1)); w.string(c) }
-        w.endTable(uc, count: userClass.count)
-        key("ipxe_features")
-        let f = w.beginTable()
-        for (k, v) in ipxeFeatures { w.string(k); w.int(Int64(v)) }
-        w.endTable(f, count: ipxeFeatures.count)
+        if !(omittingEmpty && userClass.isEmpty) {
+            key("user_class")
+            let uc = w.beginTable()
+            for (i, c) in userClass.enumerated() { w.int(Int64(i + 1)); w.string(c) }
+            w.endTable(uc, count: userClass.count)
+        }
+        if !(omittingEmpty && ipxeFeatures.isEmpty) {
+            key("ipxe_features")
+            let f = w.beginTable()
+            for (k, v) in ipxeFeatures { w.string(k); w.int(Int64(v)) }
+            w.endTable(f, count: ipxeFeatures.count)
+        }
         if let uuid { key("uuid"); w.string(uuid) }
         if let hostname { key("hostname"); w.string(hostname) }
         if let relay {
@@ -45,10 +51,12 @@ extension BootRequest {
         if let serverAddress { key("server_address"); w.string(serverAddress) }
         if let serverPort { key("server_port"); w.int(Int64(serverPort)) }
         if let path { key("path"); w.string(path) }
-        key("query")
-        let q = w.beginTable()
-        for (k, v) in query { w.string(k); w.string(v) }
-        w.endTable(q, count: query.count)
+        if !(omittingEmpty && query.isEmpty) {
+            key("query")
+            let q = w.beginTable()
+            for (k, v) in query { w.string(k); w.string(v) }
+            w.endTable(q, count: query.count)
+        }
         w.endTable(mark, count: n)
     }
 

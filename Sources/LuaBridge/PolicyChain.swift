@@ -115,7 +115,7 @@ public final class PolicyChain: BootDecider, @unchecked Sendable {
 
         st.request.reset()
         st.options.reset()
-        request.encodeLua(into: &st.request)
+        request.encodeLua(into: &st.request, omittingEmpty: true)
         request.encodeLuaOptions(into: &st.options)
         // Lua reads the options in place (only if a hook asks) until bp_end_request.
         let options = st.pinOptions()

@@ -192,6 +192,38 @@ import Testing
         #expect(c.decide(first)?.filename == "PXEClient:first|empty|15")
     }
 
+    /// Empty list fields are tables a hook can use like any other (the request table makes
+    /// them on first read), and full ones carry their values.
+    @Test func emptyListFieldsAreTables() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("bp-lists-\(UUID()).lua")
+        try Data("""
+            return {
+              name = "lists",
+              dhcp = function(req)
+                local parts = {}
+                for _, k in ipairs({"user_class", "ipxe_features", "query"}) do
+                  local t = req[k]
+                  local n = 0
+                  for _ in pairs(t) do n = n + 1 end
+                  parts[#parts + 1] = k .. "=" .. type(t) .. ":" .. n .. ":" .. tostring(rawequal(t, req[k]))
+                end
+                table.insert(req.user_class, "added")
+                parts[#parts + 1] = "first=" .. tostring(req.user_class[1]) .. ",last=" .. req.user_class[#req.user_class]
+                return { filename = table.concat(parts, " ") }
+              end,
+            }
+            """.utf8).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let c = try PolicyChain(specs: [PolicySpec(path: url.path)], limits: PolicyLimits(states: 1), logger: logger)
+        #expect(c.decide(TestPolicies.dhcp())?.filename
+                == "user_class=table:0:true ipxe_features=table:0:true query=table:0:true first=added,last=added")
+        var full = TestPolicies.dhcp()
+        full.userClass = ["iPXE", "rack1"]
+        full.ipxeFeatures = ["http": 1]
+        #expect(c.decide(full)?.filename
+                == "user_class=table:2:true ipxe_features=table:1:true query=table:0:true first=iPXE,last=added")
+    }
+
     @Test func bytecodeIsRefused() throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("bp-bytecode-\(UUID()).lua")
         try Data([0x1b, 0x4c, 0x75, 0x61, 0x54, 0x00, 0x19, 0x93]).write(to: url)
