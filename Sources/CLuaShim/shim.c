@@ -553,14 +553,25 @@ static int option_value(lua_State *L, lua_Integer code, int vidx) {
     DEC_ERR("decision.options[%I]: expected string, integer or array of strings, got %s", code, luaL_typename(L, vidx));
 }
 
-/* normalize(decision, hook) -> wire string of a checked, canonical decision table. */
+/* True when field `name` of the table at 1 holds a table (read raw: no metamethods). */
+static int raw_field_is_table(lua_State *L, const char *name) {
+    lua_pushstring(L, name);
+    int t = lua_rawget(L, 1);
+    lua_pop(L, 1);
+    return t == LUA_TTABLE;
+}
+
+/* normalize(decision, hook) -> wire encoding (userdata) of a checked, canonical decision. */
 static int normalize_k(lua_State *L) {
     lua_settop(L, 2);
     push_fn_where(L, 2); /* 3 */
     if (lua_type(L, 1) != LUA_TTABLE) { WHERE(); DEC_ERR("hook must return a table or nil, got %s", luaL_typename(L, 1)); }
-    /* 4: normalized. Presized: grown from empty it was rehashed at 1, 2 and 4 fields (three
-     * allocations per decision). */
-    lua_createtable(L, 0, 8);
+    /* 4: the normalized copy, or nil. Only options and an ipxe.script() builder need
+     * converting; a decision of strings, booleans and a status (nearly all of them) is checked
+     * field by field and then encoded as it stands, with no copy to allocate. */
+    int copy = raw_field_is_table(L, "options") || raw_field_is_table(L, "ipxe_script");
+    if (copy) lua_createtable(L, 0, 8);
+    else lua_pushnil(L);
     lua_pushnil(L);
     while (lua_next(L, 1)) {
         if (lua_type(L, -2) != LUA_TSTRING) { WHERE(); DEC_ERR("decision keys must be field names, got a %s key", luaL_typename(L, -3)); }
@@ -617,13 +628,14 @@ static int normalize_k(lua_State *L) {
             DEC_ERR("unknown decision field '%s' (fields: ignore, filename, next_server, server_name, ipxe_script, options, content, content_type, path, refuse, status, note)", k);
         }
         /* stack: ... key value normalized_value */
-        lua_setfield(L, 4, k);
+        if (copy) lua_setfield(L, 4, k);
+        else lua_pop(L, 1);
         lua_pop(L, 1);
     }
     /* The encoding's own userdata is the result (bp_tobytes reads it): copying it into a
      * string was one more allocation per decision. */
     size_t len;
-    (void)wire_encode(L, 4, &len, "decision");
+    (void)wire_encode(L, copy ? 4 : 1, &len, "decision");
     return 1;
 }
 
