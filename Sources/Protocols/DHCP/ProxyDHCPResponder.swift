@@ -69,6 +69,9 @@ public struct ProxyDHCPResponder: Sendable {
         return first != 0 && first != 127 && first < 224
     }
 
+    static let offerBytes: [UInt8] = [DHCPMessageType.offer.rawValue]
+    static let ackBytes: [UInt8] = [DHCPMessageType.ack.rawValue]
+
     /// The vendor class prefixes we serve and echo in option 60.
     public static let vendorPrefixes = ["PXEClient", "HTTPClient"]
     static let vendorPrefixBytes = vendorPrefixes.map { (text: $0, bytes: Array($0.utf8)) }
@@ -152,9 +155,10 @@ public struct ProxyDHCPResponder: Sendable {
 
         var options = DHCPOptions()
         options.reserveCapacity(8 + decision.options.count)
-        options.set(.messageType, isDiscover ? .offer : .ack)
-        options.set(.serverIdentifier, arrival.serverAddress)
-        options.set(.vendorClass, prefix)
+        // The fixed values are arrays made once: building each per reply was an allocation.
+        options.set(53, isDiscover ? Self.offerBytes : Self.ackBytes)
+        options.set(54, arrival.serverAddress.bytes)
+        options.set(60, Self.vendorPrefixBytes.first { $0.text == prefix }?.bytes ?? Array(prefix.utf8))
         if let uuid = request.options[code: 97], uuid.count >= 17 {
             options.set(97, Array(uuid.prefix(17)))
         }
