@@ -5,7 +5,8 @@
 # also on failure. About 15-20 minutes on 2 cores.
 #
 # Usage (root): bench/run.sh
-# Env: BENCH_REPEATS (3), BENCH_SECONDS (3, per perfdhcp rate), BENCH_SKIP (e.g. "tftp storm")
+# Env: BENCH_REPEATS (3), BENCH_SECONDS (3, per perfdhcp rate), BENCH_SKIP (e.g. "tftp storm";
+# sections: lua dhcp saturation storm tftp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -68,6 +69,12 @@ if [[ "$SKIP" != *" dhcp "* ]]; then
   sed -i "/^dhcp:/d" "$RES/loads.txt" 2>/dev/null || true; note_load dhcp
   echo "== ProxyDHCP: bootpolicy vs dnsmasq ($REPEATS repeats, log off then on)"
   timeout 900 python3 bench/dhcp_bench.py --binary "$BIN" --repeats "$REPEATS" --seconds "$SECONDS_PER_RATE" --out "$RES/dhcp.json"
+fi
+
+if [[ "$SKIP" != *" saturation "* ]]; then
+  sed -i "/^saturation:/d" "$RES/loads.txt" 2>/dev/null || true; note_load saturation
+  echo "== ProxyDHCP saturation with bench/dhcp_blaster.c ($REPEATS repeats, log off)"
+  timeout 900 python3 bench/saturation.py --binary "$BIN" --repeats "$REPEATS" --out "$RES/saturation.json"
 fi
 
 if [[ "$SKIP" != *" storm "* ]]; then

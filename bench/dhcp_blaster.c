@@ -1,0 +1,169 @@
+/* A ProxyDHCP load generator that costs little CPU, for measuring saturation on two cores
+ * (bench/saturation.py). perfdhcp spends about as much CPU per exchange as the server does,
+ * so at its ceiling (~40,000/s here) the two share the machine and neither server can show
+ * how far it would go. This sends the DISCOVER perfdhcp sends (relayed: hops 1, giaddr = our
+ * address, options 53, 55, 60 PXEClient, 61, 93, 94) from `clients` MACs, in batches of one
+ * sendmmsg per millisecond, and counts OFFERs with a recvmmsg thread. No per-exchange timing:
+ * latency comes from perfdhcp at lower rates.
+ *
+ *   dhcp_blaster LOCAL_ADDR SERVER_ADDR RATE SECONDS [CLIENTS]
+ *
+ * Binds LOCAL_ADDR:67 (replies to a relay go to its port 67): run it inside the bench's client
+ * namespace only. Prints one line: sent=N received=M seconds=S. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH_MAX 1024
+#define PACKET 400 /* room; a DISCOVER here is 305 bytes, as perfdhcp's */
+
+static int fd;
+static uint32_t first_xid = 0x10000000;
+static atomic_long sent, received;
+static atomic_int done;
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static size_t build(uint8_t *p, uint32_t xid, uint64_t mac, uint32_t giaddr) {
+    memset(p, 0, PACKET);
+    p[0] = 1; p[1] = 1; p[2] = 6; p[3] = 1;
+    uint32_t x = htonl(xid);
+    memcpy(p + 4, &x, 4);
+    memcpy(p + 24, &giaddr, 4);
+    for (int i = 0; i < 6; i++) p[28 + i] = (uint8_t)(mac >> (8 * (5 - i)));
+    uint8_t *o = p + 236;
+    *o++ = 99; *o++ = 130; *o++ = 83; *o++ = 99;
+    *o++ = 53; *o++ = 1; *o++ = 1;
+    static const uint8_t prl[] = {55, 7, 1, 28, 2, 3, 15, 6, 12};
+    memcpy(o, prl, sizeof prl); o += sizeof prl;
+    static const char vc[] = "PXEClient:Arch:00000:UNDI:002001";
+    *o++ = 60; *o++ = (uint8_t)(sizeof vc - 1);
+    memcpy(o, vc, sizeof vc - 1); o += sizeof vc - 1;
+    *o++ = 61; *o++ = 7; *o++ = 1;
+    for (int i = 0; i < 6; i++) *o++ = (uint8_t)(mac >> (8 * (5 - i)));
+    *o++ = 93; *o++ = 2; *o++ = 0; *o++ = 0;
+    *o++ = 94; *o++ = 3; *o++ = 1; *o++ = 2; *o++ = 1;
+    *o++ = 255;
+    size_t len = (size_t)(o - p);
+    return len < 300 ? 300 : len;
+}
+
+static void *receiver(void *arg) {
+    (void)arg;
+    static uint8_t bufs[64][1500];
+    struct mmsghdr msgs[64];
+    struct iovec iov[64];
+    for (;;) {
+        memset(msgs, 0, sizeof msgs);
+        for (int i = 0; i < 64; i++) {
+            iov[i].iov_base = bufs[i];
+            iov[i].iov_len = sizeof bufs[i];
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        int n = recvmmsg(fd, msgs, 64, 0, NULL);
+        if (n < 0) {
+            if ((errno == EAGAIN || errno == EINTR) && !atomic_load(&done)) continue;
+            if (atomic_load(&done)) break;
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            uint8_t *b = bufs[i];
+            if (msgs[i].msg_len >= 240 && b[0] == 2) {
+                uint32_t x;
+                memcpy(&x, b + 4, 4);
+                x = ntohl(x);
+                if (x >= first_xid && x < first_xid + (uint32_t)atomic_load(&sent)) atomic_fetch_add(&received, 1);
+            }
+        }
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 5) {
+        fprintf(stderr, "usage: %s LOCAL_ADDR SERVER_ADDR RATE SECONDS [CLIENTS]\n", argv[0]);
+        return 2;
+    }
+    struct in_addr local, server;
+    if (!inet_aton(argv[1], &local) || !inet_aton(argv[2], &server)) { fprintf(stderr, "bad address\n"); return 2; }
+    long rate = atol(argv[3]);
+    double seconds = atof(argv[4]);
+    long clients = argc > 5 ? atol(argv[5]) : 100000;
+    if (rate <= 0 || rate > 1000 * BATCH_MAX || seconds <= 0 || seconds > 60 || clients <= 0) {
+        fprintf(stderr, "rate 1..%d, seconds 0..60, clients > 0\n", 1000 * BATCH_MAX);
+        return 2;
+    }
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int one = 1, big = 8 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big);
+    struct timeval tv = {0, 100000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in me = {.sin_family = AF_INET, .sin_port = htons(67), .sin_addr = local};
+    if (bind(fd, (struct sockaddr *)&me, sizeof me) != 0) { perror("bind"); return 1; }
+
+    pthread_t rx;
+    pthread_create(&rx, NULL, receiver, NULL);
+
+    static uint8_t packets[BATCH_MAX][PACKET];
+    struct mmsghdr msgs[BATCH_MAX];
+    struct iovec iov[BATCH_MAX];
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(67), .sin_addr = server};
+    uint64_t seed = 0x9E3779B97F4A7C15ull;
+    double start = now();
+    long total = (long)(rate * seconds);
+    long next = 0;
+    struct timespec tick;
+    clock_gettime(CLOCK_MONOTONIC, &tick);
+    while (next < total) {
+        /* Due by now: rate x elapsed, sent in one sendmmsg (at most BATCH_MAX). */
+        long due = (long)((now() - start) * rate) + 1;
+        if (due > total) due = total;
+        int n = (int)(due - next);
+        if (n > BATCH_MAX) n = BATCH_MAX;
+        for (int i = 0; i < n; i++) {
+            seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17;
+            uint64_t mac = 0x020000000000ull | (uint64_t)(seed % (uint64_t)clients);
+            iov[i].iov_base = packets[i];
+            iov[i].iov_len = build(packets[i], first_xid + (uint32_t)(next + i), mac, local.s_addr);
+            memset(&msgs[i], 0, sizeof msgs[i]);
+            msgs[i].msg_hdr.msg_name = &to;
+            msgs[i].msg_hdr.msg_namelen = sizeof to;
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        int off = 0;
+        while (off < n) {
+            int m = sendmmsg(fd, msgs + off, (unsigned)(n - off), 0);
+            if (m <= 0) break; /* a full queue drops the rest of this batch: counted as sent, unanswered */
+            off += m;
+        }
+        next += n;
+        atomic_store(&sent, next);
+        tick.tv_nsec += 1000000;
+        if (tick.tv_nsec >= 1000000000) { tick.tv_sec++; tick.tv_nsec -= 1000000000; }
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &tick, NULL);
+    }
+    double elapsed = now() - start;
+    usleep(500000); /* late answers */
+    atomic_store(&done, 1);
+    pthread_join(rx, NULL);
+    printf("sent=%ld received=%ld seconds=%.3f\n", atomic_load(&sent), atomic_load(&received), elapsed);
+    return 0;
+}
