@@ -83,15 +83,9 @@ public struct BootEvent: Sendable, Equatable {
         time: Date = Date(), stage: Stage, mac: String, clientAddress: String? = nil,
         summary: String, fields: [String: String] = [:]
     ) {
-        self.time = time
-        self.stage = stage
-        self.mac = mac
-        self.clientAddress = clientAddress
-        self.arch = fields["arch"]
-        self.firmware = fields["firmware"]
-        self.policy = fields["policy"]
-        self.file = fields["file"] ?? fields["path"]
-        self.details = .built(summary: summary, fields: fields)
+        self.init(time: time, stage: stage, mac: mac, clientAddress: clientAddress, arch: fields["arch"],
+                  firmware: fields["firmware"], policy: fields["policy"], file: fields["file"] ?? fields["path"],
+                  kept: .built(summary: summary, fields: fields))
     }
 
     /// An event whose summary and fields are written only when someone reads them (the status
@@ -102,15 +96,8 @@ public struct BootEvent: Sendable, Equatable {
         arch: String?, firmware: String?, policy: String?, file: String?,
         details: @escaping @Sendable () -> (summary: String, fields: [String: String])
     ) {
-        self.time = time
-        self.stage = stage
-        self.mac = mac
-        self.clientAddress = clientAddress
-        self.arch = arch
-        self.firmware = firmware
-        self.policy = policy
-        self.file = file
-        self.details = .deferred(details)
+        self.init(time: time, stage: stage, mac: mac, clientAddress: clientAddress, arch: arch, firmware: firmware,
+                  policy: policy, file: file, kept: .deferred(details))
     }
 
     /// A ProxyDHCP answer's (or silence's) event; summary and fields are written when read.
@@ -119,15 +106,23 @@ public struct BootEvent: Sendable, Equatable {
         time: Date = Date(), mac: String, clientAddress: String? = nil, arch: String, firmware: String,
         policy: String?, file: String?, dhcp: DHCPDetails
     ) {
+        self.init(time: time, stage: .dhcp, mac: mac, clientAddress: clientAddress, arch: arch, firmware: firmware,
+                  policy: policy, file: file, kept: .dhcp(dhcp))
+    }
+
+    private init(
+        time: Date, stage: Stage, mac: String, clientAddress: String?, arch: String?, firmware: String?,
+        policy: String?, file: String?, kept: Details
+    ) {
         self.time = time
-        self.stage = .dhcp
+        self.stage = stage
         self.mac = mac
         self.clientAddress = clientAddress
         self.arch = arch
         self.firmware = firmware
         self.policy = policy
         self.file = file
-        self.details = .dhcp(dhcp)
+        self.details = kept
     }
 
     public static func == (a: BootEvent, b: BootEvent) -> Bool {
