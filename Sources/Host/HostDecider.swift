@@ -51,7 +51,9 @@ final class HostDecider: BootDecider, @unchecked Sendable {
     }
 
     func decide(_ request: BootRequest, datagram: ByteBuffer) -> BootDecision? {
-        if request.kind == .dhcp, !request.mac.isEmpty {
+        // Only a DHCP request's datagram holds facts; anything else learns as usual.
+        guard request.kind == .dhcp else { return decide(request) }
+        if !request.mac.isEmpty {
             datagram.withUnsafeReadableBytes { bytes in lock.withLock { facts.set(request.mac, bytes) } }
         }
         return decided(request)
