@@ -163,6 +163,23 @@ static const uint8_t *wire_push(lua_State *L, const uint8_t *p, const uint8_t *e
         if ((size_t)(e - p) < (size_t)(n)) luaL_error(L, "wire: truncated value"); \
     } while (0)
 
+static const uint8_t *wire_push(lua_State *L, const uint8_t *p, const uint8_t *e, int depth);
+
+/* A table's count and pairs (after its 't'), made with `spare` more hash slots than it
+ * carries. */
+static const uint8_t *wire_push_table(lua_State *L, const uint8_t *p, const uint8_t *e, int depth, int spare) {
+    uint32_t n; NEED(4); memcpy(&n, p, 4); p += 4;
+    int arr = (n > 0 && p < e && *p == 'i');
+    lua_createtable(L, arr ? (int)n : 0, arr ? spare : (int)n + spare);
+    for (uint32_t i = 0; i < n; i++) {
+        p = wire_push(L, p, e, depth + 1);
+        p = wire_push(L, p, e, depth + 1);
+        if (lua_isnil(L, -2)) luaL_error(L, "wire: nil table key");
+        lua_rawset(L, -3);
+    }
+    return p;
+}
+
 static const uint8_t *wire_push(lua_State *L, const uint8_t *p, const uint8_t *e, int depth) {
     if (depth > BP_WIRE_DEPTH) luaL_error(L, "wire: nested too deeply");
     NEED(1);
@@ -177,18 +194,7 @@ static const uint8_t *wire_push(lua_State *L, const uint8_t *p, const uint8_t *e
         lua_pushlstring(L, (const char *)p, n);
         return p + n;
     }
-    case 't': {
-        uint32_t n; NEED(4); memcpy(&n, p, 4); p += 4;
-        int arr = (n > 0 && p < e && *p == 'i');
-        lua_createtable(L, arr ? (int)n : 0, arr ? 0 : (int)n);
-        for (uint32_t i = 0; i < n; i++) {
-            p = wire_push(L, p, e, depth + 1);
-            p = wire_push(L, p, e, depth + 1);
-            if (lua_isnil(L, -2)) luaL_error(L, "wire: nil table key");
-            lua_rawset(L, -3);
-        }
-        return p;
-    }
+    case 't': return wire_push_table(L, p, e, depth, 0);
     default: luaL_error(L, "wire: bad tag"); return p;
     }
 }
@@ -408,21 +414,11 @@ typedef struct {
 
 static int push_request_k(lua_State *L) {
     req_args *a = (req_args *)lua_touserdata(L, 1);
-    const uint8_t *p = a->req, *e = a->req + a->len;
-    /* The request is a table of named fields ('t', count, pairs): made here with one slot
-     * more than it carries, for `options` once a hook reads it (filling that slot in a full
-     * table rehashed it: an allocation per decision). */
-    if (a->len < 5 || *p != 't') luaL_error(L, "wire: request is not a table");
-    uint32_t n;
-    memcpy(&n, p + 1, 4);
-    p += 5;
-    lua_createtable(L, 0, (int)n + 1);
-    for (uint32_t i = 0; i < n; i++) {
-        p = wire_push(L, p, e, 1);
-        p = wire_push(L, p, e, 1);
-        if (lua_isnil(L, -2)) luaL_error(L, "wire: nil table key");
-        lua_rawset(L, -3);
-    }
+    /* The request is a table of named fields, made with one slot more than it carries for
+     * `options` once a hook reads it (filling that slot in a full table rehashed it: an
+     * allocation per decision). */
+    if (a->len < 1 || a->req[0] != 't') luaL_error(L, "wire: request is not a table");
+    wire_push_table(L, a->req + 1, a->req + a->len, 0, 1);
     lua_getfield(L, LUA_REGISTRYINDEX, "bp.reqmt");
     lua_setmetatable(L, -2);
     lua_pushvalue(L, -1);
@@ -843,9 +839,10 @@ static int open_k(lua_State *L) {
     lua_pop(L, 1);
 
     /* Strings every request carries (its field names; the host adds common values with
-     * bp_anchor) kept reachable for the state's life. Lua interns short strings but collects
-     * them when unreferenced, and between two requests nothing referenced them: each request
-     * made them again, a dozen allocations per decision. Anchored, pushing one is a lookup. */
+     * bp_anchor) kept reachable for the state's life, so they stay in the collector's old
+     * generation instead of depending on the last request (kept in the registry) to hold
+     * them. Allocation counts did not change; the answer got 0.16-0.29 µs cheaper in four
+     * alternating pairs, most likely because minor collections stop re-marking them. */
     lua_createtable(L, 0, 64);
     for (int i = 0; REQ_FIELDS[i]; i++) {
         lua_pushstring(L, REQ_FIELDS[i]);
