@@ -42,8 +42,7 @@ final class LuaState {
     }
 
     /// Values most requests carry, kept interned for the state's life (the shim does the same
-    /// for the request's field names): otherwise Lua collects them between requests and every
-    /// request allocates them again.
+    /// for the request's field names, and says why).
     static let commonValues: [String] =
         ["giaddr", "circuit_id", "remote_id"] + BootRequest.Kind.allCases.map(\.rawValue)
         + BootRequest.Firmware.allCases.map(\.rawValue) + DHCPMessageType.allCases.map(\.name)
