@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -81,4 +83,114 @@ int clinux_receive_many(int fd, void *buffer, int slot_size, int slots, int *len
     int count = recvmmsg(fd, messages, slots, MSG_DONTWAIT, NULL);
     for (int i = 0; i < count; i++) lengths[i] = (int)messages[i].msg_len;
     return count;
+}
+
+struct clinux_batch {
+    int slots;
+    int slot_size;
+    char *bytes;
+    struct mmsghdr messages[64];
+    struct iovec vectors[64];
+    struct sockaddr_in names[64];
+    /* cmsghdr + in_pktinfo, with room to spare, per datagram. */
+    uint64_t control[64][8];
+    clinux_datagram datagrams[64];
+};
+
+clinux_batch *clinux_batch_create(int slots, int slot_size) {
+    if (slots < 1) slots = 1;
+    if (slots > 64) slots = 64;
+    clinux_batch *batch = calloc(1, sizeof *batch);
+    if (!batch) return NULL;
+    batch->bytes = malloc((size_t)slots * (size_t)slot_size);
+    if (!batch->bytes) {
+        free(batch);
+        return NULL;
+    }
+    batch->slots = slots;
+    batch->slot_size = slot_size;
+    for (int i = 0; i < slots; i++) {
+        batch->vectors[i].iov_base = batch->bytes + (size_t)i * (size_t)slot_size;
+        batch->vectors[i].iov_len = (size_t)slot_size;
+        batch->messages[i].msg_hdr.msg_iov = &batch->vectors[i];
+        batch->messages[i].msg_hdr.msg_iovlen = 1;
+        batch->messages[i].msg_hdr.msg_name = &batch->names[i];
+        batch->messages[i].msg_hdr.msg_control = batch->control[i];
+    }
+    return batch;
+}
+
+void clinux_batch_free(clinux_batch *batch) {
+    if (!batch) return;
+    free(batch->bytes);
+    free(batch);
+}
+
+const void *clinux_batch_bytes(const clinux_batch *batch, int i) { return batch->vectors[i].iov_base; }
+
+const clinux_datagram *clinux_batch_datagram(const clinux_batch *batch, int i) { return &batch->datagrams[i]; }
+
+int clinux_batch_receive(clinux_batch *batch, int fd, int wait) {
+    /* The kernel overwrites the lengths it fills in; only those need resetting. */
+    for (int i = 0; i < batch->slots; i++) {
+        batch->messages[i].msg_hdr.msg_namelen = sizeof batch->names[i];
+        batch->messages[i].msg_hdr.msg_controllen = sizeof batch->control[i];
+    }
+    int count = recvmmsg(fd, batch->messages, (unsigned)batch->slots, wait ? MSG_WAITFORONE : MSG_DONTWAIT, NULL);
+    for (int i = 0; i < count; i++) {
+        struct msghdr *h = &batch->messages[i].msg_hdr;
+        clinux_datagram *d = &batch->datagrams[i];
+        d->length = (int)batch->messages[i].msg_len;
+        d->truncated = (h->msg_flags & MSG_TRUNC) != 0;
+        d->family = h->msg_namelen >= sizeof(struct sockaddr_in) ? batch->names[i].sin_family : 0;
+        d->source = batch->names[i].sin_addr.s_addr;
+        d->source_port = batch->names[i].sin_port;
+        d->interface_index = -1;
+        d->destination = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+            if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+                struct in_pktinfo info;
+                memcpy(&info, CMSG_DATA(c), sizeof info);
+                d->interface_index = info.ipi_ifindex;
+                d->destination = info.ipi_addr.s_addr;
+            }
+        }
+    }
+    return count;
+}
+
+int clinux_send_datagrams(int fd, const clinux_outgoing *datagrams, int count, int *errors) {
+    struct mmsghdr messages[64];
+    struct iovec vectors[64];
+    struct sockaddr_in names[64];
+    if (count > 64) count = 64;
+    memset(messages, 0, sizeof(struct mmsghdr) * (size_t)count);
+    for (int i = 0; i < count; i++) {
+        vectors[i].iov_base = (void *)datagrams[i].bytes;
+        vectors[i].iov_len = (size_t)datagrams[i].length;
+        memset(&names[i], 0, sizeof names[i]);
+        names[i].sin_family = AF_INET;
+        names[i].sin_addr.s_addr = datagrams[i].address;
+        names[i].sin_port = datagrams[i].port;
+        messages[i].msg_hdr.msg_name = &names[i];
+        messages[i].msg_hdr.msg_namelen = sizeof names[i];
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+        errors[i] = 0;
+    }
+    /* sendmmsg stops at the first failure and, if something was sent before it, reports only
+     * the count: the failed one is retried alone to learn its errno, then skipped. */
+    int failed = 0;
+    int next = 0;
+    while (next < count) {
+        int sent = sendmmsg(fd, messages + next, (unsigned)(count - next), MSG_DONTWAIT);
+        if (sent > 0) {
+            next += sent;
+            continue;
+        }
+        errors[next] = sent < 0 ? errno : EIO;
+        failed++;
+        next++;
+    }
+    return failed;
 }

@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import Testing
 @testable import Protocols
@@ -146,15 +147,18 @@ final class UDPProbe {
             if remaining <= 0 { break }
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&pfd, 1, Int32(remaining * 1000) + 1) > 0 else { continue }
-            // The server's own receive path: recvmsg with IP_PKTINFO, parsed the same way.
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 16)
-            let control = UnsafeMutableRawBufferPointer.allocate(byteCount: 128, alignment: 16)
-            defer { buffer.deallocate(); control.deallocate() }
-            let (count, sin, info) = ProxyDHCPServer.ReceiveThread.receive(fd: fd, into: buffer, control: control)
-            guard count >= 0 else { continue }
-            out.append(Datagram(bytes: Array(buffer[0..<count]),
-                                source: IPv4Address(rawValue: UInt32(bigEndian: sin.sin_addr.s_addr)),
-                                sourcePort: Int(UInt16(bigEndian: sin.sin_port)), destination: info?.destination ?? .any))
+            // The server's own receive path: recvmmsg with IP_PKTINFO, parsed the same way.
+            guard let batch = clinux_batch_create(16, 2048) else { break }
+            defer { clinux_batch_free(batch) }
+            let count = Int(clinux_batch_receive(batch, fd, 0))
+            for i in 0..<max(0, min(count, limit - out.count)) {
+                let datagram = clinux_batch_datagram(batch, CInt(i)).pointee
+                let bytes = UnsafeRawBufferPointer(start: clinux_batch_bytes(batch, CInt(i)), count: Int(datagram.length))
+                out.append(Datagram(bytes: Array(bytes),
+                                    source: IPv4Address(rawValue: UInt32(bigEndian: datagram.source)),
+                                    sourcePort: Int(UInt16(bigEndian: datagram.source_port)),
+                                    destination: datagram.interface_index >= 0 ? IPv4Address(rawValue: UInt32(bigEndian: datagram.destination)) : .any))
+            }
         }
         return out
     }

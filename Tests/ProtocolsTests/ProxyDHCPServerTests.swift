@@ -135,6 +135,73 @@ final class EventLog: BootEventSink, @unchecked Sendable {
         }
     }
 
+    /// A decider that takes `delay` per decision and notes which thread made it.
+    final class SlowDecider: BootDecider, @unchecked Sendable {
+        let delay: useconds_t
+        private let lock = NSLock()
+        private var threads: [UInt: Int] = [:]
+        init(delay: useconds_t) { self.delay = delay }
+        func decide(_ request: BootRequest) -> BootDecision? {
+            usleep(delay)
+            lock.withLock { threads[UInt(pthread_self()), default: 0] += 1 }
+            return StaticBootDecider().decide(request)
+        }
+        var decisionsByThread: [Int] { lock.withLock { Array(threads.values).sorted() } }
+    }
+
+    /// A burst that outruns one thread: 600 DISCOVERs from distinct clients, sent at once to a
+    /// server whose decisions take 300 µs. The first thread finds a backlog, takes it in
+    /// batches and wakes a helper; every client gets exactly its own OFFER, and more than one
+    /// thread decided. With one thread per socket the same burst is answered by one thread.
+    @Test(arguments: [1, 3]) func aBurstIsAnsweredInBatchesAndShared(threads: Int) async throws {
+        let decider = SlowDecider(delay: 300)
+        let base = Int.random(in: 20000...50000)
+        let server = ProxyDHCPServer(
+            configuration: .init(bindAddress: "127.0.0.1", ports: [base], pxePort: base + 1, threadsPerSocket: threads),
+            decider: decider, logger: Self.quiet)
+        try await server.start()
+        let client = try UDPProbe(bind: "127.0.0.1", port: 0)
+        let total = 600
+        func mac(_ n: Int) -> [UInt8] { [0x52, 0x54, 0x00, 0x77, UInt8(n >> 8), UInt8(n & 0xFF)] }
+        for n in 0..<total {
+            var discover = Build.discover(arch: 0, xid: 0xB000_0000 + UInt32(n))
+            discover.chaddr = mac(n) + [UInt8](repeating: 0, count: 10)
+            client.send(discover.bytes, to: .loopback, port: base)
+        }
+        // Bounded: 600 × 300 µs is 0.18 s of decisions on one thread.
+        let replies = client.receive(timeout: 20, limit: total).compactMap { try? DHCPMessage(bytes: $0.bytes) }
+        await server.shutdown()
+
+        #expect(replies.count == total)
+        #expect(Set(replies.map(\.xid)).count == total, "each client answered once")
+        let mismatched = replies.filter { Array($0.chaddr.prefix(6)) != mac(Int($0.xid - 0xB000_0000)) }
+        #expect(mismatched.isEmpty, "a reply carries the client of its own request")
+        #expect(replies.allSatisfy { $0.messageType == .offer && $0.bootFile == "undionly.kpxe" })
+        #expect(server.statistics.answered == total && server.statistics.received == total)
+        let byThread = decider.decisionsByThread
+        if threads == 1 {
+            #expect(byThread.count == 1)
+        } else {
+            #expect(byThread.count >= 2, "helpers took part: \(byThread)")
+        }
+    }
+
+    /// A datagram longer than a receive slot arrives cut: it is dropped and counted as
+    /// malformed, not answered from its first 9 KB. The next one is answered.
+    @Test func anOversizedDatagramIsDroppedAndCounted() async throws {
+        let (server, port67, _) = try await Self.startLoopbackServer()
+        let client = try UDPProbe(bind: "127.0.0.1", port: 0)
+        // A valid DISCOVER, then padding past the slot: parsed whole it would be answered.
+        let padded = Build.discover(arch: 0, xid: 0xB16).bytes + [UInt8](repeating: 0, count: ProxyDHCPServer.ReceiveThread.slotSize)
+        client.send(padded, to: .loopback, port: port67)
+        client.send(Build.discover(arch: 0, xid: 0x5A11).bytes, to: .loopback, port: port67)
+        let replies = client.receive(timeout: 1, limit: 2).compactMap { try? DHCPMessage(bytes: $0.bytes) }
+        let stats = server.statistics
+        await server.shutdown()
+        #expect(replies.map(\.xid) == [0x5A11])
+        #expect(stats.received == 2 && stats.malformed == 1 && stats.answered == 1)
+    }
+
     /// 10,000 random and mutated packets: the server keeps answering, and every packet is
     /// accounted for as answered, malformed or silenced.
     @Test func survivesFuzzing() async throws {

@@ -19,6 +19,43 @@ int clinux_pipe(int fds[2]);
 /// recvmmsg(2) of up to `slots` (at most 64) datagrams into `buffer`, one per `slot_size`
 /// bytes, without waiting; their lengths go to `lengths`. Returns the count, or -1.
 int clinux_receive_many(int fd, void *buffer, int slot_size, int slots, int *lengths);
+/// One datagram of a receive batch. Addresses and ports in network byte order.
+typedef struct {
+    int length;
+    /// The datagram was longer than its slot; the rest is lost.
+    int truncated;
+    /// AF_INET, or 0 when the sender's address was not IPv4.
+    int family;
+    uint32_t source;
+    uint16_t source_port;
+    /// IP_PKTINFO: the arrival interface (-1 when absent) and the header's destination address.
+    int interface_index;
+    uint32_t destination;
+} clinux_datagram;
+
+/// A receive batch: `slots` (at most 64) buffers of `slot_size` bytes with their recvmmsg
+/// headers, set up once and reused by one thread.
+typedef struct clinux_batch clinux_batch;
+clinux_batch *clinux_batch_create(int slots, int slot_size);
+void clinux_batch_free(clinux_batch *batch);
+/// Slot `i`'s bytes, and what recvmmsg said about the datagram in it.
+const void *clinux_batch_bytes(const clinux_batch *batch, int i);
+const clinux_datagram *clinux_batch_datagram(const clinux_batch *batch, int i);
+/// recvmmsg(2) into the batch. With `wait`, MSG_WAITFORONE: blocks for one datagram (up to
+/// the socket's SO_RCVTIMEO), then takes more only if they are already queued. Without it,
+/// MSG_DONTWAIT. Returns the count, or -1 with errno.
+int clinux_batch_receive(clinux_batch *batch, int fd, int wait);
+
+/// One datagram to send: `length` bytes at `bytes`, to `address`:`port` (network order).
+typedef struct {
+    const void *bytes;
+    int length;
+    uint32_t address;
+    uint16_t port;
+} clinux_outgoing;
+/// sendmmsg(2) of `count` (at most 64) datagrams with MSG_DONTWAIT, going on past one that
+/// fails: `errors[i]` gets 0 or that datagram's errno. Returns how many failed.
+int clinux_send_datagrams(int fd, const clinux_outgoing *datagrams, int count, int *errors);
 /// Names the calling thread (first 15 bytes), as ps, top and perf show it.
 void clinux_name_thread(const char *name);
 /// Asks the scheduler for a short time slice for the calling thread (sched_setattr(2) with

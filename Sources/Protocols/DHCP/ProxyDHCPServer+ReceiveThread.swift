@@ -1,5 +1,6 @@
 import CLinux
 import Foundation
+import Synchronization
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -29,97 +30,150 @@ extension ProxyDHCPServer {
         }
     }
 
-    /// One socket served by its own thread: blocking recvmsg(2) with IP_PKTINFO, the shared
-    /// `Core`, and sendto(2) of the reply.
+    /// One socket served by its own threads: recvmmsg(2) with IP_PKTINFO, the shared `Core`,
+    /// and sendto(2) or sendmmsg(2) of the replies.
     ///
     /// Why not a NIO channel: at 10,000 DISCOVERs/s a packet arrives every 100 µs, so an event
     /// loop sleeps in epoll_wait after nearly every one and then reads until EAGAIN: three
     /// system calls and NIO's envelope, pipeline and allocation per packet. Measured in the
     /// bench lab (bench/ab_cpu.py), that machinery was a sixth of the server's CPU per answer
     /// and kept it far above dnsmasq's, which does one poll, one recvmsg and one sendmsg.
-    /// A thread that blocks in recvmsg needs one call to wait and read. DHCP work is short and
-    /// never waits on anything else, so a thread per socket (two per interface) is enough.
+    /// A thread that blocks in the receive call needs one call to wait and read.
+    ///
+    /// Below saturation that is all there is: the first thread waits in recvmmsg with
+    /// MSG_WAITFORONE, which returns the one datagram that woke it, and answers it with sendto.
+    /// When a burst finds it behind (a rack powering on), the same call returns what is already
+    /// queued, up to `batch`, and the replies go out in one sendmmsg. A batch of at least
+    /// `helpAt` datagrams also wakes a helper thread, which reads the same socket without
+    /// waiting until it finds it empty, then sleeps again; a helper that is itself behind wakes
+    /// the next one. Helpers never wait in the socket themselves, so at ordinary rates only the
+    /// first thread is woken, with its Lua state and caches warm.
     final class ReceiveThread: @unchecked Sendable {
         let fd: CInt
         let port: Int
         let core: Core
         let resolver: ArrivalResolver
-        private let stopping = NIOLockedValueBox(false)
+        /// Threads besides the first that may read this socket when it falls behind.
+        let helperCount: Int
+        private let stopping = Atomic<Bool>(false)
         private let finished = DispatchSemaphore(value: 0)
-        private var thread: Thread?
+        private var started = 0
+        private let helpers: [Helper]
+
+        /// A helper's wake-up: `idle` is true while it sleeps, and whoever flips it to false
+        /// owes it one signal.
+        final class Helper: Sendable {
+            let idle = Atomic<Bool>(false)
+            let wake = DispatchSemaphore(value: 0)
+
+            func wakeIfIdle() {
+                if idle.compareExchange(expected: true, desired: false, ordering: .acquiringAndReleasing).exchanged {
+                    wake.signal()
+                }
+            }
+        }
 
         /// Nanoseconds of CPU the receive thread asks the scheduler for per turn (the
         /// kernel's minimum custom slice is 100 µs).
         static let requestedSlice: UInt64 = 100_000
 
-        /// The largest datagram read; DHCP over Ethernet stays far below (RFC 2131 asks for 576).
-        static let bufferSize = 65_536
+        /// The largest datagram read whole: a jumbo frame's. DHCP stays far below (RFC 2131
+        /// asks for 576); a longer one arrives cut and is dropped as malformed.
+        static let slotSize = 9_216
+        /// Datagrams taken per call when they are already queued.
+        static let batch = 16
+        /// A batch this large means the thread is behind: wake a helper.
+        static let helpAt = 8
         /// How often a blocked read gives up to look at the stop flag, should shutdown(2) not
         /// wake it.
         static let wakeInterval = timeval(tv_sec: 0, tv_usec: 250_000)
 
-        init(fd: CInt, port: Int, core: Core, resolver: ArrivalResolver) {
+        init(fd: CInt, port: Int, core: Core, resolver: ArrivalResolver, helpers: Int = 0) {
             self.fd = fd
             self.port = port
             self.core = core
             self.resolver = resolver
+            self.helperCount = max(0, helpers)
+            self.helpers = (0..<max(0, helpers)).map { _ in Helper() }
         }
 
         func start(name: String) {
             var timeout = Self.wakeInterval
             _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            let thread = Thread { [self] in
-                // Thread.name set from outside does not reach the kernel on Linux.
-                clinux_name_thread(name)
-                // A DHCP answer takes ~30 µs of CPU; the default EEVDF slice is 3 ms. A short
-                // requested slice gives the woken thread an early deadline, so it preempts a
-                // busy neighbour on its core sooner. In the bench lab at 10,000/s on a busy
-                // machine, p99 fell in 4 of 5 alternating pairs (median 2.6 -> 1.0 ms); on a
-                // quiet one the difference is within noise. Older kernels refuse the hint,
-                // which costs nothing but that latency.
-                let refused = clinux_request_slice(Self.requestedSlice)
-                if refused != 0 {
-                    core.logger.debug("proxydhcp: kernel did not take the short scheduler slice", metadata: ["errno": "\(refused)"])
+            for index in -1..<helpers.count {
+                // Kernel thread names keep 15 bytes: the helper's number goes early
+                // ("bp-dhcp1-67-eth0"), where a long interface name cannot cut it off.
+                let threadName = index < 0 ? name : name.replacingOccurrences(of: "bp-dhcp-", with: "bp-dhcp\(index + 1)-")
+                let thread = Thread { [self] in
+                    // Thread.name set from outside does not reach the kernel on Linux.
+                    clinux_name_thread(threadName)
+                    // A DHCP answer takes ~30 µs of CPU; the default EEVDF slice is 3 ms. A short
+                    // requested slice gives the woken thread an early deadline, so it preempts a
+                    // busy neighbour on its core sooner. In the bench lab at 10,000/s on a busy
+                    // machine, p99 fell in 4 of 5 alternating pairs (median 2.6 -> 1.0 ms); on a
+                    // quiet one the difference is within noise. Older kernels refuse the hint,
+                    // which costs nothing but that latency.
+                    let refused = clinux_request_slice(Self.requestedSlice)
+                    if refused != 0, index < 0 {
+                        core.logger.debug("proxydhcp: kernel did not take the short scheduler slice", metadata: ["errno": "\(refused)"])
+                    }
+                    run(helper: index)
+                    finished.signal()
                 }
-                run()
-                finished.signal()
+                thread.name = threadName
+                thread.start()
+                started += 1
             }
-            thread.name = name
-            self.thread = thread
-            thread.start()
         }
 
-        /// Stops the thread and waits until it no longer touches the socket; the caller closes it.
+        /// Stops the threads and waits until none touches the socket; the caller closes it.
         func stop() async {
-            stopping.withLockedValue { $0 = true }
-            // Wakes a recvmsg blocked on this socket (ENOTCONN for unconnected UDP is expected).
+            stopping.store(true, ordering: .releasing)
+            // Wakes a recvmmsg blocked on this socket (ENOTCONN for unconnected UDP is expected).
             _ = Glibc.shutdown(fd, CInt(SHUT_RDWR))
-            guard thread != nil else { return }
+            for helper in helpers { helper.wake.signal() }
+            let count = started
+            guard count > 0 else { return }
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 DispatchQueue.global().async {
-                    self.finished.wait()
+                    for _ in 0..<count { self.finished.wait() }
                     continuation.resume()
                 }
             }
         }
 
-        private func run() {
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 16)
-            // cmsghdr (16 bytes on 64-bit Linux) + in_pktinfo (12), with room to spare.
-            let control = UnsafeMutableRawBufferPointer.allocate(byteCount: 128, alignment: 16)
-            defer {
-                buffer.deallocate()
-                control.deallocate()
+        private var isStopping: Bool { stopping.load(ordering: .acquiring) }
+
+        /// The first thread (`helper` -1) waits in the socket; helper `i` waits to be woken.
+        private func run(helper index: Int) {
+            guard let batch = clinux_batch_create(CInt(Self.batch), CInt(Self.slotSize)) else {
+                core.logger.error("proxydhcp: cannot allocate a receive batch", metadata: ["port": "\(port)"])
+                return
             }
-            let allocator = ByteBufferAllocator()
-            // Reused for every request and reply: clear() keeps the storage (the parser copies
-            // what it keeps, so nothing holds on to the request bytes).
-            var incoming = allocator.buffer(capacity: 1_500)
-            var outgoing = allocator.buffer(capacity: 1_500)
+            defer { clinux_batch_free(batch) }
+            var work = Work()
+            if index >= 0 {
+                let me = helpers[index]
+                let next = index + 1 < helpers.count ? helpers[index + 1] : nil
+                while !isStopping {
+                    me.idle.store(true, ordering: .releasing)
+                    // stop() signals every helper after setting the flag: no timeout needed.
+                    me.wake.wait()
+                    if isStopping { break }
+                    // Drain without waiting; the first thread keeps waiting in the socket.
+                    while !isStopping {
+                        let count = Int(clinux_batch_receive(batch, fd, 0))
+                        guard count > 0 else { break }
+                        if count >= Self.helpAt { next?.wakeIfIdle() }
+                        answer(batch, count: count, work: &work)
+                    }
+                }
+                return
+            }
             var failuresInARow = 0
-            while !stopping.withLockedValue({ $0 }) {
-                let (received, source, packetInfo) = Self.receive(fd: fd, into: buffer, control: control)
-                if received < 0 {
+            while !isStopping {
+                let count = Int(clinux_batch_receive(batch, fd, 1))
+                if count < 0 {
                     let error = errno
                     if error == EAGAIN || error == EWOULDBLOCK || error == EINTR { continue }
                     failuresInARow += 1
@@ -129,65 +183,73 @@ extension ProxyDHCPServer {
                     continue
                 }
                 failuresInARow = 0
-                if stopping.withLockedValue({ $0 }) { break }
-                guard source.sin_family == sa_family_t(AF_INET) else { continue }
-                let arrival = resolver.resolve(interfaceIndex: packetInfo?.interfaceIndex, destination: packetInfo?.destination)
-                incoming.clear()
-                incoming.writeBytes(UnsafeRawBufferPointer(rebasing: buffer[0..<received]))
+                if isStopping { break }
+                if count >= Self.helpAt { helpers.first?.wakeIfIdle() }
+                answer(batch, count: count, work: &work)
+            }
+        }
+
+        /// One thread's reusable buffers: clear() keeps their storage (the parser copies what
+        /// it keeps, so nothing holds on to the request bytes).
+        struct Work {
+            var incoming = ByteBufferAllocator().buffer(capacity: 1_500)
+            /// The batch's replies, one after another.
+            var outgoing = ByteBufferAllocator().buffer(capacity: 4_096)
+            var replies: [(offset: Int, length: Int, address: IPv4Address, port: Int)] = []
+            var errors = [CInt](repeating: 0, count: ReceiveThread.batch)
+
+            init() { replies.reserveCapacity(ReceiveThread.batch) }
+        }
+
+        /// Answers the `count` datagrams in `batch`, then sends the replies: one sendto for one,
+        /// one sendmmsg for several.
+        private func answer(_ batch: OpaquePointer, count: Int, work: inout Work) {
+            work.outgoing.clear()
+            work.replies.removeAll(keepingCapacity: true)
+            for i in 0..<count {
+                let datagram = clinux_batch_datagram(batch, CInt(i)).pointee
+                guard datagram.family == sa_family_t(AF_INET) else { continue }
+                let source = IPv4Address(rawValue: UInt32(bigEndian: datagram.source))
+                let sourcePort = Int(UInt16(bigEndian: datagram.source_port))
+                if datagram.truncated != 0 {
+                    core.countOversized(from: source, port: sourcePort, arrivalPort: port)
+                    continue
+                }
+                let arrival = resolver.resolve(
+                    interfaceIndex: datagram.interface_index >= 0 ? Int(datagram.interface_index) : nil,
+                    destination: datagram.interface_index >= 0 ? IPv4Address(rawValue: UInt32(bigEndian: datagram.destination)) : nil)
+                work.incoming.clear()
+                work.incoming.writeBytes(UnsafeRawBufferPointer(start: clinux_batch_bytes(batch, CInt(i)), count: Int(datagram.length)))
                 guard let reply = core.process(
-                    incoming, source: IPv4Address(rawValue: UInt32(bigEndian: source.sin_addr.s_addr)),
-                    sourcePort: Int(UInt16(bigEndian: source.sin_port)), port: port,
+                    work.incoming, source: source, sourcePort: sourcePort, port: port,
                     interface: arrival.interface, serverAddress: arrival.address) else { continue }
-                outgoing.clear()
-                reply.message.encode(into: &outgoing)
-                if let error = Self.sendto(fd: fd, outgoing, to: reply.destination, port: reply.destinationPort) {
-                    core.countSendFailure(error, to: "\(reply.destination):\(reply.destinationPort)")
+                let offset = work.outgoing.writerIndex
+                reply.message.encode(into: &work.outgoing)
+                work.replies.append((offset, work.outgoing.writerIndex - offset, reply.destination, reply.destinationPort))
+            }
+            if work.replies.count == 1 {
+                let reply = work.replies[0]
+                if let error = Self.sendto(fd: fd, work.outgoing, to: reply.address, port: reply.port) {
+                    core.countSendFailure(error, to: "\(reply.address):\(reply.port)")
+                }
+            } else if work.replies.count > 1 {
+                let failed = work.outgoing.withUnsafeReadableBytes { bytes in
+                    let outgoing = work.replies.map { reply in
+                        clinux_outgoing(bytes: bytes.baseAddress! + reply.offset, length: CInt(reply.length),
+                                        address: reply.address.rawValue.bigEndian,
+                                        port: UInt16(truncatingIfNeeded: reply.port).bigEndian)
+                    }
+                    return work.errors.withUnsafeMutableBufferPointer { errors in
+                        clinux_send_datagrams(fd, outgoing, CInt(outgoing.count), errors.baseAddress)
+                    }
+                }
+                if failed > 0 {
+                    for (i, reply) in work.replies.enumerated() where work.errors[i] != 0 {
+                        core.countSendFailure(SocketError(operation: "sendmmsg", errno: work.errors[i]),
+                                              to: "\(reply.address):\(reply.port)")
+                    }
                 }
             }
-        }
-
-        /// One recvmsg(2) into `buffer`, with the sender's address and the IP_PKTINFO facts.
-        /// The count is recvmsg's (negative on error, errno set).
-        static func receive(
-            fd: CInt, into buffer: UnsafeMutableRawBufferPointer, control: UnsafeMutableRawBufferPointer
-        ) -> (count: Int, source: sockaddr_in, packetInfo: (interfaceIndex: Int, destination: IPv4Address)?) {
-            var source = sockaddr_in()
-            var iov = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
-            let (count, controlLength) = withUnsafeMutablePointer(to: &source) { sourcePointer in
-                withUnsafeMutablePointer(to: &iov) { iovPointer in
-                    var header = msghdr()
-                    header.msg_name = UnsafeMutableRawPointer(sourcePointer)
-                    header.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
-                    header.msg_iov = iovPointer
-                    header.msg_iovlen = 1
-                    header.msg_control = control.baseAddress
-                    header.msg_controllen = control.count
-                    let n = recvmsg(fd, &header, 0)
-                    return (n, n >= 0 ? Int(header.msg_controllen) : 0)
-                }
-            }
-            return (count, source, count >= 0 ? packetInfo(control, length: controlLength) : nil)
-        }
-
-        /// The IP_PKTINFO control message: arrival interface index and the header's destination
-        /// address. Walks the cmsghdr list by hand (the CMSG_* macros do not import into Swift).
-        static func packetInfo(_ control: UnsafeMutableRawBufferPointer, length: Int) -> (interfaceIndex: Int, destination: IPv4Address)? {
-            let headerSize = MemoryLayout<cmsghdr>.size
-            let align = MemoryLayout<Int>.size
-            var offset = 0
-            while offset + headerSize <= length {
-                let header = control.loadUnaligned(fromByteOffset: offset, as: cmsghdr.self)
-                let messageLength = Int(header.cmsg_len)
-                guard messageLength >= headerSize, offset + messageLength <= length else { return nil }
-                if header.cmsg_level == IPPROTO_IP, header.cmsg_type == Self.ipPacketInfo, messageLength >= headerSize + 12 {
-                    let index = control.loadUnaligned(fromByteOffset: offset + headerSize, as: Int32.self)
-                    // struct in_pktinfo { int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr; }
-                    let destination = control.loadUnaligned(fromByteOffset: offset + headerSize + 8, as: UInt32.self)
-                    return (Int(index), IPv4Address(rawValue: UInt32(bigEndian: destination)))
-                }
-                offset += (messageLength + align - 1) & ~(align - 1)
-            }
-            return nil
         }
 
         /// Never fatal: an unreachable relay or a full queue costs that one reply (counted).

@@ -31,12 +31,19 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         /// treated as 67. Lets tests run on unprivileged ports.
         public var pxePort: Int
         public var responder: ProxyDHCPResponder
+        /// Threads that may answer one socket: the first waits in it, the others are woken
+        /// only when it falls behind (`ReceiveThread`).
+        public var threadsPerSocket: Int
+
+        /// One per core, at most 4: past that the socket's own queue is the limit.
+        public static var defaultThreadsPerSocket: Int { min(4, max(1, ProcessInfo.processInfo.activeProcessorCount)) }
 
         public init(
             interfaces: [String] = [], bindAddress: String = "127.0.0.1", ports: [Int] = [67, 4011],
             networkNamespace: String? = nil, serverAddress: IPv4Address? = nil, pxePort: Int = 4011,
-            responder: ProxyDHCPResponder = ProxyDHCPResponder()
+            responder: ProxyDHCPResponder = ProxyDHCPResponder(), threadsPerSocket: Int = Configuration.defaultThreadsPerSocket
         ) {
+            self.threadsPerSocket = threadsPerSocket
             self.pxePort = pxePort
             self.interfaces = interfaces
             self.bindAddress = bindAddress
@@ -92,7 +99,8 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             let logicalPort = socket.port == configuration.pxePort ? 4011 : 67
             let resolver = ArrivalResolver(interface: socket.interface, serverAddress: configuration.serverAddress ?? socket.address,
                                            devices: plan.devices)
-            let thread = ReceiveThread(fd: socket.fd, port: logicalPort, core: core, resolver: resolver)
+            let thread = ReceiveThread(fd: socket.fd, port: logicalPort, core: core, resolver: resolver,
+                                       helpers: configuration.threadsPerSocket - 1)
             thread.start(name: "bp-dhcp-\(socket.port)" + (socket.interface.map { "-\($0)" } ?? ""))
             threads.append(thread)
             bound.append("\(socket.bindAddress):\(socket.port)" + (socket.interface.map { "%\($0)" } ?? ""))
@@ -298,6 +306,16 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             lock.withLock { stats.sendFailures += 1 }
             sendFailureCounter.increment()
             logger.warning("proxydhcp send failed", metadata: ["to": "\(destination)", "error": "\(error)"])
+        }
+
+        /// A datagram longer than the receive slot arrived cut: dropped as malformed.
+        func countOversized(from source: IPv4Address, port sourcePort: Int, arrivalPort: Int) {
+            receivedCounter.increment()
+            receivedCount.add(1, ordering: .relaxed)
+            lock.withLock { stats.malformed += 1 }
+            droppedCounters["malformed"]?.increment()
+            logger.debug("proxydhcp dropped oversized datagram", metadata: [
+                "from": "\(source):\(sourcePort)", "port": "\(arrivalPort)", "limit": "\(ReceiveThread.slotSize)"])
         }
 
         /// Decodes, screens, decides and builds the reply; counts and logs exactly once.
