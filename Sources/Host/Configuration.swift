@@ -8,11 +8,14 @@ struct Configuration: Codable, Equatable {
         /// Ports for ProxyDHCP: 67 (broadcast DISCOVER) and 4011 (PXE boot-server requests).
         var ports: [Int] = [67, 4011]
         var enabled: Bool = true
+        /// Threads per socket; nil: one per core, at most 4.
+        var threads: Int?
         init() {}
         init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             ports = try c.decodeIfPresent([Int].self, forKey: .ports) ?? ports
             enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? enabled
+            threads = try c.decodeIfPresent(Int.self, forKey: .threads)
         }
     }
     struct TFTP: Codable, Equatable {
@@ -133,7 +136,7 @@ struct Configuration: Codable, Equatable {
 
     static let schema: [String: Set<String>] = [
         "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "tftp", "http", "policies", "limits", "log"],
-        "dhcp": ["ports", "enabled"],
+        "dhcp": ["ports", "enabled", "threads"],
         "tftp": ["enabled", "root", "port", "max_transfers", "threads"],
         "http": ["enabled", "port", "root", "address"],
         "limits": ["instructions", "time_ms", "memory_mb", "states"],

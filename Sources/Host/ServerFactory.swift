@@ -40,9 +40,13 @@ extension ServerFactory {
             guard let address = IPv4Address(text) else { throw ExitMessage("bootpolicy serve: --server-address \(text): not an IPv4 address") }
             serverAddress = address
         }
+        let threads = configuration.dhcp.threads ?? ProxyDHCPServer.Configuration.defaultThreadsPerSocket
+        guard (1...16).contains(threads) else {
+            throw ExitMessage("bootpolicy serve: dhcp.threads must be between 1 and 16 (got \(threads))")
+        }
         return ProxyDHCPServer(
             configuration: .init(interfaces: interfaces.map(\.name), bindAddress: configuration.listen ?? "0.0.0.0",
-                                 ports: configuration.dhcp.ports, serverAddress: serverAddress),
+                                 ports: configuration.dhcp.ports, serverAddress: serverAddress, threadsPerSocket: threads),
             decider: decider, events: timeline, logger: logger)
     }
 }

@@ -69,6 +69,19 @@ import Testing
         }
     }
 
+    @Test func dhcpThreadsOutOfRange() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-threads-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("bp.yaml")
+        for threads in [0, 17] {
+            try "dhcp:\n  threads: \(threads)\n".write(to: config, atomically: true, encoding: .utf8)
+            try refuses(["serve", "--config", config.path, "--listen", "127.0.0.1", "--no-tftp", "--no-http",
+                         "--dhcp-port", "\(freePort())"],
+                        saying: "dhcp.threads must be between 1 and 16 (got \(threads))")
+        }
+    }
+
     @Test func tftpPortInUse() throws {
         // A UDP port held by another socket: TFTP must refuse, not share it silently.
         let (fd, port) = try holdPort(SOCK_DGRAM)
