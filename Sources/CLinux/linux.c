@@ -11,6 +11,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 int clinux_epoll_create(void) {
@@ -130,13 +131,15 @@ const void *clinux_batch_bytes(const clinux_batch *batch, int i) { return batch-
 
 const clinux_datagram *clinux_batch_datagram(const clinux_batch *batch, int i) { return &batch->datagrams[i]; }
 
-int clinux_batch_receive(clinux_batch *batch, int fd, int wait) {
+int clinux_batch_receive(clinux_batch *batch, int fd, int wait, int slots) {
+    if (slots < 1) slots = 1;
+    if (slots > batch->slots) slots = batch->slots;
     /* The kernel overwrites the lengths it fills in; only those need resetting. */
-    for (int i = 0; i < batch->slots; i++) {
+    for (int i = 0; i < slots; i++) {
         batch->messages[i].msg_hdr.msg_namelen = sizeof batch->names[i];
         batch->messages[i].msg_hdr.msg_controllen = sizeof batch->control[i];
     }
-    int count = recvmmsg(fd, batch->messages, (unsigned)batch->slots, wait ? MSG_WAITFORONE : MSG_DONTWAIT, NULL);
+    int count = recvmmsg(fd, batch->messages, (unsigned)slots, wait ? MSG_WAITFORONE : MSG_DONTWAIT, NULL);
     for (int i = 0; i < count; i++) {
         struct msghdr *h = &batch->messages[i].msg_hdr;
         clinux_datagram *d = &batch->datagrams[i];
@@ -193,4 +196,10 @@ int clinux_send_datagrams(int fd, const clinux_outgoing *datagrams, int count, i
         next++;
     }
     return failed;
+}
+
+uint64_t clinux_monotonic_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
 }

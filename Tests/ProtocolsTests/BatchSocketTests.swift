@@ -17,12 +17,18 @@ struct BatchSocketTests {
         let (a, b) = try Self.pair()
         let batch = try #require(clinux_batch_create(8, 64))
         defer { clinux_batch_free(batch) }
-        #expect(clinux_batch_receive(batch, b.fd, 0) == -1 && errno == EAGAIN, "empty: no wait")
+        #expect(clinux_batch_receive(batch, b.fd, 0, 8) == -1 && errno == EAGAIN, "empty: no wait")
 
         for n in 0..<5 { a.send([UInt8](repeating: UInt8(n), count: 10 + n), to: .loopback, port: b.localPort) }
         a.send([UInt8](repeating: 9, count: 100), to: .loopback, port: b.localPort)  // longer than a slot
         // All six are queued on loopback by the time sendto returns.
-        #expect(clinux_batch_receive(batch, b.fd, 1) == 6)
+        #expect(clinux_batch_receive(batch, b.fd, 1, 1) == 1, "room for one: one, the rest stays queued")
+        #expect(clinux_batch_datagram(batch, 0).pointee.length == 10)
+        a.send([7, 7], to: .loopback, port: b.localPort)
+        // Queued now: 11...14 bytes, the cut one, and the 2 bytes sent last.
+        #expect(clinux_batch_receive(batch, b.fd, 1, 8) == 6)
+        let expected: [[UInt8]] = (1..<5).map { [UInt8](repeating: UInt8($0), count: 10 + $0) }
+            + [[UInt8](repeating: 9, count: 64), [7, 7]]
         for n in 0..<6 {
             let datagram = clinux_batch_datagram(batch, CInt(n)).pointee
             #expect(datagram.family == sa_family_t(AF_INET))
@@ -31,11 +37,8 @@ struct BatchSocketTests {
             #expect(datagram.interface_index > 0, "IP_PKTINFO read")
             #expect(IPv4Address(rawValue: UInt32(bigEndian: datagram.destination)) == .loopback)
             let bytes = Array(UnsafeRawBufferPointer(start: clinux_batch_bytes(batch, CInt(n)), count: Int(datagram.length)))
-            if n < 5 {
-                #expect(datagram.truncated == 0 && bytes == [UInt8](repeating: UInt8(n), count: 10 + n))
-            } else {
-                #expect(datagram.truncated != 0 && bytes.count == 64, "cut to the slot, and says so")
-            }
+            #expect(bytes == expected[n])
+            #expect((datagram.truncated != 0) == (n == 4), "only the long one is cut, and says so")
         }
     }
 

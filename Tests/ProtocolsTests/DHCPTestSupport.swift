@@ -150,7 +150,7 @@ final class UDPProbe {
             // The server's own receive path: recvmmsg with IP_PKTINFO, parsed the same way.
             guard let batch = clinux_batch_create(16, 2048) else { break }
             defer { clinux_batch_free(batch) }
-            let count = Int(clinux_batch_receive(batch, fd, 0))
+            let count = Int(clinux_batch_receive(batch, fd, 0, 16))
             for i in 0..<max(0, min(count, limit - out.count)) {
                 let datagram = clinux_batch_datagram(batch, CInt(i)).pointee
                 let bytes = UnsafeRawBufferPointer(start: clinux_batch_bytes(batch, CInt(i)), count: Int(datagram.length))

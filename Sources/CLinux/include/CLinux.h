@@ -41,10 +41,13 @@ void clinux_batch_free(clinux_batch *batch);
 /// Slot `i`'s bytes, and what recvmmsg said about the datagram in it.
 const void *clinux_batch_bytes(const clinux_batch *batch, int i);
 const clinux_datagram *clinux_batch_datagram(const clinux_batch *batch, int i);
-/// recvmmsg(2) into the batch. With `wait`, MSG_WAITFORONE: blocks for one datagram (up to
-/// the socket's SO_RCVTIMEO), then takes more only if they are already queued. Without it,
-/// MSG_DONTWAIT. Returns the count, or -1 with errno.
-int clinux_batch_receive(clinux_batch *batch, int fd, int wait);
+/// recvmmsg(2) of up to `slots` datagrams (at most the batch's) into the batch. With `wait`,
+/// MSG_WAITFORONE: blocks for one datagram (up to the socket's SO_RCVTIMEO), then takes more
+/// only if they are already queued. Without it, MSG_DONTWAIT. Returns the count, or -1 with
+/// errno.
+int clinux_batch_receive(clinux_batch *batch, int fd, int wait, int slots);
+/// CLOCK_MONOTONIC in nanoseconds (vDSO, no system call).
+uint64_t clinux_monotonic_ns(void);
 
 /// One datagram to send: `length` bytes at `bytes`, to `address`:`port` (network order).
 typedef struct {

@@ -40,10 +40,10 @@ extension ProxyDHCPServer {
     /// and kept it far above dnsmasq's, which does one poll, one recvmsg and one sendmsg.
     /// A thread that blocks in the receive call needs one call to wait and read.
     ///
-    /// Below saturation that is all there is: the first thread waits in recvmmsg with
-    /// MSG_WAITFORONE, which returns the one datagram that woke it, and answers it with sendto.
-    /// When a burst finds it behind (a rack powering on), the same call returns what is already
-    /// queued, up to `batch`, and the replies go out in one sendmmsg. A batch of at least
+    /// Below saturation that is all there is: the first thread waits in recvmmsg for one
+    /// datagram and answers it with sendto. When a read shows it is behind (a rack powering
+    /// on), the next one, with MSG_WAITFORONE, returns what is already queued, up to `batch`,
+    /// and the replies go out in one sendmmsg. A batch of at least
     /// `helpAt` datagrams also wakes a helper thread, which reads the same socket without
     /// waiting until it finds it empty, then sleeps again; a helper that is itself behind wakes
     /// the next one. Helpers never wait in the socket themselves, so at ordinary rates only the
@@ -84,6 +84,9 @@ extension ProxyDHCPServer {
         static let batch = 16
         /// A batch this large means the thread is behind: wake a helper.
         static let helpAt = 8
+        /// A read that returns sooner than this found its datagram queued (a thread that slept
+        /// takes longer to wake): the next read asks for a batch.
+        static let queuedWithin: UInt64 = 5_000
         /// How often a blocked read gives up to look at the stop flag, should shutdown(2) not
         /// wake it.
         static let wakeInterval = timeval(tv_sec: 0, tv_usec: 250_000)
@@ -162,7 +165,7 @@ extension ProxyDHCPServer {
                     if isStopping { break }
                     // Drain without waiting; the first thread keeps waiting in the socket.
                     while !isStopping {
-                        let count = Int(clinux_batch_receive(batch, fd, 0))
+                        let count = Int(clinux_batch_receive(batch, fd, 0, CInt(Self.batch)))
                         guard count > 0 else { break }
                         if count >= Self.helpAt { next?.wakeIfIdle() }
                         answer(batch, count: count, work: &work)
@@ -171,8 +174,13 @@ extension ProxyDHCPServer {
                 return
             }
             var failuresInARow = 0
+            // Whether the last read suggests a backlog: only then is a batch asked for. With
+            // room for one datagram recvmmsg stops there; with more it tries the queue again
+            // after the first, which finds it empty at ordinary rates and costs a little.
+            var behind = false
             while !isStopping {
-                let count = Int(clinux_batch_receive(batch, fd, 1))
+                let calledAt = clinux_monotonic_ns()
+                let count = Int(clinux_batch_receive(batch, fd, 1, behind ? CInt(Self.batch) : 1))
                 if count < 0 {
                     let error = errno
                     if error == EAGAIN || error == EWOULDBLOCK || error == EINTR { continue }
@@ -184,6 +192,13 @@ extension ProxyDHCPServer {
                 }
                 failuresInARow = 0
                 if isStopping { break }
+                if count > 1 {
+                    behind = true
+                } else if behind {
+                    behind = false  // a batch found only one: caught up
+                } else if clinux_monotonic_ns() &- calledAt < Self.queuedWithin {
+                    behind = true  // no sleep in between: the datagram was already waiting
+                }
                 if count >= Self.helpAt { helpers.first?.wakeIfIdle() }
                 answer(batch, count: count, work: &work)
             }
