@@ -196,8 +196,13 @@ def main():
         w("")
         best_b = sat["summary"]["bootpolicy"]["max_answers_per_s"]
         best_d = sat["summary"]["dnsmasq"]["max_answers_per_s"]
+        def cores(kind, best):
+            # CPU in use at the rate that gave the best median: answers/s × CPU per answer.
+            rate = max(sat["rates"], key=lambda r: cell(kind, r, "answers_per_s") or 0)
+            return (cell(kind, rate, "answers_per_s") or 0) * (cell(kind, rate, "cpu_us_per_answer") or 0) / 1e6
         w(f"Saturation (highest median answers/s over the rates): bootpolicy {fmt(best_b)}, dnsmasq {fmt(best_d)}, "
-          f"**{ratio(best_b / best_d)}**.")
+          f"**{ratio(best_b / best_d)}**; there bootpolicy used {cores('bootpolicy', best_b):.2f} cores of CPU "
+          f"(threads woken for a backlog, `dhcp.threads`) and dnsmasq {cores('dnsmasq', best_d):.2f}.")
         w("")
         targets.append(("ProxyDHCP answers/s at saturation, log off, cheap load generator (>= 1.5x)", best_b / best_d,
                         best_b / best_d >= 1.5))

@@ -5,7 +5,7 @@ counting). perfdhcp costs about as much CPU per exchange as the servers, so on t
 the ceiling of dhcp_bench.py (~40,000/s); this one costs a few µs. Root; uses dhcp_bench's lab
 (namespaces torn down on exit). Writes JSON to --out.
 
-    bench/saturation.py [--binary .build/release/bootpolicy] [--rates 40000,60000,80000] [--repeats 3]
+    bench/saturation.py [--binary .build/release/bootpolicy] [--rates 40000,60000,80000,100000,120000] [--repeats 3]
 """
 import argparse, json, os, statistics, subprocess, sys, tempfile
 
@@ -28,7 +28,7 @@ def blast(binary, rate, seconds, clients=100000):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=".build/release/bootpolicy")
-    ap.add_argument("--rates", default="30000,40000,50000,60000,70000,80000")
+    ap.add_argument("--rates", default="40000,60000,80000,100000,120000")
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out")
