@@ -66,10 +66,11 @@ extension ProxyDHCPServer {
             let idle = Atomic<Bool>(false)
             let wake = DispatchSemaphore(value: 0)
 
-            func wakeIfIdle() {
-                if idle.compareExchange(expected: true, desired: false, ordering: .acquiringAndReleasing).exchanged {
-                    wake.signal()
-                }
+            /// True when this call woke it.
+            func wakeIfIdle() -> Bool {
+                guard idle.compareExchange(expected: true, desired: false, ordering: .acquiringAndReleasing).exchanged else { return false }
+                wake.signal()
+                return true
             }
         }
 
@@ -167,7 +168,7 @@ extension ProxyDHCPServer {
                     while !isStopping {
                         let count = Int(clinux_batch_receive(batch, fd, 0, CInt(Self.batch)))
                         guard count > 0 else { break }
-                        if count >= Self.helpAt { next?.wakeIfIdle() }
+                        if count >= Self.helpAt, next?.wakeIfIdle() == true { core.countHelperWakeup() }
                         answer(batch, count: count, work: &work)
                     }
                 }
@@ -199,7 +200,7 @@ extension ProxyDHCPServer {
                 } else if clinux_monotonic_ns() &- calledAt < Self.queuedWithin {
                     behind = true  // no sleep in between: the datagram was already waiting
                 }
-                if count >= Self.helpAt { helpers.first?.wakeIfIdle() }
+                if count >= Self.helpAt, helpers.first?.wakeIfIdle() == true { core.countHelperWakeup() }
                 answer(batch, count: count, work: &work)
             }
         }
@@ -219,6 +220,7 @@ extension ProxyDHCPServer {
         /// Answers the `count` datagrams in `batch`, then sends the replies: one sendto for one,
         /// one sendmmsg for several.
         private func answer(_ batch: OpaquePointer, count: Int, work: inout Work) {
+            if count > 1 { core.countBacklog(count) }
             work.outgoing.clear()
             work.replies.removeAll(keepingCapacity: true)
             for i in 0..<count {

@@ -61,6 +61,10 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         public var malformed = 0
         public var silenced: [ProxyDHCPResponder.Silence: Int] = [:]
         public var sendFailures = 0
+        /// Datagrams read in a batch of more than one: they found the server behind.
+        public var backlogged = 0
+        /// Times a helper thread was woken for a backlog.
+        public var helperWakeups = 0
         /// Every received datagram is exactly one of answered, malformed or silenced.
         public var accountedFor: Int { answered + malformed + silenced.values.reduce(0, +) }
     }
@@ -282,6 +286,10 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         ]
         private let droppedCounters: [String: Counter]
         private let sendFailureCounter = Counter(label: "bootpolicy_dhcp_send_failures_total")
+        private let backloggedCount = Atomic<Int>(0)
+        private let helperWakeupCount = Atomic<Int>(0)
+        private let backloggedCounter = Counter(label: "bootpolicy_dhcp_backlogged_total")
+        private let helperWakeupCounter = Counter(label: "bootpolicy_dhcp_helper_wakeups_total")
 
         init(responder: ProxyDHCPResponder, decider: BootDecider, events: BootEventSink, logger: Logger) {
             self.responder = responder
@@ -299,7 +307,20 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             var snapshot = lock.withLock { stats }
             snapshot.received = receivedCount.load(ordering: .relaxed)
             snapshot.answered = answeredCount.load(ordering: .relaxed)
+            snapshot.backlogged = backloggedCount.load(ordering: .relaxed)
+            snapshot.helperWakeups = helperWakeupCount.load(ordering: .relaxed)
             return snapshot
+        }
+
+        /// `count` datagrams came in one read: the receive thread was behind.
+        func countBacklog(_ count: Int) {
+            backloggedCount.add(count, ordering: .relaxed)
+            backloggedCounter.increment(by: Int64(count))
+        }
+
+        func countHelperWakeup() {
+            helperWakeupCount.add(1, ordering: .relaxed)
+            helperWakeupCounter.increment()
         }
 
         func countSendFailure(_ error: Error, to destination: String) {
