@@ -151,7 +151,8 @@ def main():
             w(f"| {lg} | peak RSS MB (VmHWM) | {fmt(b['rss_kb'] / 1024, 1)} | {fmt(d['rss_kb'] / 1024, 1)} | "
               f"{ratio(r(b['rss_kb'], d['rss_kb']))} | |")
             if not logging:
-                targets += [("ProxyDHCP answers/s at saturation >= 1.5x dnsmasq (log off)", sat, sat and sat >= 1.5),
+                targets += [("ProxyDHCP answers/s at saturation >= 1.5x dnsmasq (log off), perfdhcp as load generator "
+                             "(capped by perfdhcp near 40,000/s; the cheap-load-generator row measures past it)", sat, sat and sat >= 1.5),
                             ("server CPU per answer at 10k/s <= dnsmasq (log off)", cpu, cpu is not None and cpu <= 1),
                             ("p99 at 10k/s <= dnsmasq (log off)", p99, p99 is not None and p99 <= 1)]
         w("")
