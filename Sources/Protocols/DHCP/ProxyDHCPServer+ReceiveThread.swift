@@ -1,8 +1,7 @@
 import CLinux
 import Foundation
-import Synchronization
-import NIOConcurrencyHelpers
 import NIOCore
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -53,11 +52,10 @@ extension ProxyDHCPServer {
         let port: Int
         let core: Core
         let resolver: ArrivalResolver
-        /// Threads besides the first that may read this socket when it falls behind.
-        let helperCount: Int
         private let stopping = Atomic<Bool>(false)
         private let finished = DispatchSemaphore(value: 0)
         private var started = 0
+        /// Threads besides the first that may read this socket when it falls behind.
         private let helpers: [Helper]
 
         /// A helper's wake-up: `idle` is true while it sleeps, and whoever flips it to false
@@ -97,7 +95,6 @@ extension ProxyDHCPServer {
             self.port = port
             self.core = core
             self.resolver = resolver
-            self.helperCount = max(0, helpers)
             self.helpers = (0..<max(0, helpers)).map { _ in Helper() }
         }
 
