@@ -56,29 +56,20 @@ import Testing
                     saying: "cannot listen on 127.0.0.1:\(port)")
     }
 
-    @Test func tftpThreadsOutOfRange() throws {
+    /// tftp.threads (1-64) and dhcp.threads (1-16): just outside either end refuses to start,
+    /// naming the key.
+    @Test(arguments: [("tftp", 64), ("dhcp", 16)]) func threadsOutOfRange(section: String, most: Int) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-threads-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let config = dir.appendingPathComponent("bp.yaml")
-        for threads in [0, 65] {
-            try "tftp:\n  threads: \(threads)\n".write(to: config, atomically: true, encoding: .utf8)
-            try refuses(["serve", "--config", config.path, "--listen", "127.0.0.1", "--no-dhcp", "--no-http", "--tftp-root", dir.path,
-                         "--tftp-port", "\(freePort())"],
-                        saying: "tftp.threads must be between 1 and 64 (got \(threads))")
-        }
-    }
-
-    @Test func dhcpThreadsOutOfRange() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-threads-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let config = dir.appendingPathComponent("bp.yaml")
-        for threads in [0, 17] {
-            try "dhcp:\n  threads: \(threads)\n".write(to: config, atomically: true, encoding: .utf8)
-            try refuses(["serve", "--config", config.path, "--listen", "127.0.0.1", "--no-tftp", "--no-http",
-                         "--dhcp-port", "\(freePort())"],
-                        saying: "dhcp.threads must be between 1 and 16 (got \(threads))")
+        let only = section == "tftp"
+            ? ["--no-dhcp", "--tftp-root", dir.path, "--tftp-port", "\(freePort())"]
+            : ["--no-tftp", "--dhcp-port", "\(freePort())"]
+        for threads in [0, most + 1] {
+            try "\(section):\n  threads: \(threads)\n".write(to: config, atomically: true, encoding: .utf8)
+            try refuses(["serve", "--config", config.path, "--listen", "127.0.0.1", "--no-http"] + only,
+                        saying: "\(section).threads must be between 1 and \(most) (got \(threads))")
         }
     }
 
