@@ -56,36 +56,49 @@ def dhcp_summary(rows):
     return out
 
 
-def svg(summary, path):
-    W, H, L, B, T, R = 640, 400, 70, 50, 30, 170
-    xmax = max(max(s["rates"]) for s in summary.values())
-    ymax = max(max(v["answers_per_s"] for v in s["rates"].values()) for s in summary.values())
-    top = max(xmax, ymax) * 1.05
+def svg(summary, path, sat=None):
+    """answers/s against offered load: perfdhcp's sweep (log off and on) and, when given, the
+    blaster's saturation sweep (log off), both servers."""
+    styles = {("bootpolicy", False): ("#1f77b4", ""), ("bootpolicy", True): ("#1f77b4", "6 3"),
+              ("dnsmasq", False): ("#d62728", ""), ("dnsmasq", True): ("#d62728", "6 3")}
+    series = []  # (label, color, dash, width, [(offered, answers)])
+    for key, s in summary.items():
+        color, dash = styles[key]
+        series.append((f"{key[0]}, log {'on' if key[1] else 'off'}", color, dash, 2,
+                       [(x, v["answers_per_s"]) for x, v in sorted(s["rates"].items())]))
+    if sat:
+        for kind, color in (("bootpolicy", "#1f77b4"), ("dnsmasq", "#d62728")):
+            pts = []
+            for rate in sat["rates"]:
+                xs = [r["answers_per_s"] for r in sat["runs"] if r["server"] == kind and r["offered"] == rate]
+                if xs:
+                    pts.append((rate, statistics.median(xs)))
+            series.append((f"{kind}, blaster", color, "1 3", 3, pts))
+    W, H, L, B, T, R = 680, 420, 70, 50, 30, 190
+    top = max(max(max(x, y) for x, y in pts) for *_, pts in series if pts) * 1.05
     sx = lambda x: L + (W - L - R) * x / top
     sy = lambda y: H - B - (H - B - T) * y / top
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
              f'<rect width="{W}" height="{H}" fill="white"/>',
              f'<text x="{L}" y="18" font-size="14">ProxyDHCP answers/s against offered DISCOVERs/s (median of repeats)</text>']
-    step = 10000
+    step = 10000 if top <= 60000 else 20000
     for v in range(0, int(top) + 1, step):
         parts.append(f'<line x1="{sx(v):.1f}" y1="{sy(0):.1f}" x2="{sx(v):.1f}" y2="{sy(top):.1f}" stroke="#eee"/>')
         parts.append(f'<line x1="{sx(0):.1f}" y1="{sy(v):.1f}" x2="{sx(top):.1f}" y2="{sy(v):.1f}" stroke="#eee"/>')
         parts.append(f'<text x="{sx(v):.1f}" y="{H - B + 16}" text-anchor="middle">{v // 1000}k</text>')
         parts.append(f'<text x="{L - 6}" y="{sy(v) + 4:.1f}" text-anchor="end">{v // 1000}k</text>')
     parts.append(f'<line x1="{sx(0)}" y1="{sy(0)}" x2="{sx(top):.1f}" y2="{sy(top):.1f}" stroke="#bbb" stroke-dasharray="4 4"/>')
-    parts.append(f'<text x="{(L + W - R) / 2}" y="{H - 12}" text-anchor="middle">offered (DISCOVER/s, perfdhcp)</text>')
+    xlabel = "offered (DISCOVER/s: perfdhcp" + (", and bench/dhcp_blaster.c past its ceiling)" if sat else ")")
+    parts.append(f'<text x="{(L + W - R) / 2}" y="{H - 12}" text-anchor="middle">{xlabel}</text>')
     parts.append(f'<text x="16" y="{(H - B + T) / 2}" transform="rotate(-90 16 {(H - B + T) / 2})" text-anchor="middle">answers/s</text>')
-    styles = {("bootpolicy", False): ("#1f77b4", ""), ("bootpolicy", True): ("#1f77b4", "6 3"),
-              ("dnsmasq", False): ("#d62728", ""), ("dnsmasq", True): ("#d62728", "6 3")}
     ly = T + 10
-    for key, s in summary.items():
-        color, dash = styles[key]
-        pts = " ".join(f"{sx(x):.1f},{sy(v['answers_per_s']):.1f}" for x, v in sorted(s["rates"].items()))
-        parts.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>')
-        for x, v in sorted(s["rates"].items()):
-            parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(v["answers_per_s"]):.1f}" r="3" fill="{color}"/>')
-        parts.append(f'<line x1="{W - R + 10}" y1="{ly}" x2="{W - R + 35}" y2="{ly}" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>')
-        parts.append(f'<text x="{W - R + 40}" y="{ly + 4}">{key[0]}, log {"on" if key[1] else "off"}</text>')
+    for label, color, dash, width, pts in series:
+        line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
+        parts.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="{width}" stroke-dasharray="{dash}"/>')
+        for x, y in pts:
+            parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>')
+        parts.append(f'<line x1="{W - R + 10}" y1="{ly}" x2="{W - R + 35}" y2="{ly}" stroke="{color}" stroke-width="{width}" stroke-dasharray="{dash}"/>')
+        parts.append(f'<text x="{W - R + 40}" y="{ly + 4}">{label}</text>')
         ly += 18
     parts.append(f'<text x="{W - R + 10}" y="{ly + 8}" fill="#888">dashed grey: all answered</text>')
     parts.append("</svg>")
@@ -173,7 +186,7 @@ def main():
         w("")
         w("![answers/s against offered load](bench/dhcp-rate.svg)")
         w("")
-        svg(summary, os.path.join(HERE, "dhcp-rate.svg"))
+        svg(summary, os.path.join(HERE, "dhcp-rate.svg"), load("saturation.json"))
 
     sat = load("saturation.json")
     if sat:
