@@ -29,8 +29,9 @@ for bin in perfdhcp dnsmasq python3 curl ip; do
   command -v "$bin" >/dev/null || { echo "bench/run.sh: $bin missing" >&2; exit 1; }
 done
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-# Load average as each section starts (this machine is shared): report.py prints them.
-note_load() { echo "$1: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/loads.txt"; }
+# Load average and commit as each section starts (this machine is shared, and BENCH_SKIP
+# reruns only some sections): report.py prints them.
+note_load() { echo "$1: $(cut -d' ' -f1-3 /proc/loadavg) at $(git rev-parse --short HEAD)" >>"$RES/loads.txt"; }
 [ -n "${BENCH_SKIP:-}" ] || : >"$RES/loads.txt"
 
 echo "== release build (with -enable-testing: the test-based benches need it; one build for all)"
