@@ -252,7 +252,9 @@ import Testing
     }
 
     @Test func busyBeyondMaxConcurrentTransfers() async throws {
-        try await Support.withServer(configure: { $0.maxConcurrentTransfers = 1; $0.defaultTimeout = .seconds(2) }) { server, port in
+        // The stalled transfer must outlive the rest of the test even if this task resumes late,
+        // or the second request finds a free slot: a long timeout; stop() ends it.
+        try await Support.withServer(configure: { $0.maxConcurrentTransfers = 1; $0.defaultTimeout = .seconds(30) }) { server, port in
             let stalled = try await RawExchange.open(to: port)
             defer { stalled.close() }
             try await stalled.send([0, 1] + Array("k70.bin\0octet\0".utf8))
@@ -367,14 +369,16 @@ final class RawExchange: @unchecked Sendable {
 
     /// Waits for the next datagram. The default is long because it only runs out when a test is
     /// already failing; on a loaded 2-core CI machine 2 s was once not enough for a first reply.
+    /// The inbox is looked at once more after the deadline: when the test's task resumes late
+    /// (a busy machine), what arrived meanwhile still counts.
     func receive(wait: TimeAmount = .seconds(10)) async -> Packet? {
         let deadline = NIODeadline.now() + wait
-        while NIODeadline.now() < deadline {
+        while true {
             let packet = inbox.withLockedValue { $0.isEmpty ? nil : $0.removeFirst() }
             if let packet { return packet }
+            if NIODeadline.now() >= deadline { return nil }
             try? await Task.sleep(for: .milliseconds(5))
         }
-        return nil
     }
 
     func close() { channel.close(promise: nil) }
