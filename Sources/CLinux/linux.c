@@ -99,6 +99,7 @@ struct clinux_batch {
 };
 
 clinux_batch *clinux_batch_create(int slots, int slot_size) {
+    if (slot_size < 1) return NULL;
     if (slots < 1) slots = 1;
     if (slots > 64) slots = 64;
     clinux_batch *batch = calloc(1, sizeof *batch);
@@ -166,34 +167,39 @@ int clinux_send_datagrams(int fd, const clinux_outgoing *datagrams, int count, i
     struct mmsghdr messages[64];
     struct iovec vectors[64];
     struct sockaddr_in names[64];
-    if (count > 64) count = 64;
-    memset(messages, 0, sizeof(struct mmsghdr) * (size_t)count);
-    for (int i = 0; i < count; i++) {
-        vectors[i].iov_base = (void *)datagrams[i].bytes;
-        vectors[i].iov_len = (size_t)datagrams[i].length;
-        memset(&names[i], 0, sizeof names[i]);
-        names[i].sin_family = AF_INET;
-        names[i].sin_addr.s_addr = datagrams[i].address;
-        names[i].sin_port = datagrams[i].port;
-        messages[i].msg_hdr.msg_name = &names[i];
-        messages[i].msg_hdr.msg_namelen = sizeof names[i];
-        messages[i].msg_hdr.msg_iov = &vectors[i];
-        messages[i].msg_hdr.msg_iovlen = 1;
-        errors[i] = 0;
-    }
-    /* sendmmsg stops at the first failure and, if something was sent before it, reports only
-     * the count: the failed one is retried alone to learn its errno, then skipped. */
     int failed = 0;
-    int next = 0;
-    while (next < count) {
-        int sent = sendmmsg(fd, messages + next, (unsigned)(count - next), MSG_DONTWAIT);
-        if (sent > 0) {
-            next += sent;
-            continue;
+    /* Up to 64 per sendmmsg; a longer list goes in several. */
+    for (int base = 0; base < count; base += 64) {
+        int n = count - base < 64 ? count - base : 64;
+        memset(messages, 0, sizeof(struct mmsghdr) * (size_t)n);
+        for (int i = 0; i < n; i++) {
+            const clinux_outgoing *d = &datagrams[base + i];
+            vectors[i].iov_base = (void *)d->bytes;
+            vectors[i].iov_len = (size_t)d->length;
+            memset(&names[i], 0, sizeof names[i]);
+            names[i].sin_family = AF_INET;
+            names[i].sin_addr.s_addr = d->address;
+            names[i].sin_port = d->port;
+            messages[i].msg_hdr.msg_name = &names[i];
+            messages[i].msg_hdr.msg_namelen = sizeof names[i];
+            messages[i].msg_hdr.msg_iov = &vectors[i];
+            messages[i].msg_hdr.msg_iovlen = 1;
+            errors[base + i] = 0;
         }
-        errors[next] = sent < 0 ? errno : EIO;
-        failed++;
-        next++;
+        /* sendmmsg stops at the first failure and, if something was sent before it, reports
+         * only the count. The next call starts at the failed one, so it fails first and gives
+         * its errno; it is then skipped. */
+        int next = 0;
+        while (next < n) {
+            int sent = sendmmsg(fd, messages + next, (unsigned)(n - next), MSG_DONTWAIT);
+            if (sent > 0) {
+                next += sent;
+                continue;
+            }
+            errors[base + next] = sent < 0 ? errno : EIO;
+            failed++;
+            next++;
+        }
     }
     return failed;
 }

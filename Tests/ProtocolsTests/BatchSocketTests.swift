@@ -65,5 +65,23 @@ struct BatchSocketTests {
         #expect(errors == [0, EINVAL, 0])
         #expect(b.receive(timeout: 2, limit: 2).map(\.bytes) == [[1, 1, 1], [3]])
     }
+
+    /// More than one sendmmsg holds (64): all go, in order, and a failure past the first 64
+    /// is reported at its own index.
+    @Test func aLongListGoesInSeveralCalls() throws {
+        let (a, b) = try Self.pair()
+        let payload: [UInt8] = Array(0..<100)
+        var errors = [CInt](repeating: -1, count: 100)
+        let failed = payload.withUnsafeBytes { bytes in
+            let outgoing = (0..<100).map { i in
+                clinux_outgoing(bytes: bytes.baseAddress! + i, length: 1, address: IPv4Address.loopback.rawValue.bigEndian,
+                                port: UInt16(i == 70 ? 0 : b.localPort).bigEndian)
+            }
+            return clinux_send_datagrams(a.fd, outgoing, 100, &errors)
+        }
+        #expect(failed == 1)
+        #expect(errors.enumerated().allSatisfy { $0.element == ($0.offset == 70 ? EINVAL : 0) })
+        #expect(b.receive(timeout: 2, limit: 99).map(\.bytes) == (0..<100).filter { $0 != 70 }.map { [UInt8($0)] })
+    }
 }
 #endif

@@ -33,8 +33,8 @@ typedef struct {
     uint32_t destination;
 } clinux_datagram;
 
-/// A receive batch: `slots` (at most 64) buffers of `slot_size` bytes with their recvmmsg
-/// headers, set up once and reused by one thread.
+/// A receive batch: `slots` (1-64) buffers of `slot_size` bytes with their recvmmsg headers,
+/// set up once and reused by one thread. NULL when out of memory or `slot_size` < 1.
 typedef struct clinux_batch clinux_batch;
 clinux_batch *clinux_batch_create(int slots, int slot_size);
 void clinux_batch_free(clinux_batch *batch);
@@ -56,7 +56,7 @@ typedef struct {
     uint32_t address;
     uint16_t port;
 } clinux_outgoing;
-/// sendmmsg(2) of `count` (at most 64) datagrams with MSG_DONTWAIT, going on past one that
+/// sendmmsg(2) of `count` datagrams (64 per call) with MSG_DONTWAIT, going on past one that
 /// fails: `errors[i]` gets 0 or that datagram's errno. Returns how many failed.
 int clinux_send_datagrams(int fd, const clinux_outgoing *datagrams, int count, int *errors);
 /// Names the calling thread (first 15 bytes), as ps, top and perf show it.
