@@ -13,7 +13,7 @@ import Glibc
 /// ProxyDHCP on UDP 67 and 4011: a thin adapter around `ProxyDHCPResponder`.
 /// One socket per (port, interface) - or per port on a bind address - with IP_PKTINFO to
 /// learn the arrival interface, SO_BROADCAST, and SO_BINDTODEVICE so broadcast replies leave
-/// through the interface the request came in on. Each socket is served by its own thread
+/// through the interface the request came in on. Each socket is served by its own threads
 /// (`ReceiveThread`, which says why); `Handler` runs the same `Core` inside a NIO pipeline.
 public final class ProxyDHCPServer: Service, @unchecked Sendable {
     public struct Configuration: Sendable {
@@ -331,12 +331,21 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
 
         /// A datagram longer than the receive slot arrived cut: dropped as malformed.
         func countOversized(from source: IPv4Address, port sourcePort: Int, arrivalPort: Int) {
+            countReceived()
+            dropMalformed(from: source, port: sourcePort, arrivalPort: arrivalPort,
+                          why: "longer than \(ReceiveThread.slotSize) bytes")
+        }
+
+        private func countReceived() {
             receivedCounter.increment()
             receivedCount.add(1, ordering: .relaxed)
+        }
+
+        private func dropMalformed(from source: IPv4Address, port sourcePort: Int, arrivalPort: Int, why: String) {
             lock.withLock { stats.malformed += 1 }
             droppedCounters["malformed"]?.increment()
-            logger.debug("proxydhcp dropped oversized datagram", metadata: [
-                "from": "\(source):\(sourcePort)", "port": "\(arrivalPort)", "limit": "\(ReceiveThread.slotSize)"])
+            logger.debug("proxydhcp dropped malformed packet", metadata: [
+                "from": "\(source):\(sourcePort)", "port": "\(arrivalPort)", "error": "\(why)"])
         }
 
         /// Decodes, screens, decides and builds the reply; counts and logs exactly once.
@@ -344,17 +353,13 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             _ bytes: ByteBuffer, source: IPv4Address, sourcePort: Int, port: Int, interface: String?,
             serverAddress: IPv4Address
         ) -> ProxyDHCPResponder.Reply? {
-            receivedCounter.increment()
-            receivedCount.add(1, ordering: .relaxed)
+            countReceived()
             var buffer = bytes
             let message: DHCPMessage
             do {
                 message = try DHCPMessage(from: &buffer)
             } catch {
-                lock.withLock { stats.malformed += 1 }
-                droppedCounters["malformed"]?.increment()
-                logger.debug("proxydhcp dropped malformed packet", metadata: [
-                    "from": "\(source):\(sourcePort)", "port": "\(port)", "error": "\(error)"])
+                dropMalformed(from: source, port: sourcePort, arrivalPort: port, why: "\(error)")
                 return nil
             }
             let arrival = ProxyDHCPResponder.Arrival(port: port, serverAddress: serverAddress, interface: interface,
