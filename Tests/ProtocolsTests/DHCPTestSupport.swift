@@ -141,17 +141,18 @@ final class UDPProbe {
     /// Everything that arrives within `timeout` seconds (stops early after `limit` datagrams).
     func receive(timeout: Double, limit: Int = 16) -> [Datagram] {
         var out: [Datagram] = []
+        // The server's own receive path: recvmmsg with IP_PKTINFO, parsed the same way.
+        guard let batch = clinux_batch_create(16, 2048) else { return out }
+        defer { clinux_batch_free(batch) }
         let deadline = Date().addingTimeInterval(timeout)
         while out.count < limit {
             let remaining = deadline.timeIntervalSinceNow
             if remaining <= 0 { break }
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&pfd, 1, Int32(remaining * 1000) + 1) > 0 else { continue }
-            // The server's own receive path: recvmmsg with IP_PKTINFO, parsed the same way.
-            guard let batch = clinux_batch_create(16, 2048) else { break }
-            defer { clinux_batch_free(batch) }
-            let count = Int(clinux_batch_receive(batch, fd, 0, 16))
-            for i in 0..<max(0, min(count, limit - out.count)) {
+            // No more than the caller still wants: the rest stays queued for the next call.
+            let count = Int(clinux_batch_receive(batch, fd, 0, CInt(min(16, limit - out.count))))
+            for i in 0..<max(0, count) {
                 let datagram = clinux_batch_datagram(batch, CInt(i)).pointee
                 let bytes = UnsafeRawBufferPointer(start: clinux_batch_bytes(batch, CInt(i)), count: Int(datagram.length))
                 out.append(Datagram(bytes: Array(bytes),
