@@ -2,14 +2,16 @@
 import PackageDescription
 
 // Layers (see shared STYLE): Protocols holds the wire codecs and the servers and never sees Lua;
-// LuaBridge is the only module that imports the Lua C API; Host wires everything into the
-// `bootpolicy` executable.
+// Clients holds what is known about each client (the client directory, its durable store) and
+// the one request pipeline every server and tool runs, without Lua; LuaBridge is the only module
+// that imports the Lua C API; Host wires everything into the `bootpolicy` executable.
 let package = Package(
     name: "bootpolicy",
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "bootpolicy", targets: ["Host"]),
         .library(name: "Protocols", targets: ["Protocols"]),
+        .library(name: "Clients", targets: ["Clients"]),
         .library(name: "LuaBridge", targets: ["LuaBridge"]),
     ],
     dependencies: [
@@ -20,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         // Debian's liblua5.4-dev, found through pkg-config.
@@ -46,9 +49,20 @@ let package = Package(
             ]
         ),
         .target(
+            name: "Clients",
+            dependencies: [
+                "Protocols",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .target(
             name: "LuaBridge",
             dependencies: [
-                "CLua", "CLuaShim", "Protocols",
+                "CLua", "CLuaShim", "Protocols", "Clients",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
@@ -56,7 +70,7 @@ let package = Package(
         .executableTarget(
             name: "Host",
             dependencies: [
-                "Protocols", "LuaBridge",
+                "Protocols", "Clients", "LuaBridge",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -72,7 +86,9 @@ let package = Package(
         .testTarget(
             name: "ProtocolsTests",
             dependencies: [
-                "Protocols", "CLinux",
+                // Clients and LuaBridge only for the dnsmasq parity test, which answers through
+                // the real pipeline and the shipped default policy.
+                "Protocols", "CLinux", "Clients", "LuaBridge",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -80,14 +96,22 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
+            name: "ClientsTests",
+            dependencies: [
+                "Clients", "Protocols",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .testTarget(
             name: "LuaBridgeTests",
-            dependencies: ["LuaBridge", "Protocols"],
+            dependencies: ["LuaBridge", "Clients", "Protocols"],
             resources: [.copy("Policies")]
         ),
         .testTarget(
             name: "HostTests",
             dependencies: [
-                "Host", "Protocols", "LuaBridge",
+                "Host", "Protocols", "Clients", "LuaBridge",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -59,3 +59,11 @@ end)
 test("the UEFI HTTP boot REQUEST gets the same URL as its DISCOVER", function()
   eq(chain:dhcp(fixture(F .. "ovmf-httpboot-request.json", server)).filename, "http://192.168.77.2:8080/ipxe.efi")
 end)
+
+-- The test chain runs behind the same pipeline as `serve`: a client's HTTP request is told what
+-- its DHCP request said, so a script URL without &arch= still names the architecture.
+test("an HTTP request without arch= learns it from the same client's DHCP request", function()
+  chain:dhcp(fixture(F .. "ovmf-ipxe-efi-discover.json", server))
+  local d = chain:http(request { mac = "52:54:00:77:00:02", path = "/boot.ipxe" })
+  contains(d.ipxe_script, "52:54:00:77:00:02${bpq20:string}(efi-x64)")
+end)

@@ -7,6 +7,8 @@
 -- A request that carries option 175 (iPXE is running) gets bootstrap.ipxe; every other PXE
 -- request gets undionly.kpxe, UEFI firmware included (as with dnsmasq: arch-aware.lua is the
 -- policy that fixes UEFI). next-server is this server unless the config names another.
+-- UEFI HTTP boot (vendor class HTTPClient) gets no answer, as from dnsmasq, whose proxy serves
+-- vendor class PXEClient only: the policy passes, so a later policy in the chain may answer.
 --
 -- config (all optional):
 --   filename       file for firmware without iPXE   (default "undionly.kpxe")
@@ -20,6 +22,7 @@ return {
   name = "default",
 
   dhcp = function(req)
+    if (req.vendor_class or ""):sub(1, 9) ~= "PXEClient" then return nil end
     -- dnsmasq's --dhcp-match=IPXEBOOT,175 tests for the option's presence, nothing more.
     local file = req.options[175] and ipxe_file or bios_file
     return {

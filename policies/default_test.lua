@@ -44,3 +44,8 @@ end)
 test("iPXE running on UEFI (recorded) gets bootstrap.ipxe", function()
   eq(chain:dhcp(fixture(F .. "ovmf-ipxe-efi-discover.json", server)).filename, "bootstrap.ipxe")
 end)
+
+test("UEFI HTTP boot (HTTPClient) gets no answer, as from dnsmasq", function()
+  silent(chain:dhcp(fixture(F .. "ovmf-httpboot-discover.json", server)))
+  silent(chain:dhcp(fixture(F .. "ovmf-httpboot-request.json", server)))
+end)

@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh test|demo|bench
 set -euo pipefail
 
-want=(liblua5.4-dev lua5.4 pkg-config iproute2 curl)
+want=(liblua5.4-dev lua5.4 libsqlite3-dev pkg-config iproute2 curl)
 case "${1:-test}" in
   test)  want+=(dnsmasq-base atftp tftp-hpa tftpd-hpa chromium fonts-dejavu-core) ;;
   demo)  want+=(dnsmasq-base qemu-system-x86 ipxe ovmf) ;;

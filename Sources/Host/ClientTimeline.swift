@@ -3,7 +3,8 @@ import NIOConcurrencyHelpers
 import Protocols
 
 /// Recent clients and what happened to each, newest first: what the status page, `/api/clients`
-/// and the lab read.
+/// and the lab read. An event sink only: nothing here is read back to answer a request (what
+/// the server knows of a client lives in `ClientDirectory`).
 ///
 /// Kept as the last `capacity` events in one ring, grouped by client only when someone reads
 /// it. At most `maxClients` clients are shown (the most recently seen) with at most `maxEvents`
@@ -39,9 +40,6 @@ final class ClientTimeline: BootEventSink, @unchecked Sendable {
     private var ring: [BootEvent] = []
     /// Events recorded so far (the next one's number).
     private var recorded = 0
-    /// The MAC last seen at an address, with the number of the event that said so: when that
-    /// event leaves the ring, the mapping goes with it.
-    private var macByAddress: [String: (mac: String, event: Int)] = [:]
     let capacity: Int
     let maxClients: Int
     let maxEvents: Int
@@ -60,21 +58,9 @@ final class ClientTimeline: BootEventSink, @unchecked Sendable {
             if ring.count < capacity {
                 ring.append(event)
             } else {
-                let slot = number % capacity
-                if let address = ring[slot].clientAddress, macByAddress[address]?.event == number - capacity {
-                    macByAddress[address] = nil
-                }
-                ring[slot] = event
-            }
-            if let address = event.clientAddress, !address.isEmpty, address != "0.0.0.0" {
-                macByAddress[address] = (event.mac, number)
+                ring[number % capacity] = event
             }
         }
-    }
-
-    /// The MAC of the client last seen at an address (learned from DHCP, TFTP and HTTP events).
-    func mac(forAddress address: String) -> String? {
-        lock.withLock { macByAddress[address]?.mac }
     }
 
     /// The events still held, oldest first: a real copy, so the writers never pay for one.

@@ -62,6 +62,27 @@ struct Configuration: Codable, Equatable {
         var states: Int?
         enum CodingKeys: String, CodingKey { case instructions, timeMs = "time_ms", memoryMB = "memory_mb", states }
     }
+    /// Where per-client state and generated scripts are kept, and their bounds.
+    struct State: Codable, Equatable {
+        /// A SQLite file path, or nil / "memory" for memory only (lost at restart).
+        var store: String?
+        /// Seconds a client's state lives when `state.set` names no ttl.
+        var ttl: Double = 3600
+        var maxClients: Int = 100_000
+        var maxClientBytes: Int = 4096
+        /// SQLite's synchronous: full (a commit survives power loss) or normal (survives a crash).
+        var sync: String = "full"
+        enum CodingKeys: String, CodingKey { case store, ttl, maxClients = "max_clients", maxClientBytes = "max_client_bytes", sync }
+        init() {}
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            store = try c.decodeIfPresent(String.self, forKey: .store)
+            ttl = try c.decodeIfPresent(Double.self, forKey: .ttl) ?? ttl
+            maxClients = try c.decodeIfPresent(Int.self, forKey: .maxClients) ?? maxClients
+            maxClientBytes = try c.decodeIfPresent(Int.self, forKey: .maxClientBytes) ?? maxClientBytes
+            sync = try c.decodeIfPresent(String.self, forKey: .sync) ?? sync
+        }
+    }
     struct Log: Codable, Equatable {
         var format: String = "text"
         var level: String = "info"
@@ -86,9 +107,10 @@ struct Configuration: Codable, Equatable {
     var policies: [Policy] = []
     var limits = Limits()
     var log = Log()
+    var state = State()
 
     enum CodingKeys: String, CodingKey {
-        case interfaces, listen, proxy, serverAddress = "server_address", dhcp, tftp, http, policies, limits, log
+        case interfaces, listen, proxy, serverAddress = "server_address", dhcp, tftp, http, policies, limits, log, state
     }
 
     init() {}
@@ -105,6 +127,7 @@ struct Configuration: Codable, Equatable {
         policies = try c.decodeIfPresent([Policy].self, forKey: .policies) ?? []
         limits = try c.decodeIfPresent(Limits.self, forKey: .limits) ?? Limits()
         log = try c.decodeIfPresent(Log.self, forKey: .log) ?? Log()
+        state = try c.decodeIfPresent(State.self, forKey: .state) ?? State()
     }
 
     /// Reads a YAML file; errors name the file and, where Yams knows it, the line.
@@ -135,12 +158,13 @@ struct Configuration: Codable, Equatable {
     }
 
     static let schema: [String: Set<String>] = [
-        "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "tftp", "http", "policies", "limits", "log"],
+        "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "tftp", "http", "policies", "limits", "log", "state"],
         "dhcp": ["ports", "enabled", "threads"],
         "tftp": ["enabled", "root", "port", "max_transfers", "threads"],
         "http": ["enabled", "port", "root", "address"],
         "limits": ["instructions", "time_ms", "memory_mb", "states"],
         "log": ["format", "level"],
+        "state": ["store", "ttl", "max_clients", "max_client_bytes", "sync"],
         "policies[]": ["file", "name", "config"],
     ]
 
@@ -176,6 +200,7 @@ struct Configuration: Codable, Equatable {
         var copy = self
         copy.tftp.root = abs(tftp.root)
         copy.http.root = abs(http.root)
+        if let store = state.store, store != "memory", !store.contains("://") { copy.state.store = abs(store) }
         copy.policies = policies.map { var p = $0; p.file = abs(p.file) ?? p.file; return p }
         return copy
     }

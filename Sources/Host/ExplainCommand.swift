@@ -1,4 +1,5 @@
 import ArgumentParser
+import Clients
 import Foundation
 import Logging
 import LuaBridge
@@ -23,6 +24,9 @@ struct ExplainCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The server address the request is taken to have reached.", valueName: "address"))
     var serverAddress: String = "192.168.77.2"
 
+    @Option(name: .customLong("after"), help: ArgumentHelp("Request fixtures the server saw first, in order (repeatable): a TFTP or HTTP request is explained with what the same client's DHCP request taught the server, as `serve` does.", valueName: "file"))
+    var earlier: [String] = []
+
     func run() throws {
         var configuration = try config.map(Configuration.load(path:)) ?? Configuration()
         if !policies.isEmpty { configuration.policies = policies.map { Configuration.Policy(file: $0) } }
@@ -41,12 +45,29 @@ struct ExplainCommand: ParsableCommand {
         var logger = Logger(label: "bootpolicy.explain")
         logger.logLevel = .warning
         let engine: PolicyEngine
+        let directory = ClientDirectory(logger: logger)
         do {
-            engine = try PolicyEngine(specs: try PolicySetup.specs(from: configuration), limits: PolicySetup.limits(from: configuration), logger: logger)
+            engine = try PolicyEngine(specs: try PolicySetup.specs(from: configuration), limits: PolicySetup.limits(from: configuration),
+                                      logger: logger, stateStore: directory.state)
         } catch {
             throw ExitMessage("bootpolicy explain: \(error)")
         }
-        let (decision, steps) = engine.decideTraced(req)
+        // The same pipeline as `serve`: earlier requests teach it the client's facts and scripts.
+        let pipeline = BootPipeline(chain: engine, directory: directory, logger: logger)
+        for path in earlier {
+            do {
+                var seen = try Fixture.load(from: URL(fileURLWithPath: path)).bootRequest()
+                if seen.serverAddress == nil { seen.serverAddress = serverAddress }
+                let decision = pipeline.decide(seen)
+                print("after \(URL(fileURLWithPath: path).lastPathComponent): \(seen.kind.rawValue) \(seen.mac), \(decision.map { "decided by \($0.policy ?? "?")" } ?? "no decision")")
+            } catch {
+                throw ExitMessage("bootpolicy explain: --after \(path): \(error)")
+            }
+        }
+        if req.kind != .dhcp, let facts = directory.dhcpFacts(mac: req.mac) {
+            print("learnt from its DHCP request: arch \(facts.arch ?? "-"), firmware \(facts.firmware.rawValue)\(facts.isIPXE ? ", iPXE" : "")")
+        }
+        let (decision, steps) = pipeline.decideTraced(req)
         print("chain (\(req.kind.rawValue) hook)")
         let width = max(14, engine.chain.policies.map(\.name.count).max() ?? 0)
         func pad(_ name: String) -> String { name + String(repeating: " ", count: max(0, width - name.count)) }

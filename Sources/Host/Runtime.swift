@@ -1,3 +1,4 @@
+import Clients
 import Foundation
 import Logging
 import LuaBridge
@@ -21,11 +22,25 @@ struct Runtime {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
+        let directory: ClientDirectory
+        do {
+            directory = try ClientSetup.directory(from: configuration, logger: logger)
+        } catch {
+            throw ExitMessage("bootpolicy serve: \(error)")
+        }
+        defer { directory.close() }
+        if directory.location == "memory" {
+            logger.notice("state is kept in memory only: a restart forgets every client's state (give --state PATH to keep it)")
+        } else {
+            logger.notice("state store: \(directory.location)", metadata: ["clients": "\(directory.state.count)"])
+        }
+
         let specs: [PolicySpec]
         let engine: PolicyEngine
         do {
             specs = try PolicySetup.specs(from: configuration)
-            engine = try PolicyEngine(specs: specs, limits: PolicySetup.limits(from: configuration), logger: logger)
+            engine = try PolicyEngine(specs: specs, limits: PolicySetup.limits(from: configuration), logger: logger,
+                                      stateStore: directory.state)
         } catch {
             throw ExitMessage("bootpolicy serve: cannot load policies: \(error)")
         }
@@ -39,7 +54,7 @@ struct Runtime {
         }
 
         let timeline = ClientTimeline()
-        let decider = HostDecider(chain: engine)
+        let decider = BootPipeline(chain: engine, directory: directory, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
         let started = Date()
         var services: [Service] = []
@@ -67,7 +82,7 @@ struct Runtime {
             for host in configuration.http.address.map({ [$0] }) ?? hosts {
                 services.append(try ServerFactory.checked("http", HTTPServer(
                     configuration: .init(host: host, port: configuration.http.port, root: configuration.http.root),
-                    decider: decider, sink: timeline, macLookup: { timeline.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
+                    decider: decider, sink: timeline, macLookup: { directory.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
                     routes: routes, group: group, logger: logger)))
                 bound.append("http \(host):\(configuration.http.port)\(configuration.http.root.map { " root \($0)" } ?? "") (status page /, /metrics, /api/clients)")
             }

@@ -51,6 +51,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Address to give as next-server and option 54 when a policy names none (default: the address of the arrival interface).", valueName: "address"))
     var serverAddress: String?
 
+    @Option(help: ArgumentHelp("Keep per-client state and generated scripts in this SQLite file, so they survive a restart (created if absent; \"memory\" keeps them in memory only). Default: $STATE_DIRECTORY/state.db under systemd's StateDirectory=, else memory only.", valueName: "path"))
+    var state: String?
+
     @Option(help: ArgumentHelp("Log format: text (a line per exchange, like dnsmasq --log-dhcp) or json.", valueName: "format"))
     var logFormat: String?
 
@@ -81,6 +84,12 @@ struct ServeCommand: AsyncParsableCommand {
         if !dhcpPorts.isEmpty { c.dhcp.ports = dhcpPorts }
         if noDhcp { c.dhcp.enabled = false }
         if let serverAddress { c.serverAddress = serverAddress }
+        if let state { c.state.store = state }
+        if c.state.store == nil, let dir = ProcessInfo.processInfo.environment["STATE_DIRECTORY"], !dir.isEmpty {
+            // systemd's StateDirectory= (possibly several, colon-separated): the first is ours.
+            c.state.store = URL(fileURLWithPath: String(dir.split(separator: ":").first ?? Substring(dir)))
+                .appendingPathComponent("state.db").path
+        }
         if let logFormat { c.log.format = logFormat }
         if let logLevel { c.log.level = logLevel }
         if c.policies.isEmpty { c.policies = [Configuration.Policy(file: "default")] }

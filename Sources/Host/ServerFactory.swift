@@ -1,3 +1,4 @@
+import Clients
 import Logging
 import NIOCore
 import Protocols
@@ -6,7 +7,7 @@ import ServiceLifecycle
 /// Builds the protocol servers from the configuration.
 enum ServerFactory {
     static func tftp(configuration: Configuration, host: String, root: String,
-                     decider: BootDecider, timeline: ClientTimeline, group: EventLoopGroup, logger: Logger) throws -> Service {
+                     decider: BootPipeline, timeline: ClientTimeline, group: EventLoopGroup, logger: Logger) throws -> Service {
         let threads = configuration.tftp.threads ?? System.coreCount
         guard (1...64).contains(threads) else {
             throw ExitMessage("bootpolicy serve: tftp.threads must be between 1 and 64 (got \(threads))")
@@ -19,7 +20,7 @@ enum ServerFactory {
                 configuration: .init(root: root, host: host, port: configuration.tftp.port,
                                      maxConcurrentTransfers: configuration.tftp.maxTransfers, transferThreads: threads),
                 decider: decider, events: timeline,
-                macLookup: { timeline.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
+                macLookup: { [directory = decider.directory] in directory.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
                 logger: logger, eventLoopGroup: group)
         } catch {
             throw ExitMessage("bootpolicy serve: --tftp-root: \(error)")

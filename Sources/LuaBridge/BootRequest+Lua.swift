@@ -110,7 +110,7 @@ extension BootRequest {
                 kind = kd
             case "mac":
                 let s = try str(key, val)
-                guard let m = PolicyStateStore.normalize(mac: s) else { throw .init("request.mac: not a MAC address: '\(s)'") }
+                guard let m = MACAddress.normalize(s) else { throw .init("request.mac: not a MAC address: '\(s)'") }
                 mac = m
             case "xid":
                 let i = try int(key, val)

@@ -1,4 +1,5 @@
 import CLuaShim
+import Clients
 import Foundation
 import Logging
 
@@ -12,12 +13,12 @@ class LuaHost {
     }
 
     let logger: Logger
-    let store: PolicyStateStore
+    let store: ClientStateStore
     /// While loading the second and later states of a pool, the policy's top-level log lines
     /// would repeat once per state; they are dropped.
     var quiet = false
 
-    init(logger: Logger, store: PolicyStateStore) {
+    init(logger: Logger, store: ClientStateStore) {
         self.logger = logger
         self.store = store
     }
@@ -42,15 +43,15 @@ class LuaHost {
             return .success(nil)
         case .stateGet:
             guard let mac = args[1]?.text, let values = store.get(mac: mac) else { return .success(nil) }
-            return .success(PolicyValue.table(values).wire)
+            return .success(.table(values.sorted { $0.key < $1.key }.map { (.string(Array($0.key.utf8)), $0.value.wire) }))
         case .stateSet:
             guard let mac = args[1]?.text, case .table(let pairs)? = args[2] else {
                 return .failure(HostError("state.set: expected (mac, table, ttl?)"))
             }
-            var values: [String: PolicyValue] = [:]
+            var values: [String: StateValue] = [:]
             for (k, v) in pairs {
                 guard let key = k.text else { return .failure(HostError("state.set: keys must be strings")) }
-                guard let value = PolicyValue(flat: v) else {
+                guard let value = StateValue(wire: v) else {
                     return .failure(HostError("state.set: value of '\(key)' must be a string, number or boolean, got \(v.typeName)"))
                 }
                 values[key] = value
@@ -61,7 +62,11 @@ class LuaHost {
             case .double(let d)?: ttl = d
             default: ttl = nil
             }
-            store.set(mac: mac, values, ttl: ttl)
+            do {
+                try store.set(mac: mac, values, ttl: ttl)
+            } catch {
+                return .failure(HostError("state.set: \(error.description)"))
+            }
             return .success(nil)
         case .stateClear:
             if let mac = args[1]?.text { store.clear(mac: mac) }

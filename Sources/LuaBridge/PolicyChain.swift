@@ -1,4 +1,5 @@
 import CLuaShim
+import Clients
 import Foundation
 import Logging
 import Metrics
@@ -10,7 +11,7 @@ import Protocols
 ///
 /// Thread-safe: each decision takes a free state (try-lock, starting at a per-thread slot)
 /// and holds it for the whole chain, so N states serve N threads in parallel.
-public final class PolicyChain: BootDecider, @unchecked Sendable {
+public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
     public struct Policy: Sendable, Equatable {
         public var name: String
         public var path: String
@@ -29,7 +30,7 @@ public final class PolicyChain: BootDecider, @unchecked Sendable {
 
     public init(
         specs: [PolicySpec], limits: PolicyLimits = PolicyLimits(), logger: Logger,
-        stateStore: PolicyStateStore = PolicyStateStore()
+        stateStore: ClientStateStore = ClientStateStore()
     ) throws(PolicyLoadError) {
         self.limits = limits
         self.logger = logger

@@ -1,3 +1,4 @@
+import Clients
 import Foundation
 import Logging
 import Protocols
@@ -5,16 +6,16 @@ import Protocols
 /// Holds the current `PolicyChain` and swaps it on reload (SIGHUP): new states are built and
 /// every policy loaded first; only if all load does the new chain replace the old one.
 /// Decisions in flight finish on the chain they started with.
-public final class PolicyEngine: BootDecider, @unchecked Sendable {
+public final class PolicyEngine: TracingBootDecider, @unchecked Sendable {
     private let lock = NSLock()
     private var current: PolicyChain
     private let limits: PolicyLimits
     private let logger: Logger
-    public let stateStore: PolicyStateStore
+    public let stateStore: ClientStateStore
 
     public init(
         specs: [PolicySpec], limits: PolicyLimits = PolicyLimits(), logger: Logger,
-        stateStore: PolicyStateStore = PolicyStateStore()
+        stateStore: ClientStateStore = ClientStateStore()
     ) throws(PolicyLoadError) {
         self.limits = limits
         self.logger = logger

@@ -1,9 +1,12 @@
+import Clients
 import Foundation
 import Logging
 import Protocols
 
 /// Runs policy test files (`*_test.lua`, `bootpolicy test`). A test file is Lua in the same
-/// sandbox as policies plus a test API: `policy_chain{...}` builds a real `PolicyChain`,
+/// sandbox as policies plus a test API: `policy_chain{...}` builds a real `PolicyChain` behind
+/// the same `BootPipeline` as `serve` (so a `tftp` request learns what the same client's `dhcp`
+/// request said, and a generated script is served back),
 /// `fixture(path)` loads a recorded request through the host's loader, `request{...}` builds
 /// one by hand, `test(name, fn)` runs a test, and `eq/is_nil/is_true/contains/silent` assert.
 /// See policies/README.md.
@@ -79,13 +82,14 @@ public struct PolicyTestRunner: Sendable {
 final class TestHost: LuaHost {
     let runner: PolicyTestRunner
     let dir: URL
-    var chains: [PolicyChain] = []
+    /// One pipeline per `policy_chain{}`, each with its own client directory in memory.
+    var chains: [BootPipeline] = []
     var results: [PolicyTestRunner.TestResult] = []
 
     init(runner: PolicyTestRunner, dir: URL, logger: Logger) {
         self.runner = runner
         self.dir = dir
-        super.init(logger: logger, store: PolicyStateStore())
+        super.init(logger: logger, store: ClientStateStore())
     }
 
     private func resolve(_ path: String) -> URL {
@@ -113,8 +117,9 @@ final class TestHost: LuaHost {
                 specs.append(PolicySpec(name: e["name"]?.text ?? "", path: resolve(file).path, config: config))
             }
             do {
-                let chain = try PolicyChain(specs: specs, limits: runner.limits, logger: logger, stateStore: PolicyStateStore())
-                chains.append(chain)
+                let directory = ClientDirectory(logger: logger)
+                let chain = try PolicyChain(specs: specs, limits: runner.limits, logger: logger, stateStore: directory.state)
+                chains.append(BootPipeline(chain: chain, directory: directory, logger: logger))
                 return .success(.int(Int64(chains.count)))
             } catch {
                 return .failure(HostError("policy_chain: \(error.description)"))

@@ -1,3 +1,5 @@
+import Clients
+
 /// A configuration value for one policy, as the host parsed it from the bootpolicy config
 /// file. Policies see it as the `config` global (tables, arrays, strings, numbers, booleans).
 public enum PolicyValue: Sendable, Equatable {
@@ -36,8 +38,20 @@ extension PolicyValue {
         }
     }
 
+}
+
+extension StateValue {
+    var wire: LuaWire.Value {
+        switch self {
+        case .string(let s): return .string(Array(s.utf8))
+        case .integer(let i): return .int(Int64(i))
+        case .number(let d): return .double(d)
+        case .bool(let b): return .bool(b)
+        }
+    }
+
     /// Flat values only (what `state.set` accepts).
-    init?(flat v: LuaWire.Value) {
+    init?(wire v: LuaWire.Value) {
         switch v {
         case .string(let b): self = .string(String(decoding: b, as: UTF8.self))
         case .int(let i): self = .integer(Int(i))

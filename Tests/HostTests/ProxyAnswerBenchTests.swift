@@ -1,3 +1,4 @@
+import Clients
 import Foundation
 import Logging
 import LuaBridge
@@ -7,7 +8,7 @@ import Testing
 @testable import Protocols
 
 /// User-space cost of one ProxyDHCP answer, everything the server does between recvmsg and
-/// sendto: decode, screen, HostDecider (client facts), the default Lua policy, the reply, the
+/// sendto: decode, screen, BootPipeline (client facts), the default Lua policy, the reply, the
 /// timeline event, counters, and encoding the reply into the reused buffer. The same objects
 /// `bootpolicy serve` wires, fed a PXE DISCOVER like perfdhcp's (options 60/93/94) from
 /// 100,000 MACs in random order, so the client caches insert and evict on nearly every answer.
@@ -57,11 +58,11 @@ struct ProxyAnswerBenchTests {
             specs: [PolicySpec(path: Self.repo.appendingPathComponent("policies/default.lua").path)], logger: logger)
         let timeline = ClientTimeline()
         // Attribution: BENCH_WITHOUT=facts hands requests to the policy engine directly (no
-        // HostDecider, so no per-client facts); BENCH_WITHOUT=timeline records no events.
+        // BootPipeline, so no per-client facts); BENCH_WITHOUT=timeline records no events.
         let without = ProcessInfo.processInfo.environment["BENCH_WITHOUT"] ?? ""
         let core = ProxyDHCPServer.Core(
             responder: ProxyDHCPResponder(),
-            decider: without.contains("facts") ? engine as BootDecider : HostDecider(chain: engine),
+            decider: without.contains("facts") ? engine as BootDecider : BootPipeline(chain: engine, directory: ClientDirectory(logger: logger), logger: logger),
             events: without.contains("timeline") ? NoEventSink() as BootEventSink : timeline, logger: logger)
         let label = without.isEmpty ? "answer" : "answer-without-\(without)"
 

@@ -1,5 +1,6 @@
 import Foundation
 import Protocols
+import Clients
 import Testing
 @testable import LuaBridge
 
@@ -7,7 +8,7 @@ import Testing
     let logger = TestPolicies.logger
 
     func chain(_ specs: PolicySpec..., limits: PolicyLimits = PolicyLimits(states: 2),
-               store: PolicyStateStore = PolicyStateStore()) throws -> PolicyChain {
+               store: ClientStateStore = ClientStateStore()) throws -> PolicyChain {
         try PolicyChain(specs: specs, limits: limits, logger: logger, stateStore: store)
     }
 
@@ -89,7 +90,7 @@ import Testing
     }
 
     @Test func stateIsSharedAcrossHooksAndStates() throws {
-        let store = PolicyStateStore()
+        let store = ClientStateStore()
         let c = try chain(TestPolicies.spec("once.lua"), limits: PolicyLimits(states: 4), store: store)
         let mac = "52:54:00:00:00:01"
         #expect(c.decide(TestPolicies.dhcp(mac: mac))?.filename == "install.ipxe")
@@ -110,7 +111,7 @@ import Testing
     @Test func stateExpires() throws {
         final class Clock: @unchecked Sendable { var t = Date(timeIntervalSince1970: 1000) }
         let clock = Clock()
-        let store = PolicyStateStore(defaultTTL: 60, now: { clock.t })
+        let store = ClientStateStore(limits: StateLimits(defaultTTL: 60), now: { clock.t })
         let c = try chain(TestPolicies.spec("once.lua", ["ttl": 10]), store: store)
         let mac = "52:54:00:00:00:03"
         _ = c.decide(BootRequest(kind: .http, mac: mac, path: "/done"))

@@ -1,5 +1,6 @@
 import Foundation
 import Protocols
+import Clients
 import Testing
 @testable import LuaBridge
 
@@ -24,7 +25,7 @@ import Testing
     }
 
     @Test func reloadKeepsPerClientState() throws {
-        let store = PolicyStateStore()
+        let store = ClientStateStore()
         let engine = try PolicyEngine(specs: [TestPolicies.spec("once.lua")], logger: TestPolicies.logger, stateStore: store)
         _ = engine.decide(BootRequest(kind: .http, mac: "52:54:00:00:00:09", path: "/done"))
         _ = engine.reload(specs: [TestPolicies.spec("once.lua")])

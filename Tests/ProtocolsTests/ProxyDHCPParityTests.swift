@@ -1,5 +1,7 @@
+import Clients
 import Foundation
 import Logging
+import LuaBridge
 import Testing
 @testable import Protocols
 
@@ -8,7 +10,8 @@ import Glibc
 
 /// Runs dnsmasq 2.90 (the reference) and our server, one after the other, in a network
 /// namespace lab and sends both the same requests; the replies must agree field by field
-/// except for the differences documented in docs/dnsmasq-parity.md.
+/// except for the differences documented in docs/dnsmasq-parity.md. Ours answers as `serve`
+/// does: the shipped `policies/default.lua` behind the same `BootPipeline`.
 ///
 /// Lab: namespaces `bp-dhcp-s<pid>` (server, 192.168.77.1) and `bp-dhcp-c<pid>` (clients,
 /// 192.168.77.50, relay 192.168.77.60) joined by a veth pair; torn down on every exit path.
@@ -184,13 +187,9 @@ import Glibc
         return fields
     }
 
-    /// Deliberate differences (docs/dnsmasq-parity.md): why, or nil when none applies.
-    static func expectedDifference(_ c: Case) -> String? {
-        if c.message.vendorClass?.hasPrefix("HTTPClient") == true {
-            return "dnsmasq serves only vendor class PXEClient unless --dhcp-pxe-vendor adds HTTPClient; we answer UEFI HTTP boot"
-        }
-        return nil
-    }
+    /// Deliberate differences (docs/dnsmasq-parity.md): why, or nil when none applies. With
+    /// the default policy there are none in this matrix (UEFI HTTP boot is silent in both).
+    static func expectedDifference(_ c: Case) -> String? { nil }
 
     @Test func repliesMatchDnsmasq() async throws {
         guard getuid() == 0 else { print("skip dnsmasq parity: needs root for network namespaces"); return }
@@ -231,12 +230,16 @@ import Glibc
         Self.stop(dnsmasq)
         try #require(!dnsmasq.isRunning, "dnsmasq (pid \(dnsmasq.processIdentifier)) did not stop")
 
-        // 2. ours, same namespace, same interface, the default rule as a static decider.
+        // 2. ours, same namespace, same interface: the shipped default policy through the pipeline.
         var logger = Logger(label: "parity")
         logger.logLevel = .info
+        let directory = ClientDirectory(logger: logger)
+        let policy = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("policies/default.lua").path
+        let engine = try PolicyEngine(specs: [PolicySpec(path: policy)], logger: logger, stateStore: directory.state)
         let server = ProxyDHCPServer(
             configuration: .init(interfaces: [lab.serverIf], ports: [67, 4011], networkNamespace: lab.serverNS),
-            decider: StaticBootDecider(), logger: logger)
+            decider: BootPipeline(chain: engine, directory: directory, logger: logger), logger: logger)
         try await server.start()
         var dump: Process?
         // Debug knob: BP_PARITY_PCAP=/tmp/x.pcap records the client side of our run.

@@ -1,5 +1,5 @@
 import Testing
-@testable import Host
+@testable import Clients
 
 @Suite struct DatagramCacheTests {
     static func mac(_ i: Int) -> String {

@@ -28,3 +28,8 @@ public struct PolicyStep: Sendable, Equatable {
         self.duration = duration
     }
 }
+
+/// A decider that can also say what each policy did (`bootpolicy explain`, policy tests).
+public protocol TracingBootDecider: BootDecider {
+    func decideTraced(_ request: BootRequest) -> (decision: BootDecision?, steps: [PolicyStep])
+}

@@ -1,11 +1,11 @@
 import Foundation
 import NIOCore
 import Testing
-@testable import Host
+@testable import Clients
 @testable import Protocols
 
 /// What a client's TFTP and HTTP requests learn from its DHCP request, from recorded firmware.
-struct HostDeciderTests {
+struct BootPipelineTests {
     /// Keeps every request the chain was asked about.
     final class Recorder: BootDecider, @unchecked Sendable {
         var seen: [BootRequest] = []
@@ -16,8 +16,9 @@ struct HostDeciderTests {
     }
 
     static func fixture(_ name: String) throws -> (DHCPMessage, ByteBuffer) {
-        let url = ServerProcess.packageRoot.appendingPathComponent("fixtures/requests/\(name).json")
-        let bytes = Array(Data(hexString: try #require(Fixture.load(from: url).raw)))
+        let url = packageRoot.appendingPathComponent("fixtures/requests/\(name).json")
+        let raw = try #require(try Fixture.load(from: url).raw)
+        let bytes = try #require(Hex.decode(raw))
         return (try DHCPMessage(bytes: bytes), ByteBuffer(bytes: bytes))
     }
 
@@ -30,7 +31,7 @@ struct HostDeciderTests {
             datagram = ByteBuffer(bytes: message.bytes)
         }
         let recorder = Recorder()
-        let decider = HostDecider(chain: recorder)
+        let decider = BootPipeline(chain: recorder)
         let dhcp = BootRequest(dhcp: message, serverPort: 67, interface: "eth0", source: "0.0.0.0")
         if withDatagram {
             _ = decider.decide(dhcp, datagram: datagram)
@@ -77,7 +78,7 @@ struct HostDeciderTests {
     @Test func anotherClientLearnsNothing() throws {
         let (message, datagram) = try Self.fixture("ovmf-pxe-discover")
         let recorder = Recorder()
-        let decider = HostDecider(chain: recorder)
+        let decider = BootPipeline(chain: recorder)
         _ = decider.decide(BootRequest(dhcp: message, serverPort: 67, interface: nil, source: nil), datagram: datagram)
         _ = decider.decide(BootRequest(kind: .tftp, mac: "02:00:00:00:00:01", path: "x"))
         #expect(recorder.seen.last?.arch == nil)

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Host
+@testable import Clients
 
 @Suite struct ClientCacheTests {
     @Test func keepsValuesUntilTheirTimeToLive() {

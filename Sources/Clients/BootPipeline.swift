@@ -1,0 +1,138 @@
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import Protocols
+
+/// The one path every request takes, whichever server or tool it comes from (`serve`'s DHCP,
+/// TFTP and HTTP servers, `bootpolicy test`, `explain`, the parity test):
+/// 1. **enrich**: a DHCP request's datagram is kept as the client's facts; a TFTP or HTTP request
+///    is told what the same client's DHCP request said (arch, firmware, classes, UUID, relay),
+///    and the address it came from is tied to its MAC;
+/// 2. **decide**: the policy chain runs;
+/// 3. **remember**: the iPXE script a DHCP decision generated is kept for the client and served
+///    when it asks for the decided file by TFTP or for the script endpoint over HTTP (unless a
+///    `tftp`/`http` hook decides otherwise first); and whatever the chain changed in the
+///    client's state is durable before the decision is returned, so before any answer leaves.
+public final class BootPipeline: TracingBootDecider, @unchecked Sendable {
+    public let chain: BootDecider
+    public let directory: ClientDirectory
+    public let scriptPath: String
+    private let logger: Logger
+    private let unsaved = Counter(label: "bootpolicy_state_unsaved_answers_total")
+
+    public init(chain: BootDecider, directory: ClientDirectory = ClientDirectory(), scriptPath: String = "/boot.ipxe",
+                logger: Logger = Logger(label: "bootpolicy.pipeline")) {
+        self.chain = chain
+        self.directory = directory
+        self.scriptPath = scriptPath
+        self.logger = logger
+    }
+
+    /// A datagram for a DHCP request that came without one (a fixture, a policy test): the
+    /// options it was decoded from, encoded again.
+    static func datagram(for r: BootRequest) -> [UInt8] {
+        var message = DHCPMessage(op: .request, xid: r.xid ?? 0,
+                                  giaddr: r.relay.flatMap { IPv4Address($0.giaddr) } ?? .any,
+                                  options: DHCPOptions(r.options.sorted { $0.key < $1.key }.map {
+                                      DHCPOption(code: $0.key, value: $0.value) }))
+        message.options.remove(52)
+        return message.bytes
+    }
+
+    public func decide(_ request: BootRequest, datagram: ByteBuffer) -> BootDecision? {
+        // Only a DHCP request's datagram holds facts; anything else learns as usual.
+        guard request.kind == .dhcp else { return decide(request) }
+        if !request.mac.isEmpty {
+            datagram.withUnsafeReadableBytes { directory.learn(mac: request.mac, datagram: $0) }
+        }
+        return run(request, traced: false).decision
+    }
+
+    public func decide(_ request: BootRequest) -> BootDecision? {
+        run(enriched(request), traced: false).decision
+    }
+
+    public func decideTraced(_ request: BootRequest) -> (decision: BootDecision?, steps: [PolicyStep]) {
+        run(enriched(request), traced: true)
+    }
+
+    /// Step 1 for a request that came without a datagram.
+    private func enriched(_ request: BootRequest) -> BootRequest {
+        var request = request
+        if request.mac.isEmpty { return request }
+        if request.kind == .dhcp {
+            Self.datagram(for: request).withUnsafeBytes { directory.learn(mac: request.mac, datagram: $0) }
+        } else if let learned = directory.dhcpFacts(mac: request.mac) {
+            request.learn(from: learned)
+        }
+        return request
+    }
+
+    private func run(_ request: BootRequest, traced: Bool) -> (decision: BootDecision?, steps: [PolicyStep]) {
+        if !request.mac.isEmpty, let address = request.clientAddress, Self.isClientAddress(address),
+           request.kind != .dhcp || request.relay == nil {
+            // The address a request came from is the client's own, except a relayed DHCP
+            // request's (the relay's): tie it to the MAC for file requests that carry none.
+            directory.learn(mac: request.mac, address: address)
+        }
+        let before = directory.state.mark
+        var (decision, steps) = traced ? (chain as? TracingBootDecider)?.decideTraced(request) ?? (chain.decide(request), [])
+                                       : (chain.decide(request), [])
+        switch request.kind {
+        case .dhcp:
+            if let d = decision, !d.ignore, let text = d.ipxeScript, !request.mac.isEmpty {
+                directory.keep(script: StoredScript(filename: d.filename, text: text, policy: d.policy, stored: Date()),
+                               for: request.mac)
+            }
+        case .tftp, .http:
+            if decision == nil, let script = storedScript(for: request) {
+                decision = BootDecision(content: Array(script.text.utf8), contentType: "text/plain; charset=utf-8",
+                                        note: "script generated at DHCP time", policy: script.policy)
+            }
+        }
+        // Durable before answered: wait only when something was queued while this ran (this
+        // request's changes, or another's in the same commit).
+        let after = directory.state.mark
+        if after != before, !directory.state.waitDurable(through: after) {
+            unsaved.increment()
+            logger.error("no answer: the state this decision changed could not be made durable in time",
+                         metadata: ["mac": "\(request.mac)", "kind": "\(request.kind.rawValue)", "store": "\(directory.location)"])
+            return (nil, steps)
+        }
+        return (decision, steps)
+    }
+
+    private func storedScript(for request: BootRequest) -> StoredScript? {
+        guard let path = request.path, let script = directory.script(for: request.mac) else { return nil }
+        if request.kind == .http && path == scriptPath { return script }
+        guard let filename = script.filename else { return nil }
+        return Self.basename(path) == Self.basename(filename) ? script : nil
+    }
+
+    static func isClientAddress(_ address: String) -> Bool {
+        guard let a = IPv4Address(address) else { return !address.isEmpty }
+        return !a.isAny && a != .broadcast
+    }
+
+    static func basename(_ path: String) -> Substring {
+        let trimmed = path.split(whereSeparator: { $0 == "/" || $0 == "\\" }).last ?? Substring(path)
+        // An HTTP filename in a DHCP decision may carry a query string.
+        return trimmed.split(separator: "?", maxSplits: 1).first ?? trimmed
+    }
+}
+
+extension BootRequest {
+    /// Fills what a TFTP/HTTP request cannot know from the same client's DHCP request.
+    mutating func learn(from dhcp: BootRequest) {
+        if archCode == nil { archCode = dhcp.archCode; arch = dhcp.arch }
+        if firmware == .unknown { firmware = dhcp.firmware }
+        if vendorClass == nil { vendorClass = dhcp.vendorClass }
+        if userClass.isEmpty { userClass = dhcp.userClass }
+        if !isIPXE { isIPXE = dhcp.isIPXE }
+        if ipxeFeatures.isEmpty { ipxeFeatures = dhcp.ipxeFeatures }
+        if uuid == nil { uuid = dhcp.uuid }
+        if hostname == nil { hostname = dhcp.hostname }
+        if relay == nil { relay = dhcp.relay }
+    }
+}

@@ -1,0 +1,232 @@
+import Foundation
+import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Client memory in an embedded SQLite database (GRDB), in WAL mode: the default durable store.
+///
+/// One server per file: a lock file beside the database (`PATH.lock`, flock) refuses a second
+/// `bootpolicy serve` on the same file, whose in-memory view would silently diverge from the
+/// first's (several servers share state through PostgreSQL instead).
+///
+/// `sync` is SQLite's `synchronous`: `full` syncs the WAL at every commit (a commit survives a
+/// power loss), `normal` only at checkpoints (a commit survives a crash or kill -9 of the
+/// process, not a power loss). Commits are grouped by `StateWriter`, so either way one sync
+/// covers every change queued meanwhile.
+public final class SQLiteStateBackend: StateBackend, @unchecked Sendable {
+    public enum Sync: String, Sendable, CaseIterable { case full, normal }
+
+    public let path: String
+    public var description: String { "sqlite:\(path)" }
+    private let queue: DatabaseQueue
+    private let lockFD: Int32
+    private var closed = false
+
+    /// The schema, as migrations applied in order and recorded in the file. A file whose
+    /// record names a migration this build does not know was written by a newer bootpolicy.
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1: client_state, client_script") { db in
+            try db.execute(sql: """
+                CREATE TABLE client_state (
+                    mac TEXT PRIMARY KEY NOT NULL,
+                    value_json TEXT NOT NULL,
+                    expires REAL NOT NULL,
+                    updated REAL NOT NULL
+                );
+                CREATE INDEX client_state_expires ON client_state(expires);
+                CREATE TABLE client_script (
+                    mac TEXT PRIMARY KEY NOT NULL,
+                    filename TEXT,
+                    script TEXT NOT NULL,
+                    policy TEXT,
+                    stored REAL NOT NULL
+                );
+                CREATE INDEX client_script_stored ON client_script(stored);
+                """)
+        }
+        return m
+    }
+
+    /// Opens (creating when absent) the database at `path`. Every failure is a `StateError`
+    /// that names the file and says what to do.
+    public init(path: String, sync: Sync = .full) throws(StateError) {
+        self.path = path
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path
+        if !FileManager.default.fileExists(atPath: dir) {
+            do {
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o750])
+            } catch {
+                throw StateError("state store \(path): cannot create its directory \(dir): \(error.localizedDescription)")
+            }
+        }
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+            throw StateError("state store \(path): is a directory; give a file path such as \(path)/state.db")
+        }
+        lockFD = try Self.takeLock(path + ".lock", for: path)
+        var config = Configuration()
+        config.journalMode = .wal
+        // A busy file here means something outside bootpolicy holds it (the lock file keeps
+        // other servers out): wait a little, then fail with a clear error rather than hang.
+        config.busyMode = .timeout(2)
+        config.label = "bootpolicy-state"
+        let synchronous = sync == .full ? "FULL" : "NORMAL"
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+        }
+        let migrator = Self.migrator
+        do {
+            let created = !FileManager.default.fileExists(atPath: path)
+            queue = try DatabaseQueue(path: path, configuration: config)
+            if created { chmod(path, 0o600) }
+            let superseded = try queue.read { db in try migrator.hasBeenSuperseded(db) }
+            if superseded {
+                let applied = (try? queue.read { db in try migrator.appliedIdentifiers(db) }) ?? []
+                let known = Set(migrator.migrations)
+                let unknown = applied.subtracting(known).sorted().joined(separator: ", ")
+                throw StateError("state store \(path) was written by a newer bootpolicy (schema \(unknown)); refusing to open it. Run that version, or move the file aside to start empty")
+            }
+            try migrator.migrate(queue)
+        } catch let error as StateError {
+            Self.releaseLock(lockFD)
+            throw error
+        } catch let error as DatabaseError {
+            Self.releaseLock(lockFD)
+            switch error.resultCode {
+            case .SQLITE_NOTADB, .SQLITE_CORRUPT:
+                throw StateError("state store \(path): not a usable SQLite database (\(error.message ?? "\(error.resultCode)")); move it aside to start empty, or restore it from a backup")
+            case .SQLITE_BUSY, .SQLITE_LOCKED:
+                throw StateError("state store \(path): locked by another process (\(error.message ?? "busy")); stop it, or give another --state")
+            case .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_READONLY:
+                throw StateError("state store \(path): cannot open for writing (\(error.message ?? "\(error.resultCode)")); check the path and its permissions")
+            default:
+                throw StateError("state store \(path): \(error.message ?? "\(error)")")
+            }
+        } catch {
+            Self.releaseLock(lockFD)
+            throw StateError("state store \(path): \(error)")
+        }
+    }
+
+    deinit { close() }
+
+    /// Closes the database and lets another server open the file. Idempotent.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        try? queue.close()
+        Self.releaseLock(lockFD)
+    }
+
+    static func takeLock(_ lockPath: String, for path: String) throws(StateError) -> Int32 {
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw StateError("state store \(path): cannot create its lock file \(lockPath): \(String(cString: strerror(errno)))")
+        }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            var holder = [UInt8](repeating: 0, count: 32)
+            let n = pread(fd, &holder, holder.count, 0)
+            Glibc.close(fd)
+            let pid = n > 0 ? String(decoding: holder[..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
+            throw StateError("state store \(path) is in use by another bootpolicy (pid \(pid)); one server per SQLite file (several servers share state through PostgreSQL)")
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pwrite(fd, pid, pid.count, 0)
+        return fd
+    }
+
+    static func releaseLock(_ fd: Int32) {
+        guard fd >= 0 else { return }
+        Glibc.close(fd)  // closing drops the flock
+    }
+
+    public func load(now: Date) throws -> StoredClients {
+        try queue.read { db in
+            var out = StoredClients()
+            let t = now.timeIntervalSince1970
+            let states = try Row.fetchCursor(db, sql: "SELECT mac, value_json, expires FROM client_state WHERE expires > ?", arguments: [t])
+            while let row = try states.next() {
+                let mac: String = row["mac"]
+                let json: String = row["value_json"]
+                guard let values = StateJSON.decode(json) else { continue }
+                out.states[mac] = ClientState(values: values, expires: Date(timeIntervalSince1970: row["expires"]))
+            }
+            let scripts = try Row.fetchCursor(db, sql: "SELECT mac, filename, script, policy, stored FROM client_script")
+            while let row = try scripts.next() {
+                out.scripts[row["mac"]] = StoredScript(filename: row["filename"], text: row["script"], policy: row["policy"],
+                                                       stored: Date(timeIntervalSince1970: row["stored"]))
+            }
+            return out
+        }
+    }
+
+    public func commit(_ changes: [StateChange]) throws {
+        try queue.inTransaction(.immediate) { db in
+            let now = Date().timeIntervalSince1970
+            for change in changes {
+                switch change {
+                case .state(let mac, let state):
+                    try db.execute(
+                        sql: "INSERT INTO client_state (mac, value_json, expires, updated) VALUES (?, ?, ?, ?) ON CONFLICT(mac) DO UPDATE SET value_json = excluded.value_json, expires = excluded.expires, updated = excluded.updated",
+                        arguments: [mac, StateJSON.encode(state.values), state.expires.timeIntervalSince1970, now])
+                case .clearState(let mac):
+                    try db.execute(sql: "DELETE FROM client_state WHERE mac = ?", arguments: [mac])
+                case .script(let mac, let script):
+                    try db.execute(
+                        sql: "INSERT INTO client_script (mac, filename, script, policy, stored) VALUES (?, ?, ?, ?, ?) ON CONFLICT(mac) DO UPDATE SET filename = excluded.filename, script = excluded.script, policy = excluded.policy, stored = excluded.stored",
+                        arguments: [mac, script.filename, script.text, script.policy, script.stored.timeIntervalSince1970])
+                }
+            }
+            return .commit
+        }
+    }
+
+    public func sweep(now: Date, scriptsBefore: Date) throws {
+        try queue.write { db in
+            try db.execute(sql: "DELETE FROM client_state WHERE expires <= ?", arguments: [now.timeIntervalSince1970])
+            try db.execute(sql: "DELETE FROM client_script WHERE stored < ?", arguments: [scriptsBefore.timeIntervalSince1970])
+        }
+    }
+}
+
+/// A client's state as a JSON object of strings, numbers and booleans: readable with
+/// `sqlite3` or `jq`, and the shape the control API speaks.
+enum StateJSON {
+    static func encode(_ values: [String: StateValue]) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        // The store refuses non-finite numbers, so this cannot fail; "{}" keeps the row valid.
+        return (try? String(decoding: encoder.encode(values), as: UTF8.self)) ?? "{}"
+    }
+
+    /// nil when the text is not an object of flat values (a row edited by hand, say).
+    static func decode(_ json: String) -> [String: StateValue]? {
+        try? JSONDecoder().decode([String: StateValue].self, from: Data(json.utf8))
+    }
+}
+
+extension StateValue: Codable {
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let i = try? c.decode(Int.self) { self = .integer(i) }
+        else if let d = try? c.decode(Double.self) { self = .number(d) }
+        else if let s = try? c.decode(String.self) { self = .string(s) }
+        else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "a state value is a string, a number or a boolean") }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .string(let s): try c.encode(s)
+        case .integer(let i): try c.encode(i)
+        case .number(let d): try c.encode(d)
+        case .bool(let b): try c.encode(b)
+        }
+    }
+}

@@ -1,0 +1,189 @@
+import Foundation
+import Logging
+import Metrics
+
+/// One change to what is kept about a client, as the writer hands it to a backend.
+public enum StateChange: Sendable, Equatable {
+    case state(mac: String, ClientState)
+    case clearState(mac: String)
+    case script(mac: String, StoredScript)
+
+    /// Changes with the same key replace each other in the queue: only the newest is written.
+    var key: String {
+        switch self {
+        case .state(let mac, _), .clearState(let mac): return "s/" + mac
+        case .script(let mac, _): return "x/" + mac
+        }
+    }
+}
+
+/// A generated iPXE script as it is kept between a client's DHCP and file requests.
+public struct StoredScript: Sendable, Equatable {
+    public var filename: String?
+    public var text: String
+    public var policy: String?
+    public var stored: Date
+    public init(filename: String?, text: String, policy: String?, stored: Date) {
+        self.filename = filename
+        self.text = text
+        self.policy = policy
+        self.stored = stored
+    }
+}
+
+/// What a backend held at start.
+public struct StoredClients: Sendable {
+    public var states: [String: ClientState] = [:]
+    public var scripts: [String: StoredScript] = [:]
+    public init(states: [String: ClientState] = [:], scripts: [String: StoredScript] = [:]) {
+        self.states = states
+        self.scripts = scripts
+    }
+}
+
+/// Where client memory is made durable: SQLite today, PostgreSQL next. Only the writer thread
+/// calls `commit` and `sweep`, one call at a time; `load` runs once, before the first commit.
+public protocol StateBackend: AnyObject, Sendable {
+    /// For logs and the status page: `sqlite:/var/lib/bootpolicy/state.db`.
+    var description: String { get }
+    /// Everything live at `now`.
+    func load(now: Date) throws -> StoredClients
+    /// Writes every change in one transaction: all of them or none.
+    func commit(_ changes: [StateChange]) throws
+    /// Deletes rows that expired before `now` (state) or were stored before `scriptsBefore`.
+    func sweep(now: Date, scriptsBefore: Date) throws
+    func close()
+}
+
+/// The thread that makes changes durable: it takes every change queued since its last commit
+/// and commits them in one transaction (group commit), so the rate of durable changes is not
+/// bounded by one disk sync each. A caller waits for its own changes with `wait(through:)`.
+///
+/// A commit that fails (disk full, a locked or vanished file) keeps its changes queued, merged
+/// under any newer ones, and is retried with a growing pause; waiters time out meanwhile and
+/// so no answer claims a change that is not on disk.
+final class StateWriter: @unchecked Sendable {
+    let backend: StateBackend
+    let backendDescription: String
+    private let logger: Logger
+    private let cond = NSCondition()
+    private var pending: [String: StateChange] = [:]
+    private var queued: UInt64 = 0
+    private var committed: UInt64 = 0
+    private var stopping = false
+    private var thread: Thread?
+    private let done = DispatchSemaphore(value: 0)
+    private let sweepEvery: TimeInterval
+    private let scriptTTL: TimeInterval
+    private let commits = Counter(label: "bootpolicy_state_commits_total")
+    private let changes = Counter(label: "bootpolicy_state_changes_total")
+    private let failures = Counter(label: "bootpolicy_state_commit_failures_total")
+    private let commitTime = Timer(label: "bootpolicy_state_commit_seconds")
+
+    init(backend: StateBackend, scriptTTL: TimeInterval, sweepEvery: TimeInterval = 60, logger: Logger) {
+        self.backend = backend
+        self.backendDescription = backend.description
+        self.scriptTTL = scriptTTL
+        self.sweepEvery = sweepEvery
+        self.logger = logger
+    }
+
+    func start() {
+        let t = Thread { [self] in run() }
+        t.name = "bp-state-writer"
+        thread = t
+        t.start()
+    }
+
+    /// Changes queued so far.
+    var enqueued: UInt64 {
+        cond.lock()
+        defer { cond.unlock() }
+        return queued
+    }
+
+    func enqueue(_ change: StateChange) {
+        cond.lock()
+        pending[change.key] = change
+        queued += 1
+        cond.signal()
+        cond.unlock()
+    }
+
+    func wait(through mark: UInt64, timeout: TimeInterval) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        cond.lock()
+        defer { cond.unlock() }
+        while committed < mark {
+            if !cond.wait(until: deadline) { return committed >= mark }
+        }
+        return true
+    }
+
+    /// Commits what is queued (bounded wait) and stops the thread.
+    func close(timeout: TimeInterval = 5) {
+        cond.lock()
+        stopping = true
+        cond.broadcast()
+        cond.unlock()
+        if thread != nil { _ = done.wait(timeout: .now() + timeout) }
+        backend.close()
+    }
+
+    private func run() {
+        var nextSweep = Date().addingTimeInterval(sweepEvery)
+        var pause: TimeInterval = 0.05
+        var failing = false
+        while true {
+            cond.lock()
+            while pending.isEmpty && !stopping && Date() < nextSweep {
+                _ = cond.wait(until: nextSweep)
+            }
+            let batch = pending
+            let through = queued
+            pending = [:]
+            let stop = stopping
+            cond.unlock()
+
+            if !batch.isEmpty {
+                let started = DispatchTime.now().uptimeNanoseconds
+                do {
+                    try backend.commit(Array(batch.values))
+                    commitTime.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
+                    commits.increment()
+                    changes.increment(by: batch.count)
+                    cond.lock()
+                    committed = through
+                    cond.broadcast()
+                    cond.unlock()
+                    if failing { logger.notice("state store writes again", metadata: ["store": "\(backendDescription)"]) }
+                    failing = false
+                    pause = 0.05
+                } catch {
+                    failures.increment()
+                    cond.lock()
+                    for (key, change) in batch where pending[key] == nil { pending[key] = change }
+                    cond.unlock()
+                    if !failing {
+                        logger.error("state store cannot commit; changes stay queued and answers that need them wait: \(error)",
+                                     metadata: ["store": "\(backendDescription)"])
+                    }
+                    failing = true
+                    if stop { break }
+                    Thread.sleep(forTimeInterval: pause)
+                    pause = min(1, pause * 2)
+                    continue
+                }
+            }
+            if stop { break }
+            if Date() >= nextSweep {
+                let t = Date()
+                do { try backend.sweep(now: t, scriptsBefore: t.addingTimeInterval(-scriptTTL)) } catch {
+                    logger.warning("state store sweep failed: \(error)", metadata: ["store": "\(backendDescription)"])
+                }
+                nextSweep = t.addingTimeInterval(sweepEvery)
+            }
+        }
+        done.signal()
+    }
+}

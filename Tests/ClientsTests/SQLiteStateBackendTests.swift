@@ -1,0 +1,170 @@
+import Foundation
+import GRDB
+import Testing
+@testable import Clients
+
+@Suite struct SQLiteStateBackendTests {
+    static let mac = "52:54:00:00:00:01"
+
+    func open(_ path: String, sync: SQLiteStateBackend.Sync = .full) throws -> ClientDirectory {
+        try ClientDirectory.open(backend: SQLiteStateBackend(path: path, sync: sync), logger: .init(label: "test"))
+    }
+
+    @Test func stateAndScriptsOutliveAReopen() throws {
+        let dir = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("sub/state.db").path  // the folder is created
+        do {
+            let d = try open(path)
+            try d.state.set(mac: Self.mac, ["installed": true, "n": 3, "at": "rack7", "x": 1.5], ttl: 3600)
+            try d.state.set(mac: "52:54:00:00:00:02", ["gone": true], ttl: 3600)
+            d.state.clear(mac: "52:54:00:00:00:02")
+            try d.state.set(mac: "52:54:00:00:00:03", ["short": true], ttl: 0.2)
+            d.keep(script: StoredScript(filename: "boot.ipxe", text: "#!ipxe\nexit\n", policy: "p", stored: Date()), for: Self.mac)
+            #expect(d.state.waitDurable(through: d.state.mark))
+            d.close()
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        let d = try open(path)
+        defer { d.close() }
+        #expect(d.state.get(mac: Self.mac) == ["installed": true, "n": 3, "at": "rack7", "x": 1.5])
+        #expect(d.state.get(mac: "52:54:00:00:00:02") == nil, "a clear is durable too")
+        #expect(d.state.get(mac: "52:54:00:00:00:03") == nil, "expired while the server was down")
+        #expect(d.script(for: Self.mac)?.text == "#!ipxe\nexit\n")
+        #expect(d.script(for: Self.mac)?.filename == "boot.ipxe")
+        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+        #expect(mode == 0o600, "state may hold install tokens: owner only")
+    }
+
+    @Test func oneServerPerFile() throws {
+        let dir = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("state.db").path
+        let first = try open(path)
+        do {
+            _ = try SQLiteStateBackend(path: path)
+            Issue.record("a second server opened the same file")
+        } catch {
+            #expect(error.description.contains("in use by another bootpolicy (pid \(getpid()))"), "\(error)")
+        }
+        first.close()
+    }
+
+    @Test func aFileFromANewerVersionIsRefused() throws {
+        let dir = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("state.db").path
+        try open(path).close()
+        let db = try DatabaseQueue(path: path)
+        try db.write { try $0.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v9: from the future')") }
+        try db.close()
+        do {
+            _ = try SQLiteStateBackend(path: path)
+            Issue.record("a newer schema was opened")
+        } catch {
+            #expect(error.description.contains("written by a newer bootpolicy (schema v9: from the future)"), "\(error)")
+        }
+    }
+
+    @Test(arguments: ["garbage", "directory"])
+    func aBrokenPathIsAClearError(kind: String) throws {
+        let dir = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("state.db").path
+        if kind == "garbage" {
+            try Data(repeating: 0x5A, count: 8192).write(to: URL(fileURLWithPath: path))
+        } else {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        }
+        do {
+            _ = try SQLiteStateBackend(path: path)
+            Issue.record("\(kind) opened")
+        } catch {
+            let expected = kind == "garbage" ? "not a usable SQLite database" : "is a directory"
+            #expect(error.description.contains(expected) && error.description.contains(path), "\(error)")
+        }
+    }
+
+    @Test func rowsAreJSONOperatorsCanRead() throws {
+        let dir = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("state.db").path
+        let d = try open(path, sync: .normal)
+        try d.state.set(mac: Self.mac, ["name": "web \"1\"", "ok": false, "n": -7])
+        #expect(d.state.waitDurable(through: d.state.mark))
+        d.close()
+        let json = try DatabaseQueue(path: path).read { try String.fetchOne($0, sql: "SELECT value_json FROM client_state") }
+        #expect(json == #"{"n":-7,"name":"web \"1\"","ok":false}"#)
+    }
+}
+
+/// The writer's contract, against a backend that can be made slow or failing.
+@Suite struct StateWriterTests {
+    final class FlakyBackend: StateBackend, @unchecked Sendable {
+        let lock = NSLock()
+        var failing = false
+        var delay: TimeInterval = 0
+        var commits = 0
+        var rows: [String: StateChange] = [:]
+        var description: String { "test:flaky" }
+        func load(now: Date) throws -> StoredClients { StoredClients() }
+        func commit(_ changes: [StateChange]) throws {
+            lock.lock()
+            let (fail, wait) = (failing, delay)
+            lock.unlock()
+            if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+            struct DiskFull: Error {}
+            if fail { throw DiskFull() }
+            lock.lock()
+            commits += 1
+            for c in changes { rows[c.key] = c }
+            lock.unlock()
+        }
+        func sweep(now: Date, scriptsBefore: Date) throws {}
+        func close() {}
+        func set(failing f: Bool) { lock.lock(); failing = f; lock.unlock() }
+    }
+
+    @Test func concurrentWritersShareCommits() throws {
+        let backend = FlakyBackend()
+        backend.delay = 0.005
+        let d = try ClientDirectory.open(backend: backend, logger: .init(label: "test"))
+        defer { d.close() }
+        // Eight threads of their own (not concurrentPerform, which runs one per core).
+        let group = DispatchGroup()
+        final class Tally: @unchecked Sendable { let lock = NSLock(); var n = 0 }
+        let unsaved = Tally()
+        for t in 0..<8 {
+            group.enter()
+            Thread {
+                for i in 0..<50 {
+                    let mac = String(format: "02:00:00:00:%02x:%02x", t, i)
+                    try? d.state.set(mac: mac, ["i": .integer(i)])
+                    if !d.state.waitDurable(through: d.state.mark) { unsaved.lock.lock(); unsaved.n += 1; unsaved.lock.unlock() }
+                }
+                group.leave()
+            }.start()
+        }
+        #expect(group.wait(timeout: .now() + 30) == .success)
+        #expect(unsaved.n == 0)
+        backend.lock.lock()
+        defer { backend.lock.unlock() }
+        #expect(backend.rows.count == 400, "every acknowledged change reached the backend")
+        #expect(backend.commits < 200, "8 waiting writers, \(backend.commits) commits: changes were grouped")
+    }
+
+    @Test func aFailingBackendHoldsAnswersBackAndRecovers() throws {
+        let backend = FlakyBackend()
+        let d = try ClientDirectory.open(backend: backend, logger: .init(label: "test"))
+        defer { d.close() }
+        backend.set(failing: true)
+        try d.state.set(mac: "02:00:00:00:00:01", ["a": 1])
+        #expect(!d.state.waitDurable(through: d.state.mark, timeout: 0.3), "not durable while the disk fails")
+        #expect(d.state.get(mac: "02:00:00:00:00:01") == ["a": 1], "memory still answers reads")
+        backend.set(failing: false)
+        #expect(d.state.waitDurable(through: d.state.mark, timeout: 5), "retried until it commits")
+        backend.lock.lock()
+        defer { backend.lock.unlock() }
+        #expect(backend.rows["s/02:00:00:00:00:01"] != nil)
+    }
+}
