@@ -1,7 +1,9 @@
 -- netboot-once.lua: the first network boot installs, every later one goes to the local disk.
 -- It remembers, per MAC, that the installer was handed out (state survives across the DHCP,
--- TFTP and HTTP requests of the client and across reloads, for config.remember seconds).
--- To reinstall a machine, let its state expire or restart bootpolicy.
+-- TFTP and HTTP requests of the client and across reloads, for config.remember seconds; run
+-- `serve --state FILE` so that it survives restarts too, or a restart reinstalls every machine).
+-- To reinstall a machine, let its state expire, or stop bootpolicy and delete its row from the
+-- state file (docs/state.md).
 --
 -- config:
 --   installer   table with kernel, initrd, cmdline        (required)

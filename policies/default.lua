@@ -22,7 +22,8 @@ return {
   name = "default",
 
   dhcp = function(req)
-    if (req.vendor_class or ""):sub(1, 9) ~= "PXEClient" then return nil end
+    local vc = req.vendor_class
+    if vc and vc:find("HTTPClient", 1, true) == 1 then return nil end
     -- dnsmasq's --dhcp-match=IPXEBOOT,175 tests for the option's presence, nothing more.
     local file = req.options[175] and ipxe_file or bios_file
     return {

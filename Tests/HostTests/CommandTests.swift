@@ -68,6 +68,27 @@ import Testing
         #expect(r.text.contains("ack"), "\(r.text)")
     }
 
+    /// A TFTP request explained after its client's DHCP request sees what `serve` would: the
+    /// arch and firmware that DHCP request taught the pipeline.
+    @Test func explainAFileRequestWithWhatItsDHCPRequestTaught() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let policy = dir.appendingPathComponent("arch.lua")
+        try "return { tftp = function(req) return { refuse = \"arch \" .. tostring(req.arch) .. \" \" .. req.firmware } end }\n"
+            .write(to: policy, atomically: true, encoding: .utf8)
+        let tftp = dir.appendingPathComponent("tftp.json")
+        try #"{"name": "t", "kind": "tftp", "mac": "52:54:00:77:00:02", "path": "ipxe.efi", "source": "192.168.77.50"}"#
+            .write(to: tftp, atomically: true, encoding: .utf8)
+        let dhcp = root.appendingPathComponent("fixtures/requests/ovmf-pxe-discover.json").path
+        let alone = try run(["explain", "--request", tftp.path, "--policy", policy.path])
+        #expect(alone.status == 0, "\(alone.text)")
+        #expect(alone.text.contains("refuse arch nil unknown"), "\(alone.text)")
+        let after = try run(["explain", "--after", dhcp, "--request", tftp.path, "--policy", policy.path])
+        #expect(after.status == 0, "\(after.text)")
+        #expect(after.text.contains("learnt from its DHCP request: arch efi-x64, firmware uefi"), "\(after.text)")
+        #expect(after.text.contains("refuse arch efi-x64 uefi"), "\(after.text)")
+    }
+
     @Test func explainSaysWhenNothingDecides() throws {
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
