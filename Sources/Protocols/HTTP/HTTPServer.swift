@@ -86,11 +86,19 @@ public final class HTTPServer: Service, @unchecked Sendable {
         if let local = channel.localAddress { boundPromise.succeed(local) }
         listening.withLockedValue { $0 = true }
         logger.info("http: listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        // Cancellation closes the listener too: a service group cancels every service when one
+        // of them throws (another listener's bind failing), and waits for each run() to return
+        // before it reports the error. Waiting only for graceful shutdown hung the process there.
         try await withGracefulShutdownHandler {
-            try await channel.closeFuture.get()
+            try await withTaskCancellationHandler {
+                try await channel.closeFuture.get()
+            } onCancel: {
+                channel.close(promise: nil)
+            }
         } onGracefulShutdown: {
             channel.close(promise: nil)
         }
+        logger.info("http: stopped")
     }
 
     /// Decides what to send for one request; pure apart from reading the file system.

@@ -1,0 +1,58 @@
+import Foundation
+import NIOPosix
+import Synchronization
+import Testing
+@testable import Protocols
+
+/// Every server's run() returns when its task is cancelled or it is stopped, whenever that comes. A
+/// service group cancels all its services when one throws and waits for each run() before it
+/// reports the error: one run() that does not return hangs the process (issue 19).
+@Suite struct ServerStopTests {
+    /// Whether `task` finishes within `seconds` (bounded: polls a flag a watcher sets).
+    static func finishes(_ task: Task<Void, Error>, within seconds: Double) async -> Bool {
+        let done = Atomic<Bool>(false)
+        let watcher = Task.detached {
+            _ = await task.result
+            done.store(true, ordering: .releasing)
+        }
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1_000))
+        while !done.load(ordering: .acquiring), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        if !done.load(ordering: .acquiring) { watcher.cancel() }
+        return done.load(ordering: .acquiring)
+    }
+
+    @Test func httpRunReturnsOnCancellation() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = try HTTPServer(configuration: .init(host: "127.0.0.1", port: 0), decider: NoDecider(),
+                                    group: group, logger: TFTPTestSupport.quietLogger)
+        let task = Task { try await server.run() }
+        _ = try await server.boundAddress.get()
+        task.cancel()
+        #expect(await Self.finishes(task, within: 5), "HTTPServer.run() ignored cancellation")
+        try await group.shutdownGracefully()
+    }
+
+    @Test func tftpRunReturnsOnCancellation() async throws {
+        let server = try TFTPServer(configuration: .init(root: TFTPTestSupport.sharedRoot, host: "127.0.0.1", port: 0, transferThreads: 2),
+                                    logger: TFTPTestSupport.quietLogger)
+        let task = Task { try await server.run() }
+        for _ in 0..<500 where server.localAddress == nil { try await Task.sleep(for: .milliseconds(10)) }
+        try #require(server.localAddress != nil)
+        task.cancel()
+        #expect(await Self.finishes(task, within: 5), "TFTPServer.run() ignored cancellation")
+    }
+
+    @Test func proxyDHCPRunReturnsOnCancellation() async throws {
+        let (probe, port, _) = try await ProxyDHCPServerTests.startLoopbackServer()
+        await probe.shutdown()  // a port pair that was free a moment ago
+        let server = ProxyDHCPServer(configuration: .init(bindAddress: "127.0.0.1", ports: [port]), decider: StaticBootDecider(),
+                                     logger: ProxyDHCPServerTests.quiet)
+        let task = Task { try await server.run() }
+        for _ in 0..<500 where server.boundAddresses.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        try #require(!server.boundAddresses.isEmpty)
+        task.cancel()
+        #expect(await Self.finishes(task, within: 5), "ProxyDHCPServer.run() ignored cancellation")
+    }
+}
