@@ -53,7 +53,7 @@ import Testing
         defer { close(fd) }
         try #require(listen(fd, 1) == 0)
         try refuses(["serve", "--listen", "127.0.0.1", "--no-tftp", "--no-dhcp", "--http-port", "\(port)"],
-                    saying: "cannot listen on 127.0.0.1:\(port)")
+                    saying: "http: cannot bind 127.0.0.1:\(port): Address already in use (errno 98)")
     }
 
     /// tftp.threads (1-64) and dhcp.threads (1-16): just outside either end refuses to start,

@@ -1,12 +1,16 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOPosix
 import Synchronization
 import Testing
 @testable import Protocols
 
-/// Every server's run() returns when its task is cancelled or it is stopped, whenever that comes. A
-/// service group cancels all its services when one throws and waits for each run() before it
-/// reports the error: one run() that does not return hangs the process (issue 19).
+/// Every server's run() returns when its task is cancelled or it is stopped, whenever that comes,
+/// and a taken port is refused with the service, address, port and errno text. A service group
+/// cancels all its services when one throws and waits for each run() before it reports the
+/// error: one run() that does not return hangs the process (issue 19).
 @Suite struct ServerStopTests {
     /// Whether `task` finishes within `seconds` (bounded: polls a flag a watcher sets).
     static func finishes(_ task: Task<Void, Error>, within seconds: Double) async -> Bool {
@@ -34,6 +38,25 @@ import Testing
         try await group.shutdownGracefully()
     }
 
+    @Test func httpTakenPortNamesAddressAndErrno() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let first = try HTTPServer(configuration: .init(host: "127.0.0.1", port: 0), decider: NoDecider(),
+                                   group: group, logger: TFTPTestSupport.quietLogger)
+        let running = Task { try await first.run() }
+        let port = try #require(try await first.boundAddress.get().port)
+        let second = try HTTPServer(configuration: .init(host: "127.0.0.1", port: port), decider: NoDecider(),
+                                    group: group, logger: TFTPTestSupport.quietLogger)
+        do {
+            try await second.run()
+            Issue.record("a second HTTP server bound a taken port")
+        } catch {
+            #expect("\(error)" == "http: cannot bind 127.0.0.1:\(port): Address already in use (errno 98)")
+        }
+        running.cancel()
+        #expect(await Self.finishes(running, within: 5))
+        try await group.shutdownGracefully()
+    }
+
     @Test func tftpRunReturnsOnCancellation() async throws {
         let server = try TFTPServer(configuration: .init(root: TFTPTestSupport.sharedRoot, host: "127.0.0.1", port: 0, transferThreads: 2),
                                     logger: TFTPTestSupport.quietLogger)
@@ -42,6 +65,30 @@ import Testing
         try #require(server.localAddress != nil)
         task.cancel()
         #expect(await Self.finishes(task, within: 5), "TFTPServer.run() ignored cancellation")
+    }
+
+    /// Held by a plain socket: ProxyDHCP sets SO_REUSEADDR, so a second ProxyDHCP server (or
+    /// any socket that sets it too) would share the port instead.
+    @Test func proxyDHCPTakenPortNamesAddressAndErrno() async throws {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        try #require(bound == 0)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        let port = Int(UInt16(bigEndian: addr.sin_port))
+        let server = ProxyDHCPServer(configuration: .init(bindAddress: "127.0.0.1", ports: [port]), decider: StaticBootDecider(),
+                                     logger: ProxyDHCPServerTests.quiet)
+        do {
+            try await server.start()
+            Issue.record("ProxyDHCP bound a taken port")
+            await server.shutdown()
+        } catch {
+            #expect("\(error)" == "proxydhcp: cannot bind 127.0.0.1:\(port): Address already in use (errno 98)")
+        }
     }
 
     @Test func proxyDHCPRunReturnsOnCancellation() async throws {

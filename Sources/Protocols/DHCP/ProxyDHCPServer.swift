@@ -204,15 +204,19 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
 
     static let receiveBufferBytes: CInt = 4 << 20
 
+    /// Throws `ListenerBindError`, naming the address and port, for any step that fails.
     static func makeSocket(address: String, port: Int, interface: String?) throws -> CInt {
+        func failure(_ step: String?, _ errno: Int32) -> ListenerBindError {
+            ListenerBindError(service: "proxydhcp", host: address, port: port, interface: interface, step: step, errno: errno)
+        }
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SocketError(operation: "socket", errno: errno) }
+        guard fd >= 0 else { throw failure("socket", errno) }
         func option(_ level: Int32, _ name: Int32, _ what: String) throws {
             var one: CInt = 1
             guard setsockopt(fd, level, name, &one, socklen_t(MemoryLayout<CInt>.size)) == 0 else {
                 let e = errno
                 close(fd)
-                throw SocketError(operation: what, errno: e)
+                throw failure(what, e)
             }
         }
         try option(SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR")
@@ -232,7 +236,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             guard ok else {
                 let e = errno
                 close(fd)
-                throw SocketError(operation: "SO_BINDTODEVICE \(interface)", errno: e)
+                throw failure("SO_BINDTODEVICE", e)
             }
         }
         var sin = sockaddr_in()
@@ -240,7 +244,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         sin.sin_port = in_port_t(UInt16(port).bigEndian)
         guard let ip = IPv4Address(address) else {
             close(fd)
-            throw SocketError(operation: "bind address \(address)", errno: EINVAL)
+            throw failure("not an IPv4 address", EINVAL)
         }
         sin.sin_addr.s_addr = ip.rawValue.bigEndian
         let result = withUnsafePointer(to: &sin) {
@@ -249,7 +253,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         guard result == 0 else {
             let e = errno
             close(fd)
-            throw SocketError(operation: "bind \(address):\(port)", errno: e)
+            throw failure(nil, e)
         }
         return fd
     }

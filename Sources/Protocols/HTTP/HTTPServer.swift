@@ -81,7 +81,7 @@ public final class HTTPServer: Service, @unchecked Sendable {
                 .bind(host: configuration.host, port: configuration.port).get()
         } catch {
             boundPromise.fail(error)
-            throw HTTPServerError.bindFailed(host: configuration.host, port: configuration.port, reason: "\(error)")
+            throw ListenerBindError(service: "http", host: configuration.host, port: configuration.port, error: error)
         }
         if let local = channel.localAddress { boundPromise.succeed(local) }
         listening.withLockedValue { $0 = true }
@@ -166,11 +166,9 @@ public final class HTTPServer: Service, @unchecked Sendable {
 }
 
 public enum HTTPServerError: Error, CustomStringConvertible {
-    case bindFailed(host: String, port: Int, reason: String)
     case badRoot(String)
     public var description: String {
         switch self {
-        case .bindFailed(let host, let port, let reason): return "http: cannot listen on \(host):\(port): \(reason)"
         case .badRoot(let why): return "--http-root: \(why)"
         }
     }

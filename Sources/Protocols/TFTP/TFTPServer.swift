@@ -126,7 +126,7 @@ public final class TFTPServer: Service, Sendable {
             channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         } catch {
             await engine.stop()
-            throw error
+            throw ListenerBindError(service: "tftp", host: configuration.host, port: configuration.port, error: error)
         }
         let alreadyStopped = state.withLockedValue { state -> Bool in
             state.listener = channel
