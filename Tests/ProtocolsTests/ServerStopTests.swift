@@ -67,6 +67,16 @@ import Testing
         #expect(await Self.finishes(task, within: 5), "TFTPServer.run() ignored cancellation")
     }
 
+    /// stop() before run(): its transfer threads used to start after the stop and wait for
+    /// ever, and run() with them.
+    @Test func tftpStopBeforeRunReturns() async throws {
+        let server = try TFTPServer(configuration: .init(root: TFTPTestSupport.sharedRoot, host: "127.0.0.1", port: 0, transferThreads: 2),
+                                    logger: TFTPTestSupport.quietLogger)
+        server.stop()
+        let task = Task { try await server.run() }
+        #expect(await Self.finishes(task, within: 5), "TFTPServer.run() after stop() did not return")
+    }
+
     /// Held by a plain socket: ProxyDHCP sets SO_REUSEADDR, so a second ProxyDHCP server (or
     /// any socket that sets it too) would share the port instead.
     @Test func proxyDHCPTakenPortNamesAddressAndErrno() async throws {

@@ -101,7 +101,10 @@ final class TFTPTransferEngine: @unchecked Sendable {
                 close(epollFD)
                 throw TFTPEngineError("epoll_ctl", error)
             }
-            inbox.withLockedValue { $0.started = true }
+            let stopRequested = inbox.withLockedValue { inbox -> Bool in
+                inbox.started = true
+                return inbox.stopping
+            }
             let thread = Thread { [self] in
                 // Thread.name set from outside does not reach the kernel on Linux.
                 clinux_name_thread(name)
@@ -110,6 +113,9 @@ final class TFTPTransferEngine: @unchecked Sendable {
             }
             thread.name = name
             thread.start()
+            // requestStop() before start() woke nobody (there was no thread): without this the
+            // thread would wait in epoll_wait for ever and waitUntilStopped() with it.
+            if stopRequested { wake() }
         }
 
         func add(_ transfer: TFTPTransfer) -> Bool {
