@@ -168,3 +168,32 @@ import Testing
         #expect(backend.rows["s/02:00:00:00:00:01"] != nil)
     }
 }
+
+/// The hand-written JSON of a state row: what it writes reads back as the same values, and it
+/// reads what other JSON writers (jq, Python, an operator) produce.
+@Suite struct StateJSONTests {
+    @Test func roundTripsEveryKindOfValue() {
+        let samples: [[String: StateValue]] = [
+            [:],
+            ["s": "plain", "q": "say \"hi\" \\ back", "nl": "a\nb\r\tc\u{01}\u{1F}", "u": "grüße ✓ 𝄞", "empty": ""],
+            ["i": 0, "neg": -7, "max": .integer(Int.max), "min": .integer(Int.min)],
+            ["d": 0.1, "one": 1.0, "big": 1e300, "small": -2.5e-300, "negzero": -0.0],
+            ["t": true, "f": false, "key with spaces and \"quotes\"": "v"],
+        ]
+        for values in samples {
+            let text = StateJSON.encode(values)
+            #expect(StateJSON.decode(text) == values, "\(text)")
+            // And it is JSON anyone can read.
+            #expect((try? JSONSerialization.jsonObject(with: Data(text.utf8))) != nil, "\(text)")
+        }
+        #expect(StateJSON.encode(["n": 1, "x": 1.0]) == #"{"n":1,"x":1.0}"#, "an integer and a float stay apart")
+    }
+
+    @Test func readsOtherWritersAndRefusesWhatIsNotAFlatObject() {
+        #expect(StateJSON.decode(#" { "a" : 1 , "b":"\u00e9\ud834\udd1e\/" ,"c":true } "#) == ["a": 1, "b": "é𝄞/", "c": true])
+        for bad in ["", "[]", "{", "{\"a\":}", "{\"a\":[1]}", "{\"a\":{}}", "{\"a\":null}", "{\"a\":1}x", "{\"a\":\"\\q\"}",
+                    "{a:1}", "{\"a\":1,}", "{\"a\":\"unterminated}", "{\"a\":1e999}"] {
+            #expect(StateJSON.decode(bad) == nil, "\(bad)")
+        }
+    }
+}
