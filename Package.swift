@@ -51,7 +51,7 @@ let package = Package(
         .target(
             name: "Clients",
             dependencies: [
-                "Protocols",
+                "Protocols", "CLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

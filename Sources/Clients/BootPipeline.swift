@@ -41,20 +41,44 @@ public final class BootPipeline: TracingBootDecider, @unchecked Sendable {
     }
 
     public func decide(_ request: BootRequest, datagram: ByteBuffer) -> BootDecision? {
+        let (decision, commit) = decideHoldingCommit(request, datagram: datagram)
+        return commit == 0 || awaitCommit(through: commit, request) ? decision : nil
+    }
+
+    public func decideHoldingCommit(_ request: BootRequest, datagram: ByteBuffer) -> (decision: BootDecision?, commit: UInt64) {
         // Only a DHCP request's datagram holds facts; anything else learns as usual.
-        guard request.kind == .dhcp else { return decide(request) }
+        guard request.kind == .dhcp else {
+            let r = run(enriched(request), traced: false)
+            return (r.decision, r.commit)
+        }
         if !request.mac.isEmpty {
             datagram.withUnsafeReadableBytes { directory.learn(mac: request.mac, datagram: $0) }
         }
-        return run(request, traced: false).decision
+        let r = run(request, traced: false)
+        return (r.decision, r.commit)
+    }
+
+    public func awaitCommit(through commit: UInt64) -> Bool {
+        awaitCommit(through: commit, nil)
     }
 
     public func decide(_ request: BootRequest) -> BootDecision? {
-        run(enriched(request), traced: false).decision
+        let r = run(enriched(request), traced: false)
+        return r.commit == 0 || awaitCommit(through: r.commit, request) ? r.decision : nil
     }
 
     public func decideTraced(_ request: BootRequest) -> (decision: BootDecision?, steps: [PolicyStep]) {
-        run(enriched(request), traced: true)
+        let r = run(enriched(request), traced: true)
+        return (r.commit == 0 || awaitCommit(through: r.commit, request) ? r.decision : nil, r.steps)
+    }
+
+    /// Durable before answered: waits for the commit that holds what a decision changed.
+    private func awaitCommit(through commit: UInt64, _ request: BootRequest?) -> Bool {
+        if directory.state.waitDurable(through: commit) { return true }
+        unsaved.increment()
+        logger.error("no answer: the state a decision changed could not be made durable in time",
+                     metadata: ["mac": "\(request?.mac ?? "(a batch)")", "store": "\(directory.location)"])
+        return false
     }
 
     /// Step 1 for a request that came without a datagram.
@@ -69,7 +93,10 @@ public final class BootPipeline: TracingBootDecider, @unchecked Sendable {
         return request
     }
 
-    private func run(_ request: BootRequest, traced: Bool) -> (decision: BootDecision?, steps: [PolicyStep]) {
+    /// Steps 2 and 3. `commit` is what the caller must wait for before answering: the store's
+    /// mark when anything was queued while the chain ran (this request's changes, or another's
+    /// in the same commit), else 0.
+    private func run(_ request: BootRequest, traced: Bool) -> (decision: BootDecision?, steps: [PolicyStep], commit: UInt64) {
         if !request.mac.isEmpty, let address = request.clientAddress, Self.isClientAddress(address),
            request.kind != .dhcp || request.relay == nil {
             // The address a request came from is the client's own, except a relayed DHCP
@@ -91,16 +118,8 @@ public final class BootPipeline: TracingBootDecider, @unchecked Sendable {
                                         note: "script generated at DHCP time", policy: script.policy)
             }
         }
-        // Durable before answered: wait only when something was queued while this ran (this
-        // request's changes, or another's in the same commit).
         let after = directory.state.mark
-        if after != before, !directory.state.waitDurable(through: after) {
-            unsaved.increment()
-            logger.error("no answer: the state this decision changed could not be made durable in time",
-                         metadata: ["mac": "\(request.mac)", "kind": "\(request.kind.rawValue)", "store": "\(directory.location)"])
-            return (nil, steps)
-        }
-        return (decision, steps)
+        return (decision, steps, after != before ? after : 0)
     }
 
     private func storedScript(for request: BootRequest) -> StoredScript? {

@@ -135,6 +135,46 @@ final class EventLog: BootEventSink, @unchecked Sendable {
         }
     }
 
+    /// A decider whose decisions all changed durable state: `durable` says whether the commit
+    /// they wait for succeeds. Counts the waits.
+    final class HoldingDecider: BootDecider, @unchecked Sendable {
+        let durable: Bool
+        private let lock = NSLock()
+        private var waits: [UInt64] = []
+        private var next: UInt64 = 0
+        init(durable: Bool) { self.durable = durable }
+        func decide(_ request: BootRequest) -> BootDecision? { StaticBootDecider().decide(request) }
+        func decideHoldingCommit(_ request: BootRequest, datagram: ByteBuffer) -> (decision: BootDecision?, commit: UInt64) {
+            (decide(request), lock.withLock { next += 1; return next })
+        }
+        func awaitCommit(through commit: UInt64) -> Bool {
+            lock.withLock { waits.append(commit) }
+            return durable
+        }
+        var waited: [UInt64] { lock.withLock { waits } }
+    }
+
+    /// A reply whose decision changed durable state leaves only once that is committed; when it
+    /// cannot be, the reply is withheld and counted, never sent.
+    @Test(arguments: [true, false]) func repliesWaitForTheirCommit(durable: Bool) async throws {
+        let decider = HoldingDecider(durable: durable)
+        let (server, port67, _) = try await Self.startLoopbackServer(decider: decider)
+        let client = try UDPProbe(bind: "127.0.0.1", port: 0)
+        client.send(Build.discover(arch: 0).bytes, to: .loopback, port: port67)
+        let replies = client.receive(timeout: durable ? 3 : 0.5, limit: 1)
+        let stats = server.statistics
+        await server.shutdown()
+        #expect(decider.waited == [1], "one wait, for the decision's commit")
+        if durable {
+            #expect(replies.count == 1)
+            #expect(stats.answered == 1)
+        } else {
+            #expect(replies.isEmpty, "a reply was sent though its state is not durable")
+            #expect(stats.answered == 0)
+            #expect(stats.silenced[.stateNotDurable] == 1)
+        }
+    }
+
     /// A decider that takes `delay` per decision and notes which thread made it.
     final class SlowDecider: BootDecider, @unchecked Sendable {
         let delay: useconds_t

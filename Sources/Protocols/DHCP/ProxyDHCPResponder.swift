@@ -55,6 +55,9 @@ public struct ProxyDHCPResponder: Sendable {
         /// A PXE boot-server request (option 43 sub-option 71) on 4011: we run no PXE menu
         /// services, like dnsmasq without `--pxe-service`.
         case bootServerRequest = "boot_server_request"
+        /// The decision changed state that could not be made durable in time: the answer is
+        /// withheld, so the client is never told what the server would forget (it retries).
+        case stateNotDurable = "state_not_durable"
     }
 
     /// Relays (giaddr) we answer; nil answers any relay.

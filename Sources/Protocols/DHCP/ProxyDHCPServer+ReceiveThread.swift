@@ -208,14 +208,15 @@ extension ProxyDHCPServer {
             var incoming = ByteBufferAllocator().buffer(capacity: 1_500)
             /// The batch's replies, one after another.
             var outgoing = ByteBufferAllocator().buffer(capacity: 4_096)
-            var replies: [(offset: Int, length: Int, address: IPv4Address, port: Int)] = []
+            var replies: [(offset: Int, length: Int, address: IPv4Address, port: Int, commit: UInt64)] = []
             var errors = [CInt](repeating: 0, count: ReceiveThread.batch)
 
             init() { replies.reserveCapacity(ReceiveThread.batch) }
         }
 
         /// Answers the `count` datagrams in `batch`, then sends the replies: one sendto for one,
-        /// one sendmmsg for several.
+        /// one sendmmsg for several. Replies whose decisions changed durable state wait for one
+        /// commit together, so a batch costs one disk sync, not one per reply.
         private func answer(_ batch: OpaquePointer, count: Int, work: inout Work) {
             if count > 1 { core.countBacklog(count) }
             work.outgoing.clear()
@@ -234,12 +235,19 @@ extension ProxyDHCPServer {
                     destination: datagram.interface_index >= 0 ? IPv4Address(rawValue: UInt32(bigEndian: datagram.destination)) : nil)
                 work.incoming.clear()
                 work.incoming.writeBytes(UnsafeRawBufferPointer(start: clinux_batch_bytes(batch, CInt(i)), count: Int(datagram.length)))
+                var commit: UInt64 = 0
                 guard let reply = core.process(
                     work.incoming, source: source, sourcePort: sourcePort, port: port,
-                    interface: arrival.interface, serverAddress: arrival.address) else { continue }
+                    interface: arrival.interface, serverAddress: arrival.address, holding: &commit) else { continue }
                 let offset = work.outgoing.writerIndex
                 reply.message.encode(into: &work.outgoing)
-                work.replies.append((offset, work.outgoing.writerIndex - offset, reply.destination, reply.destinationPort))
+                work.replies.append((offset, work.outgoing.writerIndex - offset, reply.destination, reply.destinationPort, commit))
+            }
+            if let commit = work.replies.lazy.map(\.commit).max(), commit != 0, !core.decider.awaitCommit(through: commit) {
+                // Nothing that depended on the commit may leave; answers that changed nothing may.
+                let before = work.replies.count
+                work.replies.removeAll { $0.commit != 0 }
+                core.withdraw(before - work.replies.count)
             }
             if work.replies.count == 1 {
                 let reply = work.replies[0]

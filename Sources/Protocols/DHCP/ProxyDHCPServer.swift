@@ -352,10 +352,36 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
                 "from": "\(source):\(sourcePort)", "port": "\(arrivalPort)", "error": "\(why)"])
         }
 
-        /// Decodes, screens, decides and builds the reply; counts and logs exactly once.
+        /// Decodes, screens, decides and builds the reply; counts and logs exactly once. Waits
+        /// for the durability of what the decision changed before returning its reply.
         func process(
             _ bytes: ByteBuffer, source: IPv4Address, sourcePort: Int, port: Int, interface: String?,
             serverAddress: IPv4Address
+        ) -> ProxyDHCPResponder.Reply? {
+            var commit: UInt64 = 0
+            guard let reply = process(bytes, source: source, sourcePort: sourcePort, port: port, interface: interface,
+                                      serverAddress: serverAddress, holding: &commit) else { return nil }
+            if commit != 0, !decider.awaitCommit(through: commit) {
+                withdraw(1)
+                return nil
+            }
+            return reply
+        }
+
+        /// Replies already counted as answered that cannot be sent: their decisions' state did
+        /// not become durable in time (see `BootDecider.awaitCommit`).
+        func withdraw(_ count: Int) {
+            answeredCount.subtract(count, ordering: .relaxed)
+            lock.withLock { stats.silenced[.stateNotDurable, default: 0] += count }
+            droppedCounters[ProxyDHCPResponder.Silence.stateNotDurable.rawValue]?.increment(by: count)
+            logger.warning("proxydhcp: \(count) answer(s) withheld: the state their decisions changed is not durable")
+        }
+
+        /// The same, without waiting: `commit` is set to what must be durable before the reply
+        /// leaves (0: nothing), so a batch's replies wait for one commit together.
+        func process(
+            _ bytes: ByteBuffer, source: IPv4Address, sourcePort: Int, port: Int, interface: String?,
+            serverAddress: IPv4Address, holding commit: inout UInt64
         ) -> ProxyDHCPResponder.Reply? {
             countReceived()
             var buffer = bytes
@@ -374,7 +400,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             var decision: BootDecision?
             let screened = responder.screen(message, arrival: arrival)
             if case .success = screened {
-                decision = decider.decide(request, datagram: bytes)
+                (decision, commit) = decider.decideHoldingCommit(request, datagram: bytes)
             }
             switch responder.reply(to: message, arrival: arrival, screened: screened, decision: decision) {
             case let .failure(reason):

@@ -56,10 +56,27 @@ public protocol BootDecider: Sendable {
     /// remembers clients between requests can keep these bytes (one copy) instead of the many
     /// strings and arrays decoded from them. The default ignores them.
     func decide(_ request: BootRequest, datagram: ByteBuffer) -> BootDecision?
+
+    /// For a server that sends the answers to several requests at once (the ProxyDHCP receive
+    /// thread's batches): decides like `decide(_:datagram:)`, but does not wait for what the
+    /// decision must make durable first. It returns the commit to wait for with
+    /// `awaitCommit(through:)` before its answer is sent; 0 when there is none. One wait then
+    /// covers a whole batch, instead of one commit per answer in turn.
+    func decideHoldingCommit(_ request: BootRequest, datagram: ByteBuffer) -> (decision: BootDecision?, commit: UInt64)
+
+    /// Waits until everything up to `commit` is durable. False when it is not within the
+    /// decider's time limit: the answers that needed it must not be sent.
+    func awaitCommit(through commit: UInt64) -> Bool
 }
 
 extension BootDecider {
     public func decide(_ request: BootRequest, datagram: ByteBuffer) -> BootDecision? { decide(request) }
+
+    public func decideHoldingCommit(_ request: BootRequest, datagram: ByteBuffer) -> (decision: BootDecision?, commit: UInt64) {
+        (decide(request, datagram: datagram), 0)
+    }
+
+    public func awaitCommit(through commit: UInt64) -> Bool { true }
 }
 
 /// A decider that never decides; servers fall back to their static behaviour.
