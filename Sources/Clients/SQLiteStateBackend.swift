@@ -25,6 +25,8 @@ public final class SQLiteStateBackend: StateBackend, @unchecked Sendable {
 
     /// The schema, as migrations applied in order and recorded in the file. A file whose
     /// record names a migration this build does not know was written by a newer bootpolicy.
+    /// No index on `expires`: every write would pay for it, and the sweep that would use it
+    /// runs once a minute over at most `state.max_clients` rows.
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1: client_state, client_script") { db in
@@ -35,7 +37,6 @@ public final class SQLiteStateBackend: StateBackend, @unchecked Sendable {
                     expires REAL NOT NULL,
                     updated REAL NOT NULL
                 );
-                CREATE INDEX client_state_expires ON client_state(expires);
                 CREATE TABLE client_script (
                     mac TEXT PRIMARY KEY NOT NULL,
                     filename TEXT,
@@ -43,7 +44,6 @@ public final class SQLiteStateBackend: StateBackend, @unchecked Sendable {
                     policy TEXT,
                     stored REAL NOT NULL
                 );
-                CREATE INDEX client_script_stored ON client_script(stored);
                 """)
         }
         return m
