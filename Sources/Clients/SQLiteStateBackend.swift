@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import GRDB
 #if canImport(Glibc)
@@ -20,8 +21,14 @@ public final class SQLiteStateBackend: StateBackend, @unchecked Sendable {
     public let path: String
     public var description: String { "sqlite:\(path)" }
     private let queue: DatabaseQueue
+    /// A second connection that copies the WAL into the database, on a thread of its own.
+    private let checkpointer: DatabaseQueue
+    private let checkpointStop = DispatchSemaphore(value: 0)
+    private let checkpointDone = DispatchSemaphore(value: 0)
     private let lockFD: Int32
     private var closed = false
+    /// How often the WAL is copied into the database.
+    static let checkpointEvery: TimeInterval = 0.5
 
     /// The schema, as migrations applied in order and recorded in the file. A file whose
     /// record names a migration this build does not know was written by a newer bootpolicy.
@@ -75,9 +82,14 @@ public final class SQLiteStateBackend: StateBackend, @unchecked Sendable {
         config.busyMode = .timeout(2)
         config.label = "bootpolicy-state"
         let synchronous = sync == .full ? "FULL" : "NORMAL"
+        // No checkpoint in the commit path: SQLite's automatic one (every 1,000 WAL pages) ran
+        // inside a commit, and every answer waiting for that commit waited milliseconds longer
+        // (p99 at 1,000 answers/s was 2.5-5 ms). The checkpointer connection does it instead.
         config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous); PRAGMA wal_autocheckpoint = 0")
         }
+        var checkpointConfig = config
+        checkpointConfig.label = "bootpolicy-state-checkpoint"
         let migrator = Self.migrator
         do {
             let created = !FileManager.default.fileExists(atPath: path)
@@ -91,6 +103,7 @@ public final class SQLiteStateBackend: StateBackend, @unchecked Sendable {
                 throw StateError("state store \(path) was written by a newer bootpolicy (schema \(unknown)); refusing to open it. Run that version, or move the file aside to start empty")
             }
             try migrator.migrate(queue)
+            checkpointer = try DatabaseQueue(path: path, configuration: checkpointConfig)
         } catch let error as StateError {
             Self.releaseLock(lockFD)
             throw error
@@ -110,14 +123,31 @@ public final class SQLiteStateBackend: StateBackend, @unchecked Sendable {
             Self.releaseLock(lockFD)
             throw StateError("state store \(path): \(error)")
         }
+        startCheckpointing()
     }
 
     deinit { close() }
+
+    /// Starts the checkpointer thread: every `checkpointEvery`, a PASSIVE checkpoint, which
+    /// copies what it can without waiting for the writer and never blocks its commits.
+    private func startCheckpointing() {
+        let thread = Thread { [checkpointer, checkpointStop, checkpointDone] in
+            clinux_name_thread("bp-state-ckpt")
+            while checkpointStop.wait(timeout: .now() + SQLiteStateBackend.checkpointEvery) == .timedOut {
+                try? checkpointer.writeWithoutTransaction { try $0.checkpoint(.passive) }
+            }
+            checkpointDone.signal()
+        }
+        thread.start()
+    }
 
     /// Closes the database and lets another server open the file. Idempotent.
     public func close() {
         guard !closed else { return }
         closed = true
+        checkpointStop.signal()
+        _ = checkpointDone.wait(timeout: .now() + 5)
+        try? checkpointer.close()
         try? queue.close()
         Self.releaseLock(lockFD)
     }
