@@ -300,6 +300,12 @@ def main():
         w(text.replace("\n## ", "\n### ").strip())
         w("")
 
+    # Durable state: bench/state_bench.py's figures, written up by hand with their commits.
+    state = os.path.join(HERE, "STATE.md")
+    if os.path.exists(state):
+        w(open(state).read().strip())
+        w("")
+
     if targets:
         w("## Targets from the issue")
         w("")

@@ -6,7 +6,7 @@
 #
 # Usage (root): bench/run.sh
 # Env: BENCH_REPEATS (3), BENCH_SECONDS (3, per perfdhcp rate), BENCH_SKIP (e.g. "tftp storm";
-# sections: lua dhcp saturation storm tftp)
+# sections: lua dhcp saturation storm tftp state)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -88,6 +88,12 @@ if [[ "$SKIP" != *" tftp "* ]]; then
   sed -i "/^tftp/d" "$RES/loads.txt" 2>/dev/null || true; note_load tftp
   echo "== TFTP: bench/tftp/run.sh"
   BP_BENCH_RUNS="$REPEATS" timeout 900 bench/tftp/run.sh || echo "bench/run.sh: bench/tftp/run.sh failed (exit $?); its table says so" >&2
+fi
+
+if [[ "$SKIP" != *" state "* ]]; then
+  sed -i "/^state:/d" "$RES/loads.txt" 2>/dev/null || true; note_load state
+  echo "== durable state under ProxyDHCP load: bench/state_bench.py (figures in bench/STATE.md)"
+  timeout 1200 python3 bench/state_bench.py --binary "$BIN" --repeats "$REPEATS" --rates 10000,20000,40000 --out "$RES/state.json"
 fi
 
 python3 - "$RES/machine.json" "$load_before" "$REPEATS" <<'PY'
