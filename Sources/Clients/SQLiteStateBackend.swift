@@ -403,24 +403,3 @@ enum StateJSON {
         }
     }
 }
-
-extension StateValue: Codable {
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let i = try? c.decode(Int.self) { self = .integer(i) }
-        else if let d = try? c.decode(Double.self) { self = .number(d) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "a state value is a string, a number or a boolean") }
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch self {
-        case .string(let s): try c.encode(s)
-        case .integer(let i): try c.encode(i)
-        case .number(let d): try c.encode(d)
-        case .bool(let b): try c.encode(b)
-        }
-    }
-}
