@@ -22,6 +22,48 @@ import Testing
         try body(port, root)
     }
 
+    /// A policy's response that cannot go on the wire (a content type with CR/LF, NUL or
+    /// non-ASCII bytes; a 1xx or bodiless status) is answered 500 naming the policy, and the
+    /// connection keeps working. Before, the client got nothing and a keep-alive one hung.
+    @Test func aResponseThatCannotBeSentIsA500() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-badhttp-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let policy = dir.appendingPathComponent("bad.lua")
+        try #"""
+            return { http = function(req)
+              if req.path == "/crlf" then return { content = "x", content_type = "text/plain\r\nX-Evil: 1" } end
+              if req.path == "/nul" then return { content = "x", content_type = "text/plain\0" } end
+              if req.path == "/bin" then return { content = "x", content_type = "text/\255\254" } end
+              if req.path == "/s101" then return { content = "x", status = 101 } end
+              if req.path == "/s204" then return { content = "x", status = 204 } end
+              if req.path == "/ok" then return { content = "fine", status = 201 } end
+            end }
+            """#.write(to: policy, atomically: true, encoding: .utf8)
+        try withServer(policy: policy.path) { port, _ in
+            for path in ["crlf", "nul", "bin", "s101", "s204"] {
+                let r = try runTool(curl, ["-s", "-m", "5", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)/\(path)"], timeout: 10)
+                #expect(r.status == 0, "/\(path): curl exited \(r.status) (no response?)")
+                #expect(r.output.hasSuffix("\n500"), "/\(path): \(r.output)")
+                #expect(r.output.contains("policy bad made a response that cannot be sent"), "/\(path): \(r.output)")
+            }
+            // Two requests on one keep-alive connection: the bad one does not wedge it.
+            let both = try runTool(curl, ["-s", "-m", "5", "-w", "%{http_code} ", "http://127.0.0.1:\(port)/crlf",
+                                          "http://127.0.0.1:\(port)/ok"], timeout: 10)
+            #expect(both.output.hasSuffix("500 fine201 "), "\(both.output)")
+        }
+    }
+
+    /// `%00` in a path is refused, not cut short at the NUL (which served hello.txt).
+    @Test func aNULInThePathIsRefused() throws {
+        try withServer(policy: "default") { port, _ in
+            let r = try runTool(curl, ["-s", "-m", "5", "-w", "%{http_code}", "http://127.0.0.1:\(port)/sub/hello.txt%00.png"])
+            #expect(r.output.hasSuffix("400"), "\(r.output)")
+            #expect(!r.output.contains("hello\n"))
+            #expect(try runTool(curl, ["-s", "http://127.0.0.1:\(port)/sub/hello.txt"]).output == "hello\n")
+        }
+    }
+
     @Test func healthAndMetrics() throws {
         try withServer { port, _ in
             let health = try runTool(curl, ["-sS", "http://127.0.0.1:\(port)/healthz"])

@@ -107,6 +107,10 @@ public final class HTTPServer: Service, @unchecked Sendable {
         guard context.method == .GET || context.method == .HEAD else {
             return .text(status: .methodNotAllowed, "only GET and HEAD are served\n")
         }
+        // A NUL would cut the path short at open(2): `/hello.txt%00.png` served hello.txt.
+        if context.path.utf8.contains(0) {
+            return .text(status: .badRequest, "bad request: the path holds a NUL byte\n")
+        }
         let mac = context.query["mac"].flatMap(MACAddress.normalize) ?? macLookup(context.clientAddress) ?? ""
         let request = BootRequest(
             kind: .http, mac: mac, clientAddress: context.clientAddress, serverPort: configuration.port,
@@ -116,7 +120,13 @@ public final class HTTPServer: Service, @unchecked Sendable {
         var response: HTTPResponse
         if let decision = decider.decide(request) {
             served = decision.policy ?? "policy"
-            if let refusal = decision.refuse {
+            if let problem = Self.problem(with: decision) {
+                // NIO cannot write such a head: the client got no response at all and a
+                // keep-alive client waited for ever. Answer, and say which policy did it.
+                logger.error("http: policy \(served) made a response that cannot be sent: \(problem)",
+                             metadata: ["path": "\(context.path)", "policy": "\(served)"])
+                response = .text(status: .internalServerError, "policy \(served) made a response that cannot be sent: \(problem)\n")
+            } else if let refusal = decision.refuse {
                 response = .text(status: HTTPResponseStatus(statusCode: decision.status ?? 403), refusal + "\n")
             } else if let content = decision.content ?? decision.ipxeScript.map({ Array($0.utf8) }) {
                 response = HTTPResponse(
@@ -150,6 +160,23 @@ public final class HTTPServer: Service, @unchecked Sendable {
             ("status", "\(response.status.code)"), ("served_by", served == "static" || served == "none" ? served : "policy"),
         ]).increment()
         return response
+    }
+
+    /// Why a decision's response cannot go on the wire, or nil. A header value must be
+    /// printable ASCII (no CR, LF or NUL, no bytes a client may read differently); a status
+    /// must carry a body (not 1xx, 204, 205 or 304: those forbid one, and 101 would switch
+    /// protocols).
+    static func problem(with decision: BootDecision) -> String? {
+        if let type = decision.contentType {
+            if type.isEmpty { return "content_type is empty" }
+            if let bad = type.utf8.first(where: { !(0x20...0x7E).contains($0) }) {
+                return "content_type holds byte 0x\(String(bad, radix: 16)) (printable ASCII only)"
+            }
+        }
+        if let status = decision.status, !(200...599).contains(status) || [204, 205, 304].contains(status) {
+            return "status \(status) cannot carry a response body (use 200-599, not 204, 205 or 304)"
+        }
+        return nil
     }
 
     private func staticFile(_ path: String, context: HTTPRequestContext) -> HTTPResponse {

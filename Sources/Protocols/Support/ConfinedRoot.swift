@@ -44,6 +44,8 @@ public struct ConfinedRoot: Sendable {
 
     /// The normalised relative name for a request, or a refusal for names that try to escape.
     public static func relativeName(_ requested: String) -> Result<String, Refusal> {
+        // The kernel reads a path up to its first NUL: "a.txt\0.png" would open a.txt.
+        if requested.utf8.contains(0) { return .failure(.accessViolation("a NUL byte in the name")) }
         var components: [Substring] = []
         for component in requested.split(separator: "/", omittingEmptySubsequences: true)
             .flatMap({ $0.split(separator: "\\", omittingEmptySubsequences: true) }) {
