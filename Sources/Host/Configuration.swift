@@ -41,6 +41,14 @@ struct Configuration: Codable, Equatable {
         var port: Int = 8080
         var root: String?
         var address: String?
+        var requestTimeout: Double = 10
+        var idleTimeout: Double = 60
+        var maxConnections: Int = 4096
+        var maxConnectionsPerClient: Int = 64
+        enum CodingKeys: String, CodingKey {
+            case enabled, port, root, address, requestTimeout = "request_timeout", idleTimeout = "idle_timeout"
+            case maxConnections = "max_connections", maxConnectionsPerClient = "max_connections_per_client"
+        }
         init() {}
         init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -48,6 +56,10 @@ struct Configuration: Codable, Equatable {
             port = try c.decodeIfPresent(Int.self, forKey: .port) ?? port
             root = try c.decodeIfPresent(String.self, forKey: .root)
             address = try c.decodeIfPresent(String.self, forKey: .address)
+            requestTimeout = try c.decodeIfPresent(Double.self, forKey: .requestTimeout) ?? requestTimeout
+            idleTimeout = try c.decodeIfPresent(Double.self, forKey: .idleTimeout) ?? idleTimeout
+            maxConnections = try c.decodeIfPresent(Int.self, forKey: .maxConnections) ?? maxConnections
+            maxConnectionsPerClient = try c.decodeIfPresent(Int.self, forKey: .maxConnectionsPerClient) ?? maxConnectionsPerClient
         }
     }
     struct Policy: Codable, Equatable {
@@ -161,7 +173,7 @@ struct Configuration: Codable, Equatable {
         "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "tftp", "http", "policies", "limits", "log", "state"],
         "dhcp": ["ports", "enabled", "threads"],
         "tftp": ["enabled", "root", "port", "max_transfers", "threads"],
-        "http": ["enabled", "port", "root", "address"],
+        "http": ["enabled", "port", "root", "address", "request_timeout", "idle_timeout", "max_connections", "max_connections_per_client"],
         "limits": ["instructions", "time_ms", "memory_mb", "states"],
         "log": ["format", "level"],
         "state": ["store", "ttl", "max_clients", "max_client_bytes", "sync"],

@@ -78,10 +78,16 @@ struct Runtime {
             }
         }
         if configuration.http.enabled {
+            let h = configuration.http
+            guard h.requestTimeout > 0, h.idleTimeout > 0, h.maxConnections >= 1, h.maxConnectionsPerClient >= 1 else {
+                throw ExitMessage("bootpolicy serve: http.request_timeout and http.idle_timeout must be positive seconds, http.max_connections and http.max_connections_per_client at least 1")
+            }
             let routes = OperatorRoutes(registry: registry, timeline: timeline, started: started).routes
             for host in configuration.http.address.map({ [$0] }) ?? hosts {
                 services.append(try ServerFactory.checked("http", HTTPServer(
-                    configuration: .init(host: host, port: configuration.http.port, root: configuration.http.root),
+                    configuration: .init(host: host, port: configuration.http.port, root: configuration.http.root,
+                                         requestTimeout: h.requestTimeout, idleTimeout: h.idleTimeout,
+                                         maxConnections: h.maxConnections, maxConnectionsPerClient: h.maxConnectionsPerClient),
                     decider: decider, sink: timeline, macLookup: { directory.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
                     routes: routes, group: group, logger: logger)))
                 bound.append("http \(host):\(configuration.http.port)\(configuration.http.root.map { " root \($0)" } ?? "") (status page /, /metrics, /api/clients)")

@@ -13,8 +13,44 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private let server: HTTPServer
     private var head: HTTPRequestHead?
+    /// Closes the connection when the request in progress (or the next one) is late.
+    private var deadline: Scheduled<Void>?
 
     init(server: HTTPServer) { self.server = server }
+
+    /// Closes the connection `seconds` from now unless re-armed or cancelled first. The clock
+    /// runs from the connection's start (`requestTimeout`) or from the last response
+    /// (`idleTimeout`) until a request has arrived whole; the decoder reports a request only
+    /// once its head is complete, so a trickled head is cut by this same clock.
+    private func arm(_ context: ChannelHandlerContext, _ seconds: Double, _ what: String) {
+        deadline?.cancel()
+        let channel = context.channel
+        let server = self.server
+        deadline = context.eventLoop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) {
+            server.countTimeout()
+            server.logger.debug("http: closing a connection: \(what)",
+                                metadata: ["client": "\(channel.remoteAddress?.ipAddress ?? "?")"])
+            channel.close(promise: nil)
+        }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        arm(context, server.configuration.requestTimeout, "no whole request within \(server.configuration.requestTimeout) s")
+        context.fireChannelActive()
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        // Added by the child initializer after the channel went active: arm here too.
+        if context.channel.isActive {
+            arm(context, server.configuration.requestTimeout, "no whole request within \(server.configuration.requestTimeout) s")
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+        context.fireChannelInactive()
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -23,6 +59,9 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .end:
             guard let head else { return }
             self.head = nil
+            // Answering (a file may stream for minutes) is not bound by the request clock.
+            deadline?.cancel()
+            deadline = nil
             let client = context.remoteAddress?.ipAddress ?? ""
             let request = HTTPRequestContext(method: head.method, uri: head.uri, headers: head.headers, clientAddress: client)
             let response = server.respond(to: request)
@@ -89,6 +128,20 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func finish(context: ChannelHandlerContext, keepAlive: Bool) {
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !keepAlive { done.whenComplete { _ in context.close(promise: nil) } }
+        if !keepAlive {
+            done.whenComplete { _ in context.close(promise: nil) }
+            return
+        }
+        // Written: the next request has `idleTimeout` to arrive whole.
+        done.whenSuccess { [self] in
+            guard context.channel.isActive else { return }
+            arm(context, server.configuration.idleTimeout, "idle for \(server.configuration.idleTimeout) s")
+        }
+    }
+
+    /// A request the HTTP decoder could not parse: NIO's error handler has answered 400;
+    /// close, so the rest of the garbage is not read as another request.
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
     }
 }

@@ -18,11 +18,27 @@ public final class HTTPServer: Service, @unchecked Sendable {
         public var root: String?
         /// The path whose misses get an iPXE-printable message instead of a bare 404.
         public var scriptPath: String
-        public init(host: String = "0.0.0.0", port: Int = 8080, root: String? = nil, scriptPath: String = "/boot.ipxe") {
+        /// A request must arrive whole (head and body) within this many seconds of the
+        /// connection opening or of the previous response: a client that trickles its headers
+        /// (slowloris) is closed then.
+        public var requestTimeout: TimeInterval
+        /// A keep-alive connection with no request for this long is closed.
+        public var idleTimeout: TimeInterval
+        /// Connections open at once; one more is closed as soon as it is accepted.
+        public var maxConnections: Int
+        /// Connections open at once from one client address.
+        public var maxConnectionsPerClient: Int
+        public init(host: String = "0.0.0.0", port: Int = 8080, root: String? = nil, scriptPath: String = "/boot.ipxe",
+                    requestTimeout: TimeInterval = 10, idleTimeout: TimeInterval = 60,
+                    maxConnections: Int = 4096, maxConnectionsPerClient: Int = 64) {
             self.host = host
             self.port = port
             self.root = root
             self.scriptPath = scriptPath
+            self.requestTimeout = requestTimeout
+            self.idleTimeout = idleTimeout
+            self.maxConnections = maxConnections
+            self.maxConnectionsPerClient = maxConnectionsPerClient
         }
     }
 
@@ -63,6 +79,40 @@ public final class HTTPServer: Service, @unchecked Sendable {
     public var boundAddress: EventLoopFuture<SocketAddress> { boundPromise.futureResult }
 
     private let listening = NIOLockedValueBox(false)
+    private let connections = NIOLockedValueBox<(total: Int, byClient: [String: Int])>((0, [:]))
+    private let refusedConnections = Counter(label: "bootpolicy_http_connections_refused_total")
+    private let timedOut = Counter(label: "bootpolicy_http_timeouts_total")
+
+    /// Counts a new connection in, or says it is one too many (overall or from its address).
+    /// A connection let in is counted out when it closes.
+    func admit(_ child: Channel) -> Bool {
+        let client = child.remoteAddress?.ipAddress ?? "?"
+        let admitted = connections.withLockedValue { c -> Bool in
+            guard c.total < configuration.maxConnections,
+                  c.byClient[client, default: 0] < configuration.maxConnectionsPerClient else { return false }
+            c.total += 1
+            c.byClient[client, default: 0] += 1
+            return true
+        }
+        guard admitted else {
+            refusedConnections.increment()
+            logger.debug("http: connection refused: too many open", metadata: ["client": "\(client)"])
+            return false
+        }
+        child.closeFuture.whenComplete { [connections] _ in
+            connections.withLockedValue { c in
+                c.total -= 1
+                let left = c.byClient[client, default: 1] - 1
+                c.byClient[client] = left > 0 ? left : nil
+            }
+        }
+        return true
+    }
+
+    /// Connections open now (tests, the status page).
+    public var openConnections: Int { connections.withLockedValue { $0.total } }
+
+    func countTimeout() { timedOut.increment() }
     /// True once `run` has bound its socket.
     public var isListening: Bool { listening.withLockedValue { $0 } }
 
@@ -73,7 +123,10 @@ public final class HTTPServer: Service, @unchecked Sendable {
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { child in
-                    child.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
+                    guard self.admit(child) else {
+                        return child.close()
+                    }
+                    return child.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
                         child.pipeline.addHandler(HTTPBootHandler(server: self))
                     }
                 }
