@@ -1,6 +1,6 @@
 import Foundation
 
-/// Per-MAC values with a capacity and a time to live: what HostDecider remembers between one
+/// Per-MAC values with a capacity and a time to live: what ClientDirectory remembers between one
 /// client's DHCP, TFTP and HTTP requests. Past the capacity the least recently stored entry
 /// goes, one per store (`RecentMap`), so a storm of new MACs costs O(1) each and never a burst.
 /// Not thread-safe; the owner locks.

@@ -3,7 +3,7 @@ import Dispatch
 import Glibc
 #endif
 
-/// Each client's last DHCP datagram, by MAC, in one block allocated up front: what HostDecider
+/// Each client's last DHCP datagram, by MAC, in one block allocated up front: what ClientDirectory
 /// keeps so a client's TFTP and HTTP requests can be told what its DHCP request said.
 ///
 /// Why not a dictionary of arrays (`ClientCache`, which it replaced here): every ProxyDHCP answer
