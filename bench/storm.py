@@ -224,11 +224,16 @@ def run(args):
     os.chmod(root, 0o755)
     sha = hashlib.sha256(data).hexdigest()
     os.makedirs(args.logdir, exist_ok=True)
+    # Every simulated client sends from the one client namespace's address: lift the
+    # per-address TFTP share that protects a real server from one host holding every slot.
+    config = os.path.join(tempfile.mkdtemp(prefix="bp-storm-conf-"), "bootpolicy.yaml")
+    with open(config, "w") as f:
+        f.write(f"tftp:\n  max_transfers: {max(512, args.clients)}\n  max_transfers_per_client: {max(512, args.clients)}\n")
     with Lab() as lab:
         for rep in range(args.repeats):
             logpath = os.path.join(args.logdir, f"storm-{rep}.log")
             with open(logpath, "w") as log:
-                p = lab.spawn(SRV, [binary, "serve", "--interface", SRV_IF, "--tftp-root", root,
+                p = lab.spawn(SRV, [binary, "serve", "--interface", SRV_IF, "--tftp-root", root, "--config", config,
                                     "--http-port", str(HTTP_PORT), "--policy", "arch-aware",
                                     "--log-level", args.log_level], log)
             deadline = time.time() + 30

@@ -23,9 +23,12 @@ struct Configuration: Codable, Equatable {
         var root: String?
         var port: Int = 69
         var maxTransfers: Int = 512
+        var maxTransfersPerClient: Int = 8
         /// Transfer threads; nil: one per core.
         var threads: Int?
-        enum CodingKeys: String, CodingKey { case enabled, root, port, maxTransfers = "max_transfers", threads }
+        enum CodingKeys: String, CodingKey {
+            case enabled, root, port, maxTransfers = "max_transfers", maxTransfersPerClient = "max_transfers_per_client", threads
+        }
         init() {}
         init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -33,6 +36,7 @@ struct Configuration: Codable, Equatable {
             root = try c.decodeIfPresent(String.self, forKey: .root)
             port = try c.decodeIfPresent(Int.self, forKey: .port) ?? port
             maxTransfers = try c.decodeIfPresent(Int.self, forKey: .maxTransfers) ?? maxTransfers
+            maxTransfersPerClient = try c.decodeIfPresent(Int.self, forKey: .maxTransfersPerClient) ?? maxTransfersPerClient
             threads = try c.decodeIfPresent(Int.self, forKey: .threads)
         }
     }
@@ -172,7 +176,7 @@ struct Configuration: Codable, Equatable {
     static let schema: [String: Set<String>] = [
         "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "tftp", "http", "policies", "limits", "log", "state"],
         "dhcp": ["ports", "enabled", "threads"],
-        "tftp": ["enabled", "root", "port", "max_transfers", "threads"],
+        "tftp": ["enabled", "root", "port", "max_transfers", "max_transfers_per_client", "threads"],
         "http": ["enabled", "port", "root", "address", "request_timeout", "idle_timeout", "max_connections", "max_connections_per_client"],
         "limits": ["instructions", "time_ms", "memory_mb", "states"],
         "log": ["format", "level"],

@@ -12,13 +12,17 @@ enum ServerFactory {
         guard (1...64).contains(threads) else {
             throw ExitMessage("bootpolicy serve: tftp.threads must be between 1 and 64 (got \(threads))")
         }
+        guard configuration.tftp.maxTransfersPerClient >= 1 else {
+            throw ExitMessage("bootpolicy serve: tftp.max_transfers_per_client must be at least 1 (got \(configuration.tftp.maxTransfersPerClient))")
+        }
         guard configuration.tftp.maxTransfers >= 1 else {
             throw ExitMessage("bootpolicy serve: tftp.max_transfers must be at least 1 (got \(configuration.tftp.maxTransfers))")
         }
         do {
             return try TFTPServer(
                 configuration: .init(root: root, host: host, port: configuration.tftp.port,
-                                     maxConcurrentTransfers: configuration.tftp.maxTransfers, transferThreads: threads),
+                                     maxConcurrentTransfers: configuration.tftp.maxTransfers,
+                                     maxTransfersPerClient: configuration.tftp.maxTransfersPerClient, transferThreads: threads),
                 decider: decider, events: timeline,
                 macLookup: { [directory = decider.directory] in directory.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
                 logger: logger, eventLoopGroup: group)

@@ -45,7 +45,7 @@ import Testing
         try "tftp:\n  prot: 69\n".write(to: config, atomically: true, encoding: .utf8)
         let typo = try run(["check", "--config", config.path])
         #expect(typo.status == 1)
-        #expect(typo.text.contains("unknown key 'tftp.prot' (known: enabled, max_transfers, port, root, threads)"), "\(typo.text)")
+        #expect(typo.text.contains("unknown key 'tftp.prot' (known: enabled, max_transfers, max_transfers_per_client, port, root, threads)"), "\(typo.text)")
     }
 
     @Test func exampleConfigChecks() throws {

@@ -266,6 +266,24 @@ import Testing
         }
     }
 
+    /// One address cannot take every slot with RRQs it never ACKs (issue 19, item 7): past its
+    /// share it is told busy, while the server still has room for other clients.
+    @Test func oneAddressGetsAShareOfTheSlots() async throws {
+        try await Support.withServer(configure: {
+            $0.maxConcurrentTransfers = 10; $0.maxTransfersPerClient = 1; $0.defaultTimeout = .seconds(30)
+        }) { server, port in
+            let stalled = try await RawExchange.open(to: port)
+            defer { stalled.close() }
+            try await stalled.send([0, 1] + Array("k70.bin\0octet\0".utf8))
+            _ = try #require(await stalled.receive())
+            let second = try await TFTPTestClient.get(port: port, file: "b511.bin")
+            #expect(second.error?.code == 0)
+            #expect(second.error?.message.contains("1 transfers from 127.0.0.1 already") == true, "\(String(describing: second.error))")
+            #expect(server.activeTransfers == 1, "only the stalled transfer holds a slot")
+            server.stop()
+        }
+    }
+
     @Test func deciderServesGeneratedRemappedAndRefused() async throws {
         let events = RecordingSink()
         let decider = ScriptedDecider()

@@ -20,6 +20,10 @@ public final class TFTPServer: Service, Sendable {
         public var port: Int
         /// Transfers beyond this get ERROR 0 "server busy".
         public var maxConcurrentTransfers: Int
+        /// Transfers at once from one client address: RRQs that never ACK from one host must not
+        /// take every slot (a PXE ROM or iPXE runs one transfer at a time). `serve` sets 8
+        /// (`tftp.max_transfers_per_client`); unbounded here for load tests from one address.
+        public var maxTransfersPerClient: Int
         /// Retransmission timeout when the client asks none (RFC 2349 timeout overrides it).
         public var defaultTimeout: TimeAmount
         /// Retransmissions of one window before the transfer is abandoned.
@@ -34,6 +38,7 @@ public final class TFTPServer: Service, Sendable {
 
         public init(
             root: String, host: String = "0.0.0.0", port: Int = 69, maxConcurrentTransfers: Int = 1024,
+            maxTransfersPerClient: Int = .max,
             defaultTimeout: TimeAmount = .seconds(1), maxRetries: Int = 5, maxBlockSize: Int = 65464,
             maxWindowSize: Int = 64, transferThreads: Int = System.coreCount
         ) {
@@ -41,6 +46,7 @@ public final class TFTPServer: Service, Sendable {
             self.host = host
             self.port = port
             self.maxConcurrentTransfers = maxConcurrentTransfers
+            self.maxTransfersPerClient = maxTransfersPerClient
             self.defaultTimeout = defaultTimeout
             self.maxRetries = maxRetries
             self.maxBlockSize = maxBlockSize
@@ -68,6 +74,19 @@ public final class TFTPServer: Service, Sendable {
         /// Client endpoints with a transfer admitted or running: a repeated RRQ from the same
         /// endpoint is a retransmission, not a new transfer.
         var active: Set<SocketAddress> = []
+        /// Transfers admitted or running, by client IP address.
+        var byAddress: [String: Int] = [:]
+
+        mutating func admit(_ client: SocketAddress, ip: String) {
+            active.insert(client)
+            byAddress[ip, default: 0] += 1
+        }
+
+        mutating func release(_ client: SocketAddress, ip: String) {
+            guard active.remove(client) != nil else { return }
+            let left = byAddress[ip, default: 1] - 1
+            byAddress[ip] = left > 0 ? left : nil
+        }
     }
     private let state = NIOLockedValueBox(State())
 
@@ -196,16 +215,24 @@ public final class TFTPServer: Service, Sendable {
             return refuse(.badMode, .illegalOperation, "Mail mode not supported")
         }
         // A retransmitted RRQ while its transfer runs: the transfer's own timer resends.
-        let admitted = state.withLockedValue { state -> Bool? in
-            if state.active.contains(client) { return nil }
-            guard state.active.count < configuration.maxConcurrentTransfers else { return false }
-            state.active.insert(client)
-            return true
+        let ip = client.ipAddress ?? "?"
+        enum Admission { case retransmission, admitted, full, clientFull }
+        let admission = state.withLockedValue { state -> Admission in
+            if state.active.contains(client) { return .retransmission }
+            guard state.active.count < configuration.maxConcurrentTransfers else { return .full }
+            guard state.byAddress[ip, default: 0] < configuration.maxTransfersPerClient else { return .clientFull }
+            state.admit(client, ip: ip)
+            return .admitted
         }
-        guard let admitted else { return }
-        guard admitted else { return refuse(.busy, .notDefined, "Server busy, try again later") }
+        switch admission {
+        case .retransmission: return
+        case .full: return refuse(.busy, .notDefined, "Server busy, try again later")
+        case .clientFull:
+            return refuse(.busy, .notDefined, "Server busy: \(configuration.maxTransfersPerClient) transfers from \(ip) already")
+        case .admitted: break
+        }
         var releaseSlot = true
-        defer { if releaseSlot { _ = state.withLockedValue { $0.active.remove(client) } } }
+        defer { if releaseSlot { state.withLockedValue { $0.release(client, ip: ip) } } }
 
         let bootRequest = BootRequest(kind: .tftp, mac: mac, clientAddress: clientIP,
                                       serverAddress: local?.destinationAddress.ipAddress,
@@ -259,7 +286,7 @@ public final class TFTPServer: Service, Sendable {
         }
         bindAddress.port = 0
         let onFinish: (TFTPTransfer.Result) -> Void = { [self] result in
-            _ = state.withLockedValue { $0.active.remove(client) }
+            state.withLockedValue { $0.release(client, ip: client.ipAddress ?? "?") }
             // First report only: check and set under one lock, so two transfers log once.
             let firstRefusal = result.segmentationRefused && state.withLockedValue { state -> Bool in
                 defer { state.segmentationRefused = true }
