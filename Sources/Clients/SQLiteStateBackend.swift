@@ -1,6 +1,7 @@
 import CLinux
 import Foundation
 import GRDB
+import Protocols
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -243,10 +244,10 @@ enum StateJSON {
         var out = "{"
         for (i, key) in values.keys.sorted().enumerated() {
             if i > 0 { out += "," }
-            quote(key, into: &out)
+            JSONString.append(key, to: &out)
             out += ":"
             switch values[key]! {
-            case .string(let s): quote(s, into: &out)
+            case .string(let s): JSONString.append(s, to: &out)
             case .integer(let n): out += String(n)
             case .number(let d):
                 // Finite (the store refuses others); "\(d)" gives 1.0, 1e+20, 0.1: all JSON.
@@ -255,24 +256,6 @@ enum StateJSON {
             }
         }
         return out + "}"
-    }
-
-    static func quote(_ s: String, into out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
     }
 
     /// nil when the text is not an object of flat values (a row edited by hand, say).

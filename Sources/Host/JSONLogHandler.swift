@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Protocols
 
 /// One JSON object per line on stderr, for log shippers: time, level, label, message and the
 /// metadata as string fields.
@@ -36,19 +37,5 @@ struct JSONLogHandler: LogHandler {
         return f.string(from: Date())
     }
 
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ s: String) -> String { JSONString.quote(s) }
 }
