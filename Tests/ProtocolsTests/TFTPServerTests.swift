@@ -251,37 +251,37 @@ import Testing
         }
     }
 
-    @Test func busyBeyondMaxConcurrentTransfers() async throws {
-        // The stalled transfer must outlive the rest of the test even if this task resumes late,
-        // or the second request finds a free slot: a long timeout; stop() ends it.
-        try await Support.withServer(configure: { $0.maxConcurrentTransfers = 1; $0.defaultTimeout = .seconds(30) }) { server, port in
+    /// Holds one transfer open (its RRQ answered, never ACKed), then asks for another from the
+    /// same address. The stalled transfer must outlive the rest of the test even if this task
+    /// resumes late, or the second request finds a free slot: a long timeout; stop() ends it.
+    func secondWhileOneStalls(
+        _ configure: (inout TFTPServer.Configuration) -> Void
+    ) async throws -> (second: TFTPTestClient.Result, active: Int) {
+        try await Support.withServer(configure: { configure(&$0); $0.defaultTimeout = .seconds(30) }) { server, port in
             let stalled = try await RawExchange.open(to: port)
             defer { stalled.close() }
             try await stalled.send([0, 1] + Array("k70.bin\0octet\0".utf8))
             _ = try #require(await stalled.receive())
             let second = try await TFTPTestClient.get(port: port, file: "b511.bin")
-            #expect(second.error?.code == 0)
-            #expect(second.error?.message.contains("busy") == true)
+            let active = server.activeTransfers
             server.stop()
+            return (second, active)
         }
+    }
+
+    @Test func busyBeyondMaxConcurrentTransfers() async throws {
+        let (second, _) = try await secondWhileOneStalls { $0.maxConcurrentTransfers = 1 }
+        #expect(second.error?.code == 0)
+        #expect(second.error?.message.contains("busy") == true)
     }
 
     /// One address cannot take every slot with RRQs it never ACKs (issue 19, item 7): past its
     /// share it is told busy, while the server still has room for other clients.
     @Test func oneAddressGetsAShareOfTheSlots() async throws {
-        try await Support.withServer(configure: {
-            $0.maxConcurrentTransfers = 10; $0.maxTransfersPerClient = 1; $0.defaultTimeout = .seconds(30)
-        }) { server, port in
-            let stalled = try await RawExchange.open(to: port)
-            defer { stalled.close() }
-            try await stalled.send([0, 1] + Array("k70.bin\0octet\0".utf8))
-            _ = try #require(await stalled.receive())
-            let second = try await TFTPTestClient.get(port: port, file: "b511.bin")
-            #expect(second.error?.code == 0)
-            #expect(second.error?.message.contains("1 transfers from 127.0.0.1 already") == true, "\(String(describing: second.error))")
-            #expect(server.activeTransfers == 1, "only the stalled transfer holds a slot")
-            server.stop()
-        }
+        let (second, active) = try await secondWhileOneStalls { $0.maxConcurrentTransfers = 10; $0.maxTransfersPerClient = 1 }
+        #expect(second.error?.code == 0)
+        #expect(second.error?.message.contains("1 transfers from 127.0.0.1 already") == true, "\(String(describing: second.error))")
+        #expect(active == 1, "only the stalled transfer holds a slot")
     }
 
     @Test func deciderServesGeneratedRemappedAndRefused() async throws {
