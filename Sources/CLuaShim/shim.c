@@ -374,15 +374,17 @@ bad:
 static const char *const REQ_FIELDS[] = {
     "kind", "mac", "xid", "message_type", "arch", "arch_code", "firmware", "vendor_class",
     "user_class", "ipxe", "ipxe_features", "uuid", "hostname", "relay", "interface",
-    "client_address", "server_address", "server_port", "options", "path", "query", NULL};
+    "client_address", "server_address", "server_port", "options", "path", "query", "method", "headers",
+    "body", NULL};
 
 /* __index of request tables: `options` is decoded on first use, and so is an empty
- * `user_class`, `ipxe_features` or `query` (the host leaves those out); other known but absent
+ * `user_class`, `ipxe_features`, `query` or `headers` (the host leaves those out); other known but absent
  * fields are nil; anything else is a typo and an error. */
 static int req_index(lua_State *L) {
     if (lua_type(L, 2) != LUA_TSTRING) return 0;
     const char *k = lua_tostring(L, 2);
-    if (strcmp(k, "user_class") == 0 || strcmp(k, "ipxe_features") == 0 || strcmp(k, "query") == 0) {
+    if (strcmp(k, "user_class") == 0 || strcmp(k, "ipxe_features") == 0 || strcmp(k, "query") == 0 ||
+        strcmp(k, "headers") == 0) {
         lua_newtable(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, 1, k);

@@ -3,7 +3,7 @@ import Protocols
 extension BootRequest {
     /// Writes the request table (snake_case fields, options excluded: they are decoded only
     /// when a hook reads `req.options`). With `omittingEmpty`, the empty `user_class`,
-    /// `ipxe_features` and `query` tables are left out too: the request table made in C then
+    /// `ipxe_features`, `query` and `headers` tables are left out too: the request table made in C then
     /// makes each on first read (three tables per decision that most hooks never look at).
     func encodeLua(into w: inout LuaWire.Writer, omittingEmpty: Bool = false) {
         let mark = w.beginTable()
@@ -57,6 +57,14 @@ extension BootRequest {
             for (k, v) in query { w.string(k); w.string(v) }
             w.endTable(q, count: query.count)
         }
+        if let method { key("method"); w.string(method) }
+        if !(omittingEmpty && headers.isEmpty) {
+            key("headers")
+            let h = w.beginTable()
+            for (k, v) in headers { w.string(k); w.string(v) }
+            w.endTable(h, count: headers.count)
+        }
+        if kind == .http || !body.isEmpty { key("body"); w.string(bytes: body) }
         w.endTable(mark, count: n)
     }
 
@@ -163,6 +171,17 @@ extension BootRequest {
                     q[name] = qv
                 }
                 query = q
+            case "method": method = try str(key, val)
+            case "headers":
+                var h: [String: String] = [:]
+                for (hk, hv) in try strings(key, val) {
+                    guard let name = hk.text else { throw .init("request.headers: keys must be header names") }
+                    h[name.lowercased()] = hv
+                }
+                headers = h
+            case "body":
+                guard case .string(let b) = val else { throw .init("request.body: expected string, got \(val.typeName)") }
+                body = b
             case "options":
                 guard case .table(let p) = val else { throw .init("request.options: expected table, got \(val.typeName)") }
                 var o: [UInt8: [UInt8]] = [:]

@@ -5,14 +5,21 @@ import Logging
 import NIOCore
 import NIOHTTP1
 
-/// Collects one request, asks the server what to send, writes it. Bodies of requests are
-/// ignored (boot clients only GET/HEAD); keep-alive is honoured.
+/// Collects one request (its body bounded by `maxBodyBytes`), has the server's worker threads
+/// decide what to send, and writes it on the event loop. Keep-alive is honoured; NIO's
+/// pipeline handler holds pipelined requests back until the previous response is written.
 final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let server: HTTPServer
     private var head: HTTPRequestHead?
+    private var body: [UInt8] = []
+    /// A body over the bound was refused (413); the rest of it is read and dropped until the
+    /// request ends, then the connection closes. Answering and closing at once would reset the
+    /// connection under a client still sending, and it would never see the 413.
+    private var discarding = false
+    private var discarded = 0
     /// Closes the connection when the request in progress (or the next one) is late.
     private var deadline: Scheduled<Void>?
 
@@ -53,20 +60,86 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let limit = server.configuration.maxBodyBytes
         switch unwrapInboundIn(data) {
-        case .head(let head): self.head = head
-        case .body: break
+        case .head(let head):
+            self.head = head
+            body = []
+            discarding = false
+            discarded = 0
+            let declared = head.headers.first(name: "content-length").flatMap { Int($0) }
+            if let declared, declared > limit {
+                refuseBody(context: context, head: head, size: "\(declared) bytes")
+            } else if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
+                // curl and others wait for this before sending a larger body.
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            }
+        case .body(var chunk):
+            if discarding {
+                discarded += chunk.readableBytes
+                // Someone streaming for ever is cut off: a bound on what is read to be polite.
+                if discarded > 16 * limit + (64 << 20) { context.close(promise: nil) }
+                return
+            }
+            guard let head else { return }
+            if body.count + chunk.readableBytes > limit {
+                refuseBody(context: context, head: head, size: "more than \(limit) bytes")
+                return
+            }
+            body.append(contentsOf: chunk.readBytes(length: chunk.readableBytes) ?? [])
         case .end:
+            if discarding {
+                context.close(promise: nil)
+                return
+            }
             guard let head else { return }
             self.head = nil
             // Answering (a file may stream for minutes) is not bound by the request clock.
             deadline?.cancel()
             deadline = nil
             let client = context.remoteAddress?.ipAddress ?? ""
-            let request = HTTPRequestContext(method: head.method, uri: head.uri, headers: head.headers, clientAddress: client)
-            let response = server.respond(to: request)
-            write(response, for: head, context: context)
+            let request = HTTPRequestContext(method: head.method, uri: head.uri, headers: head.headers, body: body,
+                                             clientAddress: client)
+            body = []
+            // A policy decision may wait for its state to be durable, and an API write waits
+            // for its commit: neither may hold the event loop, which serves every connection.
+            let server = self.server
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            server.workers.runIfActive(eventLoop: context.eventLoop) {
+                server.respond(to: request)
+            }.whenComplete { result in
+                let (handler, context) = loopBound.value
+                switch result {
+                case .success(let response):
+                    handler.write(response, for: head, context: context)
+                case .failure:
+                    // Only when the server is stopping: its worker pool is gone.
+                    handler.write(.text(status: .serviceUnavailable, "the server is stopping\n"), for: head, context: context)
+                }
+            }
         }
+    }
+
+    /// 413 at once for a body over the bound, then drop the rest of it and close.
+    private func refuseBody(context: ChannelHandlerContext, head: HTTPRequestHead, size: String) {
+        discarding = true
+        self.head = nil
+        body = []
+        server.countOversizedBody()
+        let limit = server.configuration.maxBodyBytes
+        let response = HTTPResponse.text(status: .payloadTooLarge,
+                                         "request body too large: \(size), at most \(limit) bytes are accepted (http.max_body_bytes)\n")
+        var h = HTTPHeaders()
+        h.add(name: "Content-Type", value: response.contentType)
+        h.add(name: "Server", value: "bootpolicy")
+        h.add(name: "Connection", value: "close")
+        guard case .bytes(let bytes) = response.body else { return }
+        h.add(name: "Content-Length", value: "\(bytes.count)")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: response.status, headers: h))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        // The rest of the body has the request clock to arrive; then the connection closes.
+        arm(context, server.configuration.requestTimeout, "body refused and not finished within \(server.configuration.requestTimeout) s")
     }
 
     private func write(_ response: HTTPResponse, for request: HTTPRequestHead, context: ChannelHandlerContext) {

@@ -1,16 +1,19 @@
 import NIOHTTP1
 
-/// One HTTP request as the boot server sees it: method, path without query, decoded query.
+/// One HTTP request as the boot server sees it: method, path without query, decoded query,
+/// and the body (at most `HTTPServer.Configuration.maxBodyBytes`).
 public struct HTTPRequestContext: Sendable {
     public var method: HTTPMethod
     public var path: String
     public var query: [String: String]
     public var headers: HTTPHeaders
+    public var body: [UInt8]
     public var clientAddress: String
 
-    public init(method: HTTPMethod, uri: String, headers: HTTPHeaders = [:], clientAddress: String) {
+    public init(method: HTTPMethod, uri: String, headers: HTTPHeaders = [:], body: [UInt8] = [], clientAddress: String) {
         self.method = method
         self.headers = headers
+        self.body = body
         self.clientAddress = clientAddress
         let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         self.path = String(parts.first ?? "").removingPercentEncodingOrSelf

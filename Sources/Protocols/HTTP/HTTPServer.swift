@@ -28,9 +28,15 @@ public final class HTTPServer: Service, @unchecked Sendable {
         public var maxConnections: Int
         /// Connections open at once from one client address.
         public var maxConnectionsPerClient: Int
+        /// The largest request body read (control API writes, policy callbacks); a larger one
+        /// is answered 413 and the connection closed.
+        public var maxBodyBytes: Int
+        /// Threads that decide responses (policy decisions, API calls), off the event loops.
+        public var workerThreads: Int
         public init(host: String = "0.0.0.0", port: Int = 8080, root: String? = nil, scriptPath: String = "/boot.ipxe",
                     requestTimeout: TimeInterval = 10, idleTimeout: TimeInterval = 60,
-                    maxConnections: Int = 4096, maxConnectionsPerClient: Int = 64) {
+                    maxConnections: Int = 4096, maxConnectionsPerClient: Int = 64, maxBodyBytes: Int = 1 << 20,
+                    workerThreads: Int = max(4, 2 * System.coreCount)) {
             self.host = host
             self.port = port
             self.root = root
@@ -39,10 +45,14 @@ public final class HTTPServer: Service, @unchecked Sendable {
             self.idleTimeout = idleTimeout
             self.maxConnections = maxConnections
             self.maxConnectionsPerClient = maxConnectionsPerClient
+            self.maxBodyBytes = maxBodyBytes
+            self.workerThreads = max(1, workerThreads)
         }
     }
 
-    /// An operator endpoint the host adds (`/metrics`, `/healthz`, `/`, `/api/clients`).
+    /// An endpoint the host adds (`/metrics`, `/healthz`, `/`, the control API). A key ending
+    /// in `/*` serves every path under it (`/api/v1/*`); an exact key wins over a prefix. A
+    /// route runs on a worker thread and may block (it may wait for a commit).
     public typealias Route = @Sendable (HTTPRequestContext) -> HTTPResponse
 
     let configuration: Configuration
@@ -51,7 +61,11 @@ public final class HTTPServer: Service, @unchecked Sendable {
     let sink: BootEventSink
     let macLookup: @Sendable (String) -> String?
     let routes: [String: Route]
+    /// The `/*` routes, longest prefix first.
+    let prefixRoutes: [(prefix: String, route: Route)]
     let logger: Logger
+    /// Where responses are decided; started by `run`, stopped when it returns.
+    let workers: NIOThreadPool
     let group: EventLoopGroup
     private let boundPromise: EventLoopPromise<SocketAddress>
 
@@ -69,7 +83,11 @@ public final class HTTPServer: Service, @unchecked Sendable {
         self.decider = decider
         self.sink = sink
         self.macLookup = macLookup
-        self.routes = routes
+        self.routes = routes.filter { !$0.key.hasSuffix("/*") }
+        self.prefixRoutes = routes.filter { $0.key.hasSuffix("/*") }
+            .map { (prefix: String($0.key.dropLast()), route: $0.value) }
+            .sorted { $0.prefix.count > $1.prefix.count }
+        self.workers = NIOThreadPool(numberOfThreads: configuration.workerThreads)
         self.group = group
         self.logger = logger
         self.boundPromise = group.next().makePromise()
@@ -82,6 +100,7 @@ public final class HTTPServer: Service, @unchecked Sendable {
     private let connections = NIOLockedValueBox<(total: Int, byClient: [String: Int])>((0, [:]))
     private let refusedConnections = Counter(label: "bootpolicy_http_connections_refused_total")
     private let timedOut = Counter(label: "bootpolicy_http_timeouts_total")
+    private let oversized = Counter(label: "bootpolicy_http_bodies_refused_total")
 
     /// Counts a new connection in, or says it is one too many (overall or from its address).
     /// A connection let in is counted out when it closes.
@@ -113,10 +132,13 @@ public final class HTTPServer: Service, @unchecked Sendable {
     public var openConnections: Int { connections.withLockedValue { $0.total } }
 
     func countTimeout() { timedOut.increment() }
+    func countOversizedBody() { oversized.increment() }
     /// True once `run` has bound its socket.
     public var isListening: Bool { listening.withLockedValue { $0 } }
 
     public func run() async throws {
+        workers.start()
+        defer { workers.shutdownGracefully { _ in } }
         let channel: Channel
         do {
             channel = try await ServerBootstrap(group: group)
@@ -156,19 +178,21 @@ public final class HTTPServer: Service, @unchecked Sendable {
 
     /// Decides what to send for one request; pure apart from reading the file system.
     func respond(to context: HTTPRequestContext) -> HTTPResponse {
-        if let route = routes[context.path] { return route(context) }
-        guard context.method == .GET || context.method == .HEAD else {
-            return .text(status: .methodNotAllowed, "only GET and HEAD are served\n")
+        if let route = routes[context.path] ?? prefixRoutes.first(where: { context.path.hasPrefix($0.prefix) })?.route {
+            return route(context)
         }
         // A NUL would cut the path short at open(2): `/hello.txt%00.png` served hello.txt.
         if context.path.utf8.contains(0) {
             return .text(status: .badRequest, "bad request: the path holds a NUL byte\n")
         }
         let mac = context.query["mac"].flatMap(MACAddress.normalize) ?? macLookup(context.clientAddress) ?? ""
-        let request = BootRequest(
+        var request = BootRequest(
             kind: .http, mac: mac, clientAddress: context.clientAddress, serverPort: configuration.port,
             path: context.path, query: context.query
         )
+        request.method = context.method.rawValue
+        request.headers = Self.headerTable(context.headers)
+        request.body = context.body
         var served = "static"
         var response: HTTPResponse
         if let decision = decider.decide(request) {
@@ -186,10 +210,13 @@ public final class HTTPServer: Service, @unchecked Sendable {
                     status: HTTPResponseStatus(statusCode: decision.status ?? 200),
                     contentType: decision.contentType ?? "text/plain; charset=utf-8", body: .bytes(content))
             } else if let path = decision.path {
-                response = staticFile(path, context: context)
+                response = Self.readsOnly(context) ? staticFile(path, context: context) : Self.methodNotAllowed
             } else {
                 response = .text(status: .notFound, "policy \(served) decided nothing to serve for \(context.path)\n")
             }
+        } else if !Self.readsOnly(context) {
+            // Other methods reach policies (callbacks); files are only read.
+            response = Self.methodNotAllowed
         } else {
             response = staticFile(context.path, context: context)
             if response.status == .notFound && context.path == configuration.scriptPath {
@@ -213,6 +240,24 @@ public final class HTTPServer: Service, @unchecked Sendable {
             ("status", "\(response.status.code)"), ("served_by", served == "static" || served == "none" ? served : "policy"),
         ]).increment()
         return response
+    }
+
+    static func readsOnly(_ context: HTTPRequestContext) -> Bool { context.method == .GET || context.method == .HEAD }
+    static var methodNotAllowed: HTTPResponse {
+        var r = HTTPResponse.text(status: .methodNotAllowed, "only GET and HEAD are served here (other methods reach policies that answer them)\n")
+        r.headers.append(("Allow", "GET, HEAD"))
+        return r
+    }
+
+    /// Headers as a policy sees them: lower-case names; a repeated header's values joined
+    /// with ", " (RFC 9110 section 5.3).
+    static func headerTable(_ headers: HTTPHeaders) -> [String: String] {
+        var table: [String: String] = [:]
+        for (name, value) in headers {
+            let key = name.lowercased()
+            if let seen = table[key] { table[key] = seen + ", " + value } else { table[key] = value }
+        }
+        return table
     }
 
     /// Why a decision's response cannot go on the wire, or nil. A header value must be

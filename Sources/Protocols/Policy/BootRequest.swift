@@ -51,6 +51,12 @@ public struct BootRequest: Sendable, Equatable {
     public var path: String?
     /// HTTP: the query parameters.
     public var query: [String: String]
+    /// HTTP: the method (`GET`, `POST`, ...).
+    public var method: String? = nil
+    /// HTTP: the headers, names in lower case; a repeated header's values joined with ", ".
+    public var headers: [String: String] = [:]
+    /// HTTP: the request body, at most `http.max_body_bytes`.
+    public var body: [UInt8] = []
 
     public init(
         kind: Kind, mac: String = "", xid: UInt32? = nil, messageType: String? = nil,
