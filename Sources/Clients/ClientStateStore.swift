@@ -64,7 +64,12 @@ public struct StateLimits: Sendable, Equatable {
 /// Why a state change was refused. The text is what the policy's hook fails with.
 public struct StateError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String
-    public init(_ description: String) { self.description = description }
+    /// The store cannot take writes now (its backend is unreachable); the write was refused.
+    public var unavailable: Bool
+    public init(_ description: String, unavailable: Bool = false) {
+        self.description = description
+        self.unavailable = unavailable
+    }
 }
 
 /// Per-client state shared by every policy, hook and Lua state: a flat table per MAC with an
@@ -181,6 +186,70 @@ public final class ClientStateStore: @unchecked Sendable {
     /// commit them within `timeout` (they stay queued and are retried).
     public func waitDurable(through mark: UInt64, timeout: TimeInterval = 2) -> Bool {
         writer?.wait(through: mark, timeout: timeout) ?? true
+    }
+
+    /// A client's live state with its expiry (the control API shows both).
+    public func entry(mac: String) -> ClientState? {
+        guard let key = MACAddress.normalize(mac) else { return nil }
+        let t = now()
+        return lock.withLock {
+            guard let e = entries[key], e.expires > t else { return nil }
+            return e
+        }
+    }
+
+    /// Reads and replaces one client's table in one step, so that a merge (the control API's
+    /// PATCH) cannot lose a change made between its read and its write. `change` gets the live
+    /// table (nil when none) and returns the new one; nil or an empty table clears the client.
+    /// Without `ttl` an existing client keeps its expiry and a new one gets the default.
+    /// Returns the table before and after; throws, changing nothing, as `set` does.
+    @discardableResult
+    public func update(mac: String, ttl: TimeInterval? = nil,
+                       _ change: ([String: StateValue]?) throws(StateError) -> [String: StateValue]?)
+        throws(StateError) -> (before: ClientState?, after: ClientState?)
+    {
+        guard let key = MACAddress.normalize(mac) else { throw StateError("not a MAC address: \(mac)") }
+        if let ttl, !(ttl > 0) { throw StateError("ttl must be a positive number of seconds") }
+        let t = now()
+        lock.lock()
+        defer { lock.unlock() }
+        let before = entries[key].flatMap { $0.expires > t ? $0 : nil }
+        guard let values = try change(before?.values), !values.isEmpty else {
+            if entries.removeValue(forKey: key) != nil { writer?.enqueue(.clearState(mac: key)) }
+            return (before, nil)
+        }
+        try check(values)
+        if before == nil, entries[key] == nil, entries.count >= limits.maxClients {
+            sweep(t, atMost: .max)
+            if entries.count >= limits.maxClients {
+                refusals.increment()
+                throw StateError("the store holds state for \(limits.maxClients) clients (state.max_clients); \(key) refused")
+            }
+        }
+        let expires = ttl.map { t.addingTimeInterval(min($0, 100 * 365 * 86_400)) }
+            ?? before?.expires ?? t.addingTimeInterval(limits.defaultTTL)
+        let state = ClientState(values: values, expires: expires)
+        entries[key] = state
+        expiry.push(mac: key, expires: expires)
+        writer?.enqueue(.state(mac: key, state))
+        if expiry.count > 2 * entries.count + 1024 { expiry.rebuild(from: entries) }
+        return (before, state)
+    }
+
+    /// The per-client bounds `set` and `update` enforce.
+    private func check(_ values: [String: StateValue]) throws(StateError) {
+        if values.count > limits.maxKeys {
+            refusals.increment()
+            throw StateError("\(values.count) keys is more than the \(limits.maxKeys) a client may hold")
+        }
+        for (k, v) in values {
+            if case .number(let d) = v, !d.isFinite { throw StateError("value of '\(k)' must be a finite number, got \(d)") }
+        }
+        let bytes = values.reduce(0) { $0 + $1.key.utf8.count + $1.value.size }
+        if bytes > limits.maxClientBytes {
+            refusals.increment()
+            throw StateError("the table is \(bytes) bytes, more than the \(limits.maxClientBytes) a client may hold (state.max_client_bytes)")
+        }
     }
 
     /// Drops up to `limit` clients whose state has expired, soonest first. Called with the lock.

@@ -239,8 +239,8 @@ public final class SQLiteStateBackend: StateBackend, @unchecked Sendable {
 /// Written and read by hand: a start loads every row (JSONDecoder took 6.9 s for 100,000
 /// clients here), and the writer encodes every change. Integers are written without a point and
 /// other numbers with one, so the type a policy stored is the type it reads back.
-enum StateJSON {
-    static func encode(_ values: [String: StateValue]) -> String {
+public enum StateJSON {
+    public static func encode(_ values: [String: StateValue]) -> String {
         var out = "{"
         for (i, key) in values.keys.sorted().enumerated() {
             if i > 0 { out += "," }
@@ -259,7 +259,7 @@ enum StateJSON {
     }
 
     /// nil when the text is not an object of flat values (a row edited by hand, say).
-    static func decode(_ json: String) -> [String: StateValue]? {
+    public static func decode(_ json: String) -> [String: StateValue]? {
         var json = json
         return json.withUTF8 { bytes -> [String: StateValue]? in
             var p = Parser(bytes: bytes)
