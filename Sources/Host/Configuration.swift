@@ -49,9 +49,12 @@ struct Configuration: Codable, Equatable {
         var idleTimeout: Double = 60
         var maxConnections: Int = 4096
         var maxConnectionsPerClient: Int = 64
+        /// The largest request body read (API writes, policy callbacks).
+        var maxBodyBytes: Int = 1 << 20
         enum CodingKeys: String, CodingKey {
             case enabled, port, root, address, requestTimeout = "request_timeout", idleTimeout = "idle_timeout"
             case maxConnections = "max_connections", maxConnectionsPerClient = "max_connections_per_client"
+            case maxBodyBytes = "max_body_bytes"
         }
         init() {}
         init(from decoder: Decoder) throws {
@@ -64,6 +67,17 @@ struct Configuration: Codable, Equatable {
             idleTimeout = try c.decodeIfPresent(Double.self, forKey: .idleTimeout) ?? idleTimeout
             maxConnections = try c.decodeIfPresent(Int.self, forKey: .maxConnections) ?? maxConnections
             maxConnectionsPerClient = try c.decodeIfPresent(Int.self, forKey: .maxConnectionsPerClient) ?? maxConnectionsPerClient
+            maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? maxBodyBytes
+        }
+    }
+    /// The control API under /api/v1 (docs/api.md).
+    struct API: Codable, Equatable {
+        /// The bearer tokens file; without one, API reads are open and writes are off.
+        var tokens: String?
+        init() {}
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            tokens = try c.decodeIfPresent(String.self, forKey: .tokens)
         }
     }
     struct Policy: Codable, Equatable {
@@ -124,9 +138,10 @@ struct Configuration: Codable, Equatable {
     var limits = Limits()
     var log = Log()
     var state = State()
+    var api = API()
 
     enum CodingKeys: String, CodingKey {
-        case interfaces, listen, proxy, serverAddress = "server_address", dhcp, tftp, http, policies, limits, log, state
+        case interfaces, listen, proxy, serverAddress = "server_address", dhcp, tftp, http, policies, limits, log, state, api
     }
 
     init() {}
@@ -144,6 +159,7 @@ struct Configuration: Codable, Equatable {
         limits = try c.decodeIfPresent(Limits.self, forKey: .limits) ?? Limits()
         log = try c.decodeIfPresent(Log.self, forKey: .log) ?? Log()
         state = try c.decodeIfPresent(State.self, forKey: .state) ?? State()
+        api = try c.decodeIfPresent(API.self, forKey: .api) ?? API()
     }
 
     /// Reads a YAML file; errors name the file and, where Yams knows it, the line.
@@ -174,13 +190,15 @@ struct Configuration: Codable, Equatable {
     }
 
     static let schema: [String: Set<String>] = [
-        "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "tftp", "http", "policies", "limits", "log", "state"],
+        "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "tftp", "http", "policies", "limits", "log", "state", "api"],
         "dhcp": ["ports", "enabled", "threads"],
         "tftp": ["enabled", "root", "port", "max_transfers", "max_transfers_per_client", "threads"],
-        "http": ["enabled", "port", "root", "address", "request_timeout", "idle_timeout", "max_connections", "max_connections_per_client"],
+        "http": ["enabled", "port", "root", "address", "request_timeout", "idle_timeout", "max_connections", "max_connections_per_client",
+                 "max_body_bytes"],
         "limits": ["instructions", "time_ms", "memory_mb", "states"],
         "log": ["format", "level"],
         "state": ["store", "ttl", "max_clients", "max_client_bytes", "sync"],
+        "api": ["tokens"],
         "policies[]": ["file", "name", "config"],
     ]
 
@@ -216,6 +234,7 @@ struct Configuration: Codable, Equatable {
         var copy = self
         copy.tftp.root = abs(tftp.root)
         copy.http.root = abs(http.root)
+        copy.api.tokens = abs(api.tokens)
         if let store = state.store, store != "memory", !store.contains("://") { copy.state.store = abs(store) }
         copy.policies = policies.map { var p = $0; p.file = abs(p.file) ?? p.file; return p }
         return copy

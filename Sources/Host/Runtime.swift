@@ -5,6 +5,7 @@ import LuaBridge
 import Metrics
 import NIOCore
 import NIOPosix
+import NIOConcurrencyHelpers
 import Prometheus
 import Protocols
 import ServiceLifecycle
@@ -53,6 +54,21 @@ struct Runtime {
             throw ExitMessage("bootpolicy serve: \(error)")
         }
 
+        let tokens: APITokens?
+        do {
+            tokens = try configuration.api.tokens.map(APITokens.load(path:))
+        } catch {
+            throw ExitMessage("bootpolicy serve: \(error)")
+        }
+        let apiTokens = TokenBox(tokens)
+        if let tokens {
+            let writers = tokens.tokens.filter { $0.scope == .write }.count
+            logger.notice("control API: \(tokens.tokens.count) tokens (\(writers) may write) from \(tokens.path)")
+        } else {
+            logger.notice("control API: no tokens file (--api-tokens FILE): reads under /api/v1 are open, writes are off")
+        }
+        let reloader = ChainReloader(engine: engine, tokens: apiTokens, reread: reread, logger: logger)
+
         let timeline = ClientTimeline()
         let decider = BootPipeline(chain: engine, directory: directory, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
@@ -82,15 +98,21 @@ struct Runtime {
             guard h.requestTimeout > 0, h.idleTimeout > 0, h.maxConnections >= 1, h.maxConnectionsPerClient >= 1 else {
                 throw ExitMessage("bootpolicy serve: http.request_timeout and http.idle_timeout must be positive seconds, http.max_connections and http.max_connections_per_client at least 1")
             }
+            guard (1024...(64 << 20)).contains(h.maxBodyBytes) else {
+                throw ExitMessage("bootpolicy serve: http.max_body_bytes must be between 1024 and 67108864 (got \(h.maxBodyBytes))")
+            }
+            let api = ControlAPI(store: directory.state, tokens: apiTokens, reload: { reloader.reload(by: $0) }, logger: logger)
             let routes = OperatorRoutes(registry: registry, timeline: timeline, started: started).routes
+                .merging(api.routes) { a, _ in a }
             for host in configuration.http.address.map({ [$0] }) ?? hosts {
                 services.append(try ServerFactory.checked("http", HTTPServer(
                     configuration: .init(host: host, port: configuration.http.port, root: configuration.http.root,
                                          requestTimeout: h.requestTimeout, idleTimeout: h.idleTimeout,
-                                         maxConnections: h.maxConnections, maxConnectionsPerClient: h.maxConnectionsPerClient),
+                                         maxConnections: h.maxConnections, maxConnectionsPerClient: h.maxConnectionsPerClient,
+                                         maxBodyBytes: h.maxBodyBytes),
                     decider: decider, sink: timeline, macLookup: { directory.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
                     routes: routes, group: group, logger: logger)))
-                bound.append("http \(host):\(configuration.http.port)\(configuration.http.root.map { " root \($0)" } ?? "") (status page /, /metrics, /api/clients)")
+                bound.append("http \(host):\(configuration.http.port)\(configuration.http.root.map { " root \($0)" } ?? "") (status page /, /metrics, /api/clients, control API /api/v1)")
             }
         }
         // "serving:" is said once every listener has bound (tests and operators take it as
@@ -105,8 +127,7 @@ struct Runtime {
         }
         let announced = bound
 
-        let reloader = PolicyReloader(engine: engine, reread: reread, logger: logger)
-        services.append(reloader)
+        services.append(PolicyReloader(reloader: reloader))
         let serviceGroup = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -153,27 +174,79 @@ struct Runtime {
     }
 }
 
-/// Reloads the chain on SIGHUP: a new chain replaces the old only when every policy loads.
-struct PolicyReloader: Service, CustomStringConvertible {
-    var description: String { "PolicyReloader" }
+/// Reloads the chain (SIGHUP, `POST /api/v1/reload`): a new chain replaces the old only when
+/// every policy loads. The API tokens file is read again too; a broken one keeps the old
+/// tokens. One reload at a time.
+final class ChainReloader: Sendable {
     let engine: PolicyEngine
+    let tokens: TokenBox
     let reread: @Sendable () throws -> Configuration
     let logger: Logger
+    private let lock = NIOLock()
+
+    init(engine: PolicyEngine, tokens: TokenBox, reread: @escaping @Sendable () throws -> Configuration, logger: Logger) {
+        self.engine = engine
+        self.tokens = tokens
+        self.reread = reread
+        self.logger = logger
+    }
+
+    func reload(by who: String) -> ControlAPI.ReloadOutcome {
+        lock.withLock {
+            let configuration: Configuration
+            let specs: [PolicySpec]
+            do {
+                configuration = try reread()
+                specs = try PolicySetup.specs(from: configuration)
+            } catch {
+                logger.error("reload (\(who)) refused, the running policies stay: \(error)")
+                return .refused("\(error)")
+            }
+            reloadTokens(configuration.api.tokens)
+            switch engine.reload(specs: specs) {
+            case .success:
+                let chain = specs.map(\.name)
+                logger.notice("policies reloaded (\(who))", metadata: ["chain": "\(chain.joined(separator: " -> "))"])
+                return .loaded(chain: chain)
+            case .failure(let error):
+                logger.error("reload (\(who)) refused, the running policies stay: \(error)")
+                return .refused("\(error)")
+            }
+        }
+    }
+
+    private func reloadTokens(_ path: String?) {
+        guard let path else {
+            if tokens.current != nil { logger.warning("api tokens: the configuration names no tokens file now; the loaded tokens stay until restart") }
+            return
+        }
+        do {
+            let loaded = try APITokens.load(path: path)
+            tokens.replace(loaded)
+            logger.notice("api tokens reloaded: \(loaded.tokens.count) from \(path)")
+        } catch {
+            logger.error("api tokens not reloaded, the loaded ones stay: \(error)")
+        }
+    }
+}
+
+/// The API tokens in force, replaced at reload.
+final class TokenBox: Sendable {
+    private let box: NIOLockedValueBox<APITokens?>
+    init(_ tokens: APITokens?) { box = NIOLockedValueBox(tokens) }
+    var current: APITokens? { box.withLockedValue { $0 } }
+    func replace(_ tokens: APITokens) { box.withLockedValue { $0 = tokens } }
+}
+
+/// Reloads on SIGHUP.
+struct PolicyReloader: Service, CustomStringConvertible {
+    var description: String { "PolicyReloader" }
+    let reloader: ChainReloader
 
     func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
         for await _ in signals.cancelOnGracefulShutdown() {
-            do {
-                let specs = try PolicySetup.specs(from: reread())
-                switch engine.reload(specs: specs) {
-                case .success:
-                    logger.notice("policies reloaded", metadata: ["chain": "\(specs.map(\.name).joined(separator: " -> "))"])
-                case .failure(let error):
-                    logger.error("reload refused, the running policies stay: \(error)")
-                }
-            } catch {
-                logger.error("reload refused, the running policies stay: \(error)")
-            }
+            _ = reloader.reload(by: "SIGHUP")
         }
     }
 }

@@ -54,6 +54,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Keep per-client state and generated scripts in this SQLite file, so they survive a restart (created if absent; \"memory\" keeps them in memory only). Default: $STATE_DIRECTORY/state.db under systemd's StateDirectory=, else memory only.", valueName: "path"))
     var state: String?
 
+    @Option(help: ArgumentHelp("Bearer tokens for the control API under /api/v1, one `<read|write> <token> [name]` a line; the file must not be readable by others. Without it API reads are open and writes are off.", valueName: "file"))
+    var apiTokens: String?
+
     @Option(help: ArgumentHelp("Log format: text (a line per exchange, like dnsmasq --log-dhcp) or json.", valueName: "format"))
     var logFormat: String?
 
@@ -85,6 +88,7 @@ struct ServeCommand: AsyncParsableCommand {
         if noDhcp { c.dhcp.enabled = false }
         if let serverAddress { c.serverAddress = serverAddress }
         if let state { c.state.store = state }
+        if let apiTokens { c.api.tokens = apiTokens }
         if c.state.store == nil, let dir = ProcessInfo.processInfo.environment["STATE_DIRECTORY"], !dir.isEmpty {
             // systemd's StateDirectory= (possibly several, colon-separated): the first is ours.
             c.state.store = URL(fileURLWithPath: String(dir.split(separator: ":").first ?? Substring(dir)))

@@ -1,0 +1,264 @@
+import Clients
+import Foundation
+import Logging
+import Metrics
+import NIOHTTP1
+import Protocols
+
+/// The control API under `/api/v1`: outside systems (an installer's last step, razor-server,
+/// an inventory system, an operator) read and change what policies keep per client, and reload
+/// the chain. docs/api.md says how to call it; `openapi.json` describes it.
+///
+/// Who may do what:
+/// - with a tokens file, every endpoint but the OpenAPI document needs a bearer token; a read
+///   token reads, a write token also writes;
+/// - without one, reads are open (as the status page is) and writes are off.
+///
+/// A write answers 200 only once its change is durable in the state store, so an installer
+/// that got 200 may power the machine off. Every write is logged with who made it (the token's
+/// name or line) and the table before and after.
+struct ControlAPI: Sendable {
+    /// What a reload through the API says back.
+    enum ReloadOutcome: Sendable {
+        case loaded(chain: [String])
+        case refused(String)
+    }
+
+    let store: ClientStateStore
+    let tokens: TokenBox
+    /// Reloads the chain; given who asked, for the log.
+    let reload: @Sendable (String) -> ReloadOutcome
+    let logger: Logger
+    /// How long a write waits for its commit before it answers 503.
+    var durableTimeout: TimeInterval = 5
+
+    static let prefix = "/api/v1"
+    /// Clients in one page of `GET /api/v1/clients`, when `limit` is not given and at most.
+    static let defaultPage = 100, maxPage = 1000
+
+    var routes: [String: HTTPServer.Route] {
+        let api = self
+        return [Self.prefix + "/*": { api.respond(to: $0) }]
+    }
+
+    // MARK: routing
+
+    func respond(to request: HTTPRequestContext) -> HTTPResponse {
+        let path = request.path.hasSuffix("/") && request.path.count > 1 ? String(request.path.dropLast()) : request.path
+        let parts = path.dropFirst(Self.prefix.count).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        let response: HTTPResponse
+        let endpoint: String
+        switch (parts.dropFirst().first, parts.count) {
+        case ("openapi.json", 2):
+            endpoint = "openapi"
+            response = request.method == .GET || request.method == .HEAD
+                ? HTTPResponse(status: .ok, contentType: "application/json", body: .bytes(Array(OpenAPIDocument.json.utf8)))
+                : Self.notAllowed("GET")
+        case ("clients", 2):
+            endpoint = "clients"
+            response = request.method == .GET ? authorized(request, write: false) { _ in list(request) } : Self.notAllowed("GET")
+        case ("clients", 4) where parts[3] == "state":
+            endpoint = "state"
+            response = state(request, mac: parts[2])
+        case ("reload", 2):
+            endpoint = "reload"
+            response = request.method == .POST ? authorized(request, write: true) { who in reloadChain(who) } : Self.notAllowed("POST")
+        default:
+            endpoint = "unknown"
+            response = Self.error(.notFound, "no such endpoint: \(request.method) \(request.path) (see \(Self.prefix)/openapi.json)")
+        }
+        Counter(label: "bootpolicy_api_requests_total", dimensions: [
+            ("endpoint", endpoint), ("method", request.method.rawValue), ("status", "\(response.status.code)"),
+        ]).increment()
+        return response
+    }
+
+    private func state(_ request: HTTPRequestContext, mac raw: String) -> HTTPResponse {
+        let write: Bool
+        switch request.method {
+        case .GET: write = false
+        case .PUT, .PATCH, .DELETE: write = true
+        default: return Self.notAllowed("GET, PUT, PATCH, DELETE")
+        }
+        return authorized(request, write: write) { who in
+            guard let mac = MACAddress.normalize(raw) else {
+                return Self.error(.badRequest, "not a MAC address: '\(raw)' (52:54:00:12:34:56, 52-54-00-12-34-56 and 5254.0012.3456 are)")
+            }
+            switch request.method {
+            case .GET:
+                guard let entry = store.entry(mac: mac) else { return Self.error(.notFound, "no state for \(mac)") }
+                return Self.json(.ok, Self.client(mac, entry))
+            case .DELETE:
+                return change(request, mac: mac, who: who, action: "delete") { _ in nil }
+            default:
+                let patch = request.method == .PATCH
+                let body: [String: StateValue?]
+                do {
+                    body = try StateBody.parse(request.body, allowingNull: patch)
+                } catch {
+                    return Self.error(.badRequest, "\(error)")
+                }
+                return change(request, mac: mac, who: who, action: patch ? "patch" : "put") { current in
+                    guard patch else { return body.compactMapValues { $0 } }
+                    var merged = current ?? [:]
+                    for (key, value) in body { merged[key] = value }
+                    return merged
+                }
+            }
+        }
+    }
+
+    // MARK: authorisation
+
+    private func authorized(_ request: HTTPRequestContext, write: Bool, _ body: (String) -> HTTPResponse) -> HTTPResponse {
+        guard let tokens = tokens.current else {
+            if write {
+                return Self.error(.forbidden, "writes are off: this server has no API tokens file (serve --api-tokens FILE, config api.tokens)")
+            }
+            return body("anonymous")
+        }
+        switch tokens.authenticate(request.headers.first(name: "authorization")) {
+        case .failure(let failure):
+            Counter(label: "bootpolicy_api_auth_failures_total", dimensions: [("reason", "\(failure)")]).increment()
+            let why: String
+            switch failure {
+            case .missing: why = "no token: send Authorization: Bearer <token>"
+            case .malformed: why = "the Authorization header is not `Bearer <token>`"
+            case .unknown: why = "unknown token"
+            }
+            if write || failure != .missing {
+                logger.warning("api: refused \(request.method) \(request.path): \(why)", metadata: ["client": "\(request.clientAddress)"])
+            }
+            var response = Self.error(.unauthorized, why)
+            response.headers.append(("WWW-Authenticate", "Bearer realm=\"bootpolicy\""))
+            return response
+        case .success(let token):
+            if write && token.scope != .write {
+                Counter(label: "bootpolicy_api_auth_failures_total", dimensions: [("reason", "read_token_writing")]).increment()
+                logger.warning("api: refused \(request.method) \(request.path): a read token cannot write",
+                               metadata: ["client": "\(request.clientAddress)", "who": "\(token.who)"])
+                return Self.error(.forbidden, "this token may only read (\(token.who) is a read token)")
+            }
+            return body(token.who)
+        }
+    }
+
+    // MARK: endpoints
+
+    /// One write: applied, then waited for until durable, then logged with before and after.
+    private func change(_ request: HTTPRequestContext, mac: String, who: String, action: String,
+                        _ transform: @escaping ([String: StateValue]?) -> [String: StateValue]?) -> HTTPResponse {
+        var ttl: TimeInterval?
+        if let text = request.query["ttl"] {
+            guard let t = Double(text), t > 0, t.isFinite else {
+                return Self.error(.badRequest, "ttl must be a positive number of seconds, not '\(text)'")
+            }
+            ttl = t
+        }
+        let outcome: (before: ClientState?, after: ClientState?)
+        do {
+            outcome = try store.update(mac: mac, ttl: ttl) { current throws(StateError) in transform(current) }
+        } catch {
+            Counter(label: "bootpolicy_api_writes_refused_total", dimensions: [("action", action)]).increment()
+            if error.unavailable { return Self.error(.serviceUnavailable, error.description) }
+            return Self.error(.unprocessableEntity, error.description)
+        }
+        if !store.waitDurable(through: store.mark, timeout: durableTimeout) {
+            Counter(label: "bootpolicy_api_writes_refused_total", dimensions: [("action", action)]).increment()
+            logger.error("api: \(action) \(mac) not durable within \(durableTimeout) s; it stays queued and is retried",
+                         metadata: ["who": "\(who)", "store": "\(store.location)"])
+            return Self.error(.serviceUnavailable,
+                              "the change is not durable yet (state store \(store.location)); it stays queued and is retried: repeat the request to be sure")
+        }
+        Counter(label: "bootpolicy_api_writes_total", dimensions: [("action", action)]).increment()
+        logger.notice("api: \(action) state of \(mac)", metadata: [
+            "who": "\(who)", "client": "\(request.clientAddress)", "mac": "\(mac)",
+            "before": "\(outcome.before.map { StateJSON.encode($0.values) } ?? "none")",
+            "after": "\(outcome.after.map { StateJSON.encode($0.values) } ?? "none")",
+        ])
+        if let after = outcome.after { return Self.json(.ok, Self.client(mac, after)) }
+        return Self.json(.ok, "{\"mac\":\(JSONString.quote(mac)),\"cleared\":\(outcome.before != nil)}")
+    }
+
+    private func list(_ request: HTTPRequestContext) -> HTTPResponse {
+        var limit = Self.defaultPage
+        if let text = request.query["limit"] {
+            guard let n = Int(text), (1...Self.maxPage).contains(n) else {
+                return Self.error(.badRequest, "limit must be a whole number from 1 to \(Self.maxPage), not '\(text)'")
+            }
+            limit = n
+        }
+        var after: String?
+        if let text = request.query["after"] {
+            guard let mac = MACAddress.normalize(text) else { return Self.error(.badRequest, "after: not a MAC address: '\(text)'") }
+            after = mac
+        }
+        let key = request.query["key"], value = request.query["value"]
+        if value != nil && key == nil { return Self.error(.badRequest, "value needs a key to compare with (key=K&value=V)") }
+        let matching = store.snapshot().filter { _, state in
+            guard let key else { return true }
+            guard let v = state.values[key] else { return false }
+            return value.map { Self.matches(v, $0) } ?? true
+        }
+        let sorted = matching.keys.sorted()
+        let start = after.map { a in sorted.firstIndex(where: { $0 > a }) ?? sorted.count } ?? 0
+        let page = sorted[start..<min(sorted.count, start + limit)]
+        var out = "{\"clients\":["
+        for (i, mac) in page.enumerated() {
+            if i > 0 { out += "," }
+            out += Self.client(mac, matching[mac]!)
+        }
+        out += "],\"total\":\(sorted.count),\"next\":"
+        out += start + limit < sorted.count ? JSONString.quote(page.last!) : "null"
+        return Self.json(.ok, out + "}")
+    }
+
+    private func reloadChain(_ who: String) -> HTTPResponse {
+        // The reloader logs the outcome, naming who asked.
+        switch reload("api: \(who)") {
+        case .loaded(let chain):
+            Counter(label: "bootpolicy_api_writes_total", dimensions: [("action", "reload")]).increment()
+            return Self.json(.ok, "{\"loaded\":true,\"chain\":[\(chain.map(JSONString.quote).joined(separator: ","))]}")
+        case .refused(let why):
+            Counter(label: "bootpolicy_api_writes_refused_total", dimensions: [("action", "reload")]).increment()
+            return Self.json(.unprocessableEntity, "{\"loaded\":false,\"error\":\(JSONString.quote(why))}")
+        }
+    }
+
+    // MARK: JSON
+
+    /// A state value compared with a query's text: `true`, `42` and `1.5` match their values.
+    static func matches(_ v: StateValue, _ text: String) -> Bool {
+        switch v {
+        case .string(let s): return s == text
+        case .integer(let i): return Int(text) == i
+        case .number(let d): return Double(text) == d
+        case .bool(let b): return text == (b ? "true" : "false")
+        }
+    }
+
+    static func client(_ mac: String, _ state: ClientState) -> String {
+        "{\"mac\":\(JSONString.quote(mac)),\"state\":\(StateJSON.encode(state.values)),\"expires\":\(JSONString.quote(timestamp(state.expires)))}"
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f.string(from: date)
+    }
+
+    static func json(_ status: HTTPResponseStatus, _ text: String) -> HTTPResponse {
+        HTTPResponse(status: status, contentType: "application/json", body: .bytes(Array((text + "\n").utf8)))
+    }
+
+    /// Every refusal: one line saying why, as JSON.
+    static func error(_ status: HTTPResponseStatus, _ why: String) -> HTTPResponse {
+        json(status, "{\"error\":\(JSONString.quote(why))}")
+    }
+
+    static func notAllowed(_ allow: String) -> HTTPResponse {
+        var r = error(.methodNotAllowed, "method not allowed here; allowed: \(allow)")
+        r.headers.append(("Allow", allow))
+        return r
+    }
+}

@@ -1,0 +1,78 @@
+import Clients
+import Foundation
+
+/// A request body of the control API's state endpoints, read into state values with an error
+/// a person can act on: which key, what was wrong. PUT takes an object of strings, numbers and
+/// booleans; PATCH also takes `null`, which removes that key (JSON merge patch, RFC 7396).
+enum StateBody {
+    struct Invalid: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// A JSON value as parsed, kept apart so that a nested object or an array is named as
+    /// such in the error rather than failing the whole decode.
+    private indirect enum Value: Decodable {
+        case null, bool(Bool), integer(Int), number(Double), string(String), array, object([String: Value])
+
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if c.decodeNil() { self = .null }
+            else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+            else if let i = try? c.decode(Int.self) { self = .integer(i) }
+            else if let d = try? c.decode(Double.self) { self = .number(d) }
+            else if let s = try? c.decode(String.self) { self = .string(s) }
+            else if (try? c.decode([Value].self)) != nil { self = .array }
+            else { self = .object(try c.decode([String: Value].self)) }
+        }
+
+        var typeName: String {
+            switch self {
+            case .null: return "null"
+            case .bool: return "a boolean"
+            case .integer, .number: return "a number"
+            case .string: return "a string"
+            case .array: return "an array"
+            case .object: return "an object"
+            }
+        }
+    }
+
+    /// The object's values; a key mapped to nil is a removal (PATCH only).
+    static func parse(_ body: [UInt8], allowingNull: Bool) throws -> [String: StateValue?] {
+        guard !body.isEmpty else { throw Invalid(description: "the body is empty; send a JSON object such as {\"installed\": true}") }
+        let value: Value
+        do {
+            value = try JSONDecoder().decode(Value.self, from: Data(body))
+        } catch {
+            throw Invalid(description: "the body is not JSON: \(Self.reason(error))")
+        }
+        guard case .object(let object) = value else {
+            throw Invalid(description: "the body must be a JSON object of keys to values, not \(value.typeName)")
+        }
+        var out: [String: StateValue?] = [:]
+        for (key, v) in object {
+            guard !key.isEmpty else { throw Invalid(description: "a key is empty") }
+            switch v {
+            case .string(let s): out[key] = .string(s)
+            case .integer(let i): out[key] = .integer(i)
+            case .number(let d): out[key] = .number(d)
+            case .bool(let b): out[key] = .bool(b)
+            case .null where allowingNull: out[key] = .some(nil)
+            case .null:
+                throw Invalid(description: "value of '\(key)' is null; PUT takes strings, numbers and booleans (PATCH with null removes a key)")
+            case .array, .object:
+                throw Invalid(description: "value of '\(key)' is \(v.typeName); state values are strings, numbers and booleans")
+            }
+        }
+        return out
+    }
+
+    private static func reason(_ error: Error) -> String {
+        guard let e = error as? DecodingError else { return "\(error)" }
+        switch e {
+        case .dataCorrupted(let ctx):
+            return (ctx.underlyingError.map { "\(($0 as NSError).userInfo[NSDebugDescriptionErrorKey] ?? $0)" }) ?? ctx.debugDescription
+        default: return "\(e)"
+        }
+    }
+}
