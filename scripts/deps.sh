@@ -28,4 +28,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# schemathesis checks the control API against its OpenAPI document (HostTests).
+if [ "${1:-test}" = test ] && ! command -v schemathesis >/dev/null; then
+  echo "deps: installing schemathesis (PyPI)"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "schemathesis==4.32.5" >/dev/null
+fi
 command -v swift >/dev/null || { echo "deps: swift is not on PATH (expected /opt/swift/usr/bin)" >&2; exit 1; }

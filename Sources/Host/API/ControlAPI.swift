@@ -177,6 +177,10 @@ struct ControlAPI: Sendable {
             "after": "\(outcome.after.map { StateJSON.encode($0.values) } ?? "none")",
         ])
         if let after = outcome.after { return Self.json(.ok, Self.client(mac, after)) }
+        if outcome.before == nil && action == "patch" {
+            // Removing keys of a client that has none: nothing is there to change.
+            return Self.error(.notFound, "no state for \(mac)")
+        }
         return Self.json(.ok, "{\"mac\":\(JSONString.quote(mac)),\"cleared\":\(outcome.before != nil)}")
     }
 
@@ -189,16 +193,18 @@ struct ControlAPI: Sendable {
             limit = n
         }
         var after: String?
-        if let text = request.query["after"] {
+        if let text = request.query["after"], !text.isEmpty {
             guard let mac = MACAddress.normalize(text) else { return Self.error(.badRequest, "after: not a MAC address: '\(text)'") }
             after = mac
         }
         let key = request.query["key"], value = request.query["value"]
-        if value != nil && key == nil { return Self.error(.badRequest, "value needs a key to compare with (key=K&value=V)") }
         let matching = store.snapshot().filter { _, state in
-            guard let key else { return true }
-            guard let v = state.values[key] else { return false }
-            return value.map { Self.matches(v, $0) } ?? true
+            switch (key, value) {
+            case (nil, nil): return true
+            case (let key?, nil): return state.values[key] != nil
+            case (let key?, let value?): return state.values[key].map { Self.matches($0, value) } ?? false
+            case (nil, let value?): return state.values.values.contains { Self.matches($0, value) }
+            }
         }
         let sorted = matching.keys.sorted()
         let start = after.map { a in sorted.firstIndex(where: { $0 > a }) ?? sorted.count } ?? 0

@@ -2,120 +2,310 @@
 enum OpenAPIDocument {
     static let json = ##"""
 {
-  "openapi": "3.0.3",
+  "openapi": "3.1.0",
   "info": {
     "title": "bootpolicy control API",
     "version": "1",
     "description": "Read and change what bootpolicy's policies keep per client, and reload the policy chain. With an API tokens file (serve --api-tokens FILE) every endpoint but this document needs `Authorization: Bearer <token>`; a read token reads, a write token also writes. Without one, reads are open and writes are off (403). A write answers 200 only once its change is durable in the state store. Every refusal is a JSON object with one `error` line saying why."
   },
-  "servers": [{"url": "/"}],
+  "servers": [
+    {
+      "url": "/"
+    }
+  ],
   "components": {
     "securitySchemes": {
-      "bearer": {"type": "http", "scheme": "bearer", "description": "A token from the server's API tokens file."}
+      "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A token from the server's API tokens file."
+      }
     },
     "parameters": {
       "mac": {
-        "name": "mac", "in": "path", "required": true,
+        "name": "mac",
+        "in": "path",
+        "required": true,
         "description": "The client's MAC address in any usual spelling: 52:54:00:12:34:56, 52-54-00-12-34-56, 5254.0012.3456, 525400123456.",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 64}
+        "schema": {
+          "type": "string",
+          "pattern": "^[:.-]*([0-9A-Fa-f][:.-]*){12}$"
+        }
       },
       "ttl": {
-        "name": "ttl", "in": "query", "required": false,
+        "name": "ttl",
+        "in": "query",
+        "required": false,
         "description": "Seconds the state lives. PUT without it: the server's state.ttl; PATCH without it: the client keeps its expiry (a new client gets state.ttl).",
-        "schema": {"type": "number", "exclusiveMinimum": true, "minimum": 0}
+        "schema": {
+          "type": "number",
+          "exclusiveMinimum": 0
+        }
       }
     },
     "schemas": {
       "Value": {
         "description": "A state value: a string, a number or a boolean.",
-        "oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]
+        "type": [
+          "string",
+          "number",
+          "boolean"
+        ]
       },
       "State": {
         "type": "object",
         "description": "A client's state: a flat object of keys to strings, numbers and booleans.",
-        "additionalProperties": {"$ref": "#/components/schemas/Value"}
+        "additionalProperties": {
+          "$ref": "#/components/schemas/Value"
+        },
+        "propertyNames": {
+          "minLength": 1
+        }
       },
       "Patch": {
         "type": "object",
         "description": "Keys to set; null removes a key (JSON merge patch, RFC 7396). A client left with no key has no state.",
         "additionalProperties": {
-          "nullable": true,
-          "oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]
+          "type": [
+            "string",
+            "number",
+            "boolean",
+            "null"
+          ]
+        },
+        "propertyNames": {
+          "minLength": 1
         }
       },
       "Client": {
         "type": "object",
-        "required": ["mac", "state", "expires"],
+        "required": [
+          "mac",
+          "state",
+          "expires"
+        ],
         "properties": {
-          "mac": {"type": "string", "description": "Lower-case colon form."},
-          "state": {"$ref": "#/components/schemas/State"},
-          "expires": {"type": "string", "format": "date-time"}
+          "mac": {
+            "type": "string",
+            "description": "Lower-case colon form."
+          },
+          "state": {
+            "$ref": "#/components/schemas/State"
+          },
+          "expires": {
+            "type": "string",
+            "format": "date-time"
+          }
         },
         "additionalProperties": false
       },
       "ClientList": {
         "type": "object",
-        "required": ["clients", "total", "next"],
+        "required": [
+          "clients",
+          "total",
+          "next"
+        ],
         "properties": {
-          "clients": {"type": "array", "items": {"$ref": "#/components/schemas/Client"}},
-          "total": {"type": "integer", "description": "Clients that match the filter, over all pages."},
-          "next": {"type": "string", "nullable": true, "description": "Give as `after` for the next page; null on the last page."}
+          "clients": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/Client"
+            }
+          },
+          "total": {
+            "type": "integer",
+            "description": "Clients that match the filter, over all pages."
+          },
+          "next": {
+            "type": [
+              "string",
+              "null"
+            ],
+            "description": "Give as `after` for the next page; null on the last page."
+          }
         },
         "additionalProperties": false
       },
       "Cleared": {
         "type": "object",
-        "required": ["mac", "cleared"],
+        "required": [
+          "mac",
+          "cleared"
+        ],
         "properties": {
-          "mac": {"type": "string"},
-          "cleared": {"type": "boolean", "description": "False when the client had no state."}
+          "mac": {
+            "type": "string"
+          },
+          "cleared": {
+            "type": "boolean",
+            "description": "False when the client had no state."
+          }
         },
         "additionalProperties": false
       },
       "Reloaded": {
         "type": "object",
-        "required": ["loaded", "chain"],
+        "required": [
+          "loaded",
+          "chain"
+        ],
         "properties": {
-          "loaded": {"type": "boolean", "enum": [true]},
-          "chain": {"type": "array", "items": {"type": "string"}}
+          "loaded": {
+            "type": "boolean",
+            "enum": [
+              true
+            ]
+          },
+          "chain": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            }
+          }
         },
         "additionalProperties": false
       },
       "ReloadRefused": {
         "type": "object",
-        "required": ["loaded", "error"],
+        "required": [
+          "loaded",
+          "error"
+        ],
         "properties": {
-          "loaded": {"type": "boolean", "enum": [false]},
-          "error": {"type": "string", "description": "Why, with file:line where a policy failed to load. The running chain stays."}
+          "loaded": {
+            "type": "boolean",
+            "enum": [
+              false
+            ]
+          },
+          "error": {
+            "type": "string",
+            "description": "Why, with file:line where a policy failed to load. The running chain stays."
+          }
         },
         "additionalProperties": false
       },
       "Error": {
         "type": "object",
-        "required": ["error"],
-        "properties": {"error": {"type": "string"}},
+        "required": [
+          "error"
+        ],
+        "properties": {
+          "error": {
+            "type": "string"
+          }
+        },
         "additionalProperties": false
       }
     },
     "responses": {
-      "BadRequest": {"description": "Malformed MAC, query or body.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-      "Unauthorized": {"description": "No token, a malformed Authorization header or an unknown token.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-      "Forbidden": {"description": "A read token writing, or writes are off (no tokens file).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-      "NotFound": {"description": "No such client state.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-      "NotAllowed": {"description": "Method not allowed here.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-      "TooLarge": {"description": "The body is over http.max_body_bytes.", "content": {"text/plain": {"schema": {"type": "string"}}}},
-      "Refused": {"description": "The state store refused the table (too many keys, too many bytes, the store is full).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-      "Unavailable": {"description": "The state store cannot take writes now, or the change was not durable in time (it stays queued and is retried).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+      "BadRequest": {
+        "description": "Malformed MAC, query or body.",
+        "content": {
+          "application/json": {
+            "schema": {
+              "$ref": "#/components/schemas/Error"
+            }
+          }
+        }
+      },
+      "Unauthorized": {
+        "description": "No token, a malformed Authorization header or an unknown token.",
+        "content": {
+          "application/json": {
+            "schema": {
+              "$ref": "#/components/schemas/Error"
+            }
+          }
+        }
+      },
+      "Forbidden": {
+        "description": "A read token writing, or writes are off (no tokens file).",
+        "content": {
+          "application/json": {
+            "schema": {
+              "$ref": "#/components/schemas/Error"
+            }
+          }
+        }
+      },
+      "NotFound": {
+        "description": "No such client state.",
+        "content": {
+          "application/json": {
+            "schema": {
+              "$ref": "#/components/schemas/Error"
+            }
+          }
+        }
+      },
+      "NotAllowed": {
+        "description": "Method not allowed here.",
+        "content": {
+          "application/json": {
+            "schema": {
+              "$ref": "#/components/schemas/Error"
+            }
+          }
+        }
+      },
+      "TooLarge": {
+        "description": "The body is over http.max_body_bytes.",
+        "content": {
+          "text/plain": {
+            "schema": {
+              "type": "string"
+            }
+          }
+        }
+      },
+      "Refused": {
+        "description": "The state store refused the table (too many keys, too many bytes, the store is full).",
+        "content": {
+          "application/json": {
+            "schema": {
+              "$ref": "#/components/schemas/Error"
+            }
+          }
+        }
+      },
+      "Unavailable": {
+        "description": "The state store cannot take writes now, or the change was not durable in time (it stays queued and is retried).",
+        "content": {
+          "application/json": {
+            "schema": {
+              "$ref": "#/components/schemas/Error"
+            }
+          }
+        }
+      }
     }
   },
-  "security": [{"bearer": []}, {}],
+  "security": [
+    {
+      "bearer": []
+    },
+    {}
+  ],
   "paths": {
     "/api/v1/openapi.json": {
       "get": {
         "summary": "This document.",
         "operationId": "openapi",
         "security": [],
-        "responses": {"200": {"description": "The OpenAPI document.", "content": {"application/json": {"schema": {"type": "object"}}}}}
+        "responses": {
+          "200": {
+            "description": "The OpenAPI document.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "type": "object"
+                }
+              }
+            }
+          }
+        }
       }
     },
     "/api/v1/clients": {
@@ -123,73 +313,246 @@ enum OpenAPIDocument {
         "summary": "Clients with state, in MAC order, a page at a time.",
         "operationId": "listClients",
         "parameters": [
-          {"name": "key", "in": "query", "required": false, "description": "Only clients whose state has this key.", "schema": {"type": "string"}},
-          {"name": "value", "in": "query", "required": false, "description": "With key: only clients whose value of key is this (true, 42 and 1.5 match booleans and numbers).", "schema": {"type": "string"}},
-          {"name": "limit", "in": "query", "required": false, "description": "Clients per page (default 100).", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-          {"name": "after", "in": "query", "required": false, "description": "The `next` of the previous page: clients after this MAC.", "schema": {"type": "string"}}
+          {
+            "name": "key",
+            "in": "query",
+            "required": false,
+            "description": "Only clients whose state has this key.",
+            "schema": {
+              "type": "string"
+            }
+          },
+          {
+            "name": "value",
+            "in": "query",
+            "required": false,
+            "description": "Only clients whose value of `key` is this; without `key`, clients with any key of this value (true, 42 and 1.5 match booleans and numbers).",
+            "schema": {
+              "type": "string"
+            }
+          },
+          {
+            "name": "limit",
+            "in": "query",
+            "required": false,
+            "description": "Clients per page (default 100).",
+            "schema": {
+              "type": "integer",
+              "minimum": 1,
+              "maximum": 1000
+            }
+          },
+          {
+            "name": "after",
+            "in": "query",
+            "required": false,
+            "description": "The `next` of the previous page: clients after this MAC.",
+            "schema": {
+              "type": "string",
+              "pattern": "^([:.-]*([0-9A-Fa-f][:.-]*){12})?$"
+            }
+          }
         ],
         "responses": {
-          "200": {"description": "One page.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ClientList"}}}},
-          "400": {"$ref": "#/components/responses/BadRequest"},
-          "401": {"$ref": "#/components/responses/Unauthorized"},
-          "405": {"$ref": "#/components/responses/NotAllowed"}
+          "200": {
+            "description": "One page.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/ClientList"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "405": {
+            "$ref": "#/components/responses/NotAllowed"
+          }
         }
       }
     },
     "/api/v1/clients/{mac}/state": {
-      "parameters": [{"$ref": "#/components/parameters/mac"}],
+      "parameters": [
+        {
+          "$ref": "#/components/parameters/mac"
+        }
+      ],
       "get": {
         "summary": "A client's state.",
         "operationId": "getState",
         "responses": {
-          "200": {"description": "The state and when it expires.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Client"}}}},
-          "400": {"$ref": "#/components/responses/BadRequest"},
-          "401": {"$ref": "#/components/responses/Unauthorized"},
-          "404": {"$ref": "#/components/responses/NotFound"}
+          "200": {
+            "description": "The state and when it expires.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Client"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          }
         }
       },
       "put": {
-        "summary": "Replace a client's state.",
+        "summary": "Replace a client's state (an empty object clears it).",
         "operationId": "putState",
-        "parameters": [{"$ref": "#/components/parameters/ttl"}],
-        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/State"}}}},
+        "parameters": [
+          {
+            "$ref": "#/components/parameters/ttl"
+          }
+        ],
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/State"
+              }
+            }
+          }
+        },
         "responses": {
-          "200": {"description": "Durable; the new state.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Client"}}}},
-          "400": {"$ref": "#/components/responses/BadRequest"},
-          "401": {"$ref": "#/components/responses/Unauthorized"},
-          "403": {"$ref": "#/components/responses/Forbidden"},
-          "413": {"$ref": "#/components/responses/TooLarge"},
-          "422": {"$ref": "#/components/responses/Refused"},
-          "503": {"$ref": "#/components/responses/Unavailable"}
+          "200": {
+            "description": "Durable; the new state, or `cleared` for an empty object.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "oneOf": [
+                    {
+                      "$ref": "#/components/schemas/Client"
+                    },
+                    {
+                      "$ref": "#/components/schemas/Cleared"
+                    }
+                  ]
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "413": {
+            "$ref": "#/components/responses/TooLarge"
+          },
+          "422": {
+            "$ref": "#/components/responses/Refused"
+          },
+          "503": {
+            "$ref": "#/components/responses/Unavailable"
+          }
         }
       },
       "patch": {
-        "summary": "Change some keys of a client's state.",
+        "summary": "Change some keys of a client's state (creating it); 404 when only removing keys of a client with none.",
         "operationId": "patchState",
-        "parameters": [{"$ref": "#/components/parameters/ttl"}],
-        "requestBody": {"required": true, "content": {
-          "application/json": {"schema": {"$ref": "#/components/schemas/Patch"}},
-          "application/merge-patch+json": {"schema": {"$ref": "#/components/schemas/Patch"}}
-        }},
+        "parameters": [
+          {
+            "$ref": "#/components/parameters/ttl"
+          }
+        ],
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/Patch"
+              }
+            },
+            "application/merge-patch+json": {
+              "schema": {
+                "$ref": "#/components/schemas/Patch"
+              }
+            }
+          }
+        },
         "responses": {
-          "200": {"description": "Durable; the state after the change, or `cleared` when no key is left.", "content": {"application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Client"}, {"$ref": "#/components/schemas/Cleared"}]}}}},
-          "400": {"$ref": "#/components/responses/BadRequest"},
-          "401": {"$ref": "#/components/responses/Unauthorized"},
-          "403": {"$ref": "#/components/responses/Forbidden"},
-          "413": {"$ref": "#/components/responses/TooLarge"},
-          "422": {"$ref": "#/components/responses/Refused"},
-          "503": {"$ref": "#/components/responses/Unavailable"}
+          "200": {
+            "description": "Durable; the state after the change, or `cleared` when no key is left.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "oneOf": [
+                    {
+                      "$ref": "#/components/schemas/Client"
+                    },
+                    {
+                      "$ref": "#/components/schemas/Cleared"
+                    }
+                  ]
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "413": {
+            "$ref": "#/components/responses/TooLarge"
+          },
+          "422": {
+            "$ref": "#/components/responses/Refused"
+          },
+          "503": {
+            "$ref": "#/components/responses/Unavailable"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          }
         }
       },
       "delete": {
         "summary": "Forget a client's state.",
         "operationId": "deleteState",
         "responses": {
-          "200": {"description": "Durable.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Cleared"}}}},
-          "400": {"$ref": "#/components/responses/BadRequest"},
-          "401": {"$ref": "#/components/responses/Unauthorized"},
-          "403": {"$ref": "#/components/responses/Forbidden"},
-          "503": {"$ref": "#/components/responses/Unavailable"}
+          "200": {
+            "description": "Durable.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Cleared"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "503": {
+            "$ref": "#/components/responses/Unavailable"
+          }
         }
       }
     },
@@ -198,10 +561,32 @@ enum OpenAPIDocument {
         "summary": "Reload the policy chain from the configuration, as SIGHUP does.",
         "operationId": "reload",
         "responses": {
-          "200": {"description": "The new chain runs.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Reloaded"}}}},
-          "401": {"$ref": "#/components/responses/Unauthorized"},
-          "403": {"$ref": "#/components/responses/Forbidden"},
-          "422": {"description": "The new chain did not load; the running one stays.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReloadRefused"}}}}
+          "200": {
+            "description": "The new chain runs.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Reloaded"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "422": {
+            "description": "The new chain did not load; the running one stays.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/ReloadRefused"
+                }
+              }
+            }
+          }
         }
       }
     }
