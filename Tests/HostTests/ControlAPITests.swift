@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import Host
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -244,6 +245,15 @@ import Glibc
         let bad = try call(server, "POST", "/api/v1/reload", token: Self.writeToken)
         #expect(bad.status == 422 && bad.body.contains(#""loaded":false"#) && bad.body.contains("mine.lua:3"), "\(bad)")
         #expect(server.process.waitFor("reload (api: installer) refused"), "\(server.process.text)")
+    }
+
+    @Test func timestampsAreRFC3339InUTC() {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        for t in [0.0, 951_782_400.5, 1_764_720_000, 4_102_444_799.9, 1_798_761_599] {
+            let d = Date(timeIntervalSince1970: t)
+            #expect(ControlAPI.timestamp(d) == f.string(from: d), "\(t)")
+        }
     }
 
     @Test func theOpenAPIDocumentIsTheOneInTheRepo() throws {

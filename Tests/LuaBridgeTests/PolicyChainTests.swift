@@ -51,6 +51,19 @@ import Testing
         #expect(opts?.note == "2")
     }
 
+    @Test func httpHookSeesMethodHeadersAndBody() throws {
+        let c = try chain(TestPolicies.spec("callback.lua"))
+        var post = BootRequest(kind: .http, mac: "52:54:00:aa:bb:cc", path: "/echo")
+        post.method = "POST"
+        post.headers = ["x-secret": "s3", "content-type": "text/plain"]
+        post.body = Array("done\u{0}bytes".utf8)
+        #expect(c.decide(post)?.content == Array("POST|s3|done\u{0}bytes|2".utf8))
+        var get = BootRequest(kind: .http, mac: "52:54:00:aa:bb:cc", path: "/echo")
+        get.method = "GET"
+        #expect(c.decide(get)?.content == Array("GET|-||0".utf8))
+        #expect(c.decide(TestPolicies.dhcp())?.filename == "nil/nil/0")
+    }
+
     @Test func chainOrderPassAndStop() throws {
         let c = try chain(TestPolicies.spec("pass.lua"), TestPolicies.spec("only_uefi.lua"), TestPolicies.spec("default.lua"))
         let uefi = c.decideTraced(TestPolicies.dhcp(firmware: .uefi))
