@@ -70,6 +70,7 @@ public final class ClientDirectory: @unchecked Sendable {
         let store = ClientStateStore(limits: stateLimits, writer: writer, loaded: loaded.states, now: { Date() })
         let directory = ClientDirectory(limits: limits, state: store, scripts: loaded.scripts, logger: logger)
         writer.start()
+        backend.follow(store)
         return directory
     }
 

@@ -92,6 +92,9 @@ public final class ClientStateStore: @unchecked Sendable {
     let writer: StateWriter?
     private let refusals: Counter
     private let expirations: Counter
+    /// Why the shared store's change feed is down, or nil; writes are refused meanwhile.
+    private var feedDown: String?
+    private let remoteApplied = Counter(label: "bootpolicy_state_remote_changes_total")
 
     /// A store in memory only.
     public convenience init(limits: StateLimits = StateLimits(), now: @escaping @Sendable () -> Date = { Date() }) {
@@ -125,10 +128,25 @@ public final class ClientStateStore: @unchecked Sendable {
         }
     }
 
+    /// Why writes are refused now, or nil: the durable store's last commit failed, or a shared
+    /// store's change feed is down (a write this server cannot share would make the servers
+    /// disagree). Reads go on from memory meanwhile; recovery is automatic.
+    public var unavailableReason: String? {
+        if let why = writer?.unavailableReason { return why }
+        return lock.withLock { feedDown.map { "its change feed is down: \($0)" } }
+    }
+
+    private func refuseWhenUnavailable() throws(StateError) {
+        guard let why = unavailableReason else { return }
+        refusals.increment()
+        throw StateError("state store \(location) is unavailable (\(why)); write refused", unavailable: true)
+    }
+
     /// Replaces the client's table. Throws, changing nothing, when the table is over the
-    /// per-client bound or the store is full.
+    /// per-client bound, the store is full, or the durable store is unavailable.
     public func set(mac: String, _ values: [String: StateValue], ttl: TimeInterval? = nil) throws(StateError) {
         guard let key = MACAddress.normalize(mac) else { throw StateError("not a MAC address: \(mac)") }
+        try refuseWhenUnavailable()
         let ttl = ttl ?? limits.defaultTTL
         guard ttl > 0, !ttl.isNaN else { throw StateError("ttl must be a positive number of seconds") }
         if values.count > limits.maxKeys {
@@ -164,8 +182,9 @@ public final class ClientStateStore: @unchecked Sendable {
         }
     }
 
-    public func clear(mac: String) {
+    public func clear(mac: String) throws(StateError) {
         guard let key = MACAddress.normalize(mac) else { return }
+        try refuseWhenUnavailable()
         lock.withLock {
             guard entries.removeValue(forKey: key) != nil else { return }
             writer?.enqueue(.clearState(mac: key))
@@ -210,6 +229,7 @@ public final class ClientStateStore: @unchecked Sendable {
     {
         guard let key = MACAddress.normalize(mac) else { throw StateError("not a MAC address: \(mac)") }
         if let ttl, !(ttl > 0) { throw StateError("ttl must be a positive number of seconds") }
+        try refuseWhenUnavailable()
         let t = now()
         lock.lock()
         defer { lock.unlock() }
@@ -264,6 +284,48 @@ public final class ClientStateStore: @unchecked Sendable {
             dropped += 1
         }
         if dropped > 0 { expirations.increment(by: dropped) }
+    }
+}
+
+extension ClientStateStore: StateFollower {
+    /// Another server's changes: applied to memory (not queued: they are already in the
+    /// store), except for a client with a change of this server's not yet committed. That
+    /// change commits after the remote one, so it is the newer; and every server re-reads a
+    /// client after each commit of it, so all of them end on the last row committed.
+    public func remoteChanged(_ rows: [String: ClientState?]) {
+        let t = now()
+        var applied = 0
+        lock.withLock {
+            for (mac, row) in rows where writer?.hasUncommitted(mac: mac) != true {
+                if let row, row.expires > t {
+                    guard entries[mac] != row else { continue }
+                    entries[mac] = row
+                    expiry.push(mac: mac, expires: row.expires)
+                } else if entries.removeValue(forKey: mac) == nil {
+                    continue
+                }
+                applied += 1
+            }
+            if expiry.count > 2 * entries.count + 1024 { expiry.rebuild(from: entries) }
+        }
+        if applied > 0 { remoteApplied.increment(by: applied) }
+    }
+
+    public func remoteResync(_ all: [String: ClientState]) {
+        let t = now()
+        lock.withLock {
+            for mac in entries.keys where all[mac] == nil && writer?.hasUncommitted(mac: mac) != true {
+                entries[mac] = nil
+            }
+            for (mac, row) in all where row.expires > t && writer?.hasUncommitted(mac: mac) != true {
+                entries[mac] = row
+            }
+            expiry.rebuild(from: entries)
+        }
+    }
+
+    public func remoteFeed(connected: Bool, reason: String?) {
+        lock.withLock { feedDown = connected ? nil : (reason ?? "disconnected") }
     }
 }
 

@@ -42,8 +42,9 @@ public struct StoredClients: Sendable {
     }
 }
 
-/// Where client memory is made durable: SQLite today, PostgreSQL next. Only the writer thread
-/// calls `commit` and `sweep`, one call at a time; `load` runs once, before the first commit.
+/// Where client memory is made durable: SQLite (one server) or PostgreSQL (several sharing
+/// one truth). Only the writer thread calls `commit`, `sweep` and `probe`, one call at a time;
+/// `load` runs once, before the first commit.
 public protocol StateBackend: AnyObject, Sendable {
     /// For logs and the status page: `sqlite:/var/lib/bootpolicy/state.db`.
     var description: String { get }
@@ -53,7 +54,27 @@ public protocol StateBackend: AnyObject, Sendable {
     func commit(_ changes: [StateChange]) throws
     /// Deletes rows that expired before `now` (state) or were stored before `scriptsBefore`.
     func sweep(now: Date, scriptsBefore: Date) throws
+    /// A cheap check that the store answers again after a failed commit.
+    func probe() throws
+    /// For a store several servers share: starts handing other servers' changes to
+    /// `follower`. A store only this server writes has nothing to follow.
+    func follow(_ follower: StateFollower)
     func close()
+}
+
+extension StateBackend {
+    public func probe() throws {}
+    public func follow(_ follower: StateFollower) {}
+}
+
+/// What a shared store's change feed tells a server's in-memory view.
+public protocol StateFollower: AnyObject, Sendable {
+    /// The rows of clients another server changed, as committed now (nil: no row any more).
+    func remoteChanged(_ rows: [String: ClientState?])
+    /// Every live row, after the feed (re)connected: changes missed meanwhile are in it.
+    func remoteResync(_ all: [String: ClientState])
+    /// The feed went down (writes are refused: they could not be shared) or came back.
+    func remoteFeed(connected: Bool, reason: String?)
 }
 
 /// The thread that makes changes durable: it takes every change queued since its last commit
@@ -74,6 +95,10 @@ final class StateWriter: @unchecked Sendable {
     private let logger: Logger
     private let cond = NSCondition()
     private var pending: [String: StateChange] = [:]
+    /// The batch being committed, by key: still uncommitted until its commit returns.
+    private var inFlight: Set<String> = []
+    /// Why the last commit failed; nil while commits succeed.
+    private var failure: String?
     private var queued: UInt64 = 0
     private var committed: UInt64 = 0
     private var stopping = false
@@ -128,6 +153,22 @@ final class StateWriter: @unchecked Sendable {
         cond.unlock()
     }
 
+    /// Why the backend cannot take writes now (its last commit failed), or nil.
+    var unavailableReason: String? {
+        cond.lock()
+        defer { cond.unlock() }
+        return failure
+    }
+
+    /// A change of this client's state is queued or being committed: what the backend holds
+    /// for it is older than what memory holds.
+    func hasUncommitted(mac: String) -> Bool {
+        let key = "s/" + mac
+        cond.lock()
+        defer { cond.unlock() }
+        return pending[key] != nil || inFlight.contains(key)
+    }
+
     func wait(through mark: UInt64, timeout: TimeInterval) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         cond.lock()
@@ -166,6 +207,7 @@ final class StateWriter: @unchecked Sendable {
             }
             let batch = pending
             let through = queued
+            inFlight = Set(batch.keys)
             pending = [:]
             oldestPending = nil
             flushWanted = false
@@ -181,6 +223,8 @@ final class StateWriter: @unchecked Sendable {
                     changes.increment(by: batch.count)
                     cond.lock()
                     committed = through
+                    inFlight = []
+                    failure = nil
                     cond.broadcast()
                     cond.unlock()
                     if failing { logger.notice("state store writes again", metadata: ["store": "\(backendDescription)"]) }
@@ -190,6 +234,8 @@ final class StateWriter: @unchecked Sendable {
                     failures.increment()
                     cond.lock()
                     for (key, change) in batch where pending[key] == nil { pending[key] = change }
+                    inFlight = []
+                    failure = "\(error)"
                     if oldestPending == nil { oldestPending = Date() }
                     cond.unlock()
                     if !failing {

@@ -21,7 +21,8 @@ enum ClientSetup {
             return ClientDirectory(stateLimits: limits, logger: logger)
         }
         if store.contains("://") {
-            throw ConfigError("state store \(store): only a SQLite file path is supported by this build (PostgreSQL is not built yet)")
+            let backend = try PostgresStateBackend(url: store, logger: logger)
+            return try ClientDirectory.open(backend: backend, stateLimits: limits, logger: logger)
         }
         guard let sync = SQLiteStateBackend.Sync(rawValue: configuration.state.sync) else {
             throw ConfigError("state.sync must be full or normal (got '\(configuration.state.sync)')")

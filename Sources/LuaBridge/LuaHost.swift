@@ -69,7 +69,13 @@ class LuaHost {
             }
             return .success(nil)
         case .stateClear:
-            if let mac = args[1]?.text { store.clear(mac: mac) }
+            if let mac = args[1]?.text {
+                do {
+                    try store.clear(mac: mac)
+                } catch {
+                    return .failure(HostError("state.clear: \(error.description)"))
+                }
+            }
             return .success(nil)
         default:
             return .failure(HostError("operation not available here"))

@@ -22,7 +22,7 @@ import Protocols
         clock.t += 11
         #expect(s.get(mac: "52:54:00:00:00:01") == nil)
         #expect(s.get(mac: "52:54:00:00:00:02") == ["b": "x"])
-        s.clear(mac: "52:54:00:00:00:02")
+        try s.clear(mac: "52:54:00:00:00:02")
         #expect(s.get(mac: "52:54:00:00:00:02") == nil)
         #expect(throws: StateError.self) { try s.set(mac: "not-a-mac", [:]) }
         #expect(throws: StateError.self) { try s.set(mac: "52:54:00:00:00:03", [:], ttl: 0) }

@@ -18,7 +18,7 @@ import Testing
             let d = try open(path)
             try d.state.set(mac: Self.mac, ["installed": true, "n": 3, "at": "rack7", "x": 1.5], ttl: 3600)
             try d.state.set(mac: "52:54:00:00:00:02", ["gone": true], ttl: 3600)
-            d.state.clear(mac: "52:54:00:00:00:02")
+            try d.state.clear(mac: "52:54:00:00:00:02")
             try d.state.set(mac: "52:54:00:00:00:03", ["short": true], ttl: 0.2)
             d.keep(script: StoredScript(filename: "boot.ipxe", text: "#!ipxe\nexit\n", policy: "p", stored: Date()), for: Self.mac)
             #expect(d.state.waitDurable(through: d.state.mark))

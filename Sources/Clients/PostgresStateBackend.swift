@@ -1,0 +1,420 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import PostgresNIO
+
+/// Client memory in PostgreSQL, for several servers that must agree on every machine's state:
+/// `--state postgres://user[:password]@host[:port]/database`.
+///
+/// The same semantics as SQLite: schema migrations, one transaction per group commit, durable
+/// at COMMIT. What is new is the change feed:
+/// - every commit also sends `NOTIFY bootpolicy_state` (in the transaction, so it is delivered
+///   only if the commit happens) naming this server and the MACs it changed;
+/// - each server listens on a second connection, re-reads the rows other servers changed and
+///   hands them to its store (`StateFollower`). Each (re)connection of the listener begins with
+///   a full read, so changes made while it was away are not missed.
+///
+/// Reads on the DHCP path never touch the database: they come from each server's memory.
+///
+/// The writer thread calls `commit`, `sweep` and `probe` and blocks on their futures; it is
+/// not an event loop, so that is allowed. The listener runs as a task on the same group.
+public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
+    /// Where the database is, from the URL; `description` leaves the password out.
+    public struct Location: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public var user: String
+        public var password: String?
+        public var database: String
+
+        public var description: String { "postgres://\(user)@\(host):\(port)/\(database)" }
+
+        public init(url text: String) throws(StateError) {
+            guard let url = URLComponents(string: text), let scheme = url.scheme,
+                  scheme == "postgres" || scheme == "postgresql" else {
+                throw StateError("state store: '\(Self.redacted(text))' is not a postgres://user[:password]@host[:port]/database URL")
+            }
+            guard let host = url.host, !host.isEmpty else { throw StateError("state store \(Self.redacted(text)): no host") }
+            guard let user = url.user, !user.isEmpty else {
+                throw StateError("state store \(Self.redacted(text)): no user (postgres://USER@\(host)/database)")
+            }
+            let database = String(url.path.drop(while: { $0 == "/" }))
+            guard !database.isEmpty, !database.contains("/") else {
+                throw StateError("state store \(Self.redacted(text)): no database name (postgres://\(user)@\(host)/DATABASE)")
+            }
+            for item in url.queryItems ?? [] {
+                guard item.name == "sslmode", item.value == "disable" else {
+                    throw StateError("state store \(Self.redacted(text)): only ?sslmode=disable is understood (TLS to PostgreSQL is not built yet)")
+                }
+            }
+            self.host = host
+            self.port = url.port ?? 5432
+            self.user = user.removingPercentEncoding ?? user
+            self.password = url.password.map { $0.removingPercentEncoding ?? $0 }
+            self.database = database.removingPercentEncoding ?? database
+        }
+
+        /// The URL with any password replaced, for error messages.
+        static func redacted(_ text: String) -> String {
+            guard var url = URLComponents(string: text), url.password != nil else { return text }
+            url.password = "***"
+            return url.string ?? "postgres://..."
+        }
+    }
+
+    public let location: Location
+    public var description: String { location.description }
+    /// This server in NOTIFY payloads, so that it skips its own changes.
+    let origin: String
+    static let channel = "bootpolicy_state"
+    /// A NOTIFY payload must stay under 8,000 bytes; MACs are sent in pieces below that.
+    static let payloadLimit = 7_000
+    static let connectTimeout: TimeAmount = .seconds(3)
+    static let queryTimeout: TimeInterval = 5
+
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let logger: Logger
+    private let lock = NIOLock()
+    /// The writer's connection: commits, sweeps, probes and the initial load.
+    private var connection: PostgresConnection?
+    private var closed = false
+    private var listener: Task<Void, Never>?
+    private let connectionIDs = NIOLockedValueBox(0)
+
+    /// Connects (at most `connectTimeout`), and creates or upgrades the schema.
+    public init(url: String, logger: Logger) throws(StateError) {
+        self.location = try Location(url: url)
+        self.logger = logger
+        self.origin = "\(ProcessInfo.processInfo.hostName)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        do {
+            try migrate()
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw StateError("state store \(location): \(Self.explain(error))")
+        }
+    }
+
+    deinit { close() }
+
+    // MARK: connections
+
+    private func configuration() -> PostgresConnection.Configuration {
+        var c = PostgresConnection.Configuration(host: location.host, port: location.port, username: location.user,
+                                                 password: location.password, database: location.database, tls: .disable)
+        c.options.connectTimeout = Self.connectTimeout
+        return c
+    }
+
+    private func nextID() -> Int { connectionIDs.withLockedValue { $0 += 1; return $0 } }
+
+    /// The writer's connection, made again when the last one died.
+    private func writerConnection() throws -> PostgresConnection {
+        if let c = lock.withLock({ connection }), !c.isClosed { return c }
+        let c = try blocking { [self] in
+            try await PostgresConnection.connect(on: group.next(), configuration: configuration(), id: nextID(), logger: quietLogger)
+        }
+        lock.withLock { connection = c }
+        return c
+    }
+
+    /// PostgresNIO logs every failed query at error; the writer reports failures itself.
+    private var quietLogger: Logger {
+        var l = logger
+        l.logLevel = .critical
+        return l
+    }
+
+    /// Runs async work from a thread that is not an event loop (the writer's, or `init`'s),
+    /// bounded by `queryTimeout` so a silent network never hangs a commit for ever.
+    private func blocking<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
+        let done = DispatchSemaphore(value: 0)
+        let result = NIOLockedValueBox<Result<T, Error>?>(nil)
+        let task = Task {
+            let r: Result<T, Error>
+            do { r = .success(try await work()) } catch { r = .failure(error) }
+            result.withLockedValue { $0 = r }
+            done.signal()
+        }
+        if done.wait(timeout: .now() + Self.queryTimeout) == .timedOut {
+            task.cancel()
+            // A connection stuck mid-query is of no further use.
+            let dead = lock.withLock { () -> PostgresConnection? in defer { connection = nil }; return connection }
+            try? dead?.close().wait()
+            throw StateError("no answer from \(location) within \(Int(Self.queryTimeout)) s")
+        }
+        return try result.withLockedValue { $0! }.get()
+    }
+
+    /// Runs `body` on the writer's connection; a failure closes it, so the next call reconnects.
+    private func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) throws -> T {
+        let c = try writerConnection()
+        do {
+            return try blocking { try await body(c) }
+        } catch {
+            lock.withLock { if connection === c { connection = nil } }
+            try? c.close().wait()
+            throw StateError(Self.explain(error))
+        }
+    }
+
+    /// A PostgreSQL error in one line: the server's message when it sent one.
+    static func explain(_ error: Error) -> String {
+        if let e = error as? StateError { return e.description }
+        if let e = error as? PSQLError {
+            if let message = e.serverInfo?[.message] {
+                return "\(message)\(e.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? "")"
+            }
+            if let underlying = e.underlying { return "\(e.code): \(underlying)" }
+            return "\(e.code)"
+        }
+        if let e = error as? PostgresTransactionError {
+            if let inner = e.closureError ?? e.commitError ?? e.beginError { return explain(inner) }
+        }
+        return "\(error)"
+    }
+
+    // MARK: schema
+
+    /// Migrations in order, each recorded in `bootpolicy_schema`; two servers starting at once
+    /// take an advisory lock so one applies them and the other sees them applied.
+    static let migrations: [(id: String, sql: [String])] = [
+        ("v1: client_state, client_script", [
+            """
+            CREATE TABLE client_state (
+                mac TEXT PRIMARY KEY NOT NULL,
+                value_json TEXT NOT NULL,
+                expires DOUBLE PRECISION NOT NULL,
+                updated DOUBLE PRECISION NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE client_script (
+                mac TEXT PRIMARY KEY NOT NULL,
+                filename TEXT,
+                script TEXT NOT NULL,
+                policy TEXT,
+                stored DOUBLE PRECISION NOT NULL
+            )
+            """,
+        ]),
+    ]
+    /// pg_advisory_xact_lock's key for migrations ("bootpol" in ASCII).
+    static let migrationLock: Int64 = 0x626F_6F74_706F_6C
+
+    private func migrate() throws {
+        let logger = quietLogger
+        let known = Self.migrations.map(\.id)
+        try withConnection { c in
+            try await c.withTransaction(logger: logger) { tx in
+                try await tx.query("SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: logger)
+                try await tx.query("CREATE TABLE IF NOT EXISTS bootpolicy_schema (id TEXT PRIMARY KEY NOT NULL, applied DOUBLE PRECISION NOT NULL)",
+                                   logger: logger)
+                var applied: Set<String> = []
+                for try await id in try await tx.query("SELECT id FROM bootpolicy_schema", logger: logger).decode(String.self) {
+                    applied.insert(id)
+                }
+                let unknown = applied.subtracting(known)
+                if !unknown.isEmpty {
+                    throw StateError("was written by a newer bootpolicy (schema \(unknown.sorted().joined(separator: ", "))); refusing to use it")
+                }
+                for migration in Self.migrations where !applied.contains(migration.id) {
+                    for sql in migration.sql { try await tx.query(PostgresQuery(unsafeSQL: sql), logger: logger) }
+                    let now = Date().timeIntervalSince1970
+                    try await tx.query("INSERT INTO bootpolicy_schema (id, applied) VALUES (\(migration.id), \(now))", logger: logger)
+                }
+            }
+        }
+    }
+
+    // MARK: StateBackend
+
+    public func load(now: Date) throws -> StoredClients {
+        let logger = quietLogger
+        let states = try liveStates(now: now)
+        let scripts = try withConnection { c in
+            var out: [String: StoredScript] = [:]
+            let rows = try await c.query("SELECT mac, filename, script, policy, stored FROM client_script", logger: logger)
+            for try await (mac, filename, script, policy, stored) in rows.decode((String, String?, String, String?, Double).self) {
+                out[mac] = StoredScript(filename: filename, text: script, policy: policy, stored: Date(timeIntervalSince1970: stored))
+            }
+            return out
+        }
+        return StoredClients(states: states, scripts: scripts)
+    }
+
+    /// Every live state row (the load at start; the follower's resync uses its own connection).
+    private func liveStates(now: Date) throws -> [String: ClientState] {
+        let logger = quietLogger
+        return try withConnection { c in try await Self.liveStates(on: c, now: now, logger: logger) }
+    }
+
+    static func liveStates(on c: PostgresConnection, now: Date, logger: Logger) async throws -> [String: ClientState] {
+        var out: [String: ClientState] = [:]
+        let t = now.timeIntervalSince1970
+        let rows = try await c.query("SELECT mac, value_json, expires FROM client_state WHERE expires > \(t)", logger: logger)
+        for try await (mac, json, expires) in rows.decode((String, String, Double).self) {
+            guard let values = StateJSON.decode(json) else { continue }
+            out[mac] = ClientState(values: values, expires: Date(timeIntervalSince1970: expires))
+        }
+        return out
+    }
+
+    public func commit(_ changes: [StateChange]) throws {
+        var upMACs: [String] = [], upJSON: [String] = [], upExpires: [Double] = []
+        var cleared: [String] = []
+        // Arrays of optionals do not bind: absent filenames and policies go as "" with a flag.
+        var scMACs: [String] = [], scFiles: [String] = [], scTexts: [String] = [], scPolicies: [String] = [], scStored: [Double] = []
+        var scHasFile: [Bool] = [], scHasPolicy: [Bool] = []
+        for change in changes {
+            switch change {
+            case .state(let mac, let state):
+                upMACs.append(mac); upJSON.append(StateJSON.encode(state.values)); upExpires.append(state.expires.timeIntervalSince1970)
+            case .clearState(let mac):
+                cleared.append(mac)
+            case .script(let mac, let script):
+                scMACs.append(mac); scFiles.append(script.filename ?? ""); scTexts.append(script.text)
+                scPolicies.append(script.policy ?? ""); scStored.append(script.stored.timeIntervalSince1970)
+                scHasFile.append(script.filename != nil); scHasPolicy.append(script.policy != nil)
+            }
+        }
+        let payloads = Self.payloads(origin: origin, macs: upMACs + cleared)
+        let now = Date().timeIntervalSince1970
+        let logger = quietLogger
+        let (um, uj, ue, cl, sm, sf, st, sp, ss) = (upMACs, upJSON, upExpires, cleared, scMACs, scFiles, scTexts, scPolicies, scStored)
+        let (hf, hp) = (scHasFile, scHasPolicy)
+        try withConnection { c in
+            try await c.withTransaction(logger: logger) { tx in
+                if !um.isEmpty {
+                    try await tx.query("""
+                        INSERT INTO client_state (mac, value_json, expires, updated)
+                        SELECT m, v, e, \(now) FROM UNNEST(\(um)::text[], \(uj)::text[], \(ue)::float8[]) AS t(m, v, e)
+                        ON CONFLICT (mac) DO UPDATE SET value_json = excluded.value_json, expires = excluded.expires, updated = excluded.updated
+                        """, logger: logger)
+                }
+                if !cl.isEmpty {
+                    try await tx.query("DELETE FROM client_state WHERE mac = ANY(\(cl)::text[])", logger: logger)
+                }
+                if !sm.isEmpty {
+                    try await tx.query("""
+                        INSERT INTO client_script (mac, filename, script, policy, stored)
+                        SELECT m, CASE WHEN hf THEN f END, x, CASE WHEN hp THEN p END, s
+                        FROM UNNEST(\(sm)::text[], \(sf)::text[], \(hf)::bool[], \(st)::text[], \(sp)::text[], \(hp)::bool[], \(ss)::float8[])
+                            AS t(m, f, hf, x, p, hp, s)
+                        ON CONFLICT (mac) DO UPDATE SET filename = excluded.filename, script = excluded.script,
+                            policy = excluded.policy, stored = excluded.stored
+                        """, logger: logger)
+                }
+                for payload in payloads {
+                    try await tx.query("SELECT pg_notify(\(Self.channel), \(payload))", logger: logger)
+                }
+            }
+        }
+    }
+
+    /// `origin mac mac ...`, split so that no payload passes `payloadLimit`.
+    static func payloads(origin: String, macs: [String]) -> [String] {
+        var out: [String] = []
+        var current = origin
+        for mac in macs {
+            if current.utf8.count + 1 + mac.utf8.count > payloadLimit {
+                out.append(current)
+                current = origin
+            }
+            current += " " + mac
+        }
+        if current != origin { out.append(current) }
+        return out
+    }
+
+    public func sweep(now: Date, scriptsBefore: Date) throws {
+        let logger = quietLogger
+        let (t, s) = (now.timeIntervalSince1970, scriptsBefore.timeIntervalSince1970)
+        try withConnection { c in
+            try await c.query("DELETE FROM client_state WHERE expires <= \(t)", logger: logger)
+            try await c.query("DELETE FROM client_script WHERE stored < \(s)", logger: logger)
+        }
+    }
+
+    public func probe() throws {
+        let logger = quietLogger
+        try withConnection { c in try await c.query("SELECT 1", logger: logger) }
+    }
+
+    // MARK: change feed
+
+    public func follow(_ follower: StateFollower) {
+        let configuration = configuration()
+        let group = group, logger = logger, quiet = quietLogger, origin = origin, location = location
+        let id = nextID()
+        let task = Task {
+            var pause: UInt64 = 100_000_000
+            var connected = false, lost = false
+            while !Task.isCancelled {
+                do {
+                    let c = try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: id, logger: quiet)
+                    defer { try? c.close().wait() }
+                    try await c.listen(on: Self.channel) { notifications in
+                        // Listening first, then the full read: a change committed between the
+                        // two is both in the read and notified, never in neither.
+                        follower.remoteResync(try await Self.liveStates(on: c, now: Date(), logger: quiet))
+                        if !connected { follower.remoteFeed(connected: true, reason: nil) }
+                        if lost { logger.notice("state store \(location): change feed back; writes accepted again", metadata: ["store": "\(location)"]) }
+                        connected = true
+                        lost = false
+                        pause = 100_000_000
+                        // One notification is one commit's MACs (a group commit's, often many).
+                        for try await notification in notifications {
+                            let macs = Self.macs(in: notification.payload, skipping: origin)
+                            guard !macs.isEmpty else { continue }
+                            follower.remoteChanged(try await Self.rows(on: c, macs: Array(macs), logger: quiet))
+                        }
+                    }
+                    throw StateError("the listening connection ended")
+                } catch {
+                    if Task.isCancelled { break }
+                    if connected {
+                        logger.error("state store \(location): lost the change feed (\(Self.explain(error))); writes are refused until it is back",
+                                     metadata: ["store": "\(location)"])
+                        follower.remoteFeed(connected: false, reason: Self.explain(error))
+                        lost = true
+                    }
+                    connected = false
+                    try? await Task.sleep(nanoseconds: pause)
+                    pause = min(2_000_000_000, pause * 2)
+                }
+            }
+        }
+        lock.withLock { listener = task }
+    }
+
+    static func macs(in payload: String, skipping origin: String) -> Set<String> {
+        let parts = payload.split(separator: " ")
+        guard let from = parts.first, from != origin[...] else { return [] }
+        return Set(parts.dropFirst().map(String.init))
+    }
+
+    /// The current rows of `macs`; nil for each that has none.
+    static func rows(on c: PostgresConnection, macs: [String], logger: Logger) async throws -> [String: ClientState?] {
+        var out: [String: ClientState?] = [:]
+        for mac in macs { out[mac] = .some(nil) }
+        let rows = try await c.query("SELECT mac, value_json, expires FROM client_state WHERE mac = ANY(\(macs)::text[])", logger: logger)
+        for try await (mac, json, expires) in rows.decode((String, String, Double).self) {
+            guard let values = StateJSON.decode(json) else { continue }
+            out[mac] = ClientState(values: values, expires: Date(timeIntervalSince1970: expires))
+        }
+        return out
+    }
+
+    public func close() {
+        let (first, task, c): (Bool, Task<Void, Never>?, PostgresConnection?) = lock.withLock {
+            defer { closed = true; listener = nil; connection = nil }
+            return (!closed, listener, connection)
+        }
+        guard first else { return }
+        task?.cancel()
+        try? c?.close().wait()
+        try? group.syncShutdownGracefully()
+    }
+}
