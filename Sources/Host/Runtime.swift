@@ -199,7 +199,7 @@ final class ChainReloader: Sendable {
                 configuration = try reread()
                 specs = try PolicySetup.specs(from: configuration)
             } catch {
-                logger.error("reload (\(who)) refused, the running policies stay: \(error)")
+                logger.error("reload refused, the running policies stay (\(who)): \(error)")
                 return .refused("\(error)")
             }
             reloadTokens(configuration.api.tokens)
@@ -209,7 +209,7 @@ final class ChainReloader: Sendable {
                 logger.notice("policies reloaded (\(who))", metadata: ["chain": "\(chain.joined(separator: " -> "))"])
                 return .loaded(chain: chain)
             case .failure(let error):
-                logger.error("reload (\(who)) refused, the running policies stay: \(error)")
+                logger.error("reload refused, the running policies stay (\(who)): \(error)")
                 return .refused("\(error)")
             }
         }

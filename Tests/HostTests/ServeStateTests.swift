@@ -102,6 +102,7 @@ import Glibc
         let status = try p.runToEnd(timeout: 30)
         #expect(status != 0, "started with \(args):\n\(p.text)")
         #expect(p.text.contains(needle), "message for \(args) lacks '\(needle)':\n\(p.text)")
+        #expect(!p.text.contains("secret"), "a password reached the output:\n\(p.text)")
     }
 
     @Test func aStateThatCannotBeUsedIsAStartError() throws {
@@ -112,7 +113,8 @@ import Glibc
         try Data(repeating: 0x41, count: 4096).write(to: garbage)
         try refuses(base + ["--state", garbage.path], saying: "state store \(garbage.path): not a usable SQLite database")
         try refuses(base + ["--state", dir.path], saying: "is a directory")
-        try refuses(base + ["--state", "postgres://localhost/bootpolicy"], saying: "PostgreSQL is not built yet")
+        try refuses(base + ["--state", "postgres://localhost/bootpolicy"], saying: "no user (postgres://USER@localhost/database)")
+        try refuses(base + ["--state", "postgres://u:secret@127.0.0.1:\(freePort())/bootpolicy"], saying: "cannot connect: Connection refused")
 
         let config = dir.appendingPathComponent("c.yaml")
         try "state:\n  ttl: -5\n".write(to: config, atomically: true, encoding: .utf8)
