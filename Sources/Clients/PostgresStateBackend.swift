@@ -74,7 +74,9 @@ public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
     static let connectTimeout: TimeAmount = .seconds(3)
     static let queryTimeout: TimeInterval = 5
 
-    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let group: MultiThreadedEventLoopGroup
+    /// Where this store's async work runs: its own event loop, never the cooperative pool.
+    private let executor: EventLoopTaskExecutor
     private let logger: Logger
     private let lock = NIOLock()
     /// The writer's connection: commits, sweeps, probes and the initial load.
@@ -87,6 +89,9 @@ public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
     public init(url: String, logger: Logger) throws(StateError) {
         self.location = try Location(url: url)
         self.logger = logger
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.group = group
+        self.executor = EventLoopTaskExecutor(group.next())
         self.origin = "\(ProcessInfo.processInfo.hostName)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do {
             try migrate()
@@ -131,7 +136,7 @@ public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
     private func blocking<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
         let done = DispatchSemaphore(value: 0)
         let result = NIOLockedValueBox<Result<T, Error>?>(nil)
-        let task = Task {
+        let task = Task(executorPreference: executor) {
             let r: Result<T, Error>
             do { r = .success(try await work()) } catch { r = .failure(error) }
             result.withLockedValue { $0 = r }
@@ -166,12 +171,25 @@ public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
             if let message = e.serverInfo?[.message] {
                 return "\(message)\(e.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? "")"
             }
+            if e.code == .connectionError, let underlying = e.underlying { return "cannot connect: \(explainConnect(underlying))" }
             if let underlying = e.underlying { return "\(e.code): \(underlying)" }
             return "\(e.code)"
         }
         if let e = error as? PostgresTransactionError {
             if let inner = e.closureError ?? e.commitError ?? e.beginError { return explain(inner) }
         }
+        return "\(error)"
+    }
+
+    /// "Connection refused" rather than NIO's nested connection-attempt dump.
+    static func explainConnect(_ error: Error) -> String {
+        if let e = error as? NIOConnectionError {
+            if let first = e.connectionErrors.first { return explainConnect(first.error) }
+            if let dns = e.dnsAAAAError ?? e.dnsAError { return "cannot resolve \(e.host): \(dns)" }
+            return "no address for \(e.host)"
+        }
+        if let e = error as? IOError { return String(cString: strerror(e.errnoCode)) }
+        if error is ChannelError, "\(error)".contains("connectTimeout") { return "no answer within \(connectTimeout)" }
         return "\(error)"
     }
 
@@ -348,13 +366,14 @@ public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
         let configuration = configuration()
         let group = group, logger = logger, quiet = quietLogger, origin = origin, location = location
         let id = nextID()
-        let task = Task {
+        let task = Task(executorPreference: executor) {
             var pause: UInt64 = 100_000_000
             var connected = false, lost = false
             while !Task.isCancelled {
+                var open: PostgresConnection?
                 do {
                     let c = try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: id, logger: quiet)
-                    defer { try? c.close().wait() }
+                    open = c
                     try await c.listen(on: Self.channel) { notifications in
                         // Listening first, then the full read: a change committed between the
                         // two is both in the read and notified, never in neither.
@@ -373,6 +392,7 @@ public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
                     }
                     throw StateError("the listening connection ended")
                 } catch {
+                    try? await open?.close()
                     if Task.isCancelled { break }
                     if connected {
                         logger.error("state store \(location): lost the change feed (\(Self.explain(error))); writes are refused until it is back",
