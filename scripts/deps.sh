@@ -5,9 +5,9 @@ set -euo pipefail
 
 want=(liblua5.4-dev lua5.4 libsqlite3-dev pkg-config iproute2 curl)
 case "${1:-test}" in
-  test)  want+=(dnsmasq-base atftp tftp-hpa tftpd-hpa chromium fonts-dejavu-core) ;;
+  test)  want+=(dnsmasq-base atftp tftp-hpa tftpd-hpa chromium fonts-dejavu-core postgresql postgresql-client) ;;
   demo)  want+=(dnsmasq-base qemu-system-x86 ipxe ovmf) ;;
-  bench) want+=(dnsmasq-base atftp tftp-hpa tftpd-hpa kea-admin gcc wrk) ;;
+  bench) want+=(dnsmasq-base atftp tftp-hpa tftpd-hpa kea-admin gcc wrk postgresql postgresql-client) ;;
   *) echo "deps.sh: unknown set '$1' (test, demo, bench)" >&2; exit 2 ;;
 esac
 [ -n "${BOOTPOLICY_EXTRA_DEPS:-}" ] && want+=($BOOTPOLICY_EXTRA_DEPS)
@@ -20,7 +20,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   # Never let a package start a daemon on the host (tftpd-hpa would bind port 69 on every
-  # interface); the tests start their own servers inside namespaces or on loopback.
+  # interface, postgresql would start Debian's cluster on 5432); the tests start their own servers inside namespaces or on loopback.
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
     $SUDO chmod +x /usr/sbin/policy-rc.d

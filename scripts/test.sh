@@ -3,12 +3,23 @@
 # servers over loopback and namespaces, real curl/atftp/tftp-hpa/dnsmasq/chromium), the policy
 # tests (bootpolicy test), and the QEMU lab (real firmware through bootpolicy, in namespaces).
 # It installs what it needs first. Needs root (namespaces). Set BOOTPOLICY_SKIP_LAB=1 to skip
-# the lab. Ends with "N passed, N failed" over all stages; exit 1 on any failure.
+# the lab. Starts a throwaway PostgreSQL (scripts/pg.sh) for the store tests. Ends with
+# "N passed, N failed" over all stages; exit 1 on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 
 scripts/deps.sh test || exit 1
+# A throwaway PostgreSQL on a loopback port for the PostgreSQL store's tests, stopped and
+# removed at exit. BOOTPOLICY_REQUIRE_POSTGRES makes those tests fail, not skip, without it.
+export BOOTPOLICY_REQUIRE_POSTGRES=1
+if pg_env=$(scripts/pg.sh start); then
+  eval "$pg_env"
+  trap 'scripts/pg.sh stop "$BP_PG_DIR"' EXIT
+  echo "postgres: $BOOTPOLICY_TEST_POSTGRES"
+else
+  echo "postgres: could not start a test server; its tests will fail"
+fi
 passed=0; failed=0; bad_stages=""
 stage() { echo; echo "== $*"; }
 # count NAME STATUS PASSED FAILED: adds a stage's test counts to the totals.

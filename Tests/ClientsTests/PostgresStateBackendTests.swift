@@ -1,0 +1,307 @@
+import Foundation
+import Logging
+import Testing
+@testable import Clients
+
+/// The PostgreSQL store against a real server: the throwaway one scripts/pg.sh starts
+/// (scripts/test.sh exports BOOTPOLICY_TEST_POSTGRES and BP_PG_DIR). Without it these tests
+/// are skipped, visibly; under CI or BOOTPOLICY_REQUIRE_POSTGRES=1 a missing server fails.
+enum TestPostgres {
+    static let env = ProcessInfo.processInfo.environment
+    static let url = env["BOOTPOLICY_TEST_POSTGRES"]
+    static let dir = env["BP_PG_DIR"]
+    static var available: Bool { url != nil }
+    static var required: Bool { env["CI"] != nil || env["BOOTPOLICY_REQUIRE_POSTGRES"] == "1" }
+
+    /// Runs a tool with a bound; output and status. posix_spawn and waitpid rather than
+    /// Foundation's Process, which here has missed the exit of `pg.sh restart` (its SIGCHLD
+    /// handling leaves the child a zombie while other threads block); the output goes to a
+    /// file, so a daemon the tool starts cannot hold a pipe open.
+    @discardableResult
+    static func run(_ path: String, _ args: [String], timeout: TimeInterval = 60) throws -> (status: Int32, output: String) {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("bp-pgtool-\(UUID().uuidString).log").path
+        defer { unlink(log) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        guard rc == 0 else { throw StateError("\(path): \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        let deadline = Date().addingTimeInterval(timeout)
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if Date() > deadline {
+                kill(pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
+                throw StateError("\(path) \(args.joined(separator: " ")): still running after \(Int(timeout)) s, killed")
+            }
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (code, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+    }
+
+    static func psql(_ sql: String, database: String? = nil) throws -> String {
+        var target = url!
+        if let database { target = String(target[..<target.lastIndex(of: "/")!]) + "/" + database }
+        let r = try run("/usr/bin/psql", [target, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        guard r.status == 0 else { throw StateError("psql \(sql): \(r.output)") }
+        return r.output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A fresh database for one test; its URL.
+    static func freshDatabase() throws -> (name: String, url: String) {
+        let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
+        _ = try psql("CREATE DATABASE \(name)")
+        return (name, String(url![..<url!.lastIndex(of: "/")!]) + "/" + name)
+    }
+
+    static func pgctl(_ action: String) throws {
+        let r = try run("/bin/bash", [packageRoot.appendingPathComponent("scripts/pg.sh").path, action, dir!], timeout: 60)
+        guard r.status == 0 else { throw StateError("pg.sh \(action): \(r.output)") }
+    }
+
+    /// Runs `body` on its own thread (not a dispatch queue: blocking those starves Foundation's
+    /// Process and Swift's cooperative pool on a two-CPU machine); `join` waits, bounded.
+    final class Worker: @unchecked Sendable {
+        private let done = DispatchSemaphore(value: 0)
+        init(_ body: @escaping @Sendable () -> Void) {
+            let t = Thread { [done] in body(); done.signal() }
+            t.start()
+        }
+        func join(timeout: TimeInterval) -> Bool { done.wait(timeout: .now() + timeout) == .success }
+    }
+
+    /// Polls `condition` every 2 ms for at most `timeout`; the seconds it took, or nil.
+    static func within(_ timeout: TimeInterval, _ condition: () throws -> Bool) rethrows -> TimeInterval? {
+        let start = Date()
+        while Date().timeIntervalSince(start) < timeout {
+            if try condition() { return Date().timeIntervalSince(start) }
+            Thread.sleep(forTimeInterval: 0.002)
+        }
+        return try condition() ? Date().timeIntervalSince(start) : nil
+    }
+
+    static let logger: Logger = {
+        var l = Logger(label: "test.postgres")
+        l.logLevel = .critical
+        return l
+    }()
+
+    static func open(_ url: String) throws -> ClientDirectory {
+        try ClientDirectory.open(backend: PostgresStateBackend(url: url, logger: logger), logger: logger)
+    }
+}
+
+@Suite struct PostgresRequirementTests {
+    @Test func postgresIsThereWhereItIsRequired() {
+        if TestPostgres.required && !TestPostgres.available {
+            Issue.record("BOOTPOLICY_TEST_POSTGRES is not set but PostgreSQL is required here (scripts/test.sh starts one with scripts/pg.sh)")
+        }
+        if !TestPostgres.available { print("skipped: PostgreSQL tests (no BOOTPOLICY_TEST_POSTGRES; scripts/pg.sh start)") }
+    }
+}
+
+@Suite(.enabled(if: TestPostgres.available, "needs BOOTPOLICY_TEST_POSTGRES (scripts/pg.sh start)"), .serialized)
+struct PostgresStateBackendTests {
+    static let mac = "52:54:00:00:00:01"
+
+    @Test func stateAndScriptsOutliveAReopen() throws {
+        let db = try TestPostgres.freshDatabase()
+        do {
+            let d = try TestPostgres.open(db.url)
+            try d.state.set(mac: Self.mac, ["installed": true, "n": 3, "at": "rack7", "x": 1.5], ttl: 3600)
+            try d.state.set(mac: "52:54:00:00:00:02", ["gone": true], ttl: 3600)
+            try d.state.clear(mac: "52:54:00:00:00:02")
+            try d.state.set(mac: "52:54:00:00:00:03", ["short": true], ttl: 0.2)
+            d.keep(script: StoredScript(filename: "boot.ipxe", text: "#!ipxe\nexit\n", policy: nil, stored: Date()), for: Self.mac)
+            #expect(d.state.waitDurable(through: d.state.mark))
+            d.close()
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        let d = try TestPostgres.open(db.url)
+        defer { d.close() }
+        #expect(d.state.get(mac: Self.mac) == ["installed": true, "n": 3, "at": "rack7", "x": 1.5])
+        #expect(d.state.get(mac: "52:54:00:00:00:02") == nil, "a clear is durable too")
+        #expect(d.state.get(mac: "52:54:00:00:00:03") == nil, "expired while the server was down")
+        #expect(d.script(for: Self.mac)?.text == "#!ipxe\nexit\n")
+        #expect(d.script(for: Self.mac)?.filename == "boot.ipxe")
+        #expect(d.script(for: Self.mac)?.policy == nil)
+        // The rows are plain JSON a person can read with psql.
+        #expect(try TestPostgres.psql("SELECT value_json FROM client_state WHERE mac = '\(Self.mac)'", database: db.name)
+                == #"{"at":"rack7","installed":true,"n":3,"x":1.5}"#)
+        #expect(try TestPostgres.psql("SELECT id FROM bootpolicy_schema", database: db.name) == "v1: client_state, client_script")
+    }
+
+    @Test func twoServersStartingAtOnceMigrateOnce() throws {
+        let db = try TestPostgres.freshDatabase()
+        let results = NIOLockedBox<[String]>([])
+        let workers = (0..<4).map { _ in
+            TestPostgres.Worker {
+                do {
+                    let b = try PostgresStateBackend(url: db.url, logger: TestPostgres.logger)
+                    b.close()
+                    results.mutate { $0.append("ok") }
+                } catch {
+                    results.mutate { $0.append("\(error)") }
+                }
+            }
+        }
+        #expect(workers.allSatisfy { $0.join(timeout: 30) })
+        #expect(results.value == ["ok", "ok", "ok", "ok"], "\(results.value)")
+        #expect(try TestPostgres.psql("SELECT count(*) FROM bootpolicy_schema", database: db.name) == "1")
+    }
+
+    @Test func aNewerSchemaIsRefused() throws {
+        let db = try TestPostgres.freshDatabase()
+        try PostgresStateBackend(url: db.url, logger: TestPostgres.logger).close()
+        _ = try TestPostgres.psql("INSERT INTO bootpolicy_schema VALUES ('v9: from the future', 0)", database: db.name)
+        #expect {
+            try PostgresStateBackend(url: db.url, logger: TestPostgres.logger)
+        } throws: { error in
+            "\(error)".contains("was written by a newer bootpolicy (schema v9: from the future)")
+        }
+    }
+
+    @Test func badURLsAndUnreachableServersAreClearErrors() throws {
+        for (url, needle) in [("postgres://127.0.0.1/db", "no user"), ("postgres://u@127.0.0.1/", "no database name"),
+                              ("mysql://u@h/db", "is not a postgres://"), ("postgres://u@h/db?sslmode=require", "only ?sslmode=disable")] {
+            #expect(throws: StateError.self) { try PostgresStateBackend(url: url, logger: TestPostgres.logger) }
+            do { _ = try PostgresStateBackend(url: url, logger: TestPostgres.logger) } catch {
+                #expect("\(error)".contains(needle), "\(url): \(error)")
+            }
+        }
+        let started = Date()
+        do {
+            _ = try PostgresStateBackend(url: "postgres://u:secret@127.0.0.1:1/db", logger: TestPostgres.logger)
+            Issue.record("connected to port 1?")
+        } catch {
+            #expect(!"\(error)".contains("secret"), "the password must not be shown: \(error)")
+            #expect("\(error)".contains("postgres://u@127.0.0.1:1/db"), "\(error)")
+        }
+        #expect(Date().timeIntervalSince(started) < 10, "bounded")
+    }
+
+    /// Two servers on one database: each sees the other's writes within a second, and writes
+    /// of the same client from both at once end the same in both and in the database.
+    @Test func twoServersShareOneTruth() throws {
+        let db = try TestPostgres.freshDatabase()
+        let a = try TestPostgres.open(db.url), b = try TestPostgres.open(db.url)
+        defer { a.close(); b.close() }
+        Thread.sleep(forTimeInterval: 0.3)  // both listeners up
+        var delays: [TimeInterval] = []
+        for i in 0..<20 {
+            let mac = String(format: "52:54:00:00:01:%02x", i)
+            try a.state.set(mac: mac, ["installed": true, "i": .integer(i)])
+            #expect(a.state.waitDurable(through: a.state.mark))
+            let seen = TestPostgres.within(1) { b.state.get(mac: mac)?["i"] == .integer(i) }
+            #expect(seen != nil, "B did not see A's write of \(mac) within 1 s")
+            if let seen { delays.append(seen) }
+        }
+        print("postgres feed: A's write seen by B after median \(Int((delays.sorted()[delays.count / 2]) * 1000)) ms, max \(Int((delays.max() ?? 0) * 1000)) ms")
+        try b.state.clear(mac: "52:54:00:00:01:00")
+        #expect(b.state.waitDurable(through: b.state.mark))
+        #expect(TestPostgres.within(1) { a.state.get(mac: "52:54:00:00:01:00") == nil } != nil, "A did not see B's clear")
+
+        // Both write the same clients at once, many times; every copy converges on the row.
+        let macs = (0..<8).map { String(format: "52:54:00:00:02:%02x", $0) }
+        let writers = [("a", a), ("b", b)].map { name, d in
+            TestPostgres.Worker {
+                for n in 0..<200 {
+                    try? d.state.set(mac: macs[n % macs.count], ["by": .string(name), "n": .integer(n)])
+                    if n % 16 == 0 { _ = d.state.waitDurable(through: d.state.mark) }
+                }
+                _ = d.state.waitDurable(through: d.state.mark)
+            }
+        }
+        #expect(writers.allSatisfy { $0.join(timeout: 60) })
+        for mac in macs {
+            let converged = try TestPostgres.within(2) {
+                let row = try TestPostgres.psql("SELECT value_json FROM client_state WHERE mac = '\(mac)'", database: db.name)
+                let want = StateJSON.decode(row)
+                return want != nil && a.state.get(mac: mac) == want && b.state.get(mac: mac) == want
+            }
+            #expect(converged != nil, "\(mac): A \(String(describing: a.state.get(mac: mac))), B \(String(describing: b.state.get(mac: mac)))")
+        }
+    }
+
+    /// The database dies under writes and comes back: no crash; writes are refused while it
+    /// is down; every write acknowledged (durable) before is there after; the servers recover
+    /// by themselves, and a change made while a listener was away reaches it.
+    @Test func theDatabaseDiesAndComesBack() throws {
+        try #require(TestPostgres.dir != nil, "BP_PG_DIR is needed to stop and start the server")
+        let db = try TestPostgres.freshDatabase()
+        let a = try TestPostgres.open(db.url), b = try TestPostgres.open(db.url)
+        defer { a.close(); b.close() }
+        let acked = NIOLockedBox<[String: Int]>([:])
+        let refusedWhileDown = NIOLockedBox(0)
+        let stop = NIOLockedBox(false)
+        let writer = TestPostgres.Worker {
+            var n = 0
+            while !stop.value && n < 100_000 {
+                n += 1
+                let mac = String(format: "52:54:00:03:%02x:%02x", (n / 256) % 256, n % 256)
+                do {
+                    try a.state.set(mac: mac, ["n": .integer(n)])
+                    if a.state.waitDurable(through: a.state.mark, timeout: 1) { acked.mutate { $0[mac] = n } }
+                } catch {
+                    if (error as? StateError)?.unavailable == true { refusedWhileDown.mutate { $0 += 1 } }
+                    Thread.sleep(forTimeInterval: 0.005)
+                }
+            }
+        }
+        for round in 0..<2 {
+            Thread.sleep(forTimeInterval: 0.7)
+            let before = acked.value.count
+            try TestPostgres.pgctl("kill")
+            let down = TestPostgres.within(5) { a.state.unavailableReason != nil && b.state.unavailableReason != nil }
+            #expect(down != nil, "round \(round): the servers did not notice the database went away")
+            #expect(throws: StateError.self) { try b.state.set(mac: "52:54:00:04:00:01", ["x": 1]) }
+            // Reads go on from memory meanwhile.
+            #expect(a.state.count >= before)
+            Thread.sleep(forTimeInterval: 1.5)  // longer than one durability wait, so the writer meets a refusal
+            try TestPostgres.pgctl("restart")
+            let back = TestPostgres.within(10) { a.state.unavailableReason == nil && b.state.unavailableReason == nil }
+            #expect(back != nil, "round \(round): no recovery: \(a.state.unavailableReason ?? "-") / \(b.state.unavailableReason ?? "-")")
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+        stop.mutate { $0 = true }
+        #expect(writer.join(timeout: 30))
+        #expect(refusedWhileDown.value > 0, "writes were not refused while the database was down")
+
+        // Every acknowledged write is in the database.
+        let rows = try TestPostgres.psql("SELECT mac || '=' || value_json FROM client_state", database: db.name)
+        var inDB: [String: Int] = [:]
+        for line in rows.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1)
+            if case .integer(let n)? = StateJSON.decode(String(parts[1]))?["n"] { inDB[String(parts[0])] = n }
+        }
+        let lost = acked.value.filter { inDB[$0.key] != $0.value }
+        print("postgres kill: \(acked.value.count) acknowledged writes, \(refusedWhileDown.value) refused while down, \(lost.count) lost")
+        #expect(acked.value.count > 50, "too few writes to mean anything")
+        #expect(lost.isEmpty, "lost acknowledged writes: \(lost.prefix(5))")
+
+        // A row changed behind B's back while its listener is away reaches B at reconnection.
+        _ = try TestPostgres.psql("INSERT INTO client_state VALUES ('52:54:00:05:00:01', '{\"sneaky\":true}', extract(epoch from now()) + 3600, 0)",
+                                  database: db.name)
+        #expect(b.state.get(mac: "52:54:00:05:00:01") == nil, "no NOTIFY was sent, so B cannot know yet")
+        _ = try TestPostgres.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(db.name)' AND pid <> pg_backend_pid()",
+                                  database: db.name)
+        #expect(TestPostgres.within(5) { b.state.get(mac: "52:54:00:05:00:01") == ["sneaky": true] } != nil,
+                "B did not resync after its listener was cut")
+    }
+}
+
+/// A value behind a lock, for the test threads.
+final class NIOLockedBox<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v: T
+    init(_ v: T) { self.v = v }
+    var value: T { lock.lock(); defer { lock.unlock() }; return v }
+    func mutate(_ f: (inout T) -> Void) { lock.lock(); f(&v); lock.unlock() }
+}
