@@ -85,6 +85,8 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        // Helpers the test targets share: tools run with a bound, the test PostgreSQL.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(
             name: "ProtocolsTests",
             dependencies: [
@@ -100,7 +102,7 @@ let package = Package(
         .testTarget(
             name: "ClientsTests",
             dependencies: [
-                "Clients", "Protocols",
+                "Clients", "Protocols", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
@@ -113,7 +115,7 @@ let package = Package(
         .testTarget(
             name: "HostTests",
             dependencies: [
-                "Host", "Protocols", "Clients", "LuaBridge",
+                "Host", "Protocols", "Clients", "LuaBridge", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

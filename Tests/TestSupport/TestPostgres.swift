@@ -1,0 +1,100 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The package's folder, from this file's place in it.
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+/// An error a test helper throws, with its message.
+public struct TestToolError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The throwaway PostgreSQL that scripts/pg.sh starts (scripts/test.sh exports
+/// BOOTPOLICY_TEST_POSTGRES and BP_PG_DIR), for the tests of the PostgreSQL store and of
+/// servers sharing one. Without it those tests are skipped, visibly; under CI or
+/// BOOTPOLICY_REQUIRE_POSTGRES=1 a missing server fails.
+public enum TestPostgres {
+    public static let env = ProcessInfo.processInfo.environment
+    public static let url = env["BOOTPOLICY_TEST_POSTGRES"]
+    public static let dir = env["BP_PG_DIR"]
+    public static var available: Bool { url != nil }
+    public static var required: Bool { env["CI"] != nil || env["BOOTPOLICY_REQUIRE_POSTGRES"] == "1" }
+
+    /// Runs a tool with a bound; output and status. posix_spawn and waitpid rather than
+    /// Foundation's Process, which here has missed the exit of `pg.sh restart` (its SIGCHLD
+    /// handling leaves the child a zombie while other threads block); the output goes to a
+    /// file, so a daemon the tool starts cannot hold a pipe open.
+    @discardableResult
+    public static func run(_ path: String, _ args: [String], timeout: TimeInterval = 60) throws -> (status: Int32, output: String) {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("bp-pgtool-\(UUID().uuidString).log").path
+        defer { unlink(log) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        guard rc == 0 else { throw TestToolError("\(path): \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        let deadline = Date().addingTimeInterval(timeout)
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if Date() > deadline {
+                kill(pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
+                throw TestToolError("\(path) \(args.joined(separator: " ")): still running after \(Int(timeout)) s, killed")
+            }
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (code, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+    }
+
+    public static func psql(_ sql: String, database: String? = nil) throws -> String {
+        var target = url!
+        if let database { target = String(target[..<target.lastIndex(of: "/")!]) + "/" + database }
+        let r = try run("/usr/bin/psql", [target, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        guard r.status == 0 else { throw TestToolError("psql \(sql): \(r.output)") }
+        return r.output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A fresh database for one test; its URL.
+    public static func freshDatabase() throws -> (name: String, url: String) {
+        let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
+        _ = try psql("CREATE DATABASE \(name)")
+        return (name, String(url![..<url!.lastIndex(of: "/")!]) + "/" + name)
+    }
+
+    public static func pgctl(_ action: String) throws {
+        let r = try run("/bin/bash", [packageRoot.appendingPathComponent("scripts/pg.sh").path, action, dir!], timeout: 60)
+        guard r.status == 0 else { throw TestToolError("pg.sh \(action): \(r.output)") }
+    }
+
+    /// Runs `body` on its own thread (not a dispatch queue: blocking those starves Foundation's
+    /// Process and Swift's cooperative pool on a two-CPU machine); `join` waits, bounded.
+    public final class Worker: @unchecked Sendable {
+        private let done = DispatchSemaphore(value: 0)
+        public init(_ body: @escaping @Sendable () -> Void) {
+            let t = Thread { [done] in body(); done.signal() }
+            t.start()
+        }
+        public func join(timeout: TimeInterval) -> Bool { done.wait(timeout: .now() + timeout) == .success }
+    }
+
+    /// Polls `condition` every 2 ms for at most `timeout`; the seconds it took, or nil.
+    public static func within(_ timeout: TimeInterval, _ condition: () throws -> Bool) rethrows -> TimeInterval? {
+        let start = Date()
+        while Date().timeIntervalSince(start) < timeout {
+            if try condition() { return Date().timeIntervalSince(start) }
+            Thread.sleep(forTimeInterval: 0.002)
+        }
+        return try condition() ? Date().timeIntervalSince(start) : nil
+    }
+}
