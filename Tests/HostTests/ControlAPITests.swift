@@ -20,11 +20,11 @@ import Glibc
         var base: String { "http://127.0.0.1:\(httpPort)" }
         var tokens: String { dir.appendingPathComponent("tokens").path }
 
-        init(tokens: Bool = true, policy: String? = nil, extra: [String] = []) throws {
+        init(tokens: Bool = true, policy: String? = nil, state: String? = nil, extra: [String] = []) throws {
             dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-api-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             var args = ["serve", "--listen", "127.0.0.1", "--dhcp-port", "\(dhcpPort)", "--no-tftp",
-                        "--http-port", "\(httpPort)", "--state", dir.appendingPathComponent("state.db").path]
+                        "--http-port", "\(httpPort)", "--state", state ?? dir.appendingPathComponent("state.db").path]
             if tokens {
                 try "# bootpolicy API tokens\nwrite \(ControlAPITests.writeToken) installer\nread \(ControlAPITests.readToken)\n"
                     .write(toFile: dir.appendingPathComponent("tokens").path, atomically: true, encoding: .utf8)

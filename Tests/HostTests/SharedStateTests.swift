@@ -1,0 +1,124 @@
+import Foundation
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Two real `bootpolicy serve` processes on one PostgreSQL database, as two boot servers on
+/// one segment run: what one learns or is told, the other answers by; and the database
+/// dying under API writes loses none that were acknowledged.
+@Suite(.enabled(if: TestPostgres.available, "needs BOOTPOLICY_TEST_POSTGRES (scripts/pg.sh start)"), .serialized)
+struct SharedStateTests {
+    let curl = "/usr/bin/curl"
+    static let netbootOnce = ServerProcess.packageRoot.appendingPathComponent("examples/netboot-once.lua").path
+
+    func call(_ server: ControlAPITests.Server, _ method: String, _ path: String, body: String? = nil) throws -> (status: Int, body: String) {
+        try ControlAPITests().call(server, method, path, token: ControlAPITests.writeToken, body: body)
+    }
+
+    /// The script a server generated for `mac` at its last DHCP answer.
+    func script(_ server: ControlAPITests.Server, _ mac: String) throws -> String {
+        try runTool(curl, ["-sS", "-m", "10", server.base + "/boot.ipxe?mac=\(mac)"]).output
+    }
+
+    /// Asks `server` (as iPXE) until its script for `mac` contains `needle`; the seconds it took.
+    func answers(_ server: ControlAPITests.Server, _ mac: [UInt8], _ needle: String, xid: inout UInt32) throws -> TimeInterval? {
+        let text = mac.map { String(format: "%02x", $0) }.joined(separator: ":")
+        return try TestPostgres.within(3) {
+            xid += 1
+            guard ServeStateTests.discover(port: server.dhcpPort, mac: mac, xid: xid) != nil else { return false }
+            return try script(server, text).contains(needle)
+        }
+    }
+
+    @Test func whatOneServerLearnsTheOtherAnswersBy() throws {
+        let db = try TestPostgres.freshDatabase()
+        let a = try ControlAPITests.Server(policy: Self.netbootOnce, state: db.url)
+        let b = try ControlAPITests.Server(policy: Self.netbootOnce, state: db.url)
+        let mac: [UInt8] = [0x02, 0x77, 0x05, 0x00, 0x00, 0x01]
+        let text = "02:77:05:00:00:01"
+        var xid: UInt32 = 0x0500
+
+        // The machine's first boot reaches A, which hands out the installer and remembers it.
+        #expect(try answers(a, mac, "installing \(text)", xid: &xid) != nil)
+        // Its next boot reaches B: B knows, from A's write, that it was installed.
+        let seen = try answers(b, mac, "was installed; booting from disk", xid: &xid)
+        let lastFromB = try script(b, text)
+        #expect(seen != nil, "B did not learn A's write:\n\(lastFromB)")
+
+        // An operator asks B for a reinstall: A installs it again.
+        #expect(try call(b, "DELETE", "/api/v1/clients/\(text)/state").status == 200)
+        #expect(try answers(a, mac, "installing \(text)", xid: &xid) != nil, "A did not learn B's DELETE")
+
+        // The installer tells A it is done: B sends it to disk.
+        #expect(try call(a, "PUT", "/api/v1/clients/\(text)/state", body: #"{"installed": true, "by": "kickstart"}"#).status == 200)
+        #expect(try answers(b, mac, "booting from disk", xid: &xid) != nil, "B did not learn A's PUT")
+        let fromB = try ControlAPITests().call(b, "GET", "/api/v1/clients/\(text)/state", token: ControlAPITests.readToken)
+        #expect(fromB.body.contains(#""by":"kickstart""#), "\(fromB)")
+        print("shared state: B answered by A's write after \(Int((seen ?? 0) * 1000)) ms")
+    }
+
+    /// The database is killed twice while an installer fleet PUTs through the API: writes
+    /// answer 503 while it is down (never 200 for a write that is not in the database), the
+    /// server stays up and recovers by itself, and every 200 is in the database afterwards.
+    @Test func theDatabaseDiesUnderAPIWrites() throws {
+        try #require(TestPostgres.dir != nil, "BP_PG_DIR is needed to stop and start the server")
+        let db = try TestPostgres.freshDatabase()
+        let a = try ControlAPITests.Server(state: db.url)
+        final class Tally: @unchecked Sendable {
+            let lock = NSLock()
+            var acked: [String: Int] = [:], unavailable = 0, other: [String] = []
+            var stop = false
+        }
+        let tally = Tally()
+        let writer = TestPostgres.Worker {
+            var n = 0
+            while !tally.lock.withLock({ tally.stop }) && n < 20_000 {
+                n += 1
+                let mac = String(format: "02:77:06:00:%02x:%02x", (n / 256) % 256, n % 256)
+                let r = (try? ControlAPITests().call(a, "PUT", "/api/v1/clients/\(mac)/state", token: ControlAPITests.writeToken,
+                                                    body: "{\"n\": \(n)}")) ?? (status: -1, body: "curl failed")
+                tally.lock.withLock {
+                    switch r.status {
+                    case 200: tally.acked[mac] = n
+                    case 503: tally.unavailable += 1
+                    default: tally.other.append("\(r.status) \(r.body)")
+                    }
+                }
+                if r.status != 200 { Thread.sleep(forTimeInterval: 0.01) }
+            }
+        }
+        for round in 0..<2 {
+            Thread.sleep(forTimeInterval: 2.5)
+            try TestPostgres.pgctl("kill")
+            Thread.sleep(forTimeInterval: 2.0)
+            #expect(a.process.process.isRunning, "round \(round): the server died with its database")
+            let health = try runTool(curl, ["-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}",
+                                             "-H", "Authorization: Bearer \(ControlAPITests.readToken)", a.base + "/api/v1/clients?limit=1"]).output
+            #expect(health == "200", "round \(round): reads stop while the database is down: \(health)")
+            try TestPostgres.pgctl("restart")
+        }
+        // Writes are accepted again, by themselves.
+        let back = try TestPostgres.within(15) { tally.lock.withLock { tally.acked.count } > 0 &&
+            (try? call(a, "PUT", "/api/v1/clients/02:77:06:ff:00:01/state", body: #"{"back": true}"#).status) == 200 }
+        tally.lock.withLock { tally.stop = true }
+        #expect(writer.join(timeout: 60))
+        #expect(back != nil, "writes were not accepted again after the database came back:\n\(a.process.text.suffix(2000))")
+
+        let rows = try TestPostgres.psql("SELECT mac || '=' || value_json FROM client_state", database: db.name)
+        var inDB: [String: String] = [:]
+        for line in rows.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1)
+            if parts.count == 2 { inDB[String(parts[0])] = String(parts[1]) }
+        }
+        let (acked, unavailable, other) = tally.lock.withLock { (tally.acked, tally.unavailable, tally.other) }
+        let lost = acked.filter { inDB[$0.key] != "{\"n\":\($0.value)}" }
+        print("api under database kills: \(acked.count) writes acknowledged, \(unavailable) answered 503, \(lost.count) lost")
+        #expect(acked.count > 30, "too few writes to mean anything")
+        #expect(unavailable > 0, "no write was refused while the database was down")
+        #expect(lost.isEmpty, "acknowledged but not in the database: \(lost.prefix(5))")
+        #expect(other.isEmpty, "answers other than 200 and 503: \(other.prefix(5))")
+        #expect(a.process.text.contains("lost the change feed") && a.process.text.contains("change feed back"), "\(a.process.text.suffix(3000))")
+    }
+}
