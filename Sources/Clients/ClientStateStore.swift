@@ -149,37 +149,12 @@ public final class ClientStateStore: @unchecked Sendable {
         try refuseWhenUnavailable()
         let ttl = ttl ?? limits.defaultTTL
         guard ttl > 0, !ttl.isNaN else { throw StateError("ttl must be a positive number of seconds") }
-        if values.count > limits.maxKeys {
-            refusals.increment()
-            throw StateError("\(values.count) keys is more than the \(limits.maxKeys) a client may hold")
-        }
-        for (k, v) in values {
-            if case .number(let d) = v, !d.isFinite { throw StateError("value of '\(k)' must be a finite number, got \(d)") }
-        }
-        let bytes = values.reduce(0) { $0 + $1.key.utf8.count + $1.value.size }
-        if bytes > limits.maxClientBytes {
-            refusals.increment()
-            throw StateError("the table is \(bytes) bytes, more than the \(limits.maxClientBytes) a client may hold (state.max_client_bytes)")
-        }
+        try check(values)
         let t = now()
-        let expires = t.addingTimeInterval(min(ttl, 100 * 365 * 86_400))
         lock.lock()
         defer { lock.unlock() }
-        do {
-            sweep(t, atMost: 4)
-            if entries[key] == nil, entries.count >= limits.maxClients {
-                sweep(t, atMost: .max)
-                if entries.count >= limits.maxClients {
-                    refusals.increment()
-                    throw StateError("the store holds state for \(limits.maxClients) clients (state.max_clients); \(key) refused")
-                }
-            }
-            let state = ClientState(values: values, expires: expires)
-            entries[key] = state
-            expiry.push(mac: key, expires: expires)
-            writer?.enqueue(.state(mac: key, state))
-            if expiry.count > 2 * entries.count + 1024 { expiry.rebuild(from: entries) }
-        }
+        try admit(key, t)
+        store(key, ClientState(values: values, expires: t.addingTimeInterval(min(ttl, Self.longestTTL))))
     }
 
     public func clear(mac: String) throws(StateError) {
@@ -239,21 +214,35 @@ public final class ClientStateStore: @unchecked Sendable {
             return (before, nil)
         }
         try check(values)
-        if before == nil, entries[key] == nil, entries.count >= limits.maxClients {
-            sweep(t, atMost: .max)
-            if entries.count >= limits.maxClients {
-                refusals.increment()
-                throw StateError("the store holds state for \(limits.maxClients) clients (state.max_clients); \(key) refused")
-            }
-        }
-        let expires = ttl.map { t.addingTimeInterval(min($0, 100 * 365 * 86_400)) }
+        try admit(key, t)
+        let expires = ttl.map { t.addingTimeInterval(min($0, Self.longestTTL)) }
             ?? before?.expires ?? t.addingTimeInterval(limits.defaultTTL)
         let state = ClientState(values: values, expires: expires)
+        store(key, state)
+        return (before, state)
+    }
+
+    /// A ttl longer than this (a century) is this.
+    static let longestTTL: TimeInterval = 100 * 365 * 86_400
+
+    /// Makes room for `key` when it is a new client: expired clients go first; a full store
+    /// refuses it. Called with the lock.
+    private func admit(_ key: String, _ t: Date) throws(StateError) {
+        sweep(t, atMost: 4)
+        guard entries[key] == nil, entries.count >= limits.maxClients else { return }
+        sweep(t, atMost: .max)
+        if entries.count >= limits.maxClients {
+            refusals.increment()
+            throw StateError("the store holds state for \(limits.maxClients) clients (state.max_clients); \(key) refused")
+        }
+    }
+
+    /// Keeps `state` for `key` and queues it for the store. Called with the lock.
+    private func store(_ key: String, _ state: ClientState) {
         entries[key] = state
-        expiry.push(mac: key, expires: expires)
+        expiry.push(mac: key, expires: state.expires)
         writer?.enqueue(.state(mac: key, state))
         if expiry.count > 2 * entries.count + 1024 { expiry.rebuild(from: entries) }
-        return (before, state)
     }
 
     /// The per-client bounds `set` and `update` enforce.
