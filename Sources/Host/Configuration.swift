@@ -259,7 +259,8 @@ struct ConfigError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// A free-form YAML value: what a policy's own `config:` block holds.
+/// A free-form YAML (or JSON) value: what a policy's own `config:` block holds, and the
+/// control API's request bodies before they are checked.
 indirect enum YAMLValue: Codable, Equatable {
     case string(String), integer(Int), number(Double), bool(Bool), list([YAMLValue]), table([String: YAMLValue]), null
 

@@ -34,25 +34,8 @@ struct PostgresStateBackendTests {
 
     @Test func stateAndScriptsOutliveAReopen() throws {
         let db = try TestPostgres.freshDatabase()
-        do {
-            let d = try TestPostgres.open(db.url)
-            try d.state.set(mac: Self.mac, ["installed": true, "n": 3, "at": "rack7", "x": 1.5], ttl: 3600)
-            try d.state.set(mac: "52:54:00:00:00:02", ["gone": true], ttl: 3600)
-            try d.state.clear(mac: "52:54:00:00:00:02")
-            try d.state.set(mac: "52:54:00:00:00:03", ["short": true], ttl: 0.2)
-            d.keep(script: StoredScript(filename: "boot.ipxe", text: "#!ipxe\nexit\n", policy: nil, stored: Date()), for: Self.mac)
-            #expect(d.state.waitDurable(through: d.state.mark))
-            d.close()
-        }
-        Thread.sleep(forTimeInterval: 0.3)
-        let d = try TestPostgres.open(db.url)
+        let d = try expectStateOutlivesAReopen(policy: nil) { try TestPostgres.open(db.url) }
         defer { d.close() }
-        #expect(d.state.get(mac: Self.mac) == ["installed": true, "n": 3, "at": "rack7", "x": 1.5])
-        #expect(d.state.get(mac: "52:54:00:00:00:02") == nil, "a clear is durable too")
-        #expect(d.state.get(mac: "52:54:00:00:00:03") == nil, "expired while the server was down")
-        #expect(d.script(for: Self.mac)?.text == "#!ipxe\nexit\n")
-        #expect(d.script(for: Self.mac)?.filename == "boot.ipxe")
-        #expect(d.script(for: Self.mac)?.policy == nil)
         // The rows are plain JSON a person can read with psql.
         #expect(try TestPostgres.psql("SELECT value_json FROM client_state WHERE mac = '\(Self.mac)'", database: db.name)
                 == #"{"at":"rack7","installed":true,"n":3,"x":1.5}"#)

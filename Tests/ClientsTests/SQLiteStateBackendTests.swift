@@ -14,24 +14,8 @@ import Testing
         let dir = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("sub/state.db").path  // the folder is created
-        do {
-            let d = try open(path)
-            try d.state.set(mac: Self.mac, ["installed": true, "n": 3, "at": "rack7", "x": 1.5], ttl: 3600)
-            try d.state.set(mac: "52:54:00:00:00:02", ["gone": true], ttl: 3600)
-            try d.state.clear(mac: "52:54:00:00:00:02")
-            try d.state.set(mac: "52:54:00:00:00:03", ["short": true], ttl: 0.2)
-            d.keep(script: StoredScript(filename: "boot.ipxe", text: "#!ipxe\nexit\n", policy: "p", stored: Date()), for: Self.mac)
-            #expect(d.state.waitDurable(through: d.state.mark))
-            d.close()
-        }
-        Thread.sleep(forTimeInterval: 0.3)
-        let d = try open(path)
+        let d = try expectStateOutlivesAReopen(policy: "p") { try open(path) }
         defer { d.close() }
-        #expect(d.state.get(mac: Self.mac) == ["installed": true, "n": 3, "at": "rack7", "x": 1.5])
-        #expect(d.state.get(mac: "52:54:00:00:00:02") == nil, "a clear is durable too")
-        #expect(d.state.get(mac: "52:54:00:00:00:03") == nil, "expired while the server was down")
-        #expect(d.script(for: Self.mac)?.text == "#!ipxe\nexit\n")
-        #expect(d.script(for: Self.mac)?.filename == "boot.ipxe")
         let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
         #expect(mode == 0o600, "state may hold install tokens: owner only")
     }

@@ -9,45 +9,30 @@ enum StateBody {
         var description: String
     }
 
-    /// A JSON value as parsed, kept apart so that a nested object or an array is named as
-    /// such in the error rather than failing the whole decode.
-    private indirect enum Value: Decodable {
-        case null, bool(Bool), integer(Int), number(Double), string(String), array, object([String: Value])
-
-        init(from decoder: Decoder) throws {
-            let c = try decoder.singleValueContainer()
-            if c.decodeNil() { self = .null }
-            else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-            else if let i = try? c.decode(Int.self) { self = .integer(i) }
-            else if let d = try? c.decode(Double.self) { self = .number(d) }
-            else if let s = try? c.decode(String.self) { self = .string(s) }
-            else if (try? c.decode([Value].self)) != nil { self = .array }
-            else { self = .object(try c.decode([String: Value].self)) }
-        }
-
-        var typeName: String {
-            switch self {
-            case .null: return "null"
-            case .bool: return "a boolean"
-            case .integer, .number: return "a number"
-            case .string: return "a string"
-            case .array: return "an array"
-            case .object: return "an object"
-            }
+    /// How an error names a JSON value's type. The body is read as a `YAMLValue` (JSON is
+    /// YAML), so a nested object or an array is named as such instead of failing the decode.
+    private static func typeName(_ value: YAMLValue) -> String {
+        switch value {
+        case .null: return "null"
+        case .bool: return "a boolean"
+        case .integer, .number: return "a number"
+        case .string: return "a string"
+        case .list: return "an array"
+        case .table: return "an object"
         }
     }
 
     /// The object's values; a key mapped to nil is a removal (PATCH only).
     static func parse(_ body: [UInt8], allowingNull: Bool) throws -> [String: StateValue?] {
         guard !body.isEmpty else { throw Invalid(description: "the body is empty; send a JSON object such as {\"installed\": true}") }
-        let value: Value
+        let value: YAMLValue
         do {
-            value = try JSONDecoder().decode(Value.self, from: Data(body))
+            value = try JSONDecoder().decode(YAMLValue.self, from: Data(body))
         } catch {
             throw Invalid(description: "the body is not JSON: \(Self.reason(error))")
         }
-        guard case .object(let object) = value else {
-            throw Invalid(description: "the body must be a JSON object of keys to values, not \(value.typeName)")
+        guard case .table(let object) = value else {
+            throw Invalid(description: "the body must be a JSON object of keys to values, not \(typeName(value))")
         }
         var out: [String: StateValue?] = [:]
         for (key, v) in object {
@@ -60,8 +45,8 @@ enum StateBody {
             case .null where allowingNull: out[key] = .some(nil)
             case .null:
                 throw Invalid(description: "value of '\(key)' is null; PUT takes strings, numbers and booleans (PATCH with null removes a key)")
-            case .array, .object:
-                throw Invalid(description: "value of '\(key)' is \(v.typeName); state values are strings, numbers and booleans")
+            case .list, .table:
+                throw Invalid(description: "value of '\(key)' is \(typeName(v)); state values are strings, numbers and booleans")
             }
         }
         return out
