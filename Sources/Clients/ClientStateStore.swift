@@ -182,6 +182,13 @@ public final class ClientStateStore: @unchecked Sendable {
         writer?.wait(through: mark, timeout: timeout) ?? true
     }
 
+    /// The same without blocking: `done(true)` once every change up to `mark` is committed,
+    /// `done(false)` after `timeout`; at once without a durable backend.
+    public func whenDurable(through mark: UInt64, timeout: TimeInterval = 2, _ done: @escaping @Sendable (Bool) -> Void) {
+        guard let writer else { return done(true) }
+        writer.whenCommitted(through: mark, timeout: timeout, done)
+    }
+
     /// A client's live state with its expiry (the control API shows both).
     public func entry(mac: String) -> ClientState? {
         guard let key = MACAddress.normalize(mac) else { return nil }

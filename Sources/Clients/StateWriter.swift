@@ -104,6 +104,8 @@ final class StateWriter: @unchecked Sendable {
     private var stopping = false
     /// Someone waits for a change not yet committed.
     private var flushWanted = false
+    /// Callers of `whenCommitted` still waiting.
+    private var waiters: [CommitWaiter] = []
     /// When the oldest change still queued was queued.
     private var oldestPending: Date?
     /// The longest a change nobody waits for stays queued.
@@ -183,6 +185,46 @@ final class StateWriter: @unchecked Sendable {
         return true
     }
 
+    /// Calls `done` once, from some thread, when every change up to `mark` is committed
+    /// (true), or when `timeout` passed first (false). For callers that must not block a
+    /// thread while they wait (the control API answers many writes at once this way, and
+    /// they share commits).
+    func whenCommitted(through mark: UInt64, timeout: TimeInterval, _ done: @escaping @Sendable (Bool) -> Void) {
+        cond.lock()
+        if committed >= mark {
+            cond.unlock()
+            done(true)
+            return
+        }
+        let waiter = CommitWaiter(mark: mark, done: done)
+        waiters.append(waiter)
+        if !flushWanted {
+            flushWanted = true
+            cond.broadcast()
+        }
+        cond.unlock()
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { [weak self] in
+            guard let self else { return }
+            self.cond.lock()
+            let late = waiter.take()
+            if late != nil { self.waiters.removeAll { $0 === waiter } }
+            self.cond.unlock()
+            late?(false)
+        }
+    }
+
+    /// Takes the waiters that `committed` satisfies. Called with the lock.
+    private func satisfiedWaiters() -> [@Sendable (Bool) -> Void] {
+        guard !waiters.isEmpty else { return [] }
+        var ready: [@Sendable (Bool) -> Void] = []
+        waiters.removeAll { waiter in
+            guard waiter.mark <= committed else { return false }
+            if let done = waiter.take() { ready.append(done) }
+            return true
+        }
+        return ready
+    }
+
     /// Commits what is queued (bounded wait) and stops the thread.
     func close(timeout: TimeInterval = 5) {
         cond.lock()
@@ -190,6 +232,12 @@ final class StateWriter: @unchecked Sendable {
         cond.broadcast()
         cond.unlock()
         if thread != nil { _ = done.wait(timeout: .now() + timeout) }
+        cond.lock()
+        let ready = satisfiedWaiters(), left = waiters.compactMap { $0.take() }
+        waiters = []
+        cond.unlock()
+        for done in ready { done(true) }
+        for done in left { done(false) }
         backend.close()
     }
 
@@ -226,7 +274,9 @@ final class StateWriter: @unchecked Sendable {
                     inFlight = []
                     failure = nil
                     cond.broadcast()
+                    let ready = satisfiedWaiters()
                     cond.unlock()
+                    for done in ready { done(true) }
                     if failing { logger.notice("state store writes again", metadata: ["store": "\(backendDescription)"]) }
                     failing = false
                     pause = 0.05
@@ -259,5 +309,20 @@ final class StateWriter: @unchecked Sendable {
             }
         }
         done.signal()
+    }
+}
+
+/// One `whenCommitted` caller: told exactly once, by the commit or by its timeout.
+private final class CommitWaiter: @unchecked Sendable {
+    let mark: UInt64
+    private var done: (@Sendable (Bool) -> Void)?
+    init(mark: UInt64, done: @escaping @Sendable (Bool) -> Void) {
+        self.mark = mark
+        self.done = done
+    }
+    /// The callback, the first time; nil after. Called with the writer's lock.
+    func take() -> (@Sendable (Bool) -> Void)? {
+        defer { done = nil }
+        return done
     }
 }

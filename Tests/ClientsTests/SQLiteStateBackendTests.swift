@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Testing
 @testable import Clients
+import TestSupport
 
 @Suite struct SQLiteStateBackendTests {
     static let mac = "52:54:00:00:00:01"
@@ -150,6 +151,51 @@ import Testing
         backend.lock.lock()
         defer { backend.lock.unlock() }
         #expect(backend.rows["s/02:00:00:00:00:01"] != nil)
+    }
+
+    /// The control API's way to wait: no thread held, told once, on time either way; 64
+    /// writers waiting at once share commits.
+    @Test func waitingWithoutAThread() throws {
+        let backend = FlakyBackend()
+        backend.delay = 0.02
+        let d = try ClientDirectory.open(backend: backend, logger: .init(label: "test"))
+        final class Calls: @unchecked Sendable {
+            let lock = NSLock(); var results: [Bool] = []; var late: [TimeInterval] = []
+            func add(_ ok: Bool, _ started: Date) { lock.withLock { results.append(ok); late.append(Date().timeIntervalSince(started)) } }
+        }
+        let calls = Calls()
+        let started = Date()
+        for i in 0..<64 {
+            try d.state.set(mac: String(format: "02:00:00:00:01:%02x", i), ["i": .integer(i)])
+            d.state.whenDurable(through: d.state.mark, timeout: 5) { calls.add($0, started) }
+        }
+        #expect(TestPostgres.within(5) { calls.lock.withLock { calls.results.count } == 64 } != nil)
+        backend.lock.lock()
+        let commits = backend.commits
+        backend.lock.unlock()
+        #expect(calls.lock.withLock { calls.results } == Array(repeating: true, count: 64))
+        #expect(commits <= 8, "64 waiters, \(commits) commits of 20 ms: they were grouped")
+
+        // A failing store: told false once, at the timeout, not at the next retry.
+        backend.set(failing: true)
+        try d.state.set(mac: "02:00:00:00:02:01", ["a": 1])
+        let failing = Calls(), t0 = Date()
+        d.state.whenDurable(through: d.state.mark, timeout: 0.3) { failing.add($0, t0) }
+        #expect(TestPostgres.within(3) { failing.lock.withLock { failing.results.count } == 1 } != nil)
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(failing.lock.withLock { failing.results } == [false], "told once")
+        let after = failing.lock.withLock { failing.late.first ?? 99 }
+        #expect(after >= 0.29 && after < 1.0, "told after \(after) s for a 0.3 s timeout")
+
+        // Closing tells whoever still waits (here: for a commit still running at close).
+        backend.set(failing: false)
+        #expect(d.state.waitDurable(through: d.state.mark, timeout: 5))
+        backend.lock.withLock { backend.delay = 0.3 }
+        try d.state.set(mac: "02:00:00:00:02:02", ["a": 1])
+        let closing = Calls()
+        d.state.whenDurable(through: d.state.mark, timeout: 60) { closing.add($0, t0) }
+        d.close()
+        #expect(closing.lock.withLock { closing.results.count } == 1, "a waiter outlived close")
     }
 }
 

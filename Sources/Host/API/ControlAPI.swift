@@ -163,25 +163,35 @@ struct ControlAPI: Sendable {
             if error.unavailable { return Self.error(.serviceUnavailable, error.description) }
             return Self.error(.unprocessableEntity, error.description)
         }
-        if !store.waitDurable(through: store.mark, timeout: durableTimeout) {
-            Counter(label: "bootpolicy_api_writes_refused_total", dimensions: [("action", action)]).increment()
-            logger.error("api: \(action) \(mac) not durable within \(durableTimeout) s; it stays queued and is retried",
-                         metadata: ["who": "\(who)", "store": "\(store.location)"])
-            return Self.error(.serviceUnavailable,
-                              "the change is not durable yet (state store \(store.location)); it stays queued and is retried: repeat the request to be sure")
+        // Waited for without holding a thread, so concurrent writes share a commit (a worker
+        // blocked per write capped them at the pool's size, 4 on two cores).
+        let mark = store.mark
+        let (store, logger, timeout, client) = (store, logger, durableTimeout, request.clientAddress)
+        return .later { complete in
+            store.whenDurable(through: mark, timeout: timeout) { durable in
+                complete {
+                    guard durable else {
+                        Counter(label: "bootpolicy_api_writes_refused_total", dimensions: [("action", action)]).increment()
+                        logger.error("api: \(action) \(mac) not durable within \(timeout) s; it stays queued and is retried",
+                                     metadata: ["who": "\(who)", "store": "\(store.location)"])
+                        return Self.error(.serviceUnavailable,
+                                          "the change is not durable yet (state store \(store.location)); it stays queued and is retried: repeat the request to be sure")
+                    }
+                    Counter(label: "bootpolicy_api_writes_total", dimensions: [("action", action)]).increment()
+                    logger.notice("api: \(action) state of \(mac)", metadata: [
+                        "who": "\(who)", "client": "\(client)", "mac": "\(mac)",
+                        "before": "\(outcome.before.map { StateJSON.encode($0.values) } ?? "none")",
+                        "after": "\(outcome.after.map { StateJSON.encode($0.values) } ?? "none")",
+                    ])
+                    if let after = outcome.after { return Self.json(.ok, Self.client(mac, after)) }
+                    if outcome.before == nil && action == "patch" {
+                        // Removing keys of a client that has none: nothing is there to change.
+                        return Self.error(.notFound, "no state for \(mac)")
+                    }
+                    return Self.json(.ok, "{\"mac\":\(JSONString.quote(mac)),\"cleared\":\(outcome.before != nil)}")
+                }
+            }
         }
-        Counter(label: "bootpolicy_api_writes_total", dimensions: [("action", action)]).increment()
-        logger.notice("api: \(action) state of \(mac)", metadata: [
-            "who": "\(who)", "client": "\(request.clientAddress)", "mac": "\(mac)",
-            "before": "\(outcome.before.map { StateJSON.encode($0.values) } ?? "none")",
-            "after": "\(outcome.after.map { StateJSON.encode($0.values) } ?? "none")",
-        ])
-        if let after = outcome.after { return Self.json(.ok, Self.client(mac, after)) }
-        if outcome.before == nil && action == "patch" {
-            // Removing keys of a client that has none: nothing is there to change.
-            return Self.error(.notFound, "no state for \(mac)")
-        }
-        return Self.json(.ok, "{\"mac\":\(JSONString.quote(mac)),\"cleared\":\(outcome.before != nil)}")
     }
 
     private func list(_ request: HTTPRequestContext) -> HTTPResponse {

@@ -143,6 +143,22 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func write(_ response: HTTPResponse, for request: HTTPRequestHead, context: ChannelHandlerContext) {
+        if case .later(let later) = response.body {
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let eventLoop = context.eventLoop
+            later.start { make in
+                eventLoop.execute {
+                    let (handler, context) = loopBound.value
+                    let response = make()
+                    if case .later = response.body {
+                        handler.write(.text(status: .internalServerError, "a deferred response deferred again\n"), for: request, context: context)
+                    } else {
+                        handler.write(response, for: request, context: context)
+                    }
+                }
+            }
+            return
+        }
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: response.contentType)
         headers.add(name: "Server", value: "bootpolicy")
@@ -195,6 +211,8 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
             let region = FileRegion(fileHandle: handle, readerIndex: start, endIndex: end + 1)
             context.write(wrapOutboundOut(.body(.fileRegion(region)))).whenComplete { _ in try? handle.close() }
+        case .later:
+            break  // answered when it completes, above
         }
         finish(context: context, keepAlive: keepAlive)
     }

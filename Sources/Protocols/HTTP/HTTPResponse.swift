@@ -36,6 +36,21 @@ public struct HTTPResponse: Sendable {
         case bytes([UInt8])
         /// An open file from the static root; `range` is the raw Range header, applied when sending.
         case file(ConfinedFile, range: String?)
+        /// The response is not known yet: see `HTTPResponse.later`.
+        case later(Later)
+    }
+
+    /// Work that ends in a response without holding a thread while it waits (a control API
+    /// write waiting for its commit). `start` gets a `complete` to call once, from any thread,
+    /// with a function that makes the response; that function runs on the connection's event
+    /// loop, so logging there costs the thread that finished the work nothing.
+    public struct Later: Sendable {
+        public let start: @Sendable (_ complete: @escaping @Sendable (@escaping @Sendable () -> HTTPResponse) -> Void) -> Void
+    }
+
+    /// A response that `start` completes later; status and type here are placeholders.
+    public static func later(_ start: @escaping @Sendable (_ complete: @escaping @Sendable (@escaping @Sendable () -> HTTPResponse) -> Void) -> Void) -> HTTPResponse {
+        HTTPResponse(status: .ok, contentType: "text/plain", body: .later(Later(start: start)))
     }
 
     public var status: HTTPResponseStatus
