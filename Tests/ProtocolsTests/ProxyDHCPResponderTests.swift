@@ -150,4 +150,61 @@ import Testing
         #expect(IPv4Network("10.0.0.1")?.prefixLength == 32)
         #expect(IPv4Network("10.0.0.1/33") == nil)
     }
+
+    // MARK: reply size (RFC 2131 §2, RFC 2132 §9.3 and §9.10)
+
+    /// A DISCOVER from a client that sends no option 57: it accepts 576-byte datagrams.
+    func plainDiscover() -> DHCPMessage {
+        var m = Build.discover(arch: 0)
+        m.options.remove(57)
+        return m
+    }
+
+    @Test func repliesFitWhatTheClientAccepts() throws {
+        // Without option 57: at most 548 DHCP bytes (576 less IP and UDP).
+        #expect(ProxyDHCPResponder.replyLimit(for: plainDiscover()) == 548)
+        var small = plainDiscover()
+        small.options.set(57, [0, 200])  // below the legal minimum: 576 still holds
+        #expect(ProxyDHCPResponder.replyLimit(for: small) == 548)
+        var big = plainDiscover()
+        big.options.set(57, [0x23, 0x28])  // 9000: capped at an Ethernet frame
+        #expect(ProxyDHCPResponder.replyLimit(for: big) == 1472)
+
+        // A policy's options that fit in 548 only by moving some into sname (unused here).
+        let fits = BootDecision(filename: "undionly.kpxe", options: [224: Array(repeating: 0x61, count: 200), 225: Array(repeating: 0x62, count: 60)])
+        let m = try reply(plainDiscover(), decision: fits).message
+        #expect(m.overload == 2)
+        let wire = m.bytes
+        #expect(wire.count <= 548, "\(wire.count) bytes")
+        let back = try DHCPMessage(bytes: wire)
+        #expect(back.options[code: 224] == Array(repeating: 0x61, count: 200) && back.options[code: 225] == Array(repeating: 0x62, count: 60))
+        #expect(back.bootFile == "undionly.kpxe" && back.messageType == .offer)
+
+        // Nothing overloaded when it fits as it is.
+        #expect(try reply(plainDiscover()).message.overload == nil)
+
+        // The same client with option 57 = 1472 takes 1,000 bytes of options unoverloaded.
+        let kilo = BootDecision(filename: "undionly.kpxe", options: [224: Array(repeating: 0x61, count: 1000)])
+        let k = try reply(Build.discover(arch: 0), decision: kilo).message
+        #expect(k.overload == nil && k.bytes.count <= 1444 && k.bytes.count > 1000)
+        // ...but not without it.
+        #expect(silence(plainDiscover(), using: kilo) == .replyTooLarge)
+    }
+
+    @Test func aReplyThatCannotFitIsRefusedNotCut() throws {
+        // A policy's 64,500 bytes of options.
+        let huge = BootDecision(filename: "undionly.kpxe", options: [224: Array(repeating: 7, count: 64_500)])
+        #expect(silence(Build.discover(arch: 0), using: huge) == .replyTooLarge)
+        // A relay's 8,000-byte option 82 (long options, RFC 3396) is echoed whole or not at all.
+        var relayed = Build.discover(arch: 0)
+        relayed.giaddr = IPv4Address(10, 9, 8, 1)
+        relayed.options.set(82, Array(repeating: 1, count: 8_000))
+        let parsed = try DHCPMessage(bytes: relayed.bytes)
+        #expect(parsed.options[code: 82]?.count == 8_000)
+        #expect(silence(parsed) == .replyTooLarge)
+        // Where file holds the boot file and sname the server name, neither is overloaded.
+        let named = BootDecision(filename: "undionly.kpxe", serverName: "boot-a",
+                                 options: [224: Array(repeating: 0x61, count: 200), 225: Array(repeating: 0x62, count: 60)])
+        #expect(silence(plainDiscover(), using: named) == .replyTooLarge)
+    }
 }

@@ -245,6 +245,23 @@ final class EventLog: BootEventSink, @unchecked Sendable {
         #expect(stats.received == 2 && stats.malformed == 1 && stats.answered == 1)
     }
 
+    /// A reply too long for the client is never sent, and counted as such, not as an answer.
+    @Test func aReplyTooLargeIsNotSentAndNotCountedAsAnswered() async throws {
+        let (server, port67, _) = try await Self.startLoopbackServer()
+        let client = try UDPProbe(bind: "127.0.0.1", port: 0)
+        var relayed = Build.discover(arch: 0, xid: 0xB16)
+        relayed.giaddr = IPv4Address(10, 9, 8, 1)
+        relayed.options.set(82, Array(repeating: 1, count: 8_000))
+        client.send(relayed.bytes, to: .loopback, port: port67)
+        client.send(Build.discover(arch: 0, xid: 0x5A11).bytes, to: .loopback, port: port67)
+        let replies = client.receive(timeout: 1, limit: 2).compactMap { try? DHCPMessage(bytes: $0.bytes) }
+        let stats = server.statistics
+        await server.shutdown()
+        #expect(replies.map(\.xid) == [0x5A11])
+        #expect(stats.received == 2 && stats.answered == 1 && stats.silenced[.replyTooLarge] == 1, "\(stats)")
+        #expect(stats.accountedFor == stats.received)
+    }
+
     /// 10,000 random and mutated packets: the server keeps answering, and every packet is
     /// accounted for as answered, malformed or silenced.
     @Test func survivesFuzzing() async throws {

@@ -183,6 +183,52 @@ public struct DHCPMessage: Sendable, Equatable {
     /// (RFC 2131 §2: the 312-byte field of a 576-byte message).
     public static let optionsFieldCapacity = 312 - 4
 
+    /// The bytes `encode` writes, without writing them. Exact when the options are not
+    /// overloaded; with overload (rare, only for replies that need it) it encodes.
+    public var encodedLength: Int {
+        if let overload, (1...3).contains(overload) {
+            var buffer = ByteBufferAllocator().buffer(capacity: 576)
+            encode(into: &buffer)
+            return buffer.readableBytes
+        }
+        var length = 240 + 1  // header, cookie, END
+        for option in options.list where option.code != 52 { length += TLV.encodedLength(of: option.value) }
+        return max(length, Self.minimumLength)
+    }
+
+    /// Fits the message into `limit` bytes (RFC 2131 §2, RFC 2132 §9.10: 576 less the IP and
+    /// UDP headers, or what the client's option 57 allows): as it is, or with its options
+    /// overloaded into `sname` and/or `file` where those are unused (RFC 2132 §9.3). False
+    /// when it cannot fit; the message is then unchanged.
+    public mutating func fit(within limit: Int) -> Bool {
+        overload = nil
+        if encodedLength <= limit { return true }
+        let fileFree = file.allSatisfy { $0 == 0 }, snameFree = sname.allSatisfy { $0 == 0 }
+        for value: UInt8 in [2, 1, 3] {
+            if value & 1 != 0 && !fileFree || value & 2 != 0 && !snameFree { continue }
+            overload = value
+            if encodedLength <= limit, optionsFitAreas { return true }
+        }
+        overload = nil
+        return false
+    }
+
+    /// With overload set: whether the options fit its areas in order (encode otherwise keeps
+    /// them all in the options field, which then is not smaller).
+    private var optionsFitAreas: Bool {
+        guard let overload else { return true }
+        var capacities = [Self.optionsFieldCapacity - 4]
+        if overload & 1 != 0 { capacities.append(128 - 1) }
+        if overload & 2 != 0 { capacities.append(64 - 1) }
+        var used = Array(repeating: 0, count: capacities.count), current = 0
+        for option in options.list where option.code != 52 {
+            let size = TLV.encodedLength(of: option.value)
+            while current < capacities.count - 1, used[current] + size > capacities[current] { current += 1 }
+            used[current] += size
+        }
+        return used[capacities.count - 1] <= capacities[capacities.count - 1]
+    }
+
     public func encode(into buffer: inout ByteBuffer) {
         // Lay the options out first: they may end up in `file`/`sname`.
         var mainArea: [UInt8] = []

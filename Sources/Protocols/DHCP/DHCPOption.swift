@@ -130,6 +130,11 @@ enum TLV {
         } while offset < value.count
     }
 
+    /// The bytes `pieces(of:)` makes of `value`: two per instance, plus the value.
+    static func encodedLength(of value: [UInt8]) -> Int {
+        value.count + 2 * max(1, (value.count + 254) / 255)
+    }
+
     /// Writes `code` with `value` as TLV instances into `bytes`.
     static func write(code: UInt8, value: [UInt8], into bytes: inout [UInt8]) {
         pieces(of: value) { piece in

@@ -55,6 +55,10 @@ public struct ProxyDHCPResponder: Sendable {
         /// A PXE boot-server request (option 43 sub-option 71) on 4011: we run no PXE menu
         /// services, like dnsmasq without `--pxe-service`.
         case bootServerRequest = "boot_server_request"
+        /// The reply would be longer than the client accepts (576 bytes, or its option 57),
+        /// even with options overloaded into `sname`/`file`: a policy's options, or a relay's
+        /// option 82 (echoed whole, RFC 3046), are too long.
+        case replyTooLarge = "reply_too_large"
         /// The decision changed state that could not be made durable in time: the answer is
         /// withheld, so the client is never told what the server would forget (it retries).
         case stateNotDurable = "state_not_durable"
@@ -173,8 +177,17 @@ public struct ProxyDHCPResponder: Sendable {
         }
         if let agent = request.options[code: 82] { options.set(82, agent) }
         reply.options = options
+        guard reply.fit(within: Self.replyLimit(for: request)) else { return .failure(.replyTooLarge) }
 
         return .success(Self.address(reply, request: request, arrival: arrival))
+    }
+
+    /// The longest reply `request`'s client accepts, in DHCP bytes: 576 (RFC 2131 §2: an
+    /// options field of 312) less 28 for the IP and UDP headers, or its option 57 less the
+    /// same (RFC 2132 §9.10), capped at an Ethernet frame so no reply is fragmented.
+    public static func replyLimit(for request: DHCPMessage) -> Int {
+        let accepted = request.maxMessageSize.map { max(576, min(1500, Int($0))) } ?? 576
+        return accepted - 28
     }
 
     /// Option 43 as dnsmasq sends it with `--pxe-prompt=PXE,0` and no `--pxe-service`:

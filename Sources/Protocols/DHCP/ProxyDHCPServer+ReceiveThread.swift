@@ -208,7 +208,7 @@ extension ProxyDHCPServer {
             var incoming = ByteBufferAllocator().buffer(capacity: 1_500)
             /// The batch's replies, one after another.
             var outgoing = ByteBufferAllocator().buffer(capacity: 4_096)
-            var replies: [(offset: Int, length: Int, address: IPv4Address, port: Int, commit: UInt64)] = []
+            var replies: [(offset: Int, length: Int, address: IPv4Address, port: Int, commit: UInt64, type: DHCPMessageType?)] = []
             var errors = [CInt](repeating: 0, count: ReceiveThread.batch)
 
             init() { replies.reserveCapacity(ReceiveThread.batch) }
@@ -241,7 +241,8 @@ extension ProxyDHCPServer {
                     interface: arrival.interface, serverAddress: arrival.address, holding: &commit) else { continue }
                 let offset = work.outgoing.writerIndex
                 reply.message.encode(into: &work.outgoing)
-                work.replies.append((offset, work.outgoing.writerIndex - offset, reply.destination, reply.destinationPort, commit))
+                work.replies.append((offset, work.outgoing.writerIndex - offset, reply.destination, reply.destinationPort, commit,
+                                     reply.message.messageType))
             }
             if let commit = work.replies.lazy.map(\.commit).max(), commit != 0, !core.decider.awaitCommit(through: commit) {
                 // Nothing that depended on the commit may leave; answers that changed nothing may.
@@ -253,6 +254,8 @@ extension ProxyDHCPServer {
                 let reply = work.replies[0]
                 if let error = Self.sendto(fd: fd, work.outgoing, to: reply.address, port: reply.port) {
                     core.countSendFailure(error, to: "\(reply.address):\(reply.port)")
+                } else {
+                    core.countSent(reply.type)
                 }
             } else if work.replies.count > 1 {
                 let failed = work.outgoing.withUnsafeReadableBytes { bytes in
@@ -265,10 +268,12 @@ extension ProxyDHCPServer {
                         clinux_send_datagrams(fd, outgoing, CInt(outgoing.count), errors.baseAddress)
                     }
                 }
-                if failed > 0 {
-                    for (i, reply) in work.replies.enumerated() where work.errors[i] != 0 {
+                for (i, reply) in work.replies.enumerated() {
+                    if failed > 0, work.errors[i] != 0 {
                         core.countSendFailure(SocketError(operation: "sendmmsg", errno: work.errors[i]),
                                               to: "\(reply.address):\(reply.port)")
+                    } else {
+                        core.countSent(reply.type)
                     }
                 }
             }

@@ -327,6 +327,13 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             helperWakeupCounter.increment()
         }
 
+        /// A reply the kernel took: only these count as answered (a reply built but not sent,
+        /// or withheld, is not an answer).
+        func countSent(_ type: DHCPMessageType?) {
+            answeredCount.add(1, ordering: .relaxed)
+            if let type { repliesCounter[type]?.increment() }
+        }
+
         func countSendFailure(_ error: Error, to destination: String) {
             lock.withLock { stats.sendFailures += 1 }
             sendFailureCounter.increment()
@@ -371,7 +378,6 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         /// Replies already counted as answered that cannot be sent: their decisions' state did
         /// not become durable in time (see `BootDecider.awaitCommit`).
         func withdraw(_ count: Int) {
-            answeredCount.subtract(count, ordering: .relaxed)
             lock.withLock { stats.silenced[.stateNotDurable, default: 0] += count }
             droppedCounters[ProxyDHCPResponder.Silence.stateNotDurable.rawValue]?.increment(by: count)
             logger.warning("proxydhcp: \(count) answer(s) withheld: the state their decisions changed is not durable")
@@ -406,15 +412,19 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             case let .failure(reason):
                 lock.withLock { stats.silenced[reason, default: 0] += 1 }
                 droppedCounters[reason.rawValue]?.increment()
-                let level: Logger.Level = (reason == .ignoredByPolicy || reason == .noDecision) ? .info : .debug
-                logger.log(level: level, "\(describe(request)) -> silent (\(reason.rawValue))", metadata: policyMetadata(decision))
+                if reason == .replyTooLarge {
+                    // A policy's (or a relay's) mistake an operator must see, not a client's.
+                    logger.warning("\(describe(request)) -> silent (reply_too_large): the reply would be longer than the \(ProxyDHCPResponder.replyLimit(for: message)) bytes this client accepts (576, or its option 57), even with options overloaded into sname/file; shorten the decision's options",
+                                   metadata: policyMetadata(decision))
+                } else {
+                    let level: Logger.Level = (reason == .ignoredByPolicy || reason == .noDecision) ? .info : .debug
+                    logger.log(level: level, "\(describe(request)) -> silent (\(reason.rawValue))", metadata: policyMetadata(decision))
+                }
                 if reason == .ignoredByPolicy || reason == .noDecision {
                     record(request, decision, file: nil, outcome: reason.rawValue)
                 }
                 return nil
             case let .success(reply):
-                answeredCount.add(1, ordering: .relaxed)
-                if let type = reply.message.messageType { repliesCounter[type]?.increment() }
                 let file = reply.message.bootFile
                 // Built inside the log call's autoclosure: with info off it costs nothing per packet.
                 logger.info("\(describe(request)) -> \(reply.message.messageType?.name.uppercased() ?? "REPLY") file=\(file.isEmpty ? "-" : file) next-server=\(reply.message.siaddr) to \(reply.destination):\(reply.destinationPort)",
@@ -478,7 +488,13 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             guard let destination = try? SocketAddress(ipAddress: reply.destination.description, port: reply.destinationPort) else { return }
             let promise = context.eventLoop.makePromise(of: Void.self)
             let core = self.core
-            promise.futureResult.whenFailure { core.countSendFailure($0, to: "\(destination)") }
+            let type = reply.message.messageType
+            promise.futureResult.whenComplete { result in
+                switch result {
+                case .success: core.countSent(type)
+                case let .failure(error): core.countSendFailure(error, to: "\(destination)")
+                }
+            }
             context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: destination, data: buffer)), promise: promise)
         }
 
