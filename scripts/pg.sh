@@ -24,8 +24,8 @@ case "$cmd" in
     as_pg "$bin/initdb" -D "$dir/data" -U bootpolicy --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }
     echo "$port" >"$dir/port"
-    as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=on -c max_connections=200" start >/dev/null \
+    as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 90 \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=on -c max_connections=200 -c recovery_init_sync_method=syncfs" start >/dev/null \
       || { cat "$dir/server.log" >&2; exit 1; }
     as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U bootpolicy bootpolicy
     echo "export BP_PG_DIR=$dir BOOTPOLICY_TEST_POSTGRES=postgres://bootpolicy@127.0.0.1:$port/bootpolicy"
@@ -40,8 +40,8 @@ case "$cmd" in
     ;;
   restart)
     port=$(cat "$dir/port")
-    as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=on -c max_connections=200" start >/dev/null
+    as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 90 \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=on -c max_connections=200 -c recovery_init_sync_method=syncfs" start >/dev/null
     ;;
   *) echo "pg.sh: start|stop|kill|restart" >&2; exit 2 ;;
 esac

@@ -302,31 +302,37 @@ public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
         let logger = quietLogger
         let (um, uj, ue, cl, sm, sf, st, sp, ss) = (upMACs, upJSON, upExpires, cleared, scMACs, scFiles, scTexts, scPolicies, scStored)
         let (hf, hp) = (scHasFile, scHasPolicy)
-        // One statement, so one round trip and one transaction: the upserts, the deletes, the
-        // scripts and the NOTIFYs (sent by PostgreSQL at commit) happen all or not at all.
-        // BEGIN, three statements, the notifies and COMMIT were six round trips, most of a
-        // commit's 1.5 ms on loopback. A client is never both upserted and deleted in one
-        // batch (the writer keeps one change per client), so the CTEs touch disjoint rows.
+        // One statement for the upserts, the deletes, the scripts and the NOTIFYs (sent by
+        // PostgreSQL at commit), inside BEGIN ... COMMIT: three round trips where a statement
+        // each took up to six. Not the statement alone: in the extended protocol its implicit
+        // transaction commits at the Sync after CommandComplete, so a driver that returns at
+        // CommandComplete would let an answer leave before the commit is durable (a test that
+        // kills the database under API writes lost one that way). COMMIT's own completion
+        // comes after the commit. A client is never both upserted and deleted in one batch
+        // (the writer keeps one change per client), so the CTEs touch disjoint rows.
         try withConnection { c in
-            try await c.query("""
-                WITH upserted AS (
-                    INSERT INTO client_state (mac, value_json, expires, updated)
-                    SELECT m, v, e, \(now) FROM UNNEST(\(um)::text[], \(uj)::text[], \(ue)::float8[]) AS t(m, v, e)
-                    ON CONFLICT (mac) DO UPDATE SET value_json = excluded.value_json, expires = excluded.expires, updated = excluded.updated
-                    RETURNING 1
-                ), deleted AS (
-                    DELETE FROM client_state WHERE mac = ANY(\(cl)::text[]) RETURNING 1
-                ), scripts AS (
-                    INSERT INTO client_script (mac, filename, script, policy, stored)
-                    SELECT m, CASE WHEN hf THEN f END, x, CASE WHEN hp THEN p END, s
-                    FROM UNNEST(\(sm)::text[], \(sf)::text[], \(hf)::bool[], \(st)::text[], \(sp)::text[], \(hp)::bool[], \(ss)::float8[])
-                        AS t(m, f, hf, x, p, hp, s)
-                    ON CONFLICT (mac) DO UPDATE SET filename = excluded.filename, script = excluded.script,
-                        policy = excluded.policy, stored = excluded.stored
-                    RETURNING 1
-                )
-                SELECT pg_notify(\(Self.channel), p) FROM UNNEST(\(payloads)::text[]) AS n(p)
-                """, logger: logger)
+            try await c.withTransaction(logger: logger) { tx in
+                let rows = try await tx.query("""
+                    WITH upserted AS (
+                        INSERT INTO client_state (mac, value_json, expires, updated)
+                        SELECT m, v, e, \(now) FROM UNNEST(\(um)::text[], \(uj)::text[], \(ue)::float8[]) AS t(m, v, e)
+                        ON CONFLICT (mac) DO UPDATE SET value_json = excluded.value_json, expires = excluded.expires, updated = excluded.updated
+                        RETURNING 1
+                    ), deleted AS (
+                        DELETE FROM client_state WHERE mac = ANY(\(cl)::text[]) RETURNING 1
+                    ), scripts AS (
+                        INSERT INTO client_script (mac, filename, script, policy, stored)
+                        SELECT m, CASE WHEN hf THEN f END, x, CASE WHEN hp THEN p END, s
+                        FROM UNNEST(\(sm)::text[], \(sf)::text[], \(hf)::bool[], \(st)::text[], \(sp)::text[], \(hp)::bool[], \(ss)::float8[])
+                            AS t(m, f, hf, x, p, hp, s)
+                        ON CONFLICT (mac) DO UPDATE SET filename = excluded.filename, script = excluded.script,
+                            policy = excluded.policy, stored = excluded.stored
+                        RETURNING 1
+                    )
+                    SELECT pg_notify(\(Self.channel), p) FROM UNNEST(\(payloads)::text[]) AS n(p)
+                    """, logger: logger)
+                for try await _ in rows {}
+            }
         }
     }
 

@@ -34,6 +34,7 @@ struct PostgresStateBackendTests {
 
     @Test func stateAndScriptsOutliveAReopen() throws {
         let db = try TestPostgres.freshDatabase()
+        defer { TestPostgres.dropDatabase(db.name) }
         let d = try expectStateOutlivesAReopen(policy: nil) { try TestPostgres.open(db.url) }
         defer { d.close() }
         // The rows are plain JSON a person can read with psql.
@@ -44,6 +45,7 @@ struct PostgresStateBackendTests {
 
     @Test func twoServersStartingAtOnceMigrateOnce() throws {
         let db = try TestPostgres.freshDatabase()
+        defer { TestPostgres.dropDatabase(db.name) }
         let results = NIOLockedBox<[String]>([])
         let workers = (0..<4).map { _ in
             TestPostgres.Worker {
@@ -63,6 +65,7 @@ struct PostgresStateBackendTests {
 
     @Test func aNewerSchemaIsRefused() throws {
         let db = try TestPostgres.freshDatabase()
+        defer { TestPostgres.dropDatabase(db.name) }
         try PostgresStateBackend(url: db.url, logger: TestPostgres.logger).close()
         _ = try TestPostgres.psql("INSERT INTO bootpolicy_schema VALUES ('v9: from the future', 0)", database: db.name)
         #expect {
@@ -95,6 +98,7 @@ struct PostgresStateBackendTests {
     /// of the same client from both at once end the same in both and in the database.
     @Test func twoServersShareOneTruth() throws {
         let db = try TestPostgres.freshDatabase()
+        defer { TestPostgres.dropDatabase(db.name) }
         let a = try TestPostgres.open(db.url), b = try TestPostgres.open(db.url)
         defer { a.close(); b.close() }
         Thread.sleep(forTimeInterval: 0.3)  // both listeners up
@@ -140,6 +144,7 @@ struct PostgresStateBackendTests {
     @Test func theDatabaseDiesAndComesBack() throws {
         try #require(TestPostgres.dir != nil, "BP_PG_DIR is needed to stop and start the server")
         let db = try TestPostgres.freshDatabase()
+        defer { TestPostgres.dropDatabase(db.name) }
         let a = try TestPostgres.open(db.url), b = try TestPostgres.open(db.url)
         defer { a.close(); b.close() }
         let acked = NIOLockedBox<[String: Int]>([:])

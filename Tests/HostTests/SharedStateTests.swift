@@ -34,6 +34,7 @@ struct SharedStateTests {
 
     @Test func whatOneServerLearnsTheOtherAnswersBy() throws {
         let db = try TestPostgres.freshDatabase()
+        defer { TestPostgres.dropDatabase(db.name) }
         let a = try ControlAPITests.Server(policy: Self.netbootOnce, state: db.url)
         let b = try ControlAPITests.Server(policy: Self.netbootOnce, state: db.url)
         let mac: [UInt8] = [0x02, 0x77, 0x05, 0x00, 0x00, 0x01]
@@ -65,6 +66,7 @@ struct SharedStateTests {
     @Test func theDatabaseDiesUnderAPIWrites() throws {
         try #require(TestPostgres.dir != nil, "BP_PG_DIR is needed to stop and start the server")
         let db = try TestPostgres.freshDatabase()
+        defer { TestPostgres.dropDatabase(db.name) }
         let a = try ControlAPITests.Server(state: db.url)
         final class Tally: @unchecked Sendable {
             let lock = NSLock()

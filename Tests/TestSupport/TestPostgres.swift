@@ -72,6 +72,12 @@ public enum TestPostgres {
         return (name, String(url![..<url!.lastIndex(of: "/")!]) + "/" + name)
     }
 
+    /// Drops a database `freshDatabase` made, whoever is still connected: a crash recovery
+    /// of the server syncs every file of every database, so the tests leave none behind.
+    public static func dropDatabase(_ name: String) {
+        _ = try? psql("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+    }
+
     public static func pgctl(_ action: String) throws {
         let r = try run("/bin/bash", [packageRoot.appendingPathComponent("scripts/pg.sh").path, action, dir!], timeout: 60)
         guard r.status == 0 else { throw TestToolError("pg.sh \(action): \(r.output)") }
