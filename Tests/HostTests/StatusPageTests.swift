@@ -32,4 +32,22 @@ import Testing
         #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]), "screenshot is not a PNG")
         #expect(png.count > 5_000)
     }
+
+    /// No other site may frame the page or run script in it; the data is never sniffed.
+    @Test func thePageAndItsDataSendSecurityHeaders() throws {
+        let port = freePort()
+        let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "\(port)"])
+        try server.start()
+        defer { server.stop() }
+        try #require(server.waitFor("serving: http"), "server did not start:\n\(server.text)")
+        func headers(_ path: String) throws -> String {
+            try runTool("/usr/bin/curl", ["-sS", "-o", "/dev/null", "-D", "-", "http://127.0.0.1:\(port)\(path)"]).output.lowercased()
+        }
+        let page = try headers("/")
+        #expect(page.contains("content-security-policy: default-src 'none'; style-src 'unsafe-inline'") && page.contains("frame-ancestors 'none'"), "\(page)")
+        #expect(page.contains("x-frame-options: deny") && page.contains("x-content-type-options: nosniff"), "\(page)")
+        for path in ["/api/clients", "/metrics"] {
+            #expect(try headers(path).contains("x-content-type-options: nosniff"), "\(path)")
+        }
+    }
 }
