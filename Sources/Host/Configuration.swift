@@ -74,11 +74,16 @@ struct Configuration: Codable, Equatable {
     struct API: Codable, Equatable {
         /// The bearer tokens file; without one, API reads are open and writes are off.
         var tokens: String?
+        /// The status page, /api/clients and /metrics need a token too (they list the
+        /// network's machines); needs `tokens`.
+        var protectStatus = false
         init() {}
         init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             tokens = try c.decodeIfPresent(String.self, forKey: .tokens)
+            protectStatus = try c.decodeIfPresent(Bool.self, forKey: .protectStatus) ?? false
         }
+        enum CodingKeys: String, CodingKey { case tokens, protectStatus = "protect_status" }
     }
     struct Policy: Codable, Equatable {
         var file: String
@@ -198,7 +203,7 @@ struct Configuration: Codable, Equatable {
         "limits": ["instructions", "time_ms", "memory_mb", "states"],
         "log": ["format", "level"],
         "state": ["store", "ttl", "max_clients", "max_client_bytes", "sync"],
-        "api": ["tokens"],
+        "api": ["tokens", "protect_status"],
         "policies[]": ["file", "name", "config"],
     ]
 

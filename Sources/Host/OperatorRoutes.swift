@@ -8,10 +8,12 @@ struct OperatorRoutes {
     let registry: PrometheusCollectorRegistry
     let timeline: ClientTimeline
     let started: Date
+    /// With `api.protect_status`: the control API whose read tokens these routes then need.
+    var guardedBy: ControlAPI?
 
     var routes: [String: HTTPServer.Route] {
         let registry = registry, timeline = timeline, started = started
-        return [
+        let open: [String: HTTPServer.Route] = [
             "/": { _ in
                 var page = HTTPResponse.text(StatusPage.render(clients: timeline.snapshot(), started: started, version: BootPolicyVersion.string),
                                              contentType: "text/html; charset=utf-8")
@@ -25,8 +27,14 @@ struct OperatorRoutes {
                 HTTPResponse(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", headers: Self.dataHeaders,
                              body: .bytes(registry.emitToBuffer()))
             },
-            "/healthz": { _ in .text("ok\n") },
         ]
+        var routes = open
+        if let api = guardedBy {
+            routes = open.mapValues { route in { request in api.authorized(request, write: false) { _ in route(request) } } }
+        }
+        // A load balancer's health check needs no token.
+        routes["/healthz"] = { _ in .text("ok\n") }
+        return routes
     }
 
     /// The status page shows MACs, addresses and file names of a network's machines: no other

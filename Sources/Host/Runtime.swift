@@ -102,7 +102,11 @@ struct Runtime {
                 throw ExitMessage("bootpolicy serve: http.max_body_bytes must be between 1024 and 67108864 (got \(h.maxBodyBytes))")
             }
             let api = ControlAPI(store: directory.state, tokens: apiTokens, reload: { reloader.reload(by: $0) }, logger: logger)
-            let routes = OperatorRoutes(registry: registry, timeline: timeline, started: started).routes
+            if configuration.api.protectStatus && configuration.api.tokens == nil {
+                throw ExitMessage("bootpolicy serve: api.protect_status needs api.tokens (serve --api-tokens FILE): without tokens nobody could read the status page")
+            }
+            let routes = OperatorRoutes(registry: registry, timeline: timeline, started: started,
+                                        guardedBy: configuration.api.protectStatus ? api : nil).routes
                 .merging(api.routes) { a, _ in a }
             for host in configuration.http.address.map({ [$0] }) ?? hosts {
                 services.append(try ServerFactory.checked("http", HTTPServer(

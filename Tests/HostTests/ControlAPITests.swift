@@ -76,7 +76,9 @@ import Glibc
             expectRefusal(try call(server, method, path, token: "wrong-token-wrong-token", body: body), 401, "unknown token",
                           "\(method) \(path) with a wrong token")
             expectRefusal(try call(server, method, path, body: body, headers: ["Authorization: Basic dXNlcjpwYXNz"]), 401,
-                          "not `Bearer <token>`", "\(method) \(path) with Basic auth")
+                          "unknown token", "\(method) \(path) with Basic auth and a password that is no token")
+            expectRefusal(try call(server, method, path, body: body, headers: ["Authorization: Digest abc"]), 401,
+                          "not `Bearer <token>`", "\(method) \(path) with Digest auth")
             expectRefusal(try call(server, method, path, token: Self.readToken, body: body), 403, "may only read",
                           "\(method) \(path) with a read token")
         }
@@ -210,6 +212,34 @@ import Glibc
         #expect(noToken.status == 1 && noToken.output.contains("401: no token"), "\(noToken.output)")
         let down = try runTool(bin, ["state", "get", "52:54:00:cc:00:01", "--server", "http://127.0.0.1:\(freePort())"])
         #expect(down.status == 1 && down.output.contains("cannot reach"), "\(down.output)")
+    }
+
+    /// With api.protect_status the page, /api/clients and /metrics need a read token: bearer
+    /// for scrapers and scripts, Basic (the token as password) for a browser.
+    @Test func theStatusCanNeedAReadToken() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-protect-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("c.yaml").path
+        try "api:\n  protect_status: true\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let server = try Server(extra: ["--config", config])
+        func status(_ path: String, _ auth: [String] = []) throws -> String {
+            try runTool(curl, ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "10"] + auth + [server.base + path]).output
+        }
+        for path in ["/", "/api/clients", "/metrics"] {
+            #expect(try status(path) == "401", "\(path) without a token")
+            #expect(try status(path, ["-H", "Authorization: Bearer nope-nope-nope-nope"]) == "401", "\(path) with a wrong token")
+            #expect(try status(path, ["-H", "Authorization: Bearer \(Self.readToken)"]) == "200", "\(path) with a read token")
+            #expect(try status(path, ["-u", "anyone:\(Self.writeToken)"]) == "200", "\(path) with Basic")
+        }
+        #expect(try status("/healthz") == "200", "health checks need no token")
+        let prompt = try runTool(curl, ["-s", "-D", "-", "-o", "/dev/null", server.base + "/"]).output
+        #expect(prompt.contains("WWW-Authenticate: Basic realm=\"bootpolicy\""), "a browser is asked for the token:\n\(prompt)")
+
+        // Without a tokens file nobody could read it: a start error.
+        let refused = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "\(freePort())", "--config", config])
+        #expect(try refused.runToEnd(timeout: 30) != 0)
+        #expect(refused.text.contains("api.protect_status needs api.tokens"), "\(refused.text)")
     }
 
     @Test func tokensFilesThatAreUnsafeAreRefusedAtStart() throws {

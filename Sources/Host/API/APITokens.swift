@@ -82,8 +82,20 @@ struct APITokens: Sendable {
     func authenticate(_ header: String?) -> Result<Token, Failure> {
         guard let header, !header.isEmpty else { return .failure(.missing) }
         let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return .failure(.malformed) }
-        let presented = Array(parts[1].trimmingCharacters(in: .whitespaces).utf8)
+        guard parts.count == 2 else { return .failure(.malformed) }
+        let presented: [UInt8]
+        switch parts[0].lowercased() {
+        case "bearer":
+            presented = Array(parts[1].trimmingCharacters(in: .whitespaces).utf8)
+        case "basic":
+            // A browser cannot send a bearer token; it sends the token as a Basic password
+            // (any user name) for the status page.
+            guard let decoded = Data(base64Encoded: parts[1].trimmingCharacters(in: .whitespaces)),
+                  let colon = decoded.firstIndex(of: UInt8(ascii: ":")) else { return .failure(.malformed) }
+            presented = Array(decoded[decoded.index(after: colon)...])
+        default:
+            return .failure(.malformed)
+        }
         var match: Token?
         for token in tokens where Self.constantTimeEquals(presented, token.secret) {
             match = token

@@ -110,7 +110,8 @@ struct ControlAPI: Sendable {
 
     // MARK: authorisation
 
-    private func authorized(_ request: HTTPRequestContext, write: Bool, _ body: (String) -> HTTPResponse) -> HTTPResponse {
+    /// Runs `body` with who is asking when the request may go on; else the refusal (401/403).
+    func authorized(_ request: HTTPRequestContext, write: Bool, _ body: (String) -> HTTPResponse) -> HTTPResponse {
         guard let tokens = tokens.current else {
             if write {
                 return Self.error(.forbidden, "writes are off: this server has no API tokens file (serve --api-tokens FILE, config api.tokens)")
@@ -123,7 +124,7 @@ struct ControlAPI: Sendable {
             let why: String
             switch failure {
             case .missing: why = "no token: send Authorization: Bearer <token>"
-            case .malformed: why = "the Authorization header is not `Bearer <token>`"
+            case .malformed: why = "the Authorization header is not `Bearer <token>` (or Basic with the token as password)"
             case .unknown: why = "unknown token"
             }
             if write || failure != .missing {
@@ -131,6 +132,8 @@ struct ControlAPI: Sendable {
             }
             var response = Self.error(.unauthorized, why)
             response.headers.append(("WWW-Authenticate", "Bearer realm=\"bootpolicy\""))
+            // The status page is read by browsers, which prompt for Basic only.
+            if request.path == "/" { response.headers.append(("WWW-Authenticate", "Basic realm=\"bootpolicy\"")) }
             return response
         case .success(let token):
             if write && token.scope != .write {
