@@ -8,6 +8,7 @@
  * tripped) and HAProxy's hlua_alloc (a lua_Alloc that refuses past a cap).
  */
 #include "CLuaShim.h"
+#include "budget.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@ typedef struct bp_ctx {
     int mem_tripped;
     int armed, budget_tripped, timing;
     long long instr_limit, instr_count;
+    long long unclocked; /* units counted since the clocks were last read */
     double cpu_ms, wall_ms, cpu_deadline, wall_deadline;
     void *host;
     /* The current request's options in the host's buffer, from bp_push_request until
@@ -81,36 +83,80 @@ static double now_ms(clockid_t clk) {
 
 static int raise_at(lua_State *L, int level, const char *fmt, ...);
 
-static void bp_hook(lua_State *L, lua_Debug *ar) {
-    (void)ar;
-    bp_ctx *c = ctx_of(L);
-    if (!c->armed) return;
+/* Counts `units` (VM instructions, or C work the string library prices as such) against the
+ * call's budget; 1 when it is spent. The clocks are read once per BP_HOOK_EVERY units, so the
+ * hook reads them at every firing as before, and small charges between firings add no
+ * clock reads. Clocks start at the first read, so a short call never reads them. CPU time of
+ * this thread is the budget (preemption on a busy host does not count); wall time is a
+ * backstop. */
+static int budget_spent(bp_ctx *c, long long units) {
+    c->instr_count += units;
+    if (c->instr_count > c->instr_limit) return 1;
+    c->unclocked += units;
+    if (c->unclocked < BP_HOOK_EVERY) return 0;
+    c->unclocked = 0;
+    if (!c->timing) {
+        c->timing = 1;
+        c->cpu_deadline = now_ms(CLOCK_THREAD_CPUTIME_ID) + c->cpu_ms;
+        c->wall_deadline = now_ms(CLOCK_MONOTONIC) + c->wall_ms;
+        return 0;
+    }
+    return now_ms(CLOCK_THREAD_CPUTIME_ID) >= c->cpu_deadline || now_ms(CLOCK_MONOTONIC) >= c->wall_deadline;
+}
+
+static void bp_hook(lua_State *L, lua_Debug *ar);
+
+/* Marks the budget spent and raises its error, `level` frames up. */
+static int budget_trip(lua_State *L, bp_ctx *c, int level) {
     if (!c->budget_tripped) {
-        c->instr_count += BP_HOOK_EVERY;
-        /* Clocks start at the first check, so a short call never reads them. CPU time of
-         * this thread is the budget (preemption on a busy host does not count); wall time
-         * is a backstop. */
-        if (!c->timing) {
-            c->timing = 1;
-            c->cpu_deadline = now_ms(CLOCK_THREAD_CPUTIME_ID) + c->cpu_ms;
-            c->wall_deadline = now_ms(CLOCK_MONOTONIC) + c->wall_ms;
-            if (c->instr_count <= c->instr_limit) return;
-        } else if (c->instr_count <= c->instr_limit && now_ms(CLOCK_THREAD_CPUTIME_ID) < c->cpu_deadline &&
-                   now_ms(CLOCK_MONOTONIC) < c->wall_deadline) {
-            return;
-        }
         c->budget_tripped = 1;
         /* From now on fire on every instruction so `pcall` inside the policy cannot
          * swallow the error and keep running. */
         lua_sethook(L, bp_hook, LUA_MASKCOUNT, 1);
     }
+    return raise_at(L, level, "policy exceeded its budget (%I instructions, %f ms CPU or %f ms wall clock)",
+                    (lua_Integer)c->instr_limit, (lua_Number)c->cpu_ms, (lua_Number)c->wall_ms);
+}
+
+static void bp_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    bp_ctx *c = ctx_of(L);
+    if (!c->armed) return;
+    if (!c->budget_tripped && !budget_spent(c, BP_HOOK_EVERY)) return;
     /* Level 0 inside a hook is the Lua function being run: its file:line leads. */
-    raise_at(L, 0, "policy exceeded its budget (%I instructions, %f ms CPU or %f ms wall clock)",
-             (lua_Integer)c->instr_limit, (lua_Number)c->cpu_ms, (lua_Number)c->wall_ms);
+    budget_trip(L, c, 0);
+}
+
+void bp_charge(lua_State *L, long long units) {
+    void *ud = NULL;
+    if (lua_getallocf(L, &ud) != bp_alloc) return; /* not ours: nothing to charge (tests) */
+    bp_ctx *c = (bp_ctx *)ud;
+    if (!c->armed) return;
+    if (!c->budget_tripped && !budget_spent(c, units)) return;
+    /* Called from a C function (level 0): the error names the nearest Lua caller, which a
+     * C function called through pcall is not. */
+    int level = 1;
+    lua_Debug d;
+    for (int l = 1; lua_getstack(L, l, &d); l++) {
+        lua_getinfo(L, "l", &d);
+        if (d.currentline > 0) {
+            level = l;
+            break;
+        }
+    }
+    budget_trip(L, c, level);
+}
+
+size_t bp_memory_room(lua_State *L) {
+    void *ud = NULL;
+    if (lua_getallocf(L, &ud) != bp_alloc) return SIZE_MAX;
+    bp_ctx *c = (bp_ctx *)ud;
+    return c->used < c->limit ? c->limit - c->used : 0;
 }
 
 static void arm(bp_ctx *c) {
     c->instr_count = 0;
+    c->unclocked = 0;
     c->budget_tripped = 0;
     c->mem_tripped = 0;
     c->timing = 0;
@@ -812,8 +858,13 @@ static int bp_gc_count(lua_State *L) {
 static int open_k(lua_State *L) {
     open_args *a = (open_args *)lua_touserdata(L, 1);
     luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+    /* Both libraries as _G.string and _G.table, which are also the string metatable's
+     * __index and what the prelude copies into every policy's environment: their functions
+     * that run long in C pay into the budget from here on (strlib.c). */
     luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+    bp_budget_string_lib(L, -1);
     luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+    bp_budget_table_lib(L, -1);
     luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
     luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
     lua_settop(L, 0);
