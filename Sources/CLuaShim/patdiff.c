@@ -324,6 +324,15 @@ int bp_pattern_diff(uint64_t seed, long cases, long *ran, char *report, size_t r
         gen_subject(&r, &subj, gen_pattern(&r, &pat));
         static const char *const fns[] = {"find", "match", "gmatch", "gsub", "rep"};
         int which = below(&r, 50) == 0 ? 4 : below(&r, 4);
+        if (which == 0 && chance(&r, 4)) { /* plain search in a long subject (memmem's path) */
+            subj.n = 257 + (size_t)below(&r, 1500);
+            for (size_t k = 0; k < subj.n; k++) subj.b[k] = chance(&r, 97) ? 'a' : 'b';
+            size_t at = (size_t)below(&r, (int)subj.n), len = 1 + (size_t)below(&r, 40);
+            if (at + len > subj.n) len = subj.n - at;
+            memcpy(pat.b, subj.b + at, len);
+            pat.n = len;
+            if (chance(&r, 30)) pat.b[below(&r, (int)len)] ^= 3;
+        }
         int args = lua_gettop(L) + 1;
         /* Now and then a wrong argument type, for the argument errors. */
         if (chance(&r, 1)) lua_pushboolean(L, 1); else lua_pushlstring(L, subj.b, subj.n);

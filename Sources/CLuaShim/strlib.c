@@ -29,7 +29,6 @@
 #define PM_MAXCAPTURES 32
 #define PM_MAXDEPTH 200
 #define PM_ESC '%'
-#define PM_SPECIALS "^$*+?.([%-"
 #define PM_OPEN (-1)     /* capture length while its ')' is still to come */
 #define PM_POSITION (-2) /* capture length of a position capture, "()" */
 
@@ -49,6 +48,7 @@
 #define PM_SET_BYTES_PER_STEP 8    /* a set is scanned for every character tried against it */
 #define PLAIN_BYTES_PER_UNIT 16    /* memmem, short needles; long ones count each byte 4 times */
 #define PLAIN_WINDOW 65536         /* plain search charges per window of this many starts */
+#define PLAIN_SHORT 256            /* below this a plain search is a memchr loop, not charged */
 #define CASE_BYTES_PER_UNIT 16     /* upper, lower */
 #define REVERSE_BYTES_PER_UNIT 16
 #define COPY_BYTES_PER_UNIT 96     /* rep, sub: memcpy */
@@ -402,9 +402,14 @@ static size_t start_pos(lua_Integer pos, size_t len) {
     return len + (size_t)pos + 1;
 }
 
+/* Without any of ^$*+?.([%- find searches plainly. */
 static int has_specials(const char *p, size_t lp) {
-    for (size_t i = 0; i < lp; i++)
-        if (p[i] != '\0' && strchr(PM_SPECIALS, p[i])) return 1;
+    for (size_t i = 0; i < lp; i++) {
+        switch (p[i]) {
+        case '^': case '$': case '*': case '+': case '?': case '.': case '(': case '[': case '%': case '-':
+            return 1;
+        }
+    }
     return 0;
 }
 
@@ -413,6 +418,18 @@ static int has_specials(const char *p, size_t lp) {
 static const char *plain_find(lua_State *L, const char *h, size_t hl, const char *n, size_t nl) {
     if (nl == 0) return h;
     if (nl > hl) return NULL;
+    if (hl <= PLAIN_SHORT) {
+        /* DHCP-sized: memmem's setup costs more than the search; at most PLAIN_SHORT^2 / 4
+         * bytes compared, too little to charge. */
+        const char *last = h + (hl - nl);
+        while (h <= last) {
+            const char *c = (const char *)memchr(h, n[0], (size_t)(last - h) + 1);
+            if (c == NULL) return NULL;
+            if (memcmp(c + 1, n + 1, nl - 1) == 0) return c;
+            h = c + 1;
+        }
+        return NULL;
+    }
     size_t starts = hl - nl + 1;
     while (starts > 0) {
         size_t w = starts < PLAIN_WINDOW ? starts : PLAIN_WINDOW;
