@@ -58,6 +58,17 @@
 #define FORMAT_UNITS_PER_ARG 8     /* each conversion has its own overhead */
 #define CONCAT_BYTES_PER_UNIT 32   /* of the output */
 #define CONCAT_UNITS_PER_ITEM 2
+#define MOVE_UNITS_PER_ITEM 2      /* table.move: a get and a set each */
+#define SHIFT_UNITS_PER_ITEM 1     /* table.insert/remove in the middle */
+#define SORT_UNITS_PER_STEP 3      /* per n log2 n: 15-21 ns for numbers, 59 ns for strings */
+#define UNPACK_ITEMS_PER_UNIT 2
+#define UTF8_BYTES_PER_UNIT 5      /* utf8.len: decoding */
+#define UTF8_SCAN_BYTES_PER_UNIT 16 /* utf8.offset */
+#define CODEPOINTS_PER_UNIT 2
+#define PACK_FORMAT_BYTES_PER_UNIT 2
+#define NUMBER_BYTES_PER_UNIT 100  /* tonumber's scan of a string */
+#define STACK_MAX 1000000          /* LUAI_MAXSTACK: more results fail at once, uncharged */
+#define UNITS_MAX ((size_t)1 << 60) /* a charge this big trips any budget; no overflow past it */
 
 typedef struct pm_state {
     const char *src, *src_end; /* the whole subject, also when the match starts further in */
@@ -105,16 +116,25 @@ static void pm_reset(pm_state *m) {
     m->depth = PM_MAXDEPTH;
 }
 
-/* Charges `bytes / per_unit` for an operation about to allocate `bytes`, unless the memory
- * cap will refuse that allocation anyway (then it fails at once and costs nothing; charging
- * would turn the memory error into a budget error). */
-static void charge_alloc(lua_State *L, size_t bytes, size_t per_unit) {
+/* Charges `bytes / per_unit` for an operation about to make a `bytes` result, unless the
+ * memory cap will refuse that allocation anyway (then it fails at once and costs nothing;
+ * charging would turn the memory error into a budget error). `allocs` is how many times it
+ * allocates that size (a buffer and the string, or the string alone): already paid, so the
+ * allocator's own charge for big allocations does not count them again. */
+static void charge_alloc(lua_State *L, size_t bytes, size_t per_unit, size_t allocs) {
     if (bytes < per_unit || bytes > bp_memory_room(L)) return;
     bp_charge(L, (long long)(bytes / per_unit));
+    bp_prepay(L, bytes * allocs);
 }
 
 static void charge_work(lua_State *L, size_t amount, size_t per_unit) {
-    if (amount >= per_unit) bp_charge(L, (long long)(amount / per_unit));
+    if (amount >= per_unit) bp_charge(L, (long long)(amount / per_unit > UNITS_MAX ? UNITS_MAX : amount / per_unit));
+}
+
+/* `items` times `units` each, saturating. */
+static void charge_items(lua_State *L, size_t items, size_t units) {
+    if (items == 0) return;
+    bp_charge(L, (long long)(items > UNITS_MAX / units ? UNITS_MAX : items * units));
 }
 
 /* ---------------------------------------------------------------- single characters */
@@ -655,12 +675,12 @@ static lua_Integer int_arg(lua_State *L, int idx, lua_Integer def, int *ok) {
 }
 
 static int wrap_case(lua_State *L) {
-    charge_alloc(L, str_len(L, 1), CASE_BYTES_PER_UNIT);
+    charge_alloc(L, str_len(L, 1), CASE_BYTES_PER_UNIT, 2);
     return call_stock(L);
 }
 
 static int wrap_reverse(lua_State *L) {
-    charge_alloc(L, str_len(L, 1), REVERSE_BYTES_PER_UNIT);
+    charge_alloc(L, str_len(L, 1), REVERSE_BYTES_PER_UNIT, 2);
     return call_stock(L);
 }
 
@@ -680,7 +700,7 @@ static int bp_str_rep(lua_State *L) {
     if (period < l || period > (size_t)INT_MAX / (size_t)n)
         return luaL_error(L, "resulting string too large");
     size_t total = (size_t)n * period - lsep;
-    if (total <= bp_memory_room(L)) charge_work(L, total, COPY_BYTES_PER_UNIT);
+    charge_alloc(L, total, COPY_BYTES_PER_UNIT, 2);
     luaL_Buffer b;
     char *out = luaL_buffinitsize(L, &b, total);
     if (total > 0) {
@@ -710,7 +730,7 @@ static size_t span_of(lua_State *L, size_t len, lua_Integer def_end) {
 }
 
 static int wrap_sub(lua_State *L) {
-    charge_alloc(L, span_of(L, str_len(L, 1), -1), COPY_BYTES_PER_UNIT);
+    charge_alloc(L, span_of(L, str_len(L, 1), -1), COPY_BYTES_PER_UNIT, 1);
     return call_stock(L);
 }
 
@@ -747,6 +767,106 @@ static int wrap_concat(lua_State *L) {
     return n;
 }
 
+/* Items i..j, saturating; 0 when j < i. */
+static size_t count_of(lua_Integer i, lua_Integer j) {
+    if (j < i) return 0;
+    lua_Unsigned n = (lua_Unsigned)j - (lua_Unsigned)i;
+    return n >= SIZE_MAX ? SIZE_MAX : (size_t)n + 1;
+}
+
+static size_t raw_len(lua_State *L, int idx) {
+    return lua_type(L, idx) == LUA_TTABLE ? (size_t)lua_rawlen(L, idx) : 0;
+}
+
+/* table.move(a1, f, e, t): one call moved 10^12 nils for hours. Charged before, unless the
+ * stock code is about to refuse the arguments. */
+static int wrap_move(lua_State *L) {
+    int ok = lua_type(L, 1) == LUA_TTABLE && !lua_isnoneornil(L, 2) && !lua_isnoneornil(L, 3) && !lua_isnoneornil(L, 4);
+    lua_Integer f = int_arg(L, 2, 0, &ok), e = int_arg(L, 3, 0, &ok), t = int_arg(L, 4, 0, &ok);
+    /* the stock checks: "too many elements to move", "destination wrap around" */
+    if (ok && e >= f && (f > 0 || e < LUA_MAXINTEGER + f) && t <= LUA_MAXINTEGER - (e - f + 1) + 1)
+        charge_items(L, count_of(f, e), MOVE_UNITS_PER_ITEM);
+    return call_stock(L);
+}
+
+/* insert(t, pos, v) and remove(t, pos) shift everything after pos. */
+static int wrap_insert(lua_State *L) {
+    int ok = 1;
+    if (lua_gettop(L) == 3) {
+        lua_Integer pos = int_arg(L, 2, 0, &ok);
+        if (ok) charge_items(L, count_of(pos, (lua_Integer)raw_len(L, 1)), SHIFT_UNITS_PER_ITEM);
+    }
+    return call_stock(L);
+}
+
+static int wrap_remove(lua_State *L) {
+    int ok = 1;
+    lua_Integer size = (lua_Integer)raw_len(L, 1);
+    lua_Integer pos = int_arg(L, 2, size, &ok);
+    if (ok) charge_items(L, count_of(pos, size - 1), SHIFT_UNITS_PER_ITEM);
+    return call_stock(L);
+}
+
+/* n log2 n comparisons and swaps; a Lua comparator's own instructions count besides. */
+static int wrap_sort(lua_State *L) {
+    size_t n = raw_len(L, 1), log = 1;
+    while (log < 64 && ((size_t)1 << log) < n) log++;
+    if (n > 1) charge_items(L, n * log, SORT_UNITS_PER_STEP);
+    return call_stock(L);
+}
+
+static int wrap_unpack(lua_State *L) {
+    int ok = 1;
+    lua_Integer i = int_arg(L, 2, 1, &ok);
+    lua_Integer j = lua_isnoneornil(L, 3) ? (lua_Integer)raw_len(L, 1) : int_arg(L, 3, 0, &ok);
+    size_t n = count_of(i, j);
+    if (ok && n <= STACK_MAX) charge_work(L, n, UNPACK_ITEMS_PER_UNIT);
+    return call_stock(L);
+}
+
+static int wrap_utf8_len(lua_State *L) {
+    charge_work(L, span_of(L, str_len(L, 1), -1), UTF8_BYTES_PER_UNIT);
+    return call_stock(L);
+}
+
+static int wrap_codepoint(lua_State *L) {
+    int ok = 1;
+    lua_Integer i = int_arg(L, 2, 1, &ok);
+    size_t n = ok ? span_of(L, str_len(L, 1), i) : 0;
+    if (n <= STACK_MAX) charge_work(L, n, CODEPOINTS_PER_UNIT);
+    return call_stock(L);
+}
+
+/* offset(s, n, i) walks up to |n| characters, and no further than the string. */
+static int wrap_offset(lua_State *L) {
+    int ok = 1;
+    lua_Integer n = int_arg(L, 2, 0, &ok);
+    size_t len = str_len(L, 1);
+    size_t steps = !ok ? 0 : n == LUA_MININTEGER ? len : (size_t)(n < 0 ? -n : n);
+    charge_work(L, steps < len ? steps : len, UTF8_SCAN_BYTES_PER_UNIT);
+    return call_stock(L);
+}
+
+/* utf8.char, like string.char: one checked argument each. */
+static int wrap_values(lua_State *L) {
+    charge_work(L, (size_t)lua_gettop(L), CHAR_VALUES_PER_UNIT);
+    return call_stock(L);
+}
+
+/* pack, packsize, unpack: the format is read item by item; pack's output is charged after
+ * like format's. */
+static int wrap_pack(lua_State *L) {
+    charge_work(L, str_len(L, 1), PACK_FORMAT_BYTES_PER_UNIT);
+    int n = call_stock(L);
+    if (n == 1) charge_work(L, str_len(L, -1), FORMAT_BYTES_PER_UNIT);
+    return n;
+}
+
+static int wrap_tonumber(lua_State *L) {
+    charge_work(L, str_len(L, 1), NUMBER_BYTES_PER_UNIT);
+    return call_stock(L);
+}
+
 /* ---------------------------------------------------------------- registration */
 
 static const luaL_Reg matchers[] = {
@@ -781,8 +901,29 @@ void bp_budget_string_lib(lua_State *L, int idx) {
     wrap(L, idx, "byte", wrap_byte);
     wrap(L, idx, "char", wrap_char);
     wrap(L, idx, "format", wrap_format);
+    wrap(L, idx, "pack", wrap_pack);
+    wrap(L, idx, "packsize", wrap_pack);
+    wrap(L, idx, "unpack", wrap_pack);
 }
 
 void bp_budget_table_lib(lua_State *L, int idx) {
-    wrap(L, lua_absindex(L, idx), "concat", wrap_concat);
+    idx = lua_absindex(L, idx);
+    wrap(L, idx, "concat", wrap_concat);
+    wrap(L, idx, "move", wrap_move);
+    wrap(L, idx, "insert", wrap_insert);
+    wrap(L, idx, "remove", wrap_remove);
+    wrap(L, idx, "sort", wrap_sort);
+    wrap(L, idx, "unpack", wrap_unpack);
+}
+
+void bp_budget_utf8_lib(lua_State *L, int idx) {
+    idx = lua_absindex(L, idx);
+    wrap(L, idx, "len", wrap_utf8_len);
+    wrap(L, idx, "codepoint", wrap_codepoint);
+    wrap(L, idx, "offset", wrap_offset);
+    wrap(L, idx, "char", wrap_values);
+}
+
+void bp_budget_base_lib(lua_State *L, int idx) {
+    wrap(L, lua_absindex(L, idx), "tonumber", wrap_tonumber);
 }

@@ -28,7 +28,8 @@ import Testing
     }
 
     static let hostile = ["balance", "long_pattern", "long_plain", "backtrack", "lazy", "upper", "gsub",
-                          "gmatch", "concat", "format", "rep", "pcall"]
+                          "gmatch", "concat", "format", "rep", "pcall", "move", "sort", "insert", "unpack",
+                          "utf8_len", "packsize", "tonumber", "concat_op"]
 
     /// Each attack under the default limits (20 ms CPU, 2,000,000 instructions): cut with the
     /// budget error in well under 3x the CPU budget, and the next policy still answers.

@@ -1,7 +1,8 @@
--- Work that runs inside the string and table libraries' C code, where the count hook never
--- fires: only their charges (Sources/CLuaShim/strlib.c) stop it. config.what picks one. Its
--- big input is made here, at load, so the hook spends its budget on the attack alone (and
--- only that one, so the 32 MiB cap leaves room for the copies the attack makes).
+-- Work that runs inside the libraries' C code, where the count hook never fires: only their
+-- charges (Sources/CLuaShim/strlib.c, and bp_alloc's for big allocations) stop it.
+-- config.what picks one. Its big input is made here, at load, so the hook spends its budget
+-- on the attack alone (and only that one, so the 32 MiB cap leaves room for the copies the
+-- attack makes).
 local what = config.what
 local function input(name)
   if name == "parens" then return string.rep("(", 200000) end
@@ -14,7 +15,9 @@ local function input(name)
   end
 end
 local uses = { balance = "parens", pcall = "parens", long_pattern = "four_mb", long_plain = "four_mb",
-  gsub = "four_mb", gmatch = "four_mb", format = "four_mb", upper = "ten_mb", concat = "items" }
+  gsub = "four_mb", gmatch = "four_mb", format = "four_mb", upper = "ten_mb", concat = "items",
+  sort = "items", insert = "items", unpack = "items", utf8_len = "four_mb", tonumber = "four_mb",
+  concat_op = "ten_mb" }
 local big = input(uses[what])
 local dots = string.rep(".", 3999) .. "b"         -- 4,000 characters, no quantifier
 local needle = string.rep("a", 3999) .. "b"       -- the same without specials: a plain search
@@ -50,6 +53,27 @@ local attacks = {
     for _ = 1, 1000 do local _ = ("ab"):rep(2 << 20) end
   end,
   huge_rep = function() return ("x"):rep(1 << 30) end,
+  move = function() return table.move({}, 1, 1e12, 1) end, -- one call: hours in stock Lua
+  sort = function()
+    for _ = 1, 1000 do table.sort(big) end
+  end,
+  insert = function()
+    for _ = 1, 100000 do table.insert(big, 1, "") end
+  end,
+  unpack = function()
+    for _ = 1, 100000 do table.unpack(big) end
+  end,
+  utf8_len = function()
+    for _ = 1, 1000 do utf8.len(big) end
+  end,
+  packsize = function() return string.packsize(string.rep("b", 8 << 20)) end,
+  -- Not a library call at all: one VM instruction that copies 10 MB.
+  concat_op = function()
+    for _ = 1, 1000000 do local _ = big .. "x" end
+  end,
+  tonumber = function()
+    for _ = 1, 100000 do tonumber(big) end
+  end,
   -- A policy that catches the error and keeps going is still stopped.
   pcall = function()
     while true do

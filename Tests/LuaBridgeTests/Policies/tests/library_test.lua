@@ -101,6 +101,16 @@ test("costly patterns pay into the budget, ordinary ones work", function()
     eq(ok, false, what)
     contains(err, "policy exceeded its budget", what)
   end
+  -- The wrapped and replaced functions raise the stock argument errors.
+  contains(select(2, pcall(string.rep)), "bad argument #1 to 'string.rep' (string expected, got no value)")
+  contains(select(2, pcall(string.upper)), "bad argument #1 to 'string.upper' (string expected, got no value)")
+  contains(select(2, pcall(function() return ("x"):rep("y") end)), "bad argument #1 to 'rep' (number expected, got string)")
+  contains(select(2, pcall(table.move, {}, 1, math.maxinteger, 2)), "destination wrap around")
+  contains(select(2, pcall(table.insert, {}, 5, 1)), "bad argument #2 to 'table.insert' (position out of bounds)")
+  contains(select(2, pcall(table.unpack, {}, 1, 1e7)), "too many results to unpack")
+  eq(("ab"):rep(3, ","), "ab,ab,ab")
+  eq(table.concat({ 1, 2, 3 }, "-", 2), "2-3")
+  eq(select("#", ("abc"):byte(1, -1)), 3)
   eq(pcall(string.find, "x", "(%b"), false)
   contains(select(2, pcall(string.match, "x", "[a")), "malformed pattern (missing ']')")
   -- anchored, a few items, short subjects: fine
