@@ -160,15 +160,13 @@ static int pm_class(int c, int cl) {
 }
 
 /* A set: `p` at its '[', `close` at its final ']' (pm_item_end found it). */
-static int pm_in_set(pm_state *m, int c, const char *p, const char *close) {
+static int pm_in_set(int c, const char *p, const char *close) {
     int want = 1;
     p++;
     if (*p == '^') {
         want = 0;
         p++;
     }
-    /* A long set is linear work for every character tried against it. */
-    if (close - p >= PM_SET_BYTES_PER_STEP) pm_burn(m, (close - p) / PM_SET_BYTES_PER_STEP);
     for (; p < close; p++) {
         unsigned char x = (unsigned char)*p;
         if (x == PM_ESC) {
@@ -206,16 +204,23 @@ static const char *pm_item_end(pm_state *m, const char *p) {
     return p;
 }
 
-static int pm_single(pm_state *m, const char *s, const char *p, const char *ep) {
-    pm_burn(m, 1);
+/* Whether the item p..ep matches the character at s (none at the end). Not counted here:
+ * callers burn pm_cost per call, the greedy loop in batches. */
+static inline int pm_single(pm_state *m, const char *s, const char *p, const char *ep) {
     if (s >= m->src_end) return 0;
     int c = (unsigned char)*s;
     switch (*p) {
     case '.': return 1;
     case PM_ESC: return pm_class(c, (unsigned char)p[1]);
-    case '[': return pm_in_set(m, c, p, ep - 1);
+    case '[': return pm_in_set(c, p, ep - 1);
     default: return (unsigned char)*p == c;
     }
+}
+
+/* Steps one pm_single of the item costs: 1, and a long set is linear work for every
+ * character tried against it. */
+static inline long pm_cost(const char *p, const char *ep) {
+    return *p == '[' && ep - p > PM_SET_BYTES_PER_STEP ? 1 + (ep - p) / PM_SET_BYTES_PER_STEP : 1;
 }
 
 /* ---------------------------------------------------------------- the matcher */
@@ -275,9 +280,17 @@ static const char *pm_close(pm_state *m, const char *s, const char *p) {
 }
 
 /* Greedy: as many as match, then give back one at a time. */
-static const char *pm_greedy(pm_state *m, const char *s, const char *p, const char *ep) {
+static const char *pm_greedy(pm_state *m, const char *s, const char *p, const char *ep, long cost) {
     ptrdiff_t n = 0;
-    while (pm_single(m, s + n, p, ep)) n++;
+    long batch = 0;
+    while (pm_single(m, s + n, p, ep)) {
+        n++;
+        if (++batch == 1024) {
+            pm_burn(m, batch * cost);
+            batch = 0;
+        }
+    }
+    pm_burn(m, (batch + 1) * cost);
     for (; n >= 0; n--) {
         const char *r = pm_match(m, s + n, ep + 1);
         if (r) return r;
@@ -286,10 +299,11 @@ static const char *pm_greedy(pm_state *m, const char *s, const char *p, const ch
 }
 
 /* Lazy: the rest of the pattern first, one more repetition each time it fails. */
-static const char *pm_lazy(pm_state *m, const char *s, const char *p, const char *ep) {
+static const char *pm_lazy(pm_state *m, const char *s, const char *p, const char *ep, long cost) {
     for (;;) {
         const char *r = pm_match(m, s, ep + 1);
         if (r) return r;
+        pm_burn(m, cost);
         if (!pm_single(m, s, p, ep)) return NULL;
         s++;
     }
@@ -327,10 +341,10 @@ static const char *pm_match(pm_state *m, const char *s, const char *p) {
                 p += 2;
                 if (p >= m->pat_end || *p != '[') luaL_error(m->L, "missing '[' after '%%f' in pattern");
                 const char *ep = pm_item_end(m, p);
-                pm_burn(m, 1);
+                pm_burn(m, 2 * pm_cost(p, ep));
                 int before = s == m->src ? 0 : (unsigned char)s[-1];
                 int here = s < m->src_end ? (unsigned char)*s : 0;
-                if (pm_in_set(m, before, p, ep - 1) || !pm_in_set(m, here, p, ep - 1)) {
+                if (pm_in_set(before, p, ep - 1) || !pm_in_set(here, p, ep - 1)) {
                     s = NULL;
                     goto out;
                 }
@@ -349,6 +363,8 @@ static const char *pm_match(pm_state *m, const char *s, const char *p) {
         /* A single-character item and its quantifier, if any. */
         const char *ep = pm_item_end(m, p);
         int q = ep < m->pat_end ? (unsigned char)*ep : 0;
+        long cost = pm_cost(p, ep);
+        pm_burn(m, cost);
         if (!pm_single(m, s, p, ep)) {
             if (q == '*' || q == '?' || q == '-') {
                 p = ep + 1; /* zero repetitions will do */
@@ -367,9 +383,9 @@ static const char *pm_match(pm_state *m, const char *s, const char *p) {
             p = ep + 1;
             continue;
         }
-        case '+': s = pm_greedy(m, s + 1, p, ep); goto out;
-        case '*': s = pm_greedy(m, s, p, ep); goto out;
-        case '-': s = pm_lazy(m, s, p, ep); goto out;
+        case '+': s = pm_greedy(m, s + 1, p, ep, cost); goto out;
+        case '*': s = pm_greedy(m, s, p, ep, cost); goto out;
+        case '-': s = pm_lazy(m, s, p, ep, cost); goto out;
         default:
             s++;
             p = ep;
@@ -730,7 +746,8 @@ static size_t span_of(lua_State *L, size_t len, lua_Integer def_end) {
 }
 
 static int wrap_sub(lua_State *L) {
-    charge_alloc(L, span_of(L, str_len(L, 1), -1), COPY_BYTES_PER_UNIT, 1);
+    size_t len = str_len(L, 1);
+    if (len >= COPY_BYTES_PER_UNIT) charge_alloc(L, span_of(L, len, -1), COPY_BYTES_PER_UNIT, 1);
     return call_stock(L);
 }
 
