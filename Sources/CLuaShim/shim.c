@@ -112,7 +112,7 @@ static double now_ms(clockid_t clk) {
 
 static int raise_at(lua_State *L, int level, const char *fmt, ...);
 
-/* Counts `units` (VM instructions, or C work the string library prices as such) against the
+/* Counts `units` (VM instructions, or C work strlib.c and bp_alloc price as such) against the
  * call's budget; 1 when it is spent. The clocks are read once per BP_HOOK_EVERY units, so the
  * hook reads them at every firing as before, and small charges between firings add no
  * clock reads. Clocks start at the first read, so a short call never reads them. CPU time of

@@ -1,5 +1,5 @@
 /*
- * The string functions policies use whose cost grows with their input, made to pay into the
+ * The library functions policies use whose cost grows with their input, made to pay into the
  * hook's budget (bp_charge in shim.c). The count hook only sees VM instructions: one call of
  * a C function was invisible to it however long it ran (string.rep("(", 200000):find("%b()")
  * took 17 s inside one hook, a loop of s:upper() on 8 MB ran 3 s before the next check).
@@ -12,9 +12,10 @@
  * or in gmatch's userdata), so the budget error can longjmp out of it at any step.
  *
  * rep is ours as well (bp_str_rep: same results and errors, cost per byte instead of per
- * copy). The other functions keep the stock code: a wrapper charges for the bytes involved, before
- * the work when the size is known from the arguments, and then calls the original C function
- * (its upvalue) on the same stack, so argument errors read exactly as before.
+ * copy). The other functions (string, table, utf8, tonumber) keep the stock code: a wrapper
+ * charges for the bytes or items involved, before the work when the arguments tell the size,
+ * and then calls the original C function (its upvalue) on the same stack frame, so argument
+ * errors read exactly as before.
  */
 #define _GNU_SOURCE /* memmem */
 #include "budget.h"
@@ -41,7 +42,8 @@
  * default budget, 2,000,000 instructions or 20 ms, assumes). Measured there, per unit:
  * backtracking matcher steps 7.5-9 ns, %b 8.3 ns, back-references 3.3 ns, plain search
  * 9-16 ns, upper/lower 9.6-11.3 ns, reverse 8 ns, rep and sub 11-12 ns, byte 12.8 ns,
- * char 12.3 ns, format 1.7 ns (%s of one big string) to 20 ns (%q), concat 8.3-11.5 ns. */
+ * char 12.3 ns, format 1.7 ns (%s of one big string) to 20 ns (%q), concat 8.3-11.5 ns;
+ * the table and utf8 prices below come from the same kind of loop over the stock functions. */
 #define PM_STEPS_PER_UNIT 2        /* a step: one character tried against one item */
 #define PM_BALANCE_BYTES_PER_STEP 4
 #define PM_BACKREF_BYTES_PER_STEP 64 /* memcmp */
@@ -754,8 +756,10 @@ static int wrap_sub(lua_State *L) {
 static int wrap_byte(lua_State *L) {
     int ok = 1;
     lua_Integer i = int_arg(L, 2, 1, &ok);
-    /* one pushed integer per byte; the end defaults to the start as given */
-    if (ok) charge_work(L, span_of(L, str_len(L, 1), i), BYTE_VALUES_PER_UNIT);
+    /* one pushed integer per byte; the end defaults to the start as given; past the stack's
+     * limit the stock code fails at once ("string slice too long") */
+    size_t n = ok ? span_of(L, str_len(L, 1), i) : 0;
+    if (n <= STACK_MAX) charge_work(L, n, BYTE_VALUES_PER_UNIT);
     return call_stock(L);
 }
 
