@@ -109,7 +109,8 @@ let package = Package(
         ),
         .testTarget(
             name: "LuaBridgeTests",
-            dependencies: ["LuaBridge", "Clients", "Protocols"],
+            // CLuaShim for the pattern matcher's differential test (bp_pattern_diff).
+            dependencies: ["LuaBridge", "CLuaShim", "Clients", "Protocols"],
             resources: [.copy("Policies")]
         ),
         .testTarget(

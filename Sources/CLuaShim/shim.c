@@ -8,6 +8,7 @@
  * tripped) and HAProxy's hlua_alloc (a lua_Alloc that refuses past a cap).
  */
 #include "CLuaShim.h"
+#include "budget.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,12 +20,26 @@
 #define BP_MEM_RESERVE (256 * 1024) /* head-room for error handling once the cap tripped */
 #define BP_WIRE_DEPTH 32
 #define BP_MODULE_MAX (1024 * 1024)
+/* A single VM instruction can copy megabytes (`s .. "x"` of a 16 MiB string took 6 ms, and
+ * the hook looked again only after 1,000 instructions: 250 such copies, 1.8 s). So a
+ * growth of at least BP_BIG_ALLOC bytes is charged BP_ALLOC_BYTES_PER_UNIT bytes a unit
+ * (what allocating and filling them costs) and the hook is made to fire at the next
+ * instruction to look at the budget. */
+#define BP_BIG_ALLOC (64 * 1024)
+#define BP_ALLOC_BYTES_PER_UNIT 32
 
 typedef struct bp_ctx {
     size_t used, limit;
     int mem_tripped;
     int armed, budget_tripped, timing;
     long long instr_limit, instr_count;
+    long long unclocked; /* units counted since the clocks were last read */
+    /* Big allocations (see BP_BIG_ALLOC): units not yet counted, whether the hook was set to
+     * fire at once for them, and bytes a library function already paid for (bp_prepay). */
+    long long alloc_units;
+    int hook_soon;
+    size_t prepaid;
+    lua_State *L; /* the main thread, the only one (no coroutines in the sandbox) */
     double cpu_ms, wall_ms, cpu_deadline, wall_deadline;
     void *host;
     /* The current request's options in the host's buffer, from bp_push_request until
@@ -44,6 +59,8 @@ static bp_ctx *ctx_of(lua_State *L) {
 }
 
 /* ---------------------------------------------------------------- memory cap */
+
+static void bp_hook(lua_State *L, lua_Debug *ar);
 
 static void *bp_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     bp_ctx *c = (bp_ctx *)ud;
@@ -66,6 +83,20 @@ static void *bp_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
         return NULL;
     }
     c->used = c->used - osize + nsize;
+    if (nsize > osize && nsize - osize >= BP_BIG_ALLOC && c->armed) {
+        size_t bytes = nsize - osize;
+        size_t covered = bytes < c->prepaid ? bytes : c->prepaid;
+        c->prepaid -= covered;
+        if (bytes - covered >= BP_ALLOC_BYTES_PER_UNIT) {
+            c->alloc_units += (long long)((bytes - covered) / BP_ALLOC_BYTES_PER_UNIT);
+            /* Raising here is not allowed (the allocator runs inside Lua's internals), but
+             * setting a hook is, as from a signal handler. */
+            if (!c->hook_soon) {
+                c->hook_soon = 1;
+                lua_sethook(c->L, bp_hook, LUA_MASKCOUNT, 1);
+            }
+        }
+    }
     return np;
 }
 
@@ -81,45 +112,107 @@ static double now_ms(clockid_t clk) {
 
 static int raise_at(lua_State *L, int level, const char *fmt, ...);
 
-static void bp_hook(lua_State *L, lua_Debug *ar) {
-    (void)ar;
-    bp_ctx *c = ctx_of(L);
-    if (!c->armed) return;
+/* Counts `units` (VM instructions, or C work strlib.c and bp_alloc price as such) against the
+ * call's budget; 1 when it is spent. The clocks are read once per BP_HOOK_EVERY units, so the
+ * hook reads them at every firing as before, and small charges between firings add no
+ * clock reads. Clocks start at the first read, so a short call never reads them. CPU time of
+ * this thread is the budget (preemption on a busy host does not count); wall time is a
+ * backstop. */
+static int budget_spent(bp_ctx *c, long long units) {
+    c->instr_count += units;
+    if (c->instr_count > c->instr_limit) return 1;
+    c->unclocked += units;
+    if (c->unclocked < BP_HOOK_EVERY) return 0;
+    c->unclocked = 0;
+    if (!c->timing) {
+        c->timing = 1;
+        c->cpu_deadline = now_ms(CLOCK_THREAD_CPUTIME_ID) + c->cpu_ms;
+        c->wall_deadline = now_ms(CLOCK_MONOTONIC) + c->wall_ms;
+        return 0;
+    }
+    return now_ms(CLOCK_THREAD_CPUTIME_ID) >= c->cpu_deadline || now_ms(CLOCK_MONOTONIC) >= c->wall_deadline;
+}
+
+/* Marks the budget spent and raises its error, `level` frames up. */
+static int budget_trip(lua_State *L, bp_ctx *c, int level) {
     if (!c->budget_tripped) {
-        c->instr_count += BP_HOOK_EVERY;
-        /* Clocks start at the first check, so a short call never reads them. CPU time of
-         * this thread is the budget (preemption on a busy host does not count); wall time
-         * is a backstop. */
-        if (!c->timing) {
-            c->timing = 1;
-            c->cpu_deadline = now_ms(CLOCK_THREAD_CPUTIME_ID) + c->cpu_ms;
-            c->wall_deadline = now_ms(CLOCK_MONOTONIC) + c->wall_ms;
-            if (c->instr_count <= c->instr_limit) return;
-        } else if (c->instr_count <= c->instr_limit && now_ms(CLOCK_THREAD_CPUTIME_ID) < c->cpu_deadline &&
-                   now_ms(CLOCK_MONOTONIC) < c->wall_deadline) {
-            return;
-        }
         c->budget_tripped = 1;
         /* From now on fire on every instruction so `pcall` inside the policy cannot
          * swallow the error and keep running. */
         lua_sethook(L, bp_hook, LUA_MASKCOUNT, 1);
     }
+    return raise_at(L, level, "policy exceeded its budget (%I instructions, %f ms CPU or %f ms wall clock)",
+                    (lua_Integer)c->instr_limit, (lua_Number)c->cpu_ms, (lua_Number)c->wall_ms);
+}
+
+static void bp_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    bp_ctx *c = ctx_of(L);
+    if (!c->armed) return;
+    long long units = BP_HOOK_EVERY;
+    if (c->hook_soon) {
+        /* Early, for big allocations: their units (the few instructions since the last
+         * regular firing go uncounted), with a clock read, then the usual cadence. */
+        units = c->alloc_units;
+        c->alloc_units = 0;
+        c->hook_soon = 0;
+        c->unclocked = BP_HOOK_EVERY;
+        if (!c->budget_tripped) lua_sethook(L, bp_hook, LUA_MASKCOUNT, BP_HOOK_EVERY);
+    }
+    if (!c->budget_tripped && !budget_spent(c, units)) return;
     /* Level 0 inside a hook is the Lua function being run: its file:line leads. */
-    raise_at(L, 0, "policy exceeded its budget (%I instructions, %f ms CPU or %f ms wall clock)",
-             (lua_Integer)c->instr_limit, (lua_Number)c->cpu_ms, (lua_Number)c->wall_ms);
+    budget_trip(L, c, 0);
+}
+
+void bp_charge(lua_State *L, long long units) {
+    void *ud = NULL;
+    if (lua_getallocf(L, &ud) != bp_alloc) return; /* not ours: nothing to charge (tests) */
+    bp_ctx *c = (bp_ctx *)ud;
+    if (!c->armed) return;
+    if (!c->budget_tripped && !budget_spent(c, units)) return;
+    /* Called from a C function (level 0): the error names the nearest Lua caller, which a
+     * C function called through pcall is not. */
+    int level = 1;
+    lua_Debug d;
+    for (int l = 1; lua_getstack(L, l, &d); l++) {
+        lua_getinfo(L, "l", &d);
+        if (d.currentline > 0) {
+            level = l;
+            break;
+        }
+    }
+    budget_trip(L, c, level);
+}
+
+void bp_prepay(lua_State *L, size_t bytes) {
+    void *ud = NULL;
+    if (lua_getallocf(L, &ud) != bp_alloc) return;
+    bp_ctx *c = (bp_ctx *)ud;
+    if (c->armed) c->prepaid = bytes;
+}
+
+size_t bp_memory_room(lua_State *L) {
+    void *ud = NULL;
+    if (lua_getallocf(L, &ud) != bp_alloc) return SIZE_MAX;
+    bp_ctx *c = (bp_ctx *)ud;
+    return c->used < c->limit ? c->limit - c->used : 0;
 }
 
 static void arm(bp_ctx *c) {
     c->instr_count = 0;
+    c->unclocked = 0;
     c->budget_tripped = 0;
     c->mem_tripped = 0;
     c->timing = 0;
+    c->alloc_units = 0;
+    c->prepaid = 0;
     c->armed = 1;
 }
 
 static void disarm(lua_State *L, bp_ctx *c) {
     c->armed = 0;
-    if (c->budget_tripped) lua_sethook(L, bp_hook, LUA_MASKCOUNT, BP_HOOK_EVERY);
+    if (c->budget_tripped || c->hook_soon) lua_sethook(L, bp_hook, LUA_MASKCOUNT, BP_HOOK_EVERY);
+    c->hook_soon = 0;
 }
 
 void bp_set_budget(lua_State *L, long long instructions, double cpu_ms, double wall_ms) {
@@ -811,11 +904,18 @@ static int bp_gc_count(lua_State *L) {
 
 static int open_k(lua_State *L) {
     open_args *a = (open_args *)lua_touserdata(L, 1);
+    /* Each library's functions that can run long in C are replaced in its table (which is
+     * what _G, the string metatable's __index and the prelude's copies for every policy's
+     * environment all use): from here on they pay into the budget (strlib.c). */
     luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+    bp_budget_base_lib(L, -1);
     luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+    bp_budget_string_lib(L, -1);
     luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+    bp_budget_table_lib(L, -1);
     luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
     luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
+    bp_budget_utf8_lib(L, -1);
     lua_settop(L, 0);
 
     /* Internals handed to the prelude only. */
@@ -899,6 +999,7 @@ lua_State *bp_open(void *host, size_t mem_limit, const char *prelude, size_t pre
         *err = strdup("cannot create a Lua state within the memory limit");
         return NULL;
     }
+    c->L = L;
     lua_atpanic(L, bp_panic);
     lua_sethook(L, bp_hook, LUA_MASKCOUNT, BP_HOOK_EVERY);
     open_args a = {prelude, prelude_len};

@@ -9,95 +9,11 @@ local type, tostring, tonumber, select, error, pairs, ipairs = type, tostring, t
 local setmetatable, getmetatable, rawget, pcall, next = setmetatable, getmetatable, rawget, pcall, next
 local math_type, tointeger = math.type, math.tointeger
 local sfmt, sbyte, concat = string.format, string.byte, table.concat
--- Unchecked originals for the library's own (linear) matching; see check_pattern below.
+-- The library's own matching goes through the same budgeted functions as policies' (the
+-- C side replaced them before this runs): a policy handing it a huge string pays for it.
 local rfind, rgmatch = string.find, string.gmatch
 local OP_LOG, OP_GET, OP_SET, OP_CLEAR = 1, 2, 3, 4
 local OP_CHAIN, OP_RUN, OP_FIXTURE, OP_RESULT, OP_REQUEST = 10, 11, 12, 13, 14
-
--- Pattern matching runs in C, where the instruction budget cannot stop it, and
--- backtracking items (x*, x+, x-, x?) make it polynomial/exponential in the subject length.
--- Refuse a match whose worst case (n^(items [+1 if unanchored]) * 2^optionals) is over
--- PATTERN_LIMIT steps, with an error saying so, instead of hanging a server thread.
-local PATTERN_LIMIT = 1e8
-local log_limit = math.log(PATTERN_LIMIT)
-local sbyte0, ssub0 = string.byte, string.sub
-local pcache, pcount = {}, 0
-local function pattern_shape(p)
-  local hit = pcache[p]
-  if hit then return hit end
-  local k, q, i, n = 0, 0, 1, #p
-  local anchored = sbyte0(p, 1) == 94 -- ^
-  if anchored then i = 2 end
-  while i <= n do
-    local c = sbyte0(p, i)
-    local single = true
-    if c == 37 then -- %
-      local d = sbyte0(p, i + 1)
-      if d == 98 then i = i + 4; single = false -- %bxy
-      elseif d == 102 then -- %f[set]
-        i = i + 2
-        if sbyte0(p, i) == 91 then
-          i = i + 1
-          if sbyte0(p, i) == 94 then i = i + 1 end
-          i = i + 1
-          while i <= n and sbyte0(p, i) ~= 93 do if sbyte0(p, i) == 37 then i = i + 1 end i = i + 1 end
-          i = i + 1
-        end
-        single = false
-      else i = i + 2 end
-    elseif c == 91 then -- [set]
-      i = i + 1
-      if sbyte0(p, i) == 94 then i = i + 1 end
-      i = i + 1
-      while i <= n and sbyte0(p, i) ~= 93 do if sbyte0(p, i) == 37 then i = i + 1 end i = i + 1 end
-      i = i + 1
-    elseif c == 40 or c == 41 then i = i + 1; single = false -- ( )
-    elseif c == 36 and i == n then i = i + 1; single = false -- final $
-    else i = i + 1 end
-    if single and i <= n then
-      local qch = sbyte0(p, i)
-      if qch == 42 or qch == 43 or qch == 45 then k = k + 1; i = i + 1
-      elseif qch == 63 then q = q + 1; i = i + 1 end
-    end
-  end
-  hit = { k, q, anchored }
-  if pcount > 512 then pcache, pcount = {}, 0 end
-  pcache[p], pcount = hit, pcount + 1
-  return hit
-end
-local function check_pattern(fname, s, p, init, allow_anchor)
-  if type(s) ~= "string" or type(p) ~= "string" then return end
-  local n = #s
-  if type(init) == "number" and init > 1 then n = n - init + 1 end
-  if n < 2 then return end
-  local shape = pattern_shape(p)
-  local k, q = shape[1], shape[2]
-  if k == 0 and q == 0 then return end
-  local e = k + ((allow_anchor and shape[3]) and 0 or 1)
-  if e * math.log(n) + q * math.log(2) > log_limit then
-    error(sfmt("%s: pattern %q is too expensive for a %d-byte subject (%d backtracking items); anchor it with '^', simplify it or match a shorter string",
-      fname, p, n, k + q), 3)
-  end
-end
-do
-  local find, match, gmatch, gsub = string.find, string.match, string.gmatch, string.gsub
-  string.find = function(s, p, init, plain)
-    if not plain then check_pattern("string.find", s, p, init, true) end
-    return find(s, p, init, plain)
-  end
-  string.match = function(s, p, init)
-    check_pattern("string.match", s, p, init, true)
-    return match(s, p, init)
-  end
-  string.gmatch = function(s, p, init)
-    check_pattern("string.gmatch", s, p, init, false)
-    return gmatch(s, p, init)
-  end
-  string.gsub = function(s, p, r, n)
-    check_pattern("string.gsub", s, p, nil, true)
-    return gsub(s, p, r, n)
-  end
-end
 
 local LIBS = { string = string, table = table, math = math, utf8 = utf8 }
 local BASE = { "assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget",

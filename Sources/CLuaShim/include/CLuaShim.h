@@ -69,6 +69,12 @@ int bp_anchor(lua_State *L, const char *s, size_t len);
 /* Calls the hook in registry slot `ref` with the value at `reqidx`. See BP_* above. */
 int bp_call_hook(lua_State *L, int ref, int reqidx);
 
+/* Test support (patdiff.c): runs `cases` random pattern cases from `seed` through both the
+ * stock string.find/match/gmatch/gsub and the budgeted ones policies get, in a state of its
+ * own. Returns 0 when every case agreed, else 1 with the first mismatch described in
+ * `report`; *ran is the number of cases run. */
+int bp_pattern_diff(uint64_t seed, long cases, long *ran, char *report, size_t report_len);
+
 /* Plain accessors (never raise). */
 int bp_gettop(lua_State *L);
 void bp_settop(lua_State *L, int idx);
