@@ -23,7 +23,10 @@ enum PolicySetup {
         let defaults = PolicyLimits()
         return PolicyLimits(
             instructionBudget: l.instructions ?? defaults.instructionBudget,
-            wallClock: l.timeMs.map(Double.init) ?? defaults.wallClock,
+            // time_ms is the CPU budget a hook gets; the wall-clock backstop (for a thread
+            // the host does not schedule) stays well above it.
+            cpuTime: l.timeMs.map(Double.init) ?? defaults.cpuTime,
+            wallClock: l.timeMs.map { max(defaults.wallClock, 5 * Double($0)) } ?? defaults.wallClock,
             memoryBytes: l.memoryMB.map { $0 << 20 } ?? defaults.memoryBytes,
             states: l.states ?? defaults.states)
     }

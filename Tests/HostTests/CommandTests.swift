@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import Host
 
 /// check, explain, import and test as a user runs them: the real binary, real files.
 @Suite struct CommandTests {
@@ -15,6 +16,22 @@ import Testing
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-cmd-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         return dir
+    }
+
+    /// limits.time_ms is the CPU budget of a hook; the wall-clock backstop stays above it.
+    @Test func timeLimitIsTheCPUBudget() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-limits-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("c.yaml").path
+        for (ms, cpu, wall) in [(5, 5.0, 250.0), (100, 100.0, 500.0)] {
+            try "limits:\n  time_ms: \(ms)\n".write(toFile: path, atomically: true, encoding: .utf8)
+            let limits = PolicySetup.limits(from: try Configuration.load(path: path))
+            #expect(limits.cpuTime == cpu && limits.wallClock == wall, "time_ms \(ms): \(limits.cpuTime) / \(limits.wallClock)")
+        }
+        try "limits: {}\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let defaults = PolicySetup.limits(from: try Configuration.load(path: path))
+        #expect(defaults.cpuTime == 20 && defaults.wallClock == 250)
     }
 
     @Test func checkPassesOnShippedPolicies() throws {
