@@ -753,15 +753,18 @@ static int wrap_sub(lua_State *L) {
     return call_stock(L);
 }
 
-static int wrap_byte(lua_State *L) {
+/* string.byte and utf8.codepoint push one value per byte or character of s[i..j]; the end
+ * defaults to the start as given; past the stack's limit the stock code fails at once
+ * ("string slice too long"), so that is not charged. */
+static int charge_pushed_span(lua_State *L, size_t per_unit) {
     int ok = 1;
     lua_Integer i = int_arg(L, 2, 1, &ok);
-    /* one pushed integer per byte; the end defaults to the start as given; past the stack's
-     * limit the stock code fails at once ("string slice too long") */
     size_t n = ok ? span_of(L, str_len(L, 1), i) : 0;
-    if (n <= STACK_MAX) charge_work(L, n, BYTE_VALUES_PER_UNIT);
+    if (n <= STACK_MAX) charge_work(L, n, per_unit);
     return call_stock(L);
 }
+
+static int wrap_byte(lua_State *L) { return charge_pushed_span(L, BYTE_VALUES_PER_UNIT); }
 
 static int wrap_char(lua_State *L) {
     charge_work(L, (size_t)lua_gettop(L), CHAR_VALUES_PER_UNIT);
@@ -850,13 +853,7 @@ static int wrap_utf8_len(lua_State *L) {
     return call_stock(L);
 }
 
-static int wrap_codepoint(lua_State *L) {
-    int ok = 1;
-    lua_Integer i = int_arg(L, 2, 1, &ok);
-    size_t n = ok ? span_of(L, str_len(L, 1), i) : 0;
-    if (n <= STACK_MAX) charge_work(L, n, CODEPOINTS_PER_UNIT);
-    return call_stock(L);
-}
+static int wrap_codepoint(lua_State *L) { return charge_pushed_span(L, CODEPOINTS_PER_UNIT); }
 
 /* offset(s, n, i) walks up to |n| characters, and no further than the string. */
 static int wrap_offset(lua_State *L) {
