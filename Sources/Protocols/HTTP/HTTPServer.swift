@@ -282,8 +282,15 @@ public final class HTTPServer: Service, @unchecked Sendable {
         switch root.open(path) {
         case .failure(let refusal):
             logger.debug("http: refused path", metadata: ["path": "\(path)", "reason": "\(refusal)"])
-            if case .notFound = refusal { return .text(status: .notFound, "not found: \(path)\n") }
-            return .text(status: .forbidden, "\(refusal.message): \(path)\n")
+            switch refusal {
+            case .notFound: return .text(status: .notFound, "not found: \(path)\n")
+            case .busy:
+                logger.error("http: cannot open \(path): \(refusal.message)", metadata: ["client": "\(context.clientAddress)"])
+                var busy = HTTPResponse.text(status: .serviceUnavailable, "\(refusal.message)\n")
+                busy.headers.append(("Retry-After", "1"))
+                return busy
+            case .accessViolation: return .text(status: .forbidden, "\(refusal.message): \(path)\n")
+            }
         case .success(let file):
             return .file(file, range: context.headers.first(name: "range"))
         }

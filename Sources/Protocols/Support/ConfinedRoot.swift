@@ -19,11 +19,14 @@ public struct ConfinedRoot: Sendable {
     public enum Refusal: Error, Sendable, Equatable, CustomStringConvertible {
         case notFound(String)
         case accessViolation(String)
+        /// The server, not the file: out of descriptors or memory. The client should retry.
+        case busy(String)
 
         public var message: String {
             switch self {
             case .notFound: return "File not found"
             case .accessViolation(let why): return "Access violation: \(why)"
+            case .busy(let why): return "Server busy: \(why), try again later"
             }
         }
 
@@ -75,7 +78,12 @@ public struct ConfinedRoot: Sendable {
         guard fd >= 0 else {
             let err = errno
             if err == ENOENT { return .failure(.notFound(requested)) }
-            return .failure(.accessViolation("cannot open"))
+            // 21,000 idle HTTP connections used every descriptor, and TFTP clients were told
+            // "Access violation": the file was fine, the server was not.
+            if err == EMFILE || err == ENFILE || err == ENOMEM {
+                return .failure(.busy(err == ENOMEM ? "out of memory" : "out of file descriptors (\(err == EMFILE ? "EMFILE" : "ENFILE"))"))
+            }
+            return .failure(.accessViolation("cannot open: \(String(cString: strerror(err)))"))
         }
         var info = stat()
         guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {

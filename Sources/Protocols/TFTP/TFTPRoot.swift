@@ -7,6 +7,7 @@ extension ConfinedRoot.Refusal {
         switch self {
         case .notFound: return .fileNotFound
         case .accessViolation: return .accessViolation
+        case .busy: return .notDefined
         }
     }
 }

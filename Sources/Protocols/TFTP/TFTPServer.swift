@@ -249,7 +249,15 @@ public final class TFTPServer: Service, Sendable {
             switch root.open(servedName) {
             case .success(let opened): content = .file(opened)
             case .failure(let refusal):
-                return refuse(refusal.code == .fileNotFound ? .notFound : .accessViolation, refusal.code, refusal.message)
+                let outcome: TFTPOutcome
+                switch refusal {
+                case .notFound: outcome = .notFound
+                case .accessViolation: outcome = .accessViolation
+                case .busy:
+                    outcome = .busy
+                    logger.error("TFTP cannot open \(servedName): \(refusal.message)", metadata: ["client": "\(clientIP)"])
+                }
+                return refuse(outcome, refusal.code, refusal.message)
             }
         }
         let netascii = request.mode == .netascii

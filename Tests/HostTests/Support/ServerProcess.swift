@@ -24,9 +24,15 @@ final class ServerProcess: @unchecked Sendable {
             .deletingLastPathComponent().deletingLastPathComponent()
     }
 
-    init(_ arguments: [String], environment: [String: String] = [:]) {
-        process.executableURL = Self.binary
-        process.arguments = arguments
+    /// `launcher` runs the server through another tool, e.g. `["/usr/bin/prlimit", "--nofile=50:50", "--"]`.
+    init(_ arguments: [String], environment: [String: String] = [:], launcher: [String] = []) {
+        if let tool = launcher.first {
+            process.executableURL = URL(fileURLWithPath: tool)
+            process.arguments = Array(launcher.dropFirst()) + [Self.binary.path] + arguments
+        } else {
+            process.executableURL = Self.binary
+            process.arguments = arguments
+        }
         var env = ProcessInfo.processInfo.environment
         env["BOOTPOLICY_POLICIES"] = Self.packageRoot.appendingPathComponent("policies").path
         for (k, v) in environment { env[k] = v }
