@@ -250,6 +250,7 @@ extension ProxyDHCPServer {
                 work.replies.removeAll { $0.commit != 0 }
                 core.withdraw(before - work.replies.count)
             }
+            core.countAnswering(work.replies.count)
             if work.replies.count == 1 {
                 let reply = work.replies[0]
                 if let error = Self.sendto(fd: fd, work.outgoing, to: reply.address, port: reply.port) {

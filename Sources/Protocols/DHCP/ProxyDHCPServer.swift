@@ -57,6 +57,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
     /// What the server has done so far (also exported as swift-metrics counters).
     public struct Statistics: Sendable, Equatable {
         public var received = 0
+        /// Replies sent (the kernel took them).
         public var answered = 0
         public var malformed = 0
         public var silenced: [ProxyDHCPResponder.Silence: Int] = [:]
@@ -65,8 +66,9 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         public var backlogged = 0
         /// Times a helper thread was woken for a backlog.
         public var helperWakeups = 0
-        /// Every received datagram is exactly one of answered, malformed or silenced.
-        public var accountedFor: Int { answered + malformed + silenced.values.reduce(0, +) }
+        /// Every received datagram is exactly one of answered, malformed, silenced, or a reply
+        /// that could not be sent.
+        public var accountedFor: Int { answered + malformed + sendFailures + silenced.values.reduce(0, +) }
     }
 
     enum State {
@@ -327,14 +329,20 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             helperWakeupCounter.increment()
         }
 
-        /// A reply the kernel took: only these count as answered (a reply built but not sent,
-        /// or withheld, is not an answer).
+        /// Replies about to be sent: counted as answered first, so that whoever sees a reply
+        /// arrive also sees it counted; a send that fails takes its count back.
+        func countAnswering(_ count: Int) {
+            answeredCount.add(count, ordering: .relaxed)
+        }
+
+        /// A reply the kernel took: only these count in `bootpolicy_dhcp_replies_total` (a
+        /// reply built but not sent, or withheld, is not an answer).
         func countSent(_ type: DHCPMessageType?) {
-            answeredCount.add(1, ordering: .relaxed)
             if let type { repliesCounter[type]?.increment() }
         }
 
         func countSendFailure(_ error: Error, to destination: String) {
+            answeredCount.subtract(1, ordering: .relaxed)
             lock.withLock { stats.sendFailures += 1 }
             sendFailureCounter.increment()
             logger.warning("proxydhcp send failed", metadata: ["to": "\(destination)", "error": "\(error)"])
@@ -489,6 +497,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             let promise = context.eventLoop.makePromise(of: Void.self)
             let core = self.core
             let type = reply.message.messageType
+            core.countAnswering(1)
             promise.futureResult.whenComplete { result in
                 switch result {
                 case .success: core.countSent(type)
