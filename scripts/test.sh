@@ -52,6 +52,10 @@ for target in $(ls Tests | grep 'Tests$'); do   # TestSupport is a helper librar
   swift test --skip-build --filter "^$target\\." 2>&1 | tee "$log" | grep -E "^(✘|􀢄)|Test run with|error:|Test Suite .* failed" | tail -n 60
   grep -qE 'Test run with [0-9]+ tests? .*passed' "$log" && ! grep -q '✘ Test run' "$log"
   st=$?
+  if [ "$st" != 0 ]; then   # an issue's message (the server's log, say) follows its ✘ line
+    echo "-- what the failing tests recorded (full log: $log)"
+    grep -A 25 -E '^✘ .* recorded an issue' "$log" | head -n 200
+  fi
   total=$(grep -oE 'Test run with [0-9]+ test' "$log" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
   nfail=$(grep -E '^✘ Test .* failed after' "$log" | grep -cv '^✘ Test run' || true)
   count "swift-test-$target" "$st" "$((total - nfail))" "$nfail"

@@ -117,16 +117,51 @@ func runTool(_ path: String, _ args: [String], timeout: Double = 30) throws -> (
     return (p.terminationStatus, String(decoding: collected.lock.withLock { collected.data }, as: UTF8.self))
 }
 
-/// A free TCP/UDP port on loopback, picked by the kernel.
+/// Ports this test process has handed out already: two servers started side by side must
+/// never be given the same one.
+private let handedOut = HandedOut()
+private final class HandedOut: @unchecked Sendable {
+    let lock = NSLock()
+    var ports: Set<Int> = []
+}
+
+/// A loopback port that is free for both TCP and UDP, and not handed out before in this process.
+///
+/// Picked below the kernel's ephemeral range (32768-60999 by default): a port the kernel chose
+/// for a UDP socket could meanwhile become the local end of one of the many TCP connections
+/// the tests make (curl, PostgreSQL), and a server given it then fails to bind its HTTP
+/// listener (CI saw exactly that once). Bounded: after 2,000 tries the kernel's pick is used.
 func freePort() -> Int {
+    for _ in 0..<2_000 {
+        let port = Int.random(in: 20_000..<32_000)
+        let fresh = handedOut.lock.withLock { handedOut.ports.insert(port).inserted }
+        guard fresh else { continue }
+        if canBind(port, SOCK_STREAM) && canBind(port, SOCK_DGRAM) { return port }
+    }
     let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
     defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
+    var addr = loopback(0)
     var len = socklen_t(MemoryLayout<sockaddr_in>.size)
     _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
     _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
     return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+private func loopback(_ port: Int) -> sockaddr_in {
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = UInt16(port).bigEndian
+    return addr
+}
+
+/// Whether a socket of `type` binds 127.0.0.1:`port` right now (closed again at once).
+private func canBind(_ port: Int, _ type: __socket_type) -> Bool {
+    let fd = socket(AF_INET, Int32(type.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var addr = loopback(port)
+    return withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    } == 0
 }
