@@ -81,17 +81,23 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
     let core: Core
     private let lock = NSLock()
     private var state = State.idle
-    private var _boundAddresses: [String] = []
+    private var _listening: [ListeningAddress] = []
+    let onServerRunning: OnServerRunning?
 
     public init(
-        configuration: Configuration, decider: BootDecider, events: BootEventSink = NoEventSink(), logger: Logger
+        configuration: Configuration, decider: BootDecider, events: BootEventSink = NoEventSink(), logger: Logger,
+        onServerRunning: OnServerRunning? = nil
     ) {
         self.configuration = configuration
         self.core = Core(responder: configuration.responder, decider: decider, events: events, logger: logger)
+        self.onServerRunning = onServerRunning
     }
 
     /// "address:port%interface" for every socket, after `start()`.
-    public var boundAddresses: [String] { lock.withLock { _boundAddresses } }
+    public var boundAddresses: [String] { listening.map(\.description) }
+
+    /// Every socket's address after `start()`, with the port the kernel chose for a port 0.
+    public var listening: [ListeningAddress] { lock.withLock { _listening } }
 
     public var statistics: Statistics { core.statistics }
 
@@ -100,22 +106,23 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
     public func start() async throws {
         let plan = try await Self.openSockets(configuration)
         var threads: [ReceiveThread] = []
-        var bound: [String] = []
+        var bound: [ListeningAddress] = []
         for socket in plan.sockets {
-            let logicalPort = socket.port == configuration.pxePort ? 4011 : 67
+            let logicalPort = socket.configuredPort == configuration.pxePort ? 4011 : 67
             let resolver = ArrivalResolver(interface: socket.interface, serverAddress: configuration.serverAddress ?? socket.address,
                                            devices: plan.devices)
             let thread = ReceiveThread(fd: socket.fd, port: logicalPort, core: core, resolver: resolver,
                                        helpers: configuration.threadsPerSocket - 1)
             thread.start(name: "bp-dhcp-\(socket.port)" + (socket.interface.map { "-\($0)" } ?? ""))
             threads.append(thread)
-            bound.append("\(socket.bindAddress):\(socket.port)" + (socket.interface.map { "%\($0)" } ?? ""))
+            bound.append(ListeningAddress(host: socket.bindAddress, port: socket.port, interface: socket.interface))
         }
         lock.withLock {
             state = .running(threads)
-            _boundAddresses = bound
+            _listening = bound
         }
-        core.logger.info("proxydhcp listening", metadata: ["addresses": "\(bound.joined(separator: " "))"])
+        core.logger.info("proxydhcp listening", metadata: ["addresses": "\(bound.map(\.description).joined(separator: " "))"])
+        onServerRunning?(bound)
     }
 
     /// Stops every socket's thread, then closes the sockets.
@@ -141,7 +148,9 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
 
     struct PlannedSocket {
         var fd: CInt
+        /// The port bound: the kernel's choice when `configuredPort` is 0.
         var port: Int
+        var configuredPort: Int
         var interface: String?
         var bindAddress: String
         /// Our address on that interface (or the bind address).
@@ -187,7 +196,8 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
                 let own: IPv4Address? = interface.flatMap { name in devices.values.first { $0.0 == name }?.1 } ?? IPv4Address(address)
                 for port in configuration.ports {
                     let fd = try makeSocket(address: address, port: port, interface: interface)
-                    sockets.append(PlannedSocket(fd: fd, port: port, interface: interface, bindAddress: address,
+                    let bound = boundPort(fd) ?? port
+                    sockets.append(PlannedSocket(fd: fd, port: bound, configuredPort: port, interface: interface, bindAddress: address,
                                                  address: own.flatMap { $0.isAny ? nil : $0 }))
                 }
             }
@@ -221,7 +231,9 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
                 throw failure(what, e)
             }
         }
-        try option(SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR")
+        // Not for port 0: with SO_REUSEADDR on both, Linux may give two port-0 sockets the
+        // same port (udp_lib_get_port counts a reusable port as free).
+        if port != 0 { try option(SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR") }
         try option(SOL_SOCKET, SO_BROADCAST, "SO_BROADCAST")
         try option(Int32(IPPROTO_IP), ReceiveThread.ipPacketInfo, "IP_PKTINFO")
         // A rack powering on sends its DISCOVERs at once; the default ~208 KB receive buffer
@@ -258,6 +270,16 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             throw failure(nil, e)
         }
         return fd
+    }
+
+    /// The port `fd` is bound to (getsockname), nil if it cannot be read.
+    static func boundPort(_ fd: CInt) -> Int? {
+        var sin = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let rc = withUnsafeMutablePointer(to: &sin) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return rc == 0 ? Int(UInt16(bigEndian: sin.sin_port)) : nil
     }
 
     /// setns(2) is not in Swift's Glibc module (it needs _GNU_SOURCE); look it up instead.

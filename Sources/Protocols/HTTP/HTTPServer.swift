@@ -6,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// The HTTP side of netboot: iPXE scripts decided per client by the policy chain, static boot
 /// files (kernels, initrds, ISOs) from a root with HEAD and Range, and extra operator routes
@@ -68,13 +69,24 @@ public final class HTTPServer: Service, @unchecked Sendable {
     let workers: NIOThreadPool
     let group: EventLoopGroup
     private let boundPromise: EventLoopPromise<SocketAddress>
+    let onServerRunning: OnServerRunning?
+    /// The listener's port once bound (the kernel's choice for a configured 0): what requests
+    /// report as their server port.
+    private let boundPort = Atomic<Int>(0)
+    /// The bound port, or the configured one before `run` has bound.
+    var servingPort: Int {
+        let bound = boundPort.load(ordering: .relaxed)
+        return bound != 0 ? bound : configuration.port
+    }
 
     public init(
         configuration: Configuration, decider: BootDecider, sink: BootEventSink = NoEventSink(),
         macLookup: @escaping @Sendable (String) -> String? = { _ in nil },
-        routes: [String: Route] = [:], group: EventLoopGroup, logger: Logger
+        routes: [String: Route] = [:], group: EventLoopGroup, logger: Logger,
+        onServerRunning: OnServerRunning? = nil
     ) throws {
         self.configuration = configuration
+        self.onServerRunning = onServerRunning
         do {
             self.root = try configuration.root.map(ConfinedRoot.init(path:))
         } catch {
@@ -159,8 +171,11 @@ public final class HTTPServer: Service, @unchecked Sendable {
             throw ListenerBindError(service: "http", host: configuration.host, port: configuration.port, error: error)
         }
         if let local = channel.localAddress { boundPromise.succeed(local) }
+        let port = channel.localAddress?.port ?? configuration.port
+        boundPort.store(port, ordering: .relaxed)
         listening.withLockedValue { $0 = true }
         logger.info("http: listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        onServerRunning?([ListeningAddress(host: configuration.host, port: port)])
         // Cancellation closes the listener too: a service group cancels every service when one
         // of them throws (another listener's bind failing), and waits for each run() to return
         // before it reports the error. Waiting only for graceful shutdown hung the process there.
@@ -187,7 +202,7 @@ public final class HTTPServer: Service, @unchecked Sendable {
         }
         let mac = context.query["mac"].flatMap(MACAddress.normalize) ?? macLookup(context.clientAddress) ?? ""
         var request = BootRequest(
-            kind: .http, mac: mac, clientAddress: context.clientAddress, serverPort: configuration.port,
+            kind: .http, mac: mac, clientAddress: context.clientAddress, serverPort: servingPort,
             path: context.path, query: context.query
         )
         request.method = context.method.rawValue

@@ -5,6 +5,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// A read-only TFTP server (RFC 1350 with the blksize, tsize, timeout and windowsize options of
 /// RFC 2347, 2348, 2349 and 7440) as a swift-service-lifecycle `Service`.
@@ -65,6 +66,15 @@ public final class TFTPServer: Service, Sendable {
     let group: any EventLoopGroup
     let metrics: TFTPMetrics
     let engine: TFTPTransferEngine
+    let onServerRunning: OnServerRunning?
+    /// The listener's port once bound (the kernel's choice for a configured 0): what requests
+    /// report as their server port.
+    private let boundPort = Atomic<Int>(0)
+    /// The bound port, or the configured one before `run` has bound.
+    var servingPort: Int {
+        let bound = boundPort.load(ordering: .relaxed)
+        return bound != 0 ? bound : configuration.port
+    }
 
     private struct State {
         var listener: Channel?
@@ -96,8 +106,9 @@ public final class TFTPServer: Service, Sendable {
         configuration: Configuration, decider: any BootDecider = NoDecider(),
         events: any BootEventSink = NoEventSink(), macLookup: @escaping @Sendable (String) -> String? = { _ in nil },
         logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        metricsFactory: (any MetricsFactory)? = nil
+        metricsFactory: (any MetricsFactory)? = nil, onServerRunning: OnServerRunning? = nil
     ) throws {
+        self.onServerRunning = onServerRunning
         self.metrics = TFTPMetrics(factory: metricsFactory ?? MetricsSystem.factory)
         self.configuration = configuration
         self.root = try TFTPRoot(path: configuration.root)
@@ -152,9 +163,12 @@ public final class TFTPServer: Service, Sendable {
             return state.stopped
         }
         if alreadyStopped { try? await channel.close() }
+        let port = channel.localAddress?.port ?? configuration.port
+        boundPort.store(port, ordering: .relaxed)
         logger.info("TFTP listening", metadata: [
             "address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "root": "\(root.path)",
         ])
+        if !alreadyStopped { onServerRunning?([ListeningAddress(host: configuration.host, port: port)]) }
         await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
                 try? await channel.closeFuture.get()
@@ -236,7 +250,7 @@ public final class TFTPServer: Service, Sendable {
 
         let bootRequest = BootRequest(kind: .tftp, mac: mac, clientAddress: clientIP,
                                       serverAddress: local?.destinationAddress.ipAddress,
-                                      serverPort: configuration.port, path: file)
+                                      serverPort: servingPort, path: file)
         let decision = decider.decide(bootRequest)
         let content: TFTPContent
         var servedName = file
