@@ -3,7 +3,9 @@ import LuaBridge
 
 /// From the configuration's `policies:` and `limits:` to what LuaBridge loads.
 enum PolicySetup {
-    static func specs(from configuration: Configuration) throws -> [PolicySpec] {
+    /// `httpPort`: the port `serve`'s HTTP server serves on, given to every policy as
+    /// `config.http_port` unless its config sets one (arch-aware builds its URLs with it).
+    static func specs(from configuration: Configuration, httpPort: Int? = nil) throws -> [PolicySpec] {
         let policies = configuration.policies.isEmpty ? [Configuration.Policy(file: "default")] : configuration.policies
         return try policies.map { policy in
             let path = try PolicyLocator.resolve(policy.file)
@@ -13,6 +15,7 @@ enum PolicySetup {
             case .some(.table(let table)): config = table.compactMapValues(policyValue)
             case .some(let other): throw ConfigError("policy \(policy.file): config must be a table of keys, not \(other)")
             }
+            if let httpPort, config["http_port"] == nil { config["http_port"] = .integer(httpPort) }
             let name = policy.name ?? URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
             return PolicySpec(name: name, path: path, config: config)
         }

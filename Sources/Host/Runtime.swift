@@ -36,10 +36,13 @@ struct Runtime {
             logger.notice("state store: \(directory.location)", metadata: ["clients": "\(directory.state.count)"])
         }
 
+        // A policy's config.http_port, unless it sets one, is the port the HTTP server serves on
+        // (for a configured 0 the kernel's choice, filled in once it is bound).
+        let configuredHTTPPort = configuration.http.enabled && configuration.http.port != 0 ? configuration.http.port : nil
         let specs: [PolicySpec]
         let engine: PolicyEngine
         do {
-            specs = try PolicySetup.specs(from: configuration)
+            specs = try PolicySetup.specs(from: configuration, httpPort: configuredHTTPPort)
             engine = try PolicyEngine(specs: specs, limits: PolicySetup.limits(from: configuration), logger: logger,
                                       stateStore: directory.state)
         } catch {
@@ -67,21 +70,39 @@ struct Runtime {
         } else {
             logger.notice("control API: no tokens file (--api-tokens FILE): reads under /api/v1 are open, writes are off")
         }
-        let reloader = ChainReloader(engine: engine, tokens: apiTokens, reread: reread, logger: logger)
+        let notifier = SystemdNotifier(logger: logger)
+        let reloader = ChainReloader(engine: engine, tokens: apiTokens, reread: reread, logger: logger, notifier: notifier,
+                                     httpPort: configuredHTTPPort)
 
         let timeline = ClientTimeline()
         let decider = BootPipeline(chain: engine, directory: directory, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
         let started = Date()
         var services: [Service] = []
-        var bound: [String] = []
+        // "serving:" (and READY=1 to the service manager) is said once every listener has told
+        // the gate it is bound, with the ports it really took, not when the servers are merely
+        // built.
+        let gate = ListenerGate(logger: logger) { arrivals in
+            let httpPorts = Set(arrivals.filter { $0.service == "http" }.flatMap { $0.addresses.map(\.port) })
+            if configuredHTTPPort == nil, httpPorts.count == 1, let port = httpPorts.first {
+                reloader.adoptBoundHTTPPort(port, configuration: configuration)
+            }
+            for arrival in arrivals { logger.notice("serving: \(arrival.line)") }
+            notifier.ready(status: "serving: " + arrivals.map(\.line).joined(separator: "; "),
+                           listeners: arrivals.flatMap { a in a.addresses.map { "\(a.service)=\($0)" } }.joined(separator: " "))
+        }
 
         let listenHost = configuration.listen ?? "0.0.0.0"
         if configuration.dhcp.enabled {
+            let on = interfaces.isEmpty ? listenHost : interfaces.map(\.description).joined(separator: ", ")
             let dhcp = try ServerFactory.dhcp(configuration: configuration, interfaces: interfaces, decider: decider,
-                                              timeline: timeline, logger: logger)
+                                              timeline: timeline, logger: logger,
+                                              onServerRunning: gate.slot("proxydhcp") { addresses in
+                                                  var ports: [Int] = []
+                                                  for a in addresses where !ports.contains(a.port) { ports.append(a.port) }
+                                                  return "proxydhcp \(ports.map(String.init).joined(separator: ",")) on \(on)"
+                                              })
             services.append(dhcp)
-            bound.append("proxydhcp \(configuration.dhcp.ports.map(String.init).joined(separator: ",")) on \(interfaces.isEmpty ? listenHost : interfaces.map(\.description).joined(separator: ", "))")
         }
         // TFTP and HTTP bind each interface's own address, never the wildcard: with --interface
         // nothing answers on the host's other networks.
@@ -89,8 +110,10 @@ struct Runtime {
         if configuration.tftp.enabled, let root = configuration.tftp.root {
             for host in hosts {
                 services.append(try ServerFactory.tftp(configuration: configuration, host: host, root: root,
-                                                       decider: decider, timeline: timeline, group: group, logger: logger))
-                bound.append("tftp \(host):\(configuration.tftp.port) root \(root)")
+                                                       decider: decider, timeline: timeline, group: group, logger: logger,
+                                                       onServerRunning: gate.slot("tftp") { addresses in
+                                                           "tftp \(addresses.map(\.description).joined(separator: ", ")) root \(root)"
+                                                       }))
             }
         }
         if configuration.http.enabled {
@@ -108,6 +131,7 @@ struct Runtime {
             let routes = OperatorRoutes(registry: registry, timeline: timeline, started: started,
                                         guardedBy: configuration.api.protectStatus ? api : nil).routes
                 .merging(api.routes) { a, _ in a }
+            let rootNote = configuration.http.root.map { " root \($0)" } ?? ""
             for host in configuration.http.address.map({ [$0] }) ?? hosts {
                 services.append(try ServerFactory.checked("http", HTTPServer(
                     configuration: .init(host: host, port: configuration.http.port, root: configuration.http.root,
@@ -115,23 +139,18 @@ struct Runtime {
                                          maxConnections: h.maxConnections, maxConnectionsPerClient: h.maxConnectionsPerClient,
                                          maxBodyBytes: h.maxBodyBytes),
                     decider: decider, sink: timeline, macLookup: { directory.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
-                    routes: routes, group: group, logger: logger)))
-                bound.append("http \(host):\(configuration.http.port)\(configuration.http.root.map { " root \($0)" } ?? "") (status page /, /metrics, /api/clients, control API /api/v1)")
+                    routes: routes, group: group, logger: logger,
+                    onServerRunning: gate.slot("http") { addresses in
+                        "http \(addresses.map(\.description).joined(separator: ", "))\(rootNote) (status page /, /metrics, /api/clients, control API /api/v1)"
+                    })))
             }
         }
-        // "serving:" is said once every listener has bound (tests and operators take it as
-        // the moment requests are answered), not when the servers are merely built.
-        let ready: [@Sendable () -> Bool] = services.map { service in
-            switch service {
-            case let server as ProxyDHCPServer: return { !server.boundAddresses.isEmpty }
-            case let server as TFTPServer: return { server.localAddress != nil }
-            case let server as HTTPServer: return { server.isListening }
-            default: return { true }
-            }
-        }
-        let announced = bound
+        gate.seal()
 
         services.append(PolicyReloader(reloader: reloader))
+        // Last: a service group shuts its services down in reverse order, so STOPPING=1 goes
+        // out as soon as shutdown begins.
+        services.append(ShutdownNotice(notifier: notifier))
         let serviceGroup = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -143,15 +162,9 @@ struct Runtime {
                     return true
                 }
                 tasks.addTask {
-                    // Bounded: 30 s of 20 ms looks; a bind failure ends the service group first.
-                    for _ in 0..<1_500 where !Task.isCancelled {
-                        if ready.allSatisfy({ $0() }) {
-                            for line in announced { logger.notice("serving: \(line)") }
-                            return false
-                        }
-                        try? await Task.sleep(for: .milliseconds(20))
-                    }
-                    if !Task.isCancelled { logger.warning("not every listener reported bound within 30 s") }
+                    // Only a warning: a bind failure ends the service group (and this wait) first.
+                    try? await Task.sleep(for: .seconds(30))
+                    if !Task.isCancelled && !gate.fired { logger.warning("not every listener reported bound within 30 s") }
                     return false
                 }
                 while let servicesEnded = try await tasks.next() {
@@ -159,9 +172,11 @@ struct Runtime {
                 }
             }
         } catch {
+            notifier.stopping()
             try? await group.shutdownGracefully()
             throw ExitMessage("bootpolicy serve: \(error)")
         }
+        notifier.stopping()
         try? await group.shutdownGracefully()
     }
 
@@ -186,22 +201,55 @@ final class ChainReloader: Sendable {
     let tokens: TokenBox
     let reread: @Sendable () throws -> Configuration
     let logger: Logger
+    let notifier: SystemdNotifier?
+    /// The HTTP port policies are told (`PolicySetup.specs`): the one serving, not a new one
+    /// in the re-read configuration (a reload does not rebind).
+    private let httpPort: NIOLockedValueBox<Int?>
     private let lock = NIOLock()
 
-    init(engine: PolicyEngine, tokens: TokenBox, reread: @escaping @Sendable () throws -> Configuration, logger: Logger) {
+    init(engine: PolicyEngine, tokens: TokenBox, reread: @escaping @Sendable () throws -> Configuration, logger: Logger,
+         notifier: SystemdNotifier? = nil, httpPort: Int? = nil) {
         self.engine = engine
         self.tokens = tokens
         self.reread = reread
         self.logger = logger
+        self.notifier = notifier
+        self.httpPort = NIOLockedValueBox(httpPort)
+    }
+
+    /// The HTTP server was configured with port 0 and took `port`: the chain is loaded again
+    /// so that policies build their URLs with it, before anything is announced as serving.
+    func adoptBoundHTTPPort(_ port: Int, configuration: Configuration) {
+        lock.withLock {
+            httpPort.withLockedValue { $0 = port }
+            do {
+                let specs = try PolicySetup.specs(from: configuration, httpPort: port)
+                if case .failure(let error) = engine.reload(specs: specs) { throw error }
+            } catch {
+                logger.error("policies could not be told the HTTP port \(port): \(error)")
+            }
+        }
     }
 
     func reload(by who: String) -> ControlAPI.ReloadOutcome {
+        let announced = notifier?.reloading() ?? false
+        let outcome = reloadChain(by: who)
+        if announced {
+            switch outcome {
+            case .loaded: notifier?.reloaded("policies reloaded by \(who)")
+            case .refused: notifier?.reloaded("reload by \(who) refused, the running policies stay")
+            }
+        }
+        return outcome
+    }
+
+    private func reloadChain(by who: String) -> ControlAPI.ReloadOutcome {
         lock.withLock {
             let configuration: Configuration
             let specs: [PolicySpec]
             do {
                 configuration = try reread()
-                specs = try PolicySetup.specs(from: configuration)
+                specs = try PolicySetup.specs(from: configuration, httpPort: httpPort.withLockedValue { $0 })
             } catch {
                 logger.error("reload refused, the running policies stay (\(who)): \(error)")
                 return .refused("\(error)")
@@ -252,5 +300,81 @@ struct PolicyReloader: Service, CustomStringConvertible {
         for await _ in signals.cancelOnGracefulShutdown() {
             _ = reloader.reload(by: "SIGHUP")
         }
+    }
+}
+
+/// Says `STOPPING=1` once graceful shutdown begins (it is the service group's last service,
+/// so the first one told).
+struct ShutdownNotice: Service, CustomStringConvertible {
+    var description: String { "ShutdownNotice" }
+    let notifier: SystemdNotifier
+
+    func run() async throws {
+        // Returns on graceful shutdown; throws on cancellation, when the group ends anyway.
+        try await gracefulShutdown()
+        notifier.stopping()
+    }
+}
+
+/// Where every listener reports in (`onServerRunning`): once the last one has, `whenAll` runs,
+/// once, with each listener's addresses in the order the slots were taken.
+final class ListenerGate: Sendable {
+    struct Arrival: Sendable {
+        var service: String
+        var addresses: [ListeningAddress]
+        /// The `serving:` line, e.g. `tftp 127.0.0.1:40124 root /srv/tftp`.
+        var line: String
+    }
+
+    private struct State {
+        var slots: [(service: String, describe: @Sendable ([ListeningAddress]) -> String)] = []
+        var arrivals: [Int: Arrival] = [:]
+        var sealed = false
+        var fired = false
+    }
+
+    private let state = NIOLockedValueBox(State())
+    private let whenAll: @Sendable ([Arrival]) -> Void
+    let logger: Logger
+
+    init(logger: Logger, whenAll: @escaping @Sendable ([Arrival]) -> Void) {
+        self.logger = logger
+        self.whenAll = whenAll
+    }
+
+    /// True once `whenAll` has run.
+    var fired: Bool { state.withLockedValue { $0.fired } }
+
+    /// A listener's callback; `describe` makes its `serving:` line from its addresses.
+    func slot(_ service: String, describe: @escaping @Sendable ([ListeningAddress]) -> String) -> OnServerRunning {
+        let index = state.withLockedValue { s -> Int in
+            precondition(!s.sealed, "ListenerGate: a slot taken after seal()")
+            s.slots.append((service, describe))
+            return s.slots.count - 1
+        }
+        return { [self] addresses in arrive(index, addresses) }
+    }
+
+    /// No more slots; with none at all (every server disabled) `whenAll` runs now.
+    func seal() {
+        state.withLockedValue { $0.sealed = true }
+        fireIfComplete()
+    }
+
+    private func arrive(_ index: Int, _ addresses: [ListeningAddress]) {
+        state.withLockedValue { s in
+            let slot = s.slots[index]
+            s.arrivals[index] = Arrival(service: slot.service, addresses: addresses, line: slot.describe(addresses))
+        }
+        fireIfComplete()
+    }
+
+    private func fireIfComplete() {
+        let complete: [Arrival]? = state.withLockedValue { s in
+            guard s.sealed, !s.fired, s.arrivals.count == s.slots.count else { return nil }
+            s.fired = true
+            return s.slots.indices.compactMap { s.arrivals[$0] }
+        }
+        if let complete { whenAll(complete) }
     }
 }

@@ -27,13 +27,13 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Serve TFTP from this directory.", valueName: "dir"))
     var tftpRoot: String?
 
-    @Option(help: ArgumentHelp("TFTP port (default 69).", valueName: "port"))
+    @Option(help: ArgumentHelp("TFTP port (default 69; 0: one the kernel picks, reported in the serving: line and to NOTIFY_SOCKET).", valueName: "port"))
     var tftpPort: Int?
 
     @Flag(help: "Do not run the TFTP server.")
     var noTftp = false
 
-    @Option(help: ArgumentHelp("HTTP port for scripts, files, /metrics and the status page (default 8080).", valueName: "port"))
+    @Option(help: ArgumentHelp("HTTP port for scripts, files, /metrics and the status page (default 8080; 0: one the kernel picks).", valueName: "port"))
     var httpPort: Int?
 
     @Option(help: ArgumentHelp("Serve static files (kernels, initrds, ISOs) over HTTP from this directory.", valueName: "dir"))
@@ -42,7 +42,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Do not run the HTTP server.")
     var noHttp = false
 
-    @Option(name: .customLong("dhcp-port"), help: ArgumentHelp("ProxyDHCP ports (repeatable; default 67 and 4011).", valueName: "port"))
+    @Option(name: .customLong("dhcp-port"), help: ArgumentHelp("ProxyDHCP ports (repeatable; default 67 and 4011; 0: one the kernel picks, answered as 67).", valueName: "port"))
     var dhcpPorts: [Int] = []
 
     @Flag(help: "Do not run the ProxyDHCP server.")
@@ -99,6 +99,11 @@ struct ServeCommand: AsyncParsableCommand {
         if c.policies.isEmpty { c.policies = [Configuration.Policy(file: "default")] }
         if c.tftp.enabled && c.tftp.root == nil {
             throw ConfigError("TFTP needs a root: give --tftp-root DIR (or --no-tftp)")
+        }
+        // The config file's ports too: a bind of 70000 would trap, not refuse.
+        for (key, port) in c.dhcp.ports.map({ ("dhcp.ports", $0) }) + [("tftp.port", c.tftp.port), ("http.port", c.http.port)]
+            where !(0...65535).contains(port) {
+            throw ConfigError("\(key): port \(port) is out of range (0-65535; 0 lets the kernel pick one)")
         }
         if c.interfaces.isEmpty && c.listen == nil {
             throw ConfigError("name where to serve: --interface NAME (repeatable), or --listen ADDRESS; bootpolicy never picks interfaces on its own")

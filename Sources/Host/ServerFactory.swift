@@ -7,7 +7,8 @@ import ServiceLifecycle
 /// Builds the protocol servers from the configuration.
 enum ServerFactory {
     static func tftp(configuration: Configuration, host: String, root: String,
-                     decider: BootPipeline, timeline: ClientTimeline, group: EventLoopGroup, logger: Logger) throws -> Service {
+                     decider: BootPipeline, timeline: ClientTimeline, group: EventLoopGroup, logger: Logger,
+                     onServerRunning: OnServerRunning? = nil) throws -> Service {
         let threads = configuration.tftp.threads ?? System.coreCount
         guard (1...64).contains(threads) else {
             throw ExitMessage("bootpolicy serve: tftp.threads must be between 1 and 64 (got \(threads))")
@@ -25,7 +26,7 @@ enum ServerFactory {
                                      maxTransfersPerClient: configuration.tftp.maxTransfersPerClient, transferThreads: threads),
                 decider: decider, events: timeline,
                 macLookup: { [directory = decider.directory] in directory.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
-                logger: logger, eventLoopGroup: group)
+                logger: logger, eventLoopGroup: group, onServerRunning: onServerRunning)
         } catch {
             throw ExitMessage("bootpolicy serve: --tftp-root: \(error)")
         }
@@ -39,7 +40,7 @@ extension ServerFactory {
     }
 
     static func dhcp(configuration: Configuration, interfaces: [BoundInterface], decider: BootDecider,
-                     timeline: ClientTimeline, logger: Logger) throws -> Service {
+                     timeline: ClientTimeline, logger: Logger, onServerRunning: OnServerRunning? = nil) throws -> Service {
         var serverAddress: IPv4Address?
         if let text = configuration.serverAddress {
             guard let address = IPv4Address(text) else { throw ExitMessage("bootpolicy serve: --server-address \(text): not an IPv4 address") }
@@ -52,6 +53,6 @@ extension ServerFactory {
         return ProxyDHCPServer(
             configuration: .init(interfaces: interfaces.map(\.name), bindAddress: configuration.listen ?? "0.0.0.0",
                                  ports: configuration.dhcp.ports, serverAddress: serverAddress, threadsPerSocket: threads),
-            decider: decider, events: timeline, logger: logger)
+            decider: decider, events: timeline, logger: logger, onServerRunning: onServerRunning)
     }
 }
