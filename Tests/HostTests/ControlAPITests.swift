@@ -15,7 +15,8 @@ import Glibc
     /// A server with a tokens file and a state file in a fresh folder.
     final class Server {
         let dir: URL
-        let httpPort = freePort(), dhcpPort = freePort()
+        /// The ports the server bound (it is started with port 0), from its READY=1.
+        private(set) var httpPort = 0, dhcpPort = 0
         let process: ServerProcess
         var base: String { "http://127.0.0.1:\(httpPort)" }
         var tokens: String { dir.appendingPathComponent("tokens").path }
@@ -23,8 +24,8 @@ import Glibc
         init(tokens: Bool = true, policy: String? = nil, state: String? = nil, extra: [String] = []) throws {
             dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-api-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            var args = ["serve", "--listen", "127.0.0.1", "--dhcp-port", "\(dhcpPort)", "--no-tftp",
-                        "--http-port", "\(httpPort)", "--state", state ?? dir.appendingPathComponent("state.db").path]
+            var args = ["serve", "--listen", "127.0.0.1", "--dhcp-port", "0", "--no-tftp",
+                        "--http-port", "0", "--state", state ?? dir.appendingPathComponent("state.db").path]
             if tokens {
                 try "# bootpolicy API tokens\nwrite \(ControlAPITests.writeToken) installer\nread \(ControlAPITests.readToken)\n"
                     .write(toFile: dir.appendingPathComponent("tokens").path, atomically: true, encoding: .utf8)
@@ -33,8 +34,9 @@ import Glibc
             }
             if let policy { args += ["--policy", policy] }
             process = ServerProcess(args + extra)
-            try process.start()
-            try #require(process.waitFor("serving: http"), "\(process.text)")
+            let ready = try process.startReady()
+            httpPort = try ready.port("http")
+            dhcpPort = try ready.port("proxydhcp")
         }
 
         deinit {
@@ -158,9 +160,8 @@ import Glibc
         server.process.process.waitUntilExit()
         let again = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "\(server.httpPort)",
                                    "--state", server.dir.appendingPathComponent("state.db").path])
-        try again.start()
         defer { again.stop() }
-        try #require(again.waitFor("serving: http"), "\(again.text)")
+        try again.startReady()
         let after = try call(server, "GET", "/api/v1/clients/52:54:00:aa:bb:01/state")
         #expect(after.status == 200 && after.body.contains(#""os":"debian""#), "after the kill: \(after)")
 
@@ -237,7 +238,7 @@ import Glibc
         #expect(prompt.contains("WWW-Authenticate: Basic realm=\"bootpolicy\""), "a browser is asked for the token:\n\(prompt)")
 
         // Without a tokens file nobody could read it: a start error.
-        let refused = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "\(freePort())", "--config", config])
+        let refused = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "0", "--config", config])
         #expect(try refused.runToEnd(timeout: 30) != 0)
         #expect(refused.text.contains("api.protect_status needs api.tokens"), "\(refused.text)")
     }
@@ -250,7 +251,7 @@ import Glibc
         func refused(_ text: String, mode: mode_t, saying needle: String) throws {
             try text.write(toFile: file, atomically: true, encoding: .utf8)
             chmod(file, mode)
-            let p = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "\(freePort())",
+            let p = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "0",
                                    "--api-tokens", file])
             #expect(try p.runToEnd(timeout: 30) != 0, "started with \(text)")
             #expect(p.text.contains(needle), "lacks '\(needle)': \(p.text)")

@@ -13,14 +13,13 @@ import Glibc
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         try "hello\n".write(to: dir.appendingPathComponent("hello.txt"), atomically: true, encoding: .utf8)
-        let tftp = freePort(), http = freePort()
         // 50 descriptors: enough to start, and the HTTP server's 64 connections per client take the rest.
-        let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--tftp-port", "\(tftp)",
-                                    "--tftp-root", dir.path, "--http-port", "\(http)"],
+        let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--tftp-port", "0",
+                                    "--tftp-root", dir.path, "--http-port", "0"],
                                    launcher: ["/usr/bin/prlimit", "--nofile=50:50", "--"])
-        try server.start()
         defer { server.stop() }
-        try #require(server.waitFor("serving: http"), "\(server.text)")
+        let ready = try server.startReady()
+        let tftp = try ready.port("tftp"), http = try ready.port("http")
         let out = dir.appendingPathComponent("got.txt").path
         func get() throws -> (status: Int32, output: String) {
             try runTool("/usr/bin/atftp", ["-g", "-r", "hello.txt", "-l", out, "127.0.0.1", "\(tftp)"], timeout: 20)

@@ -13,12 +13,10 @@ import Testing
         for i in blob.indices { blob[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
         try Data(blob).write(to: root.appendingPathComponent("kernel"))
         try Data("hello\n".utf8).write(to: root.appendingPathComponent("sub/hello.txt"))
-        let port = freePort()
         let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp",
-                                    "--http-port", "\(port)", "--http-root", root.path, "--policy", policy] + extra)
-        try server.start()
+                                    "--http-port", "0", "--http-root", root.path, "--policy", policy] + extra)
         defer { server.stop() }
-        try #require(server.waitFor("serving: http"), "server did not start:\n\(server.text)")
+        let port = try server.startReady().port("http")
         try body(port, root)
     }
 
@@ -81,10 +79,8 @@ import Testing
     }
 
     @Test func jsonLogsAreOneObjectPerLine() throws {
-        let port = freePort()
-        let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "\(port)", "--log-format", "json"])
-        try server.start()
-        try #require(server.waitFor("serving: http"), "\(server.text)")
+        let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "0", "--log-format", "json"])
+        let port = try server.startReady().port("http")
         server.stop()
         let lines = server.text.split(separator: "\n").filter { !$0.isEmpty }
         #expect(lines.count >= 3)

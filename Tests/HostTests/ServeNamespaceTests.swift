@@ -29,9 +29,8 @@ struct ServeNamespaceTests {
                                     "--policy", "arch-aware"])
         server.process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         server.process.arguments = ["netns", "exec", net.server, ServerProcess.binary.path] + (server.process.arguments ?? [])
-        try server.start()
         defer { server.stop() }
-        try #require(server.waitFor("serving: http"), "\(server.text)")
+        try server.startReady()
 
         // iPXE's DISCOVER (option 175): an OFFER naming bootstrap.ipxe on this server.
         let replyHex = try net.dhcpExchange(hex: fixtureHex("qemu-ipxe-bios-discover"))

@@ -14,11 +14,9 @@ import Testing
                 .write(to: policy, atomically: true, encoding: .utf8)
         }
         try write("v1")
-        let port = freePort()
-        let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "\(port)", "--policy", policy.path])
-        try server.start()
+        let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "0", "--policy", policy.path])
         defer { server.stop() }
-        try #require(server.waitFor("serving: http"), "\(server.text)")
+        let port = try server.startReady().port("http")
         func fetch() throws -> String { try runTool("/usr/bin/curl", ["-sS", "http://127.0.0.1:\(port)/anything"]).output }
         #expect(try fetch() == "v1\n")
 
@@ -43,12 +41,10 @@ import Testing
         try "return { http = function(req)\n  local t = nil\n  return { content = t.x }\nend }\n".write(to: bad, atomically: true, encoding: .utf8)
         let good = dir.appendingPathComponent("good.lua")
         try "return { http = function(req) return { content = \"fallback\\n\" } end }\n".write(to: good, atomically: true, encoding: .utf8)
-        let port = freePort()
-        let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "\(port)",
+        let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "0",
                                     "--policy", bad.path, "--policy", good.path])
-        try server.start()
         defer { server.stop() }
-        try #require(server.waitFor("serving: http"), "\(server.text)")
+        let port = try server.startReady().port("http")
         for _ in 0..<3 {
             #expect(try runTool("/usr/bin/curl", ["-sS", "http://127.0.0.1:\(port)/x"]).output == "fallback\n")
         }

@@ -41,9 +41,9 @@ import Testing
     }
 
     @Test func rootsMustBeDirectories() throws {
-        try refuses(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "\(freePort())", "--http-root", "/nonexistent-bp"],
+        try refuses(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "0", "--http-root", "/nonexistent-bp"],
                     saying: "--http-root: root '/nonexistent-bp' is not an existing directory")
-        try refuses(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-http", "--tftp-port", "\(freePort())", "--tftp-root", "/etc/hostname"],
+        try refuses(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-http", "--tftp-port", "0", "--tftp-root", "/etc/hostname"],
                     saying: "--tftp-root: root '/etc/hostname' is not an existing directory")
     }
 
@@ -64,8 +64,8 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         let config = dir.appendingPathComponent("bp.yaml")
         let only = section == "tftp"
-            ? ["--no-dhcp", "--tftp-root", dir.path, "--tftp-port", "\(freePort())"]
-            : ["--no-tftp", "--dhcp-port", "\(freePort())"]
+            ? ["--no-dhcp", "--tftp-root", dir.path, "--tftp-port", "0"]
+            : ["--no-tftp", "--dhcp-port", "0"]
         for threads in [0, most + 1] {
             try "\(section):\n  threads: \(threads)\n".write(to: config, atomically: true, encoding: .utf8)
             try refuses(["serve", "--config", config.path, "--listen", "127.0.0.1", "--no-http"] + only,
@@ -88,7 +88,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         let file = dir.appendingPathComponent("broken.lua")
         try "return {\n  dhcp = function(req)\n    return { filename = \n  end,\n}\n".write(to: file, atomically: true, encoding: .utf8)
-        try refuses(["serve", "--listen", "127.0.0.1", "--no-tftp", "--no-dhcp", "--http-port", "\(freePort())", "--policy", file.path],
+        try refuses(["serve", "--listen", "127.0.0.1", "--no-tftp", "--no-dhcp", "--http-port", "0", "--policy", file.path],
                     saying: "broken.lua:4:")
     }
 

@@ -58,14 +58,12 @@ import Glibc
             state:
               store: state.db
             """.write(to: config, atomically: true, encoding: .utf8)
-        let dhcpPort = freePort(), httpPort = freePort()
-        let args = ["serve", "--listen", "127.0.0.1", "--config", config.path, "--dhcp-port", "\(dhcpPort)",
-                    "--no-tftp", "--http-port", "\(httpPort)"]
+        let args = ["serve", "--listen", "127.0.0.1", "--config", config.path, "--dhcp-port", "0",
+                    "--no-tftp", "--http-port", "0"]
         let macs: [[UInt8]] = (1...3).map { [0x02, 0x77, 0x01, 0x00, 0x00, UInt8($0)] }
 
         let first = ServerProcess(args)
-        try first.start()
-        try #require(first.waitFor("serving: http"), "\(first.text)")
+        var dhcpPort = try first.startReady().port("proxydhcp")
         #expect(first.text.contains("state store: sqlite:\(dir.path)/state.db"), "\(first.text)")
         for (i, mac) in macs.enumerated() {
             let offer = Self.discover(port: dhcpPort, mac: mac, xid: 0x0100 + UInt32(i))
@@ -75,9 +73,10 @@ import Glibc
         first.process.waitUntilExit()
 
         let second = ServerProcess(args)
-        try second.start()
         defer { second.stop() }
-        try #require(second.waitFor("serving: http"), "\(second.text)")
+        let ready = try second.startReady()
+        dhcpPort = try ready.port("proxydhcp")
+        let httpPort = try ready.port("http")
         #expect(second.text.contains("clients=3"), "the store reports what it loaded:\n\(second.text)")
         // The script the first server generated for machine 1, served by the second.
         let script = try runTool("/usr/bin/curl", ["-sS", "http://127.0.0.1:\(httpPort)/boot.ipxe?mac=02:77:01:00:00:01"]).output
@@ -91,7 +90,7 @@ import Glibc
     }
 
     @Test func withoutAStoreItSaysStateIsInMemoryOnly() throws {
-        let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "\(freePort())"])
+        let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "0"])
         try server.start()
         defer { server.stop() }
         #expect(server.waitFor("state is kept in memory only"), "\(server.text)")
@@ -108,7 +107,7 @@ import Glibc
     @Test func aStateThatCannotBeUsedIsAStartError() throws {
         let dir = try Self.folder()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let base = ["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "\(freePort())"]
+        let base = ["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "0"]
         let garbage = dir.appendingPathComponent("garbage.db")
         try Data(repeating: 0x41, count: 4096).write(to: garbage)
         try refuses(base + ["--state", garbage.path], saying: "state store \(garbage.path): not a usable SQLite database")
@@ -126,10 +125,9 @@ import Glibc
 
         // One server per file: a second one on the same file is refused while the first runs.
         let db = dir.appendingPathComponent("shared.db").path
-        let first = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "\(freePort())", "--state", db])
-        try first.start()
+        let first = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "0", "--state", db])
         defer { first.stop() }
-        try #require(first.waitFor("serving: http"), "\(first.text)")
+        try first.startReady()
         try refuses(base + ["--state", db], saying: "is in use by another bootpolicy (pid \(first.process.processIdentifier))")
     }
 }

@@ -7,12 +7,10 @@ import Testing
 
     @Test(.enabled(if: chromium != nil, "chromium is not installed (scripts/deps.sh test installs it)"))
     func clientThatJustBootedAppearsInItsRow() throws {
-        let port = freePort()
         let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp",
-                                    "--http-port", "\(port)", "--policy", "arch-aware"])
-        try server.start()
+                                    "--http-port", "0", "--policy", "arch-aware"])
         defer { server.stop() }
-        try #require(server.waitFor("serving: http"), "server did not start:\n\(server.text)")
+        let port = try server.startReady().port("http")
         // A client fetches its script: that is a boot step the page must show.
         _ = try runTool("/usr/bin/curl", ["-sS", "http://127.0.0.1:\(port)/boot.ipxe?mac=52-54-00-ab-cd-ef&arch=efi-x64"])
 
@@ -35,11 +33,9 @@ import Testing
 
     /// No other site may frame the page or run script in it; the data is never sniffed.
     @Test func thePageAndItsDataSendSecurityHeaders() throws {
-        let port = freePort()
-        let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "\(port)"])
-        try server.start()
+        let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "0"])
         defer { server.stop() }
-        try #require(server.waitFor("serving: http"), "server did not start:\n\(server.text)")
+        let port = try server.startReady().port("http")
         func headers(_ path: String) throws -> String {
             try runTool("/usr/bin/curl", ["-sS", "-o", "/dev/null", "-D", "-", "http://127.0.0.1:\(port)\(path)"]).output.lowercased()
         }
