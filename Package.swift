@@ -92,7 +92,8 @@ let package = Package(
             dependencies: [
                 // Clients and LuaBridge only for the dnsmasq parity test, which answers through
                 // the real pipeline and the shipped default policy.
-                "Protocols", "CLinux", "Clients", "LuaBridge",
+                // TestSupport for `.requires` (tools, root, data a test needs from the machine).
+                "Protocols", "CLinux", "Clients", "LuaBridge", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -5,8 +5,8 @@ import Testing
 import TestSupport
 
 /// The PostgreSQL store against a real server: the throwaway one scripts/pg.sh starts
-/// (TestSupport's `TestPostgres`). Without it these tests are skipped, visibly; under CI or
-/// BOOTPOLICY_REQUIRE_POSTGRES=1 a missing server fails.
+/// (TestSupport's `TestPostgres`). Without it these tests are skipped, visibly; under CI,
+/// BOOTPOLICY_REQUIRE_POSTGRES=1 or BOOTPOLICY_REQUIRE_ALL=1 a missing server fails them.
 extension TestPostgres {
     static let logger: Logger = {
         var l = Logger(label: "test.postgres")
@@ -19,16 +19,7 @@ extension TestPostgres {
     }
 }
 
-@Suite struct PostgresRequirementTests {
-    @Test func postgresIsThereWhereItIsRequired() {
-        if TestPostgres.required && !TestPostgres.available {
-            Issue.record("BOOTPOLICY_TEST_POSTGRES is not set but PostgreSQL is required here (scripts/test.sh starts one with scripts/pg.sh)")
-        }
-        if !TestPostgres.available { print("skipped: PostgreSQL tests (no BOOTPOLICY_TEST_POSTGRES; scripts/pg.sh start)") }
-    }
-}
-
-@Suite(.enabled(if: TestPostgres.available, "needs BOOTPOLICY_TEST_POSTGRES (scripts/pg.sh start)"), .serialized)
+@Suite(.requires(TestPostgres.requirement), .serialized)
 struct PostgresStateBackendTests {
     static let mac = "52:54:00:00:00:01"
 

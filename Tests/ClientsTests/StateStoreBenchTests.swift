@@ -9,7 +9,7 @@ import Testing
 ///
 /// Prints `bench state ...` lines: memory per client at 100,000 clients, the cost of a set in
 /// memory, and the time to load a 100,000-client file at start.
-@Suite(.enabled(if: ProcessInfo.processInfo.environment["BOOTPOLICY_BENCH"] == "1"), .serialized)
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["BOOTPOLICY_BENCH"] == "1", "a benchmark: BOOTPOLICY_BENCH=1 runs it (scripts/deps.sh bench)"), .serialized)
 struct StateStoreBenchTests {
     static func rssKB() -> Int {
         let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""

@@ -22,7 +22,7 @@ import Testing
 ///
 /// Prints `bench answer median_us=... p99_us=...` (µs per answer over batches of 500) and
 /// `bench answer-after-sleep ...` (single answers after a 100 µs sleep, thread CPU time).
-@Suite(.enabled(if: ProcessInfo.processInfo.environment["BOOTPOLICY_BENCH"] == "1"))
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["BOOTPOLICY_BENCH"] == "1", "a benchmark: BOOTPOLICY_BENCH=1 runs it (scripts/deps.sh bench)"))
 struct ProxyAnswerBenchTests {
     static let repo = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

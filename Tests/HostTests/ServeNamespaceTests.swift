@@ -1,10 +1,11 @@
 import Foundation
 import Protocols
 import Testing
+import TestSupport
 
 /// The whole server inside a namespace pair: a PXE client's DHCP exchange, then the file and the
 /// script the policy generated for it, fetched by TFTP with curl from that client's address.
-@Suite(.serialized, .enabled(if: NetnsPair.available, "needs root and iproute2 (ip netns)"))
+@Suite(.serialized, .requires(NetnsPair.requirement))
 struct ServeNamespaceTests {
     static let root = ServerProcess.packageRoot
 

@@ -8,7 +8,7 @@ import Glibc
 /// Two real `bootpolicy serve` processes on one PostgreSQL database, as two boot servers on
 /// one segment run: what one learns or is told, the other answers by; and the database
 /// dying under API writes loses none that were acknowledged.
-@Suite(.enabled(if: TestPostgres.available, "needs BOOTPOLICY_TEST_POSTGRES (scripts/pg.sh start)"), .serialized)
+@Suite(.requires(TestPostgres.requirement), .serialized)
 struct SharedStateTests {
     let curl = "/usr/bin/curl"
     static let netbootOnce = ServerProcess.packageRoot.appendingPathComponent("examples/netboot-once.lua").path

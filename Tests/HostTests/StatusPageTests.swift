@@ -1,11 +1,12 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The status page as an operator sees it: rendered by a real browser (headless Chromium).
 @Suite(.serialized) struct StatusPageTests {
     static let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
-    @Test(.enabled(if: chromium != nil, "chromium is not installed (scripts/deps.sh test installs it)"))
+    @Test(.requires(Requirement(chromium != nil, "chromium is not installed (apt-get install -y chromium; scripts/deps.sh test)")))
     func clientThatJustBootedAppearsInItsRow() throws {
         let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp",
                                     "--http-port", "0", "--policy", "arch-aware"])

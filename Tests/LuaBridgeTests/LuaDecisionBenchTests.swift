@@ -10,7 +10,7 @@ import Testing
 ///
 /// Prints one `bench lua <policy> median_us=... p99_us=...` line per policy (bench/run.sh parses
 /// them). A decision is `PolicyChain.decide`: request table built, hook called, decision decoded.
-@Suite(.enabled(if: ProcessInfo.processInfo.environment["BOOTPOLICY_BENCH"] == "1"))
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["BOOTPOLICY_BENCH"] == "1", "a benchmark: BOOTPOLICY_BENCH=1 runs it (scripts/deps.sh bench)"))
 struct LuaDecisionBenchTests {
     static let repo = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

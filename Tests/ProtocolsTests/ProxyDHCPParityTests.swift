@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import LuaBridge
 import Testing
+import TestSupport
 @testable import Protocols
 
 #if canImport(Glibc)
@@ -15,7 +16,7 @@ import Glibc
 ///
 /// Lab: namespaces `bp-dhcp-s<pid>` (server, 192.168.77.1) and `bp-dhcp-c<pid>` (clients,
 /// 192.168.77.50, relay 192.168.77.60) joined by a veth pair; torn down on every exit path.
-/// Skips (with a printed reason) unless root with `ip` and dnsmasq installed.
+/// Skipped, saying why, unless root with `ip` and dnsmasq installed.
 @Suite(.serialized) struct ProxyDHCPParityTests {
     static let ip = "/usr/sbin/ip"
     static let dnsmasq = "/usr/sbin/dnsmasq"
@@ -191,13 +192,10 @@ import Glibc
     /// the default policy there are none in this matrix (UEFI HTTP boot is silent in both).
     static func expectedDifference(_ c: Case) -> String? { nil }
 
-    @Test func repliesMatchDnsmasq() async throws {
-        guard getuid() == 0 else { print("skip dnsmasq parity: needs root for network namespaces"); return }
-        guard FileManager.default.isExecutableFile(atPath: Self.dnsmasq) else {
-            print("skip dnsmasq parity: \(Self.dnsmasq) missing (apt-get install -y dnsmasq-base)")
-            return
-        }
-        guard FileManager.default.isExecutableFile(atPath: Self.ip) else { print("skip dnsmasq parity: no \(Self.ip)"); return }
+    @Test(.requires(.root(for: "network namespaces")),
+          .requires(Requirement(FileManager.default.isExecutableFile(atPath: dnsmasq), "\(dnsmasq) is not installed (apt-get install -y dnsmasq-base)")),
+          .requires(Requirement(FileManager.default.isExecutableFile(atPath: ip), "\(ip) is not installed (apt-get install -y iproute2)")))
+    func repliesMatchDnsmasq() async throws {
         let lab = Lab()
         defer { lab.teardown() }
         try lab.up()

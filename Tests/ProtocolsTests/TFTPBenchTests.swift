@@ -8,7 +8,7 @@ import Testing
 /// Side-by-side benchmark of bootpolicy's TFTP server against tftp-hpa's in.tftpd and dnsmasq.
 /// Runs only with BOOTPOLICY_BENCH=1, from bench/tftp/run.sh, which builds in release, starts
 /// the reference servers inside a network namespace of its own and passes their ports.
-@Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["BOOTPOLICY_BENCH"] == "1"))
+@Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["BOOTPOLICY_BENCH"] == "1", "a benchmark: BOOTPOLICY_BENCH=1 runs it (scripts/deps.sh bench)"))
 struct TFTPBenchTests {
     typealias Support = TFTPTestSupport
     let env = ProcessInfo.processInfo.environment

@@ -1,9 +1,17 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Protocols
 
 /// Real third-party clients (curl, atftp, tftp-hpa) against the real server on 127.0.0.1,
-/// every boot-sized file, compared by sha256. A missing client binary skips with a reason.
+/// every boot-sized file, compared by sha256. One test per client program, each skipped (with
+/// the install command) where its program is missing.
+extension Requirement {
+    static let curl = Requirement.tool("curl", install: "apt-get install -y curl")
+    static let atftp = Requirement.tool("atftp", install: "apt-get install -y atftp")
+    static let tftpHPA = Requirement.tool("tftp", install: "apt-get install -y tftp-hpa")
+}
+
 @Suite(.serialized) struct TFTPClientsTests {
     typealias Support = TFTPTestSupport
 
@@ -38,11 +46,9 @@ import Testing
         return String(result.output.prefix(64))
     }
 
-    static func fetch(_ client: Client, file: String, port: Int) async throws -> (String, Support.ProcessResult)? {
-        guard let binary = Support.which(client.binary) else {
-            print("skip \(client): \(client.binary) is not installed (apt-get install -y atftp tftp-hpa curl)")
-            return nil
-        }
+    /// Runs the client (its test requires its program); the file's hash and the run.
+    static func fetch(_ client: Client, file: String, port: Int) async throws -> (String, Support.ProcessResult) {
+        let binary = try #require(Support.which(client.binary), "\(client.binary) is not installed")
         let output = NSTemporaryDirectory() + "bp-tftp-get-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: output) }
         let result = try await Support.run(binary, client.arguments(port: port, file: file, output: output), timeout: .seconds(300))
@@ -50,12 +56,20 @@ import Testing
         return (try await sha256(output), result)
     }
 
-    @Test(arguments: Client.allCases)
+    @Test(.requires(.curl), arguments: [Client.curl, .curlBlksize1468])
+    func curlDownloadsEverySize(_ client: Client) async throws { try await downloadsEverySize(client) }
+
+    @Test(.requires(.atftp), arguments: [Client.atftp, .atftpBlksize1468, .atftpWindow8])
+    func atftpDownloadsEverySize(_ client: Client) async throws { try await downloadsEverySize(client) }
+
+    @Test(.requires(.tftpHPA), arguments: [Client.tftpHPA])
+    func tftpHPADownloadsEverySize(_ client: Client) async throws { try await downloadsEverySize(client) }
+
     func downloadsEverySize(_ client: Client) async throws {
         try await Support.withServer(configure: { $0.defaultTimeout = .seconds(1) }) { _, port in
             for (file, _) in Support.sizes {
                 let started = ContinuousClock.now
-                guard let (hash, result) = try await Self.fetch(client, file: file, port: port) else { return }
+                let (hash, result) = try await Self.fetch(client, file: file, port: port)
                 let expected = try await Self.sha256(Support.sharedRoot + "/" + file)
                 #expect(hash == expected, "\(client) \(file): \(result.output)")
                 #expect(!result.timedOut, "\(client) \(file)")
@@ -64,8 +78,8 @@ import Testing
         }
     }
 
-    @Test func tftpHPANetasciiRoundTrips() async throws {
-        guard let binary = Support.which("tftp") else { print("skip: tftp-hpa is not installed"); return }
+    @Test(.requires(.tftpHPA)) func tftpHPANetasciiRoundTrips() async throws {
+        let binary = try #require(Support.which("tftp"))
         try await Support.withServer { _, port in
             let output = NSTemporaryDirectory() + "bp-tftp-ascii-\(UUID().uuidString)"
             defer { try? FileManager.default.removeItem(atPath: output) }
@@ -74,18 +88,21 @@ import Testing
         }
     }
 
-    @Test(arguments: [Client.curl, .atftp, .tftpHPA])
+    @Test(.requires(.curl)) func curlSeesErrors() async throws { try await clientsSeeErrors(.curl) }
+    @Test(.requires(.atftp)) func atftpSeesErrors() async throws { try await clientsSeeErrors(.atftp) }
+    @Test(.requires(.tftpHPA)) func tftpHPASeesErrors() async throws { try await clientsSeeErrors(.tftpHPA) }
+
     func clientsSeeErrors(_ client: Client) async throws {
         try await Support.withServer { _, port in
             // curl reports TFTP errors by exit code (68 not found, 69 permission); its message
             // text is unreliable (7.88 prints a stale getpeername error). The others print them.
-            guard let (_, missing) = try await Self.fetch(client, file: "missing.bin", port: port) else { return }
+            let (_, missing) = try await Self.fetch(client, file: "missing.bin", port: port)
             if client == .curl {
                 #expect(missing.status == 68, "\(missing.output)")
             } else {
                 #expect(missing.output.lowercased().contains("not found"), "\(client): \(missing.output)")
             }
-            guard let (_, traversal) = try await Self.fetch(client, file: "../etc/passwd", port: port) else { return }
+            let (_, traversal) = try await Self.fetch(client, file: "../etc/passwd", port: port)
             if client == .curl {
                 #expect(traversal.status == 69, "\(traversal.output)")
             } else {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Protocols
 
 @Suite struct TFTPRootTests {
@@ -30,11 +31,15 @@ import Testing
         #expect(root.open("escape").failureCode == .accessViolation)
         #expect(root.open("sub").failureCode == .accessViolation)
         #expect(root.open("fifo").failureCode == .accessViolation)
-        if FileManager.default.fileExists(atPath: TFTPTestSupport.sharedRoot + "/nulldev") {
-            #expect(root.open("nulldev").failureCode == .accessViolation)
-        }
         #expect(root.open("missing").failureCode == .fileNotFound)
         #expect(root.open("/").failureCode == .fileNotFound)
+    }
+
+    /// A device node (made by mknod, which needs root) is no file to serve.
+    @Test(.requires(.root(for: "mknod of the test root's device node")))
+    func refusesADeviceNode() throws {
+        try #require(FileManager.default.fileExists(atPath: TFTPTestSupport.sharedRoot + "/nulldev"), "mknod of nulldev failed as root")
+        #expect(root.open("nulldev").failureCode == .accessViolation)
     }
 
     @Test func rootMustBeADirectory() {

@@ -15,14 +15,19 @@ public struct TestToolError: Error, CustomStringConvertible {
 
 /// The throwaway PostgreSQL that scripts/pg.sh starts (scripts/test.sh exports
 /// BOOTPOLICY_TEST_POSTGRES and BP_PG_DIR), for the tests of the PostgreSQL store and of
-/// servers sharing one. Without it those tests are skipped, visibly; under CI or
-/// BOOTPOLICY_REQUIRE_POSTGRES=1 a missing server fails.
+/// servers sharing one. Without it those tests are skipped, visibly (`.requires(TestPostgres.requirement)`);
+/// under CI, BOOTPOLICY_REQUIRE_POSTGRES=1 or BOOTPOLICY_REQUIRE_ALL=1 a missing server fails.
 public enum TestPostgres {
     public static let env = ProcessInfo.processInfo.environment
     public static let url = env["BOOTPOLICY_TEST_POSTGRES"]
     public static let dir = env["BP_PG_DIR"]
     public static var available: Bool { url != nil }
-    public static var required: Bool { env["CI"] != nil || env["BOOTPOLICY_REQUIRE_POSTGRES"] == "1" }
+    public static var required: Bool { env["CI"] != nil || env["BOOTPOLICY_REQUIRE_POSTGRES"] == "1" || Requirement.enforced }
+    /// For `.requires`: skip without a server, fail without one where it is `required`.
+    public static var requirement: Requirement {
+        Requirement(available, "needs a PostgreSQL: BOOTPOLICY_TEST_POSTGRES unset (eval \"$(scripts/pg.sh start)\"; export BP_PG_DIR BOOTPOLICY_TEST_POSTGRES)",
+                    enforced: required)
+    }
 
     /// Runs a tool with a bound; output and status. posix_spawn and waitpid rather than
     /// Foundation's Process, which here has missed the exit of `pg.sh restart` (its SIGCHLD

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// Two network namespaces joined by a veth pair, made for one test and removed by `teardown`
 /// (also from deinit). Nothing in them can reach the host's networks.
@@ -7,7 +8,10 @@ final class NetnsPair {
     let serverIf: String, clientIf: String
     let serverAddress: String, clientAddress: String
 
-    static var available: Bool { getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip") }
+    static var available: Bool {
+        getuid() == 0 && (FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip"))
+    }
+    static var requirement: Requirement { Requirement(available, "needs root and iproute2 for network namespaces (apt-get install -y iproute2)") }
 
     init(tag: String, subnet: Int, clientMAC: String? = nil) throws {
         server = "bp-\(tag)-srv"; client = "bp-\(tag)-cli"
