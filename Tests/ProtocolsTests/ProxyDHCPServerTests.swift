@@ -61,22 +61,24 @@ final class EventLog: BootEventSink, @unchecked Sendable {
 
     // MARK: real sockets on loopback
 
-    /// Starts a server on 127.0.0.1 on two free high ports (67-like and 4011-like).
+    /// Starts a server on 127.0.0.1 on two ports the kernel picks (67-like, and 4011-like by
+    /// `pxePortIndex`), as it reported them.
     static func startLoopbackServer(decider: BootDecider = StaticBootDecider()) async throws -> (ProxyDHCPServer, Int, Int) {
-        var lastError: Error?
-        for _ in 0..<5 {
-            let base = Int.random(in: 20000...50000)
-            let server = ProxyDHCPServer(
-                configuration: .init(bindAddress: "127.0.0.1", ports: [base, base + 1], pxePort: base + 1),
-                decider: decider, logger: quiet)
-            do {
-                try await server.start()
-                return (server, base, base + 1)
-            } catch {
-                lastError = error
-            }
-        }
-        throw lastError!
+        let running = ServerRunningSignal()
+        let server = ProxyDHCPServer(
+            configuration: .init(bindAddress: "127.0.0.1", ports: [0, 0], pxePortIndex: 1),
+            decider: decider, logger: quiet, onServerRunning: running.callback)
+        try await server.start()
+        let bound = try #require(await running.wait(timeout: .seconds(1)), "start() returned before onServerRunning")
+        try #require(bound.count == 2 && bound == server.listening, "\(bound) / \(server.listening)")
+        return (server, bound[0].port, bound[1].port)
+    }
+
+    /// Two port-0 sockets get two real ports, distinct (no SO_REUSEADDR sharing).
+    @Test func portZeroSocketsGetDistinctRealPorts() async throws {
+        let (server, port67, port4011) = try await Self.startLoopbackServer()
+        #expect(port67 != 0 && port4011 != 0 && port67 != port4011)
+        await server.shutdown()
     }
 
     @Test func answersOverRealLoopbackSockets() async throws {
@@ -195,11 +197,11 @@ final class EventLog: BootEventSink, @unchecked Sendable {
     /// thread decided. With one thread per socket the same burst is answered by one thread.
     @Test(arguments: [1, 3]) func aBurstIsAnsweredInBatchesAndShared(threads: Int) async throws {
         let decider = SlowDecider(delay: 300)
-        let base = Int.random(in: 20000...50000)
         let server = ProxyDHCPServer(
-            configuration: .init(bindAddress: "127.0.0.1", ports: [base], pxePort: base + 1, threadsPerSocket: threads),
+            configuration: .init(bindAddress: "127.0.0.1", ports: [0], threadsPerSocket: threads),
             decider: decider, logger: Self.quiet)
         try await server.start()
+        let base = try #require(server.listening.first?.port)
         let client = try UDPProbe(bind: "127.0.0.1", port: 0)
         let total = 600
         func mac(_ n: Int) -> [UInt8] { [0x52, 0x54, 0x00, 0x77, UInt8(n >> 8), UInt8(n & 0xFF)] }
@@ -313,12 +315,12 @@ final class EventLog: BootEventSink, @unchecked Sendable {
     /// `run()` (the swift-service-lifecycle entry point) serves until cancelled, then closes
     /// its sockets.
     @Test func runServesUntilCancelledAndReleasesPorts() async throws {
-        let base = Int.random(in: 20000...50000)
-        let configuration = ProxyDHCPServer.Configuration(bindAddress: "127.0.0.1", ports: [base], pxePort: base + 1)
-        let server = ProxyDHCPServer(configuration: configuration, decider: StaticBootDecider(), logger: Self.quiet)
+        let running = ServerRunningSignal()
+        let configuration = ProxyDHCPServer.Configuration(bindAddress: "127.0.0.1", ports: [0])
+        let server = ProxyDHCPServer(configuration: configuration, decider: StaticBootDecider(), logger: Self.quiet,
+                                     onServerRunning: running.callback)
         let task = Task { try await server.run() }
-        let deadline = Date().addingTimeInterval(5)
-        while server.boundAddresses.isEmpty && Date() < deadline { try await Task.sleep(nanoseconds: 10_000_000) }
+        let base = try #require(await running.wait()?.first?.port, "run() did not report bound")
         #expect(server.boundAddresses == ["127.0.0.1:\(base)"])
         let client = try UDPProbe(bind: "127.0.0.1", port: 0)
         client.send(Build.discover().bytes, to: .loopback, port: base)

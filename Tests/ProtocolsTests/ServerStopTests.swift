@@ -38,6 +38,21 @@ import Testing
         try await group.shutdownGracefully()
     }
 
+    /// onServerRunning says where HTTP listens: the kernel's port for a configured 0.
+    @Test func httpReportsItsBoundPort() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let running = ServerRunningSignal()
+        let server = try HTTPServer(configuration: .init(host: "127.0.0.1", port: 0), decider: NoDecider(),
+                                    group: group, logger: TFTPTestSupport.quietLogger, onServerRunning: running.callback)
+        let task = Task { try await server.run() }
+        let bound = try #require(await running.wait(), "the HTTP server did not report bound")
+        let port = try await server.boundAddress.get().port
+        #expect(bound == [ListeningAddress(host: "127.0.0.1", port: port ?? -1)] && port != 0, "\(bound)")
+        task.cancel()
+        #expect(await Self.finishes(task, within: 5))
+        try await group.shutdownGracefully()
+    }
+
     @Test func httpTakenPortNamesAddressAndErrno() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let first = try HTTPServer(configuration: .init(host: "127.0.0.1", port: 0), decider: NoDecider(),
@@ -58,11 +73,12 @@ import Testing
     }
 
     @Test func tftpRunReturnsOnCancellation() async throws {
+        let running = ServerRunningSignal()
         let server = try TFTPServer(configuration: .init(root: TFTPTestSupport.sharedRoot, host: "127.0.0.1", port: 0, transferThreads: 2),
-                                    logger: TFTPTestSupport.quietLogger)
+                                    logger: TFTPTestSupport.quietLogger, onServerRunning: running.callback)
         let task = Task { try await server.run() }
-        for _ in 0..<500 where server.localAddress == nil { try await Task.sleep(for: .milliseconds(10)) }
-        try #require(server.localAddress != nil)
+        let bound = try #require(await running.wait(), "the TFTP server did not report bound")
+        #expect(bound.count == 1 && bound[0].port != 0 && bound[0].port == server.localAddress?.port, "\(bound)")
         task.cancel()
         #expect(await Self.finishes(task, within: 5), "TFTPServer.run() ignored cancellation")
     }
@@ -102,13 +118,12 @@ import Testing
     }
 
     @Test func proxyDHCPRunReturnsOnCancellation() async throws {
-        let (probe, port, _) = try await ProxyDHCPServerTests.startLoopbackServer()
-        await probe.shutdown()  // a port pair that was free a moment ago
-        let server = ProxyDHCPServer(configuration: .init(bindAddress: "127.0.0.1", ports: [port]), decider: StaticBootDecider(),
-                                     logger: ProxyDHCPServerTests.quiet)
+        let running = ServerRunningSignal()
+        let server = ProxyDHCPServer(configuration: .init(bindAddress: "127.0.0.1", ports: [0]), decider: StaticBootDecider(),
+                                     logger: ProxyDHCPServerTests.quiet, onServerRunning: running.callback)
         let task = Task { try await server.run() }
-        for _ in 0..<500 where server.boundAddresses.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
-        try #require(!server.boundAddresses.isEmpty)
+        let bound = try #require(await running.wait(), "the ProxyDHCP server did not report bound")
+        #expect(bound == server.listening && bound.count == 1 && bound[0].port != 0, "\(bound)")
         task.cancel()
         #expect(await Self.finishes(task, within: 5), "ProxyDHCPServer.run() ignored cancellation")
     }

@@ -82,15 +82,13 @@ enum TFTPTestSupport {
     ) async throws -> T {
         var configuration = TFTPServer.Configuration(root: root, host: "127.0.0.1", port: 0, defaultTimeout: .milliseconds(500))
         configure(&configuration)
+        let running = ServerRunningSignal()
         let server = try TFTPServer(configuration: configuration, decider: decider, events: events, macLookup: macLookup, logger: quietLogger,
-                                     metricsFactory: metrics)
+                                     metricsFactory: metrics, onServerRunning: running.callback)
         let task = Task { try await server.run() }
-        var port: Int?
-        for _ in 0..<500 {
-            if let p = server.localAddress?.port { port = p; break }
-            try await Task.sleep(for: .milliseconds(10))
+        guard let port = await running.wait()?.first?.port else {
+            server.stop(); task.cancel(); throw TestFailure("server did not bind")
         }
-        guard let port else { server.stop(); task.cancel(); throw TestFailure("server did not bind") }
         do {
             let result = try await body(server, port)
             server.stop()

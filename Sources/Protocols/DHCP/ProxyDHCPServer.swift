@@ -30,6 +30,9 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         /// Which of `ports` is the PXE boot-server port (4011 semantics); every other port is
         /// treated as 67. Lets tests run on unprivileged ports.
         public var pxePort: Int
+        /// Which entry of `ports` (by index) has 4011 semantics, for a port 0 whose number
+        /// cannot say; nil: only `pxePort` decides.
+        public var pxePortIndex: Int?
         public var responder: ProxyDHCPResponder
         /// Threads that may answer one socket: the first waits in it, the others are woken
         /// only when it falls behind (`ReceiveThread`).
@@ -40,11 +43,12 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
 
         public init(
             interfaces: [String] = [], bindAddress: String = "127.0.0.1", ports: [Int] = [67, 4011],
-            networkNamespace: String? = nil, serverAddress: IPv4Address? = nil, pxePort: Int = 4011,
+            networkNamespace: String? = nil, serverAddress: IPv4Address? = nil, pxePort: Int = 4011, pxePortIndex: Int? = nil,
             responder: ProxyDHCPResponder = ProxyDHCPResponder(), threadsPerSocket: Int = Configuration.defaultThreadsPerSocket
         ) {
             self.threadsPerSocket = threadsPerSocket
             self.pxePort = pxePort
+            self.pxePortIndex = pxePortIndex
             self.interfaces = interfaces
             self.bindAddress = bindAddress
             self.ports = ports
@@ -108,7 +112,8 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         var threads: [ReceiveThread] = []
         var bound: [ListeningAddress] = []
         for socket in plan.sockets {
-            let logicalPort = socket.configuredPort == configuration.pxePort ? 4011 : 67
+            let isPXE = socket.configuredPort == configuration.pxePort || socket.portIndex == configuration.pxePortIndex
+            let logicalPort = isPXE ? 4011 : 67
             let resolver = ArrivalResolver(interface: socket.interface, serverAddress: configuration.serverAddress ?? socket.address,
                                            devices: plan.devices)
             let thread = ReceiveThread(fd: socket.fd, port: logicalPort, core: core, resolver: resolver,
@@ -151,6 +156,8 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         /// The port bound: the kernel's choice when `configuredPort` is 0.
         var port: Int
         var configuredPort: Int
+        /// The entry of `Configuration.ports` it was made for.
+        var portIndex: Int
         var interface: String?
         var bindAddress: String
         /// Our address on that interface (or the bind address).
@@ -194,10 +201,11 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
                 : configuration.interfaces.map { ($0, "0.0.0.0") }
             for (interface, address) in targets {
                 let own: IPv4Address? = interface.flatMap { name in devices.values.first { $0.0 == name }?.1 } ?? IPv4Address(address)
-                for port in configuration.ports {
+                for (index, port) in configuration.ports.enumerated() {
                     let fd = try makeSocket(address: address, port: port, interface: interface)
                     let bound = boundPort(fd) ?? port
-                    sockets.append(PlannedSocket(fd: fd, port: bound, configuredPort: port, interface: interface, bindAddress: address,
+                    sockets.append(PlannedSocket(fd: fd, port: bound, configuredPort: port, portIndex: index,
+                                                 interface: interface, bindAddress: address,
                                                  address: own.flatMap { $0.isAny ? nil : $0 }))
                 }
             }
