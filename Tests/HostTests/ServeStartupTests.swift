@@ -73,6 +73,22 @@ import Testing
         }
     }
 
+    /// A port out of range in the config file is refused, naming the key (a flag is checked by
+    /// the argument parser); it used to trap at the bind.
+    @Test func configPortOutOfRange() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-ports-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("bp.yaml")
+        for (yaml, key) in [("http: { port: 70000 }", "http.port: port 70000"), ("dhcp: { ports: [0, -1] }", "dhcp.ports: port -1"),
+                            ("tftp: { port: 65536 }", "tftp.port: port 65536")] {
+            try yaml.write(to: config, atomically: true, encoding: .utf8)
+            try refuses(["serve", "--config", config.path, "--listen", "127.0.0.1", "--tftp-root", dir.path],
+                        saying: "\(key) is out of range (0-65535; 0 lets the kernel pick one)")
+        }
+        try refuses(["serve", "--listen", "127.0.0.1", "--no-tftp", "--http-port", "70000"], saying: "port 70000 is out of range")
+    }
+
     @Test func tftpPortInUse() throws {
         // A UDP port held by another socket: TFTP must refuse, not share it silently.
         let (fd, port) = try holdPort(SOCK_DGRAM)
