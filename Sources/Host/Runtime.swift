@@ -309,9 +309,10 @@ struct ShutdownNotice: Service, CustomStringConvertible {
     var description: String { "ShutdownNotice" }
     let notifier: SystemdNotifier
 
-    func run() async throws {
-        // Returns on graceful shutdown; throws on cancellation, when the group ends anyway.
-        try await gracefulShutdown()
+    func run() async {
+        // Returns on graceful shutdown. It throws on cancellation, when the group ends for an
+        // error: that error is the one to report, and Runtime says STOPPING=1 then.
+        do { try await gracefulShutdown() } catch { return }
         notifier.stopping()
     }
 }
