@@ -65,7 +65,7 @@ for target in $(ls Tests | grep 'Tests$'); do   # TestSupport is a helper librar
   nfail=$(grep -E '^✘ Test .* (failed after|recorded an issue)' "$log" | grep -v '^✘ Test run' \
     | sed -E 's/^✘ Test (.*) (failed after|recorded an issue).*/\1/' | sort -u | grep -c . || true)
   # Swift Testing says `➜ Test NAME skipped: "reason"` (`􀙟` on macOS) for each skipped test.
-  skips=$(grep -E '^[^ ]+ Test .* skipped' "$log" | sed -E 's/^[^ ]+ Test //' || true)
+  skips=$(grep -E '^[^ ]+ Test .* skipped' "$log" | sed -E 's/^[^ ]+ Test (.*) skipped(: |\.$)/\1 /' || true)
   nskip=$(printf '%s' "$skips" | grep -c . || true)
   echo "-- $target: $nskip skipped"
   [ "$nskip" -eq 0 ] || printf '%s\n' "$skips" | sed 's/^/   skipped: /'
