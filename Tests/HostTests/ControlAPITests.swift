@@ -169,7 +169,7 @@ import Glibc
         // Without a tokens file reads are open and writes are off, and the log says so.
         expectRefusal(try call(server, "PUT", "/api/v1/clients/52:54:00:aa:bb:01/state", body: #"{"a":1}"#), 403,
                       "writes are off", "PUT without a tokens file")
-        #expect(again.text.contains("control API: no tokens file"), "\(again.text)")
+        #expect(again.waitFor("control API: no tokens file"), "\(again.text)")
     }
 
     /// The installer's last step, through the API, changes the machine's next DHCP answer.

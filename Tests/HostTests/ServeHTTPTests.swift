@@ -81,6 +81,7 @@ import Testing
     @Test func jsonLogsAreOneObjectPerLine() throws {
         let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "0", "--log-format", "json"])
         let port = try server.startReady().port("http")
+        try #require(server.waitFor("serving: http"), "\(server.text)")  // through the pipe before the stop
         server.stop()
         let lines = server.text.split(separator: "\n").filter { !$0.isEmpty }
         #expect(lines.count >= 3)

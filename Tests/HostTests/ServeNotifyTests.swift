@@ -55,10 +55,10 @@ import Glibc
         #expect(dhcp != tftp, "two UDP listeners on one port")
         #expect(ready.listeners.allSatisfy { $0.host == "127.0.0.1" }, "\(ready.listeners)")
 
-        let log = server.text
-        #expect(log.contains("serving: proxydhcp \(dhcp) on 127.0.0.1"), "\(log)")
-        #expect(log.contains("serving: tftp 127.0.0.1:\(tftp) root \(dir.path)"), "\(log)")
-        #expect(log.contains("serving: http 127.0.0.1:\(http) "), "\(log)")
+        // Logged before READY=1 is sent, but read here through a pipe that may lag: waitFor.
+        #expect(server.waitFor("serving: proxydhcp \(dhcp) on 127.0.0.1"), "\(server.text)")
+        #expect(server.waitFor("serving: tftp 127.0.0.1:\(tftp) root \(dir.path)"), "\(server.text)")
+        #expect(server.waitFor("serving: http 127.0.0.1:\(http) "), "\(server.text)")
 
         let health = try runTool("/usr/bin/curl", ["-sS", "-m", "5", "http://127.0.0.1:\(http)/healthz"])
         #expect(health.status == 0, "\(health.output)")

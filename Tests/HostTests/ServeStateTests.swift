@@ -64,7 +64,7 @@ import Glibc
 
         let first = ServerProcess(args)
         var dhcpPort = try first.startReady().port("proxydhcp")
-        #expect(first.text.contains("state store: sqlite:\(dir.path)/state.db"), "\(first.text)")
+        #expect(first.waitFor("state store: sqlite:\(dir.path)/state.db"), "\(first.text)")
         for (i, mac) in macs.enumerated() {
             let offer = Self.discover(port: dhcpPort, mac: mac, xid: 0x0100 + UInt32(i))
             #expect(offer?.bootFile == "once.ipxe", "machine \(i) got \(offer?.bootFile ?? "no answer")")
@@ -77,7 +77,7 @@ import Glibc
         let ready = try second.startReady()
         dhcpPort = try ready.port("proxydhcp")
         let httpPort = try ready.port("http")
-        #expect(second.text.contains("clients=3"), "the store reports what it loaded:\n\(second.text)")
+        #expect(second.waitFor("clients=3"), "the store reports what it loaded:\n\(second.text)")
         // The script the first server generated for machine 1, served by the second.
         let script = try runTool("/usr/bin/curl", ["-sS", "http://127.0.0.1:\(httpPort)/boot.ipxe?mac=02:77:01:00:00:01"]).output
         #expect(script.contains("kernel http://10.0.0.1/vmlinuz auto=true"), "\(script)")

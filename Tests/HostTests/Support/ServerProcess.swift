@@ -60,7 +60,8 @@ final class ServerProcess: @unchecked Sendable {
 
     /// Starts the server with `NOTIFY_SOCKET` set to a fresh datagram socket and waits
     /// (bounded) for its `READY=1`: every listener bound, with the ports it took. Throws, with
-    /// the server's output, when the server exits or says nothing in time.
+    /// the server's output, when the server exits or says nothing in time. The `serving:`
+    /// lines are logged before READY=1 but reach `text` through a pipe: `waitFor` them.
     @discardableResult
     func startReady(timeout: Double = 30) throws -> Readiness {
         let socket = try NotifySocket()
