@@ -36,12 +36,28 @@ struct Runtime {
             logger.notice("state store: \(directory.location)", metadata: ["clients": "\(directory.state.count)"])
         }
 
+        let scripts: ScriptKey.Setup
+        do {
+            scripts = try ScriptKey.setup(from: configuration)
+        } catch {
+            throw ExitMessage("bootpolicy serve: \(error)")
+        }
+        if case .token = scripts.access {
+            if scripts.ephemeral && directory.location != "memory" {
+                logger.warning("script tokens: a key new each run (give every server that shares this database the same http.script_key FILE): a machine that got its URL from another server, or before a restart, is known only by its address")
+            } else {
+                logger.notice("script tokens: key from \(scripts.origin)")
+            }
+        } else if case .open = scripts.access {
+            logger.warning("http.script_access: open: anyone who can reach the server reads any machine's generated script by naming its MAC")
+        }
+
         let specs: [PolicySpec]
         let engine: PolicyEngine
         do {
             specs = try PolicySetup.specs(from: configuration)
             engine = try PolicyEngine(specs: specs, limits: PolicySetup.limits(from: configuration), logger: logger,
-                                      stateStore: directory.state)
+                                      stateStore: directory.state, scriptTokens: scripts.tokens)
         } catch {
             throw ExitMessage("bootpolicy serve: cannot load policies: \(error)")
         }
@@ -113,7 +129,7 @@ struct Runtime {
                     configuration: .init(host: host, port: configuration.http.port, root: configuration.http.root,
                                          requestTimeout: h.requestTimeout, idleTimeout: h.idleTimeout,
                                          maxConnections: h.maxConnections, maxConnectionsPerClient: h.maxConnectionsPerClient,
-                                         maxBodyBytes: h.maxBodyBytes),
+                                         maxBodyBytes: h.maxBodyBytes, scriptAccess: scripts.access),
                     decider: decider, sink: timeline, macLookup: { directory.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
                     routes: routes, group: group, logger: logger)))
                 bound.append("http \(host):\(configuration.http.port)\(configuration.http.root.map { " root \($0)" } ?? "") (status page /, /metrics, /api/clients, control API /api/v1)")
