@@ -45,6 +45,8 @@ struct Runtime {
         if case .token = scripts.access {
             if scripts.ephemeral && directory.location != "memory" {
                 logger.warning("script tokens: a key new each run (give every server that shares this database the same http.script_key FILE): a machine that got its URL from another server, or before a restart, is known only by its address")
+            } else if scripts.ephemeral {
+                logger.notice("script tokens: a key new each run (state is in memory; give http.script_key FILE to keep URLs valid across restarts)")
             } else {
                 logger.notice("script tokens: key from \(scripts.origin)")
             }

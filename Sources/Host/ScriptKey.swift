@@ -16,7 +16,7 @@ enum ScriptKey {
     struct Setup {
         var access: ScriptAccess
         var tokens: ScriptTokens
-        /// Where the key came from, for the log.
+        /// The key's file, for the log ("" when the key is new this run).
         var origin: String
         /// Whether the key dies with the process.
         var ephemeral: Bool
@@ -28,7 +28,7 @@ enum ScriptKey {
         let mode = configuration.http.scriptAccess.lowercased()
         let path = configuration.http.scriptKey ?? defaultPath(for: configuration.state.store)
         var tokens = ScriptTokens.random()
-        var origin = "a key new each run"
+        var origin = ""
         var ephemeral = true
         if let path, create || FileManager.default.fileExists(atPath: path) {
             try refuseServed(path, configuration)
