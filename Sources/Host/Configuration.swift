@@ -249,7 +249,13 @@ struct Configuration: Codable, Equatable {
         copy.api.tokens = abs(api.tokens)
         copy.http.scriptKey = abs(http.scriptKey)
         if let store = state.store, store != "memory", !store.contains("://") { copy.state.store = abs(store) }
-        copy.policies = policies.map { var p = $0; p.file = abs(p.file) ?? p.file; return p }
+        copy.policies = policies.map { policy in
+            var p = policy
+            // A bare name with no such file beside the config is a shipped policy
+            // (`file: arch-aware`), looked up as on the command line.
+            if let beside = abs(p.file), p.file.contains("/") || FileManager.default.fileExists(atPath: beside) { p.file = beside }
+            return p
+        }
         return copy
     }
 
