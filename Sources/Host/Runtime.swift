@@ -132,7 +132,7 @@ struct Runtime {
                                          requestTimeout: h.requestTimeout, idleTimeout: h.idleTimeout,
                                          maxConnections: h.maxConnections, maxConnectionsPerClient: h.maxConnectionsPerClient,
                                          maxBodyBytes: h.maxBodyBytes, scriptAccess: scripts.access),
-                    decider: decider, sink: timeline, macLookup: { directory.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
+                    decider: decider, sink: timeline, macLookup: { ServerFactory.neighbours.mac(for: $0) ?? directory.mac(forAddress: $0) },
                     routes: routes, group: group, logger: logger)))
                 bound.append("http \(host):\(configuration.http.port)\(configuration.http.root.map { " root \($0)" } ?? "") (status page /, /metrics, /api/clients, control API /api/v1)")
             }
