@@ -14,7 +14,7 @@ bootpolicy's peak RSS (VmHWM) and the highest VmRSS sampled during the storm.
 `run` builds the namespaces (benchlib.Lab), starts the server in bp-bench-srv on bpb-s and
 this script's `client` mode in bp-bench-cli; everything is removed on exit.
 """
-import argparse, asyncio, hashlib, json, os, random, socket, struct, subprocess, sys, tempfile, time
+import argparse, asyncio, hashlib, hmac, json, os, random, socket, struct, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import CLI, CLI_IF, SRV, SRV_ADDR, SRV_IF, Lab, status_kb, write_results  # noqa: E402
@@ -144,7 +144,12 @@ async def http_get(server, path, mac_text):
     return len(body)
 
 
-async def one_client(i, loop, mux, dsock, server, expected, timings):
+def script_token(key, mac_text):
+    """What the policy's ipxe.script_token(mac) gives under the server's key (http.script_key)."""
+    return hmac.new(key.encode(), b"bootpolicy script v1\0" + mac_text.lower().encode(), hashlib.sha256).hexdigest()[:32]
+
+
+async def one_client(i, loop, mux, dsock, server, expected, timings, key):
     mac = bytes([0x52, 0x54, 0x01, (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF])
     mac_text = ":".join(f"{b:02x}" for b in mac)
     xid = random.getrandbits(32)
@@ -172,7 +177,10 @@ async def one_client(i, loop, mux, dsock, server, expected, timings):
         await tftp_get(loop, siaddr, bootfile, expected)
         t2 = time.monotonic()
         stage = "http"
-        await http_get(server, f"/boot.ipxe?mac={mac_text.replace(':', '-')}&arch=bios", mac_text)
+        # The URL arch-aware hands iPXE: every simulated client shares one address, so only
+        # the token makes the server believe which machine asks.
+        token = script_token(key, mac_text)
+        await http_get(server, f"/boot.ipxe?mac={mac_text.replace(':', '-')}&arch=bios&token={token}", mac_text)
         t3 = time.monotonic()
         timings.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0))
         return None
@@ -192,7 +200,7 @@ async def storm(args):
     transport, mux = await loop.create_datagram_endpoint(DHCPMux, sock=dsock)
     timings = []
     t0 = time.monotonic()
-    tasks = [asyncio.create_task(one_client(i, loop, mux, transport, args.server, args.sha256, timings))
+    tasks = [asyncio.create_task(one_client(i, loop, mux, transport, args.server, args.sha256, timings, args.key))
              for i in range(args.clients)]
     done, pending = await asyncio.wait(tasks, timeout=args.deadline)
     for t in pending:
@@ -226,9 +234,15 @@ def run(args):
     os.makedirs(args.logdir, exist_ok=True)
     # Every simulated client sends from the one client namespace's address: lift the
     # per-address TFTP share that protects a real server from one host holding every slot.
-    config = os.path.join(tempfile.mkdtemp(prefix="bp-storm-conf-"), "bootpolicy.yaml")
+    confdir = tempfile.mkdtemp(prefix="bp-storm-conf-")
+    config = os.path.join(confdir, "bootpolicy.yaml")
+    key = "storm-" + os.urandom(16).hex()
+    keyfile = os.path.join(confdir, "script-key")
+    with open(os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(key + "\n")
     with open(config, "w") as f:
-        f.write(f"tftp:\n  max_transfers: {max(512, args.clients)}\n  max_transfers_per_client: {max(512, args.clients)}\n")
+        f.write(f"tftp:\n  max_transfers: {max(512, args.clients)}\n  max_transfers_per_client: {max(512, args.clients)}\n"
+                f"http:\n  script_key: {keyfile}\n")
     with Lab() as lab:
         for rep in range(args.repeats):
             logpath = os.path.join(args.logdir, f"storm-{rep}.log")
@@ -250,7 +264,7 @@ def run(args):
             client = subprocess.Popen(
                 ["ip", "netns", "exec", CLI, sys.executable, os.path.abspath(__file__), "client",
                  "--server", SRV_ADDR, "--iface", CLI_IF, "--clients", str(args.clients),
-                 "--deadline", str(args.deadline), "--sha256", sha],
+                 "--deadline", str(args.deadline), "--sha256", sha, "--key", key],
                 stdout=subprocess.PIPE, text=True, preexec_fn=__import__("benchlib").raise_nofile)
             lab.procs.append(client)
             peak_rss = 0
@@ -288,6 +302,7 @@ def main():
     c.add_argument("--clients", type=int, default=1000)
     c.add_argument("--deadline", type=float, default=90)
     c.add_argument("--sha256", required=True)
+    c.add_argument("--key", required=True, help="the server's script key (http.script_key)")
     args = ap.parse_args()
     if args.mode == "run":
         run(args)

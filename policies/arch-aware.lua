@@ -6,7 +6,7 @@
 --   UEFI IA32 (arch 6)           -> config.efi_ia32
 --   UEFI ARM64 (arch 11)         -> config.efi_arm64
 --   UEFI HTTP boot (HTTPClient)  -> http://SERVER:PORT/<efi binary for that arch>
---   iPXE (option 175 or user class iPXE) -> http://SERVER:PORT/boot.ipxe?mac=..&arch=..
+--   iPXE (option 175 or user class iPXE) -> http://SERVER:PORT/boot.ipxe?mac=..&arch=..&token=..
 --   http hook: /boot.ipxe        -> a script made for that MAC (see config.script)
 --
 -- config (all optional):
@@ -66,7 +66,10 @@ return {
   dhcp = function(req)
     local next_server = config.next_server or req.server_address
     if req.ipxe then
+      -- The token makes the server believe this mac= (http.script_access: token): nobody
+      -- else on the network can fetch this machine's script by naming its MAC.
       local url = base_url(req) .. "/boot.ipxe?mac=" .. mac.hexhyp(req.mac) .. "&arch=" .. (req.arch or "unknown")
+        .. "&token=" .. ipxe.script_token(req.mac)
       return { filename = url, next_server = next_server, note = "iPXE: script over HTTP" }
     end
     if req.firmware == "http-boot" then

@@ -51,10 +51,15 @@ struct Configuration: Codable, Equatable {
         var maxConnectionsPerClient: Int = 64
         /// The largest request body read (API writes, policy callbacks).
         var maxBodyBytes: Int = 1 << 20
+        /// When a `?mac=` in a URL is believed: `token` (with its `ipxe.script_token`),
+        /// `neighbour` (the requester's own MAC) or `open`.
+        var scriptAccess = "token"
+        /// The key script tokens are signed with (created if absent).
+        var scriptKey: String?
         enum CodingKeys: String, CodingKey {
             case enabled, port, root, address, requestTimeout = "request_timeout", idleTimeout = "idle_timeout"
             case maxConnections = "max_connections", maxConnectionsPerClient = "max_connections_per_client"
-            case maxBodyBytes = "max_body_bytes"
+            case maxBodyBytes = "max_body_bytes", scriptAccess = "script_access", scriptKey = "script_key"
         }
         init() {}
         init(from decoder: Decoder) throws {
@@ -68,6 +73,8 @@ struct Configuration: Codable, Equatable {
             maxConnections = try c.decodeIfPresent(Int.self, forKey: .maxConnections) ?? maxConnections
             maxConnectionsPerClient = try c.decodeIfPresent(Int.self, forKey: .maxConnectionsPerClient) ?? maxConnectionsPerClient
             maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? maxBodyBytes
+            scriptAccess = try c.decodeIfPresent(String.self, forKey: .scriptAccess) ?? scriptAccess
+            scriptKey = try c.decodeIfPresent(String.self, forKey: .scriptKey)
         }
     }
     /// The control API under /api/v1 (docs/api.md).
@@ -199,7 +206,7 @@ struct Configuration: Codable, Equatable {
         "dhcp": ["ports", "enabled", "threads"],
         "tftp": ["enabled", "root", "port", "max_transfers", "max_transfers_per_client", "threads"],
         "http": ["enabled", "port", "root", "address", "request_timeout", "idle_timeout", "max_connections", "max_connections_per_client",
-                 "max_body_bytes"],
+                 "max_body_bytes", "script_access", "script_key"],
         "limits": ["instructions", "time_ms", "memory_mb", "states"],
         "log": ["format", "level"],
         "state": ["store", "ttl", "max_clients", "max_client_bytes", "sync"],
@@ -240,8 +247,15 @@ struct Configuration: Codable, Equatable {
         copy.tftp.root = abs(tftp.root)
         copy.http.root = abs(http.root)
         copy.api.tokens = abs(api.tokens)
+        copy.http.scriptKey = abs(http.scriptKey)
         if let store = state.store, store != "memory", !store.contains("://") { copy.state.store = abs(store) }
-        copy.policies = policies.map { var p = $0; p.file = abs(p.file) ?? p.file; return p }
+        copy.policies = policies.map { policy in
+            var p = policy
+            // A bare name with no such file beside the config is a shipped policy
+            // (`file: arch-aware`), looked up as on the command line.
+            if let beside = abs(p.file), p.file.contains("/") || FileManager.default.fileExists(atPath: beside) { p.file = beside }
+            return p
+        }
         return copy
     }
 

@@ -48,7 +48,9 @@ struct ExplainCommand: ParsableCommand {
         let directory = ClientDirectory(logger: logger)
         do {
             engine = try PolicyEngine(specs: try PolicySetup.specs(from: configuration), limits: PolicySetup.limits(from: configuration),
-                                      logger: logger, stateStore: directory.state)
+                                      logger: logger, stateStore: directory.state,
+                                      // The server's own key when readable, so a URL shown here is one it accepts.
+                                      scriptTokens: (try? ScriptKey.setup(from: configuration, create: false))?.tokens ?? .random())
         } catch {
             throw ExitMessage("bootpolicy explain: \(error)")
         }

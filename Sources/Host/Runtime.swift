@@ -36,6 +36,24 @@ struct Runtime {
             logger.notice("state store: \(directory.location)", metadata: ["clients": "\(directory.state.count)"])
         }
 
+        let scripts: ScriptKey.Setup
+        do {
+            scripts = try ScriptKey.setup(from: configuration)
+        } catch {
+            throw ExitMessage("bootpolicy serve: \(error)")
+        }
+        if case .token = scripts.access {
+            if scripts.ephemeral && directory.location != "memory" {
+                logger.warning("script tokens: a key new each run (give every server that shares this database the same http.script_key FILE): a machine that got its URL from another server, or before a restart, is known only by its address")
+            } else if scripts.ephemeral {
+                logger.notice("script tokens: a key new each run (state is in memory; give http.script_key FILE to keep URLs valid across restarts)")
+            } else {
+                logger.notice("script tokens: key from \(scripts.origin)")
+            }
+        } else if case .open = scripts.access {
+            logger.warning("http.script_access: open: anyone who can reach the server reads any machine's generated script by naming its MAC")
+        }
+
         // A policy's config.http_port, unless it sets one, is the port the HTTP server serves on
         // (for a configured 0 the kernel's choice, filled in once it is bound).
         let configuredHTTPPort = configuration.http.enabled && configuration.http.port != 0 ? configuration.http.port : nil
@@ -44,7 +62,7 @@ struct Runtime {
         do {
             specs = try PolicySetup.specs(from: configuration, httpPort: configuredHTTPPort)
             engine = try PolicyEngine(specs: specs, limits: PolicySetup.limits(from: configuration), logger: logger,
-                                      stateStore: directory.state)
+                                      stateStore: directory.state, scriptTokens: scripts.tokens)
         } catch {
             throw ExitMessage("bootpolicy serve: cannot load policies: \(error)")
         }
@@ -137,8 +155,8 @@ struct Runtime {
                     configuration: .init(host: host, port: configuration.http.port, root: configuration.http.root,
                                          requestTimeout: h.requestTimeout, idleTimeout: h.idleTimeout,
                                          maxConnections: h.maxConnections, maxConnectionsPerClient: h.maxConnectionsPerClient,
-                                         maxBodyBytes: h.maxBodyBytes),
-                    decider: decider, sink: timeline, macLookup: { directory.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
+                                         maxBodyBytes: h.maxBodyBytes, scriptAccess: scripts.access),
+                    decider: decider, sink: timeline, macLookup: { ServerFactory.neighbours.mac(for: $0) ?? directory.mac(forAddress: $0) },
                     routes: routes, group: group, logger: logger,
                     onServerRunning: gate.slot("http") { addresses in
                         "http \(addresses.map(\.description).joined(separator: ", "))\(rootNote) (status page /, /metrics, /api/clients, control API /api/v1)"

@@ -57,6 +57,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Bearer tokens for the control API under /api/v1, one `<read|write> <token> [name]` a line; the file must not be readable by others. Without it API reads are open and writes are off.", valueName: "file"))
     var apiTokens: String?
 
+    @Option(help: ArgumentHelp("When a `?mac=` in an HTTP URL is believed: token (only with the token `ipxe.script_token` put beside it; default), neighbour (only from that machine's own address) or open (anyone may read any machine's script).", valueName: "mode"))
+    var scriptAccess: String?
+
+    @Option(help: ArgumentHelp("The key script tokens are signed with (created, mode 600, if absent). Default: beside the --state file; with state in memory or PostgreSQL, a key new each run. Servers sharing a database need the same file.", valueName: "file"))
+    var scriptKey: String?
+
     @Option(help: ArgumentHelp("Log format: text (a line per exchange, like dnsmasq --log-dhcp) or json.", valueName: "format"))
     var logFormat: String?
 
@@ -89,6 +95,8 @@ struct ServeCommand: AsyncParsableCommand {
         if let serverAddress { c.serverAddress = serverAddress }
         if let state { c.state.store = state }
         if let apiTokens { c.api.tokens = apiTokens }
+        if let scriptAccess { c.http.scriptAccess = scriptAccess }
+        if let scriptKey { c.http.scriptKey = scriptKey }
         if c.state.store == nil, let dir = ProcessInfo.processInfo.environment["STATE_DIRECTORY"], !dir.isEmpty {
             // systemd's StateDirectory= (possibly several, colon-separated): the first is ours.
             c.state.store = URL(fileURLWithPath: String(dir.split(separator: ":").first ?? Substring(dir)))

@@ -6,6 +6,9 @@ import ServiceLifecycle
 
 /// Builds the protocol servers from the configuration.
 enum ServerFactory {
+    /// One neighbour-table snapshot for every server: who an on-link requester is.
+    static let neighbours = NeighborCache()
+
     static func tftp(configuration: Configuration, host: String, root: String,
                      decider: BootPipeline, timeline: ClientTimeline, group: EventLoopGroup, logger: Logger,
                      onServerRunning: OnServerRunning? = nil) throws -> Service {
@@ -25,7 +28,7 @@ enum ServerFactory {
                                      maxConcurrentTransfers: configuration.tftp.maxTransfers,
                                      maxTransfersPerClient: configuration.tftp.maxTransfersPerClient, transferThreads: threads),
                 decider: decider, events: timeline,
-                macLookup: { [directory = decider.directory] in directory.mac(forAddress: $0) ?? NeighborTable.mac(for: $0) },
+                macLookup: { [directory = decider.directory] in Self.neighbours.mac(for: $0) ?? directory.mac(forAddress: $0) },
                 logger: logger, eventLoopGroup: group, onServerRunning: onServerRunning)
         } catch {
             throw ExitMessage("bootpolicy serve: --tftp-root: \(error)")

@@ -2,25 +2,28 @@ import CLuaShim
 import Clients
 import Foundation
 import Logging
+import Protocols
 
 /// What Lua code reaches in Swift (log, state, and for test files the test API). Called from
 /// the C trampoline on the thread that holds the Lua state; never touches the lua_State and
 /// never throws across C: failures come back as `.failure(message)` and C raises them.
 class LuaHost {
     enum Op: Int32 {
-        case log = 1, stateGet = 2, stateSet = 3, stateClear = 4
+        case log = 1, stateGet = 2, stateSet = 3, stateClear = 4, scriptToken = 5
         case testChain = 10, testRun = 11, testFixture = 12, testResult = 13, testRequest = 14
     }
 
     let logger: Logger
     let store: ClientStateStore
+    let tokens: ScriptTokens
     /// While loading the second and later states of a pool, the policy's top-level log lines
     /// would repeat once per state; they are dropped.
     var quiet = false
 
-    init(logger: Logger, store: ClientStateStore) {
+    init(logger: Logger, store: ClientStateStore, tokens: ScriptTokens) {
         self.logger = logger
         self.store = store
+        self.tokens = tokens
     }
 
     func call(_ op: Op, _ args: LuaWire.Value) -> Result<LuaWire.Value?, HostError> {
@@ -77,6 +80,11 @@ class LuaHost {
                 }
             }
             return .success(nil)
+        case .scriptToken:
+            guard let mac = args[1]?.text, let token = tokens.token(for: mac) else {
+                return .failure(HostError("ipxe.script_token: expected a MAC address"))
+            }
+            return .success(.string(Array(token.utf8)))
         default:
             return .failure(HostError("operation not available here"))
         }

@@ -12,7 +12,7 @@ local sfmt, sbyte, concat = string.format, string.byte, table.concat
 -- The library's own matching goes through the same budgeted functions as policies' (the
 -- C side replaced them before this runs): a policy handing it a huge string pays for it.
 local rfind, rgmatch = string.find, string.gmatch
-local OP_LOG, OP_GET, OP_SET, OP_CLEAR = 1, 2, 3, 4
+local OP_LOG, OP_GET, OP_SET, OP_CLEAR, OP_TOKEN = 1, 2, 3, 4, 5
 local OP_CHAIN, OP_RUN, OP_FIXTURE, OP_RESULT, OP_REQUEST = 10, 11, 12, 13, 14
 
 local LIBS = { string = string, table = table, math = math, utf8 = utf8 }
@@ -112,6 +112,8 @@ quote = function(s, level)
   return out
 end
 function ipxe.quote(s) return quote(s, 2) end
+-- The token that makes the HTTP server believe `?mac=` for this machine (http.script_access).
+function ipxe.script_token(m) return host(OP_TOKEN, join(need_mac(m, "ipxe.script_token", 2), ":")) end
 
 local Script = {}
 Script.__index = Script

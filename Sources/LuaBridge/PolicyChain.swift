@@ -30,7 +30,7 @@ public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
 
     public init(
         specs: [PolicySpec], limits: PolicyLimits = PolicyLimits(), logger: Logger,
-        stateStore: ClientStateStore = ClientStateStore()
+        stateStore: ClientStateStore = ClientStateStore(), scriptTokens: ScriptTokens = .random()
     ) throws(PolicyLoadError) {
         self.limits = limits
         self.logger = logger
@@ -47,7 +47,7 @@ public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
         var states: [LuaState] = []
         var names: [String] = []
         for i in 0..<limits.states {
-            let host = LuaHost(logger: logger, store: stateStore)
+            let host = LuaHost(logger: logger, store: stateStore, tokens: scriptTokens)
             host.quiet = i > 0
             let st = try LuaState(host: host, limits: limits)
             for (j, src) in sources.enumerated() {

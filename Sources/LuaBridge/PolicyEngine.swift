@@ -12,15 +12,19 @@ public final class PolicyEngine: TracingBootDecider, @unchecked Sendable {
     private let limits: PolicyLimits
     private let logger: Logger
     public let stateStore: ClientStateStore
+    /// The key `ipxe.script_token` signs with; the HTTP server checks with the same one.
+    public let scriptTokens: ScriptTokens
 
     public init(
         specs: [PolicySpec], limits: PolicyLimits = PolicyLimits(), logger: Logger,
-        stateStore: ClientStateStore = ClientStateStore()
+        stateStore: ClientStateStore = ClientStateStore(), scriptTokens: ScriptTokens = .random()
     ) throws(PolicyLoadError) {
         self.limits = limits
         self.logger = logger
         self.stateStore = stateStore
-        current = try PolicyChain(specs: specs, limits: limits, logger: logger, stateStore: stateStore)
+        self.scriptTokens = scriptTokens
+        current = try PolicyChain(specs: specs, limits: limits, logger: logger, stateStore: stateStore,
+                                  scriptTokens: scriptTokens)
     }
 
     public var chain: PolicyChain {
@@ -39,7 +43,8 @@ public final class PolicyEngine: TracingBootDecider, @unchecked Sendable {
     @discardableResult
     public func reload(specs: [PolicySpec]) -> Result<Void, PolicyLoadError> {
         do {
-            let next = try PolicyChain(specs: specs, limits: limits, logger: logger, stateStore: stateStore)
+            let next = try PolicyChain(specs: specs, limits: limits, logger: logger, stateStore: stateStore,
+                                       scriptTokens: scriptTokens)
             lock.lock()
             current = next
             lock.unlock()

@@ -89,7 +89,7 @@ final class TestHost: LuaHost {
     init(runner: PolicyTestRunner, dir: URL, logger: Logger) {
         self.runner = runner
         self.dir = dir
-        super.init(logger: logger, store: ClientStateStore())
+        super.init(logger: logger, store: ClientStateStore(), tokens: .forPolicyTests)
     }
 
     private func resolve(_ path: String) -> URL {
@@ -118,7 +118,8 @@ final class TestHost: LuaHost {
             }
             do {
                 let directory = ClientDirectory(logger: logger)
-                let chain = try PolicyChain(specs: specs, limits: runner.limits, logger: logger, stateStore: directory.state)
+                let chain = try PolicyChain(specs: specs, limits: runner.limits, logger: logger, stateStore: directory.state,
+                                            scriptTokens: .forPolicyTests)
                 chains.append(BootPipeline(chain: chain, directory: directory, logger: logger))
                 return .success(.int(Int64(chains.count)))
             } catch {

@@ -18,6 +18,22 @@ import Testing
         return dir
     }
 
+    /// `file: arch-aware` in a config names the shipped policy, as `--policy arch-aware` does,
+    /// unless a file of that name lies beside the config; paths stay relative to the config.
+    @Test func aConfigNamesShippedPoliciesByName() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-names-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("c.yaml").path
+        try "return { name = 'mine', dhcp = function() end }\n".write(toFile: dir.appendingPathComponent("mine").path, atomically: true, encoding: .utf8)
+        try "return { name = 'own', dhcp = function() end }\n".write(toFile: dir.appendingPathComponent("own.lua").path, atomically: true, encoding: .utf8)
+        try "policies:\n  - file: arch-aware\n  - file: default\n  - file: mine\n  - file: ./own.lua\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let specs = try PolicySetup.specs(from: try Configuration.load(path: path))
+        #expect(specs.map(\.name) == ["arch-aware", "default", "mine", "own"], "\(specs)")
+        #expect(specs[0].path.hasSuffix("policies/arch-aware.lua") && specs[1].path.hasSuffix("policies/default.lua"), "\(specs)")
+        #expect(specs[2].path == dir.appendingPathComponent("mine").path && specs[3].path == dir.appendingPathComponent("own.lua").path, "\(specs)")
+    }
+
     /// limits.time_ms is the CPU budget of a hook; the wall-clock backstop stays above it.
     @Test func timeLimitIsTheCPUBudget() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-limits-\(UUID().uuidString)")

@@ -19,14 +19,19 @@ import Glibc
         /// The ports the server bound (it is started with port 0), from its READY=1.
         private(set) var httpPort = 0, dhcpPort = 0
         let process: ServerProcess
+        let scriptKey: ScriptKeyFile
         var base: String { "http://127.0.0.1:\(httpPort)" }
+        /// The script URL a policy would hand `mac` at DHCP time (with its token).
+        func scriptURL(_ mac: String) -> String { scriptKey.scriptURL(base, mac: mac) }
         var tokens: String { dir.appendingPathComponent("tokens").path }
 
         init(tokens: Bool = true, policy: String? = nil, state: String? = nil, extra: [String] = []) throws {
             dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-api-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            scriptKey = try ScriptKeyFile(in: dir)
             var args = ["serve", "--listen", "127.0.0.1", "--dhcp-port", "0", "--no-tftp",
-                        "--http-port", "0", "--state", state ?? dir.appendingPathComponent("state.db").path]
+                        "--http-port", "0", "--state", state ?? dir.appendingPathComponent("state.db").path,
+                        "--script-key", scriptKey.path]
             if tokens {
                 try "# bootpolicy API tokens\nwrite \(ControlAPITests.writeToken) installer\nread \(ControlAPITests.readToken)\n"
                     .write(toFile: dir.appendingPathComponent("tokens").path, atomically: true, encoding: .utf8)
@@ -179,19 +184,19 @@ import Glibc
         let mac: [UInt8] = [0x02, 0x77, 0x02, 0x00, 0x00, 0x01]
         // Not installed yet: the installer script.
         #expect(ServeStateTests.discover(port: server.dhcpPort, mac: mac, xid: 0x0301)?.bootFile == "once.ipxe")
-        let first = try runTool(curl, ["-sS", server.base + "/boot.ipxe?mac=02:77:02:00:00:01"]).output
+        let first = try runTool(curl, ["-sS", server.scriptURL("02:77:02:00:00:01")]).output
         #expect(first.contains("installing 02:77:02:00:00:01"), "\(first)")
         // An operator asks for a reinstall: the state goes, the next boot installs again.
         #expect(try call(server, "DELETE", "/api/v1/clients/02:77:02:00:00:01/state", token: Self.writeToken).status == 200)
         _ = ServeStateTests.discover(port: server.dhcpPort, mac: mac, xid: 0x0302)
-        let reinstall = try runTool(curl, ["-sS", server.base + "/boot.ipxe?mac=02:77:02:00:00:01"]).output
+        let reinstall = try runTool(curl, ["-sS", server.scriptURL("02:77:02:00:00:01")]).output
         #expect(reinstall.contains("installing"), "after DELETE: \(reinstall)")
         // The installer says it is done: the next boot goes to disk.
         let cli = try runTool(ServerProcess.binary.path, ["state", "set", "02:77:02:00:00:01", "installed=true",
                                                          "--server", server.base, "--token-file", server.tokens])
         #expect(cli.status == 0 && cli.output.contains(#""installed":true"#), "\(cli.output)")
         _ = ServeStateTests.discover(port: server.dhcpPort, mac: mac, xid: 0x0303)
-        let disk = try runTool(curl, ["-sS", server.base + "/boot.ipxe?mac=02:77:02:00:00:01"]).output
+        let disk = try runTool(curl, ["-sS", server.scriptURL("02:77:02:00:00:01")]).output
         #expect(disk.contains("booting from disk"), "after PUT: \(disk)")
     }
 

@@ -129,9 +129,18 @@ import Testing
         }
     }
 
+    /// A key file outside the served root, for the tests that fetch a machine's script by URL.
+    func keyFile() throws -> ScriptKeyFile {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-key-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return try ScriptKeyFile(in: dir)
+    }
+
     @Test func scriptEndpointAsksThePolicy() throws {
-        try withServer { port, _ in
-            let r = try runTool(curl, ["-sS", "http://127.0.0.1:\(port)/boot.ipxe?mac=52-54-00-12-34-56&arch=efi-x64"])
+        let key = try keyFile()
+        defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: key.path).deletingLastPathComponent().path) }
+        try withServer(extra: ["--script-key", key.path]) { port, _ in
+            let r = try runTool(curl, ["-sS", key.scriptURL("http://127.0.0.1:\(port)", mac: "52-54-00-12-34-56", extra: "&arch=efi-x64")])
             #expect(r.output.hasPrefix("#!ipxe\n"))
             #expect(r.output.contains("52:54:00:12:34:56"))
             let clients = try runTool(curl, ["-sS", "http://127.0.0.1:\(port)/api/clients"]).output
@@ -140,9 +149,11 @@ import Testing
     }
 
     @Test func scriptMissExplainsItselfToIPXE() throws {
-        try withServer(policy: "default") { port, _ in
+        let key = try keyFile()
+        defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: key.path).deletingLastPathComponent().path) }
+        try withServer(policy: "default", extra: ["--script-key", key.path]) { port, _ in
             // The default policy has no http hook: iPXE must print why instead of hanging.
-            let r = try runTool(curl, ["-sS", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)/boot.ipxe?mac=52-54-00-00-00-09"])
+            let r = try runTool(curl, ["-sS", "-w", "\n%{http_code}", key.scriptURL("http://127.0.0.1:\(port)", mac: "52-54-00-00-00-09")])
             #expect(r.output.hasPrefix("#!ipxe\necho bootpolicy: no policy produced a script"))
             #expect(r.output.contains("52:54:00:00:00:09"))
         }

@@ -59,8 +59,18 @@ struct ServeNamespaceTests {
 
         // An HTTP hook learns what the client's DHCP said: arch-aware names the arch (bios)
         // although the URL does not carry it.
+        // Its own MAC without a token counts (the neighbour table says the request came from it).
         let http = try net.inClient(["curl", "-sS", "--max-time", "5", "http://\(net.serverAddress):8080/boot.ipxe?mac=52-54-00-77-00-01"])
         #expect(http.output.contains("(bios)"), "\(http.output)")
+        // Naming another machine without that machine's token gets the requester its own
+        // script, never the other's.
+        let other = try net.inClient(["curl", "-sS", "--max-time", "5", "http://\(net.serverAddress):8080/boot.ipxe?mac=52-54-00-77-00-99"])
+        #expect(other.output.contains("52:54:00:77:00:01") && !other.output.contains("52:54:00:77:00:99"), "\(other.output)")
+        // A forged DHCP request (another machine's chaddr, sent from this client's address)
+        // does not make the address that machine's: the kernel's neighbour entry decides.
+        _ = try net.dhcpExchange(hex: fixtureHex("qemu-ipxe-bios-discover").replacingOccurrences(of: "525400770001", with: "525400770099"), wait: 0.5)
+        let forged = try net.inClient(["curl", "-sS", "--max-time", "5", "http://\(net.serverAddress):8080/boot.ipxe"])
+        #expect(forged.output.contains("52:54:00:77:00:01") && !forged.output.contains("52:54:00:77:00:99"), "\(forged.output)")
 
         // The operator sees the client's timeline.
         let clients = try net.inClient(["curl", "-sS", "--max-time", "5", "http://\(net.serverAddress):8080/api/clients"]).output

@@ -79,13 +79,16 @@ import Glibc
         let httpPort = try ready.port("http")
         #expect(second.waitFor("clients=3"), "the store reports what it loaded:\n\(second.text)")
         // The script the first server generated for machine 1, served by the second.
-        let script = try runTool("/usr/bin/curl", ["-sS", "http://127.0.0.1:\(httpPort)/boot.ipxe?mac=02:77:01:00:00:01"]).output
+        // The key the first server made beside its state file; the second signs with it too,
+        // so a URL handed out before the restart still opens the machine's script.
+        let key = try ScriptKeyFile(reading: dir.appendingPathComponent("state.db.script-key").path)
+        let script = try runTool("/usr/bin/curl", ["-sS", key.scriptURL("http://127.0.0.1:\(httpPort)", mac: "02:77:01:00:00:01")]).output
         #expect(script.contains("kernel http://10.0.0.1/vmlinuz auto=true"), "\(script)")
         for (i, mac) in macs.enumerated() {
             let offer = Self.discover(port: dhcpPort, mac: mac, xid: 0x0200 + UInt32(i))
             #expect(offer != nil, "machine \(i): no answer")
         }
-        let again = try runTool("/usr/bin/curl", ["-sS", "http://127.0.0.1:\(httpPort)/boot.ipxe?mac=02:77:01:00:00:02"]).output
+        let again = try runTool("/usr/bin/curl", ["-sS", key.scriptURL("http://127.0.0.1:\(httpPort)", mac: "02:77:01:00:00:02")]).output
         #expect(again.contains("was installed; booting from disk") && !again.contains("kernel"), "\(again)")
     }
 

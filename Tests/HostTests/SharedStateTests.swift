@@ -19,7 +19,7 @@ struct SharedStateTests {
 
     /// The script a server generated for `mac` at its last DHCP answer.
     func script(_ server: ControlAPITests.Server, _ mac: String) throws -> String {
-        try runTool(curl, ["-sS", "-m", "10", server.base + "/boot.ipxe?mac=\(mac)"]).output
+        try runTool(curl, ["-sS", "-m", "10", server.scriptURL(mac)]).output
     }
 
     /// Asks `server` (as iPXE) until its script for `mac` contains `needle`; the seconds it took.

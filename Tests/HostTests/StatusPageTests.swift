@@ -8,12 +8,16 @@ import TestSupport
 
     @Test(.requires(Requirement(chromium != nil, "chromium is not installed (apt-get install -y chromium; scripts/deps.sh test)")))
     func clientThatJustBootedAppearsInItsRow() throws {
+        let keyDir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-key-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: keyDir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: keyDir) }
+        let key = try ScriptKeyFile(in: keyDir)
         let server = ServerProcess(["serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp",
-                                    "--http-port", "0", "--policy", "arch-aware"])
+                                    "--http-port", "0", "--policy", "arch-aware", "--script-key", key.path])
         defer { server.stop() }
         let port = try server.startReady().port("http")
         // A client fetches its script: that is a boot step the page must show.
-        _ = try runTool("/usr/bin/curl", ["-sS", "http://127.0.0.1:\(port)/boot.ipxe?mac=52-54-00-ab-cd-ef&arch=efi-x64"])
+        _ = try runTool("/usr/bin/curl", ["-sS", key.scriptURL("http://127.0.0.1:\(port)", mac: "52-54-00-ab-cd-ef", extra: "&arch=efi-x64")])
 
         let artifacts = ServerProcess.packageRoot.appendingPathComponent("artifacts")
         try FileManager.default.createDirectory(at: artifacts, withIntermediateDirectories: true)

@@ -34,10 +34,12 @@ public final class HTTPServer: Service, @unchecked Sendable {
         public var maxBodyBytes: Int
         /// Threads that decide responses (policy decisions, API calls), off the event loops.
         public var workerThreads: Int
+        /// When a `mac` in the query is believed (`http.script_access`).
+        public var scriptAccess: ScriptAccess
         public init(host: String = "0.0.0.0", port: Int = 8080, root: String? = nil, scriptPath: String = "/boot.ipxe",
                     requestTimeout: TimeInterval = 10, idleTimeout: TimeInterval = 60,
                     maxConnections: Int = 4096, maxConnectionsPerClient: Int = 64, maxBodyBytes: Int = 1 << 20,
-                    workerThreads: Int = max(4, 2 * System.coreCount)) {
+                    workerThreads: Int = max(4, 2 * System.coreCount), scriptAccess: ScriptAccess = .token(.random())) {
             self.host = host
             self.port = port
             self.root = root
@@ -48,6 +50,7 @@ public final class HTTPServer: Service, @unchecked Sendable {
             self.maxConnectionsPerClient = maxConnectionsPerClient
             self.maxBodyBytes = maxBodyBytes
             self.workerThreads = max(1, workerThreads)
+            self.scriptAccess = scriptAccess
         }
     }
 
@@ -200,10 +203,10 @@ public final class HTTPServer: Service, @unchecked Sendable {
         if context.path.utf8.contains(0) {
             return .text(status: .badRequest, "bad request: the path holds a NUL byte\n")
         }
-        let mac = context.query["mac"].flatMap(MACAddress.normalize) ?? macLookup(context.clientAddress) ?? ""
+        let (mac, query) = identify(context)
         var request = BootRequest(
             kind: .http, mac: mac, clientAddress: context.clientAddress, serverPort: servingPort,
-            path: context.path, query: context.query
+            path: context.path, query: query
         )
         request.method = context.method.rawValue
         request.headers = Self.headerTable(context.headers)
@@ -255,6 +258,36 @@ public final class HTTPServer: Service, @unchecked Sendable {
             ("status", "\(response.status.code)"), ("served_by", served == "static" || served == "none" ? served : "policy"),
         ]).increment()
         return response
+    }
+
+    /// The client a request is for, and the query policies see. A `mac` in the query counts
+    /// only as `scriptAccess` allows; else the requester's own address decides (its DHCP
+    /// exchange, the neighbour table). The `token` is never shown to policies; the `mac` stays
+    /// in `req.query` as what it is, a claim (a callback may check it by its own means).
+    func identify(_ context: HTTPRequestContext) -> (mac: String, query: [String: String]) {
+        var query = context.query
+        let token = query.removeValue(forKey: "token")
+        guard let claimed = query["mac"].flatMap(MACAddress.normalize) else {
+            return (macLookup(context.clientAddress) ?? "", query)
+        }
+        let own: String?
+        switch configuration.scriptAccess {
+        case .open:
+            return (claimed, query)
+        case .token(let tokens):
+            if let token, tokens.verify(token, mac: claimed) { return (claimed, query) }
+            own = macLookup(context.clientAddress)
+        case .neighbour:
+            own = macLookup(context.clientAddress)
+            if own == claimed { return (claimed, query) }
+        }
+        if own != claimed {
+            let reason = configuration.scriptAccess.name == "token" ? (token == nil ? "no_token" : "bad_token") : "not_neighbour"
+            Counter(label: "bootpolicy_http_mac_refused_total", dimensions: [("reason", reason)]).increment()
+            logger.debug("http: mac \(claimed) in the query not believed (\(reason.replacingOccurrences(of: "_", with: " "))); the client is \(own ?? "unknown") by its address",
+                         metadata: ["path": "\(context.path)", "client": "\(context.clientAddress)"])
+        }
+        return (own ?? "", query)
     }
 
     static func readsOnly(_ context: HTTPRequestContext) -> Bool { context.method == .GET || context.method == .HEAD }

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""HTTP: bootpolicy against nginx, side by side in one run, with wrk.
+
+Both serve one root inside bp-bench-srv (bootpolicy on :8080, nginx on :8081, sendfile on,
+access log off, one worker per core); wrk runs in bp-bench-cli. Each case alternates the two
+servers `--repeats` times and reports requests/s and MB/s medians and the ratio
+bootpolicy / nginx:
+
+- file-1m, file-64m: a static file (bootpolicy streams it with sendfile, as nginx does);
+- script: bootpolicy's generated per-machine iPXE script (`/boot.ipxe?mac=..&token=..`,
+  arch-aware's http hook, a Lua decision per request) against nginx serving the same bytes
+  as a static file (what a fixed-file setup does);
+- small-file: a 1 KB static file, for the per-request cost without Lua.
+
+    bench/http_bench.py --binary .build/release/bootpolicy [--repeats 3] [--seconds 8] [--out F]
+"""
+import argparse, hashlib, hmac, json, os, random, re, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import CLI, SRV, SRV_ADDR, SRV_IF, Lab, write_results  # noqa: E402
+
+BP_PORT, NGINX_PORT = 8080, 8081
+MAC = "52:54:00:78:00:01"
+
+NGINX_CONF = """worker_processes {workers};
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  default_type application/octet-stream;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  server {{
+    listen {addr}:{port} reuseport;
+    root {root};
+  }}
+}}
+"""
+
+
+def wrk(url, seconds, connections, threads=2):
+    r = subprocess.run(["ip", "netns", "exec", CLI, "wrk", "-t", str(threads), "-c", str(connections),
+                        "-d", f"{seconds}s", "--latency", url], capture_output=True, text=True, timeout=seconds + 60)
+    out = r.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    tr = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
+    scale = {"B": 1 / 1e6, "KB": 1 / 1024, "MB": 1, "GB": 1024}[tr.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: (.*)", out)
+    p50 = re.search(r"50%\s+([\d.]+)(\w+)", out)
+    return {"rps": rps, "mb_s": float(tr.group(1)) * scale, "non2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": sock.group(1) if sock else "", "p50": p50.group(0).split()[1] if p50 else ""}
+
+
+def median(xs):
+    s = sorted(xs)
+    return s[len(s) // 2]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=".build/release/bootpolicy")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--connections", type=int, default=100)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    binary = os.path.abspath(args.binary)
+    work = tempfile.mkdtemp(prefix="bp-http-bench-")
+    root = os.path.join(work, "root")
+    os.makedirs(root)
+    rng = random.Random(3)
+    for name, size in (("file-1m", 1 << 20), ("file-64m", 64 << 20), ("small-file", 1024)):
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(rng.randbytes(size))
+    os.chmod(root, 0o755)
+    os.chmod(work, 0o755)
+    key_text = "bench-" + os.urandom(16).hex()
+    key = os.path.join(work, "script-key")
+    with open(os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(key_text + "\n")
+    token = hmac.new(key_text.encode(), b"bootpolicy script v1\0" + MAC.encode(), hashlib.sha256).hexdigest()[:32]
+    script_path = f"/boot.ipxe?mac={MAC.replace(':', '-')}&arch=bios&token={token}"
+    workers = os.cpu_count() or 2
+    with open(os.path.join(work, "nginx.conf"), "w") as f:
+        f.write(NGINX_CONF.format(workers=workers, dir=work, addr=SRV_ADDR, port=NGINX_PORT, root=root))
+    results = {"connections": args.connections, "seconds": args.seconds, "repeats": args.repeats, "cases": {}}
+    with Lab() as lab:
+        log = open(os.path.join(work, "bootpolicy.log"), "w")
+        bp = lab.spawn(SRV, [binary, "serve", "--interface", SRV_IF, "--no-dhcp", "--no-tftp", "--http-port", str(BP_PORT),
+                             "--http-root", root, "--policy", "arch-aware", "--script-key", key, "--log-level", "warning"], log)
+        ng = lab.spawn(SRV, ["nginx", "-c", os.path.join(work, "nginx.conf"), "-g", "daemon off;"], log)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            codes = [subprocess.run(["ip", "netns", "exec", CLI, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                     "--max-time", "1", f"http://{SRV_ADDR}:{port}/small-file"],
+                                    capture_output=True, text=True).stdout for port in (BP_PORT, NGINX_PORT)]
+            if codes == ["200", "200"]:
+                break
+            if bp.poll() is not None or ng.poll() is not None:
+                raise SystemExit(f"a server exited; see {work}/bootpolicy.log")
+            time.sleep(0.3)
+        else:
+            raise SystemExit(f"servers did not come up; see {work}/bootpolicy.log")
+        # nginx serves the script bootpolicy generates, byte for byte, as a static file.
+        script = subprocess.run(["ip", "netns", "exec", CLI, "curl", "-sS", f"http://{SRV_ADDR}:{BP_PORT}{script_path}"],
+                                capture_output=True).stdout
+        if not script.startswith(b"#!ipxe") or MAC.encode() not in script:
+            raise SystemExit(f"bootpolicy did not generate the machine's script: {script[:200]!r}")
+        with open(os.path.join(root, "script.ipxe"), "wb") as f:
+            f.write(script)
+        cases = [("small-file", "/small-file", "/small-file"), ("script", script_path, "/script.ipxe"),
+                 ("file-1m", "/file-1m", "/file-1m"), ("file-64m", "/file-64m", "/file-64m")]
+        for name, bp_path, ng_path in cases:
+            runs = {"bootpolicy": [], "nginx": []}
+            for rep in range(args.repeats):
+                for server, port, path in (("bootpolicy", BP_PORT, bp_path), ("nginx", NGINX_PORT, ng_path)):
+                    # Fewer connections for 64 MB: 100 x 64 MB in flight measures the veth, not the server.
+                    c = args.connections if name != "file-64m" else min(args.connections, 16)
+                    r = wrk(f"http://{SRV_ADDR}:{port}{path}", args.seconds, c)
+                    runs[server].append(r)
+                    print(f"{name} {server} rep={rep}: {r['rps']:.0f} req/s {r['mb_s']:.0f} MB/s p50 {r['p50']}"
+                          f"{' non-2xx ' + str(r['non2xx']) if r['non2xx'] else ''}", file=sys.stderr, flush=True)
+            bp_rps = median([r["rps"] for r in runs["bootpolicy"]])
+            ng_rps = median([r["rps"] for r in runs["nginx"]])
+            results["cases"][name] = {
+                "bootpolicy_rps": bp_rps, "nginx_rps": ng_rps, "ratio": round(bp_rps / ng_rps, 2) if ng_rps else None,
+                "bootpolicy_mb_s": median([r["mb_s"] for r in runs["bootpolicy"]]),
+                "nginx_mb_s": median([r["mb_s"] for r in runs["nginx"]]),
+                "errors": sum(r["non2xx"] for rs in runs.values() for r in rs), "runs": runs}
+            print(f"== {name}: bootpolicy {bp_rps:.0f}/s, nginx {ng_rps:.0f}/s, ratio {results['cases'][name]['ratio']}",
+                  file=sys.stderr, flush=True)
+        results["bootpolicy_alive"] = bp.poll() is None
+    write_results(results, args.out)
+
+
+if __name__ == "__main__":
+    main()
