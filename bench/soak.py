@@ -4,13 +4,14 @@
 Each client cycle is what a netbooting machine does: a firmware DISCOVER (-> undionly.kpxe),
 sometimes the 70 KB loader by TFTP, an iPXE DISCOVER (-> a tokened script URL from
 arch-aware), the script over HTTP (checked to be that machine's), sometimes a 1 MB file over
-HTTP. MACs come from a pool larger than the client directory (16,384), so its bounds are
-exercised all the time. Every `--reload-every` seconds the config is rewritten and SIGHUP
+HTTP. MACs walk a pool (default 20,000, more than the DHCP facts cache's 16,384 entries, so its
+bound is exercised all the time) in order, so after one pass every client the server will ever
+remember is known: memory that grows after that pass is a leak, not new clients. Every `--reload-every` seconds the config is rewritten and SIGHUP
 sent, cycling through two good configs and a broken policy (refused, the old chain kept).
 
 Sampled every 10 s: the server's VmRSS, open descriptors and threads. The verdict compares
-the median of the first and last fifths of the run (after a warm-up minute): memory and
-descriptors must stay flat. Writes JSON (bench/results/) and an SVG plot.
+the median of the first and last fifths of the run after the first pass over the pool (and at
+least a minute): memory and descriptors must stay flat. Writes JSON (bench/results/) and an SVG plot.
 
 All traffic stays inside the bench namespaces (benchlib: 192.168.78.0/24, only there).
 
@@ -67,7 +68,7 @@ async def http_file(server, path, size):
 
 async def cycle(i, mux, transport, args, counts):
     loop = asyncio.get_running_loop()
-    n = random.randrange(POOL)
+    n = i % args.pool
     mac = bytes([0x02, 0x78, 0x50, (n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF])
     mac_text = ":".join(f"{b:02x}" for b in mac)
     stage = "dhcp"
@@ -235,7 +236,7 @@ def run(args):
         seconds = int(args.minutes * 60)
         c = subprocess.Popen(
             ["ip", "netns", "exec", CLI, sys.executable, os.path.abspath(__file__), "client", "--server", SRV_ADDR,
-             "--iface", CLI_IF, "--seconds", str(seconds), "--rate", str(args.rate),
+             "--iface", CLI_IF, "--seconds", str(seconds), "--rate", str(args.rate), "--pool", str(args.pool),
              "--sha256", hashlib.sha256(loader).hexdigest()],
             stdout=subprocess.PIPE, text=True, preexec_fn=__import__("benchlib").raise_nofile)
         lab.procs.append(c)
@@ -267,11 +268,12 @@ def run(args):
     counts = json.loads(out) if out.strip() else {"ok": 0, "failures": {"client": "no output"}}
     with open(logpath) as f:
         log_text = f.read()
-    steady = [s for s in samples if s["t"] >= 60]
+    warmup = max(60.0, args.pool / args.rate + 20)
+    steady = [s for s in samples if s["t"] >= warmup]
     fifth = max(1, len(steady) // 5)
     first, last = steady[:fifth], steady[-fifth:]
     summary = {
-        "minutes": args.minutes, "rate": args.rate, "cycles_ok": counts["ok"], "cycles_started": counts.get("started"),
+        "minutes": args.minutes, "rate": args.rate, "pool": args.pool, "warmup_s": warmup, "cycles_ok": counts["ok"], "cycles_started": counts.get("started"),
         "failures": counts["failures"], "server_alive": alive, "reloads": len(reloads), "reloads_broken": refused_reloads,
         "reloads_refused_in_log": log_text.count("policy reload failed"),
         "rss_first_mb": median([s["rss_mb"] for s in first]), "rss_last_mb": median([s["rss_mb"] for s in last]),
@@ -299,6 +301,7 @@ def main():
     r.add_argument("--minutes", type=float, default=30)
     r.add_argument("--rate", type=float, default=100, help="client cycles started per second")
     r.add_argument("--reload-every", type=float, default=60)
+    r.add_argument("--pool", type=int, default=POOL, help="distinct client MACs, walked in order")
     r.add_argument("--logdir", default="/tmp/bp-bench-logs")
     r.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "soak.json"))
     r.add_argument("--svg", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "soak.svg"))
@@ -307,6 +310,7 @@ def main():
     c.add_argument("--iface", required=True)
     c.add_argument("--seconds", type=float, required=True)
     c.add_argument("--rate", type=float, required=True)
+    c.add_argument("--pool", type=int, default=POOL)
     c.add_argument("--sha256", required=True)
     args = ap.parse_args()
     if args.mode == "run":
