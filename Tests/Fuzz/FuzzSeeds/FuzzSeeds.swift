@@ -18,7 +18,7 @@ enum FuzzSeeds {
         counts[target] = n + 1
         let dir = out + "/" + target
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: dir + "/seed-\(n)", contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: dir + "/seed-\(n)", contents: Data(bytes))
     }
 
     static func main() {
