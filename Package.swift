@@ -125,6 +125,39 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-    ],
+    ] + fuzzTargets,
     swiftLanguageModes: [.v5]
 )
+
+// libFuzzer targets (docs/fuzzing.md, scripts/fuzz.sh). Each is an executable whose
+// `LLVMFuzzerTestOneInput` runs one input. In a normal build (`swift build`, `swift test`) its
+// main replays the files named on the command line through that function: the crash reproducer,
+// built and type-checked with everything else. Built by scripts/fuzz.sh with `-D FUZZING` and
+// `--sanitize=fuzzer --sanitize=address`, it has no main of its own and libFuzzer's drives it.
+// FuzzSeeds writes the seed corpora from the fixtures at run time.
+var fuzzTargets: [Target] {
+    let nio: [Target.Dependency] = [.product(name: "NIOCore", package: "swift-nio")]
+    return [
+        .target(name: "FuzzSupport", path: "Tests/Fuzz/Support"),
+        .executableTarget(name: "DHCPFuzz", dependencies: ["FuzzSupport", "Protocols"] + nio, path: "Tests/Fuzz/DHCPFuzz"),
+        .executableTarget(name: "TFTPFuzz", dependencies: ["FuzzSupport", "Protocols"] + nio, path: "Tests/Fuzz/TFTPFuzz"),
+        .executableTarget(
+            name: "HTTPFuzz",
+            dependencies: ["FuzzSupport", "Protocols", .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "NIOEmbedded", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")] + nio,
+            path: "Tests/Fuzz/HTTPFuzz"),
+        .executableTarget(
+            name: "PolicyFuzz",
+            dependencies: ["FuzzSupport", "Protocols", "Clients", "LuaBridge",
+                           .product(name: "Logging", package: "swift-log")] + nio,
+            path: "Tests/Fuzz/PolicyFuzz"),
+        .executableTarget(name: "PcapFuzz", dependencies: ["FuzzSupport", "Protocols"], path: "Tests/Fuzz/PcapFuzz"),
+        // The config loader lives in the Host executable, which nothing can import; the target
+        // compiles the same file (Configuration.swift is a symlink to Sources/Host's).
+        .executableTarget(
+            name: "ConfigFuzz", dependencies: ["FuzzSupport", .product(name: "Yams", package: "Yams")],
+            path: "Tests/Fuzz/ConfigFuzz"),
+        .executableTarget(name: "FuzzSeeds", dependencies: ["Protocols"], path: "Tests/Fuzz/FuzzSeeds"),
+    ]
+}

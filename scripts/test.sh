@@ -3,7 +3,8 @@
 # servers over loopback and namespaces, real curl/atftp/tftp-hpa/dnsmasq/chromium), the policy
 # tests (bootpolicy test), and the QEMU lab (real firmware through bootpolicy, in namespaces).
 # It installs what it needs first. Needs root (namespaces). Set BOOTPOLICY_SKIP_LAB=1 to skip
-# the lab. Starts a throwaway PostgreSQL (scripts/pg.sh) for the store tests. Ends with
+# the lab, BOOTPOLICY_SKIP_FUZZ=1 to skip the fuzz stage (BOOTPOLICY_FUZZ_SECONDS: its time per
+# target, default 45). Starts a throwaway PostgreSQL (scripts/pg.sh) for the store tests. Ends with
 # "N passed, N failed" over all stages; exit 1 on any failure. Everything the tests need is
 # installed first, so a test that would skip for want of a tool, root or a data folder fails
 # instead (BOOTPOLICY_REQUIRE_ALL=1): a run cannot go green with half its tests skipped. Each
@@ -78,6 +79,19 @@ stage "policy tests (bootpolicy test policies examples)"
 st=${PIPESTATUS[0]}
 read -r p f < <(tally artifacts/policy-tests.log || echo "0 0")
 count policy-tests "$st" "${p:-0}" "${f:-0}"
+
+# The libFuzzer targets, each for a bounded time (docs/fuzzing.md): one sanitized release
+# build into .build-fuzz, then one target after another. BOOTPOLICY_SKIP_FUZZ=1 skips it.
+if [ "${BOOTPOLICY_SKIP_FUZZ:-0}" != 1 ]; then
+  fuzz_seconds=${BOOTPOLICY_FUZZ_SECONDS:-45}
+  stage "fuzz: 6 libFuzzer targets, $fuzz_seconds s each (scripts/fuzz.sh)"
+  fuzz_start=$(date +%s)
+  scripts/fuzz.sh "$fuzz_seconds" 2>&1 | tee artifacts/fuzz.log | grep -vE '^(seeds|INFO|#)'
+  st=${PIPESTATUS[0]}
+  echo "fuzz stage: $(( $(date +%s) - fuzz_start )) s"
+  read -r p f < <(tally artifacts/fuzz.log || echo "0 0")
+  count fuzz "$st" "${p:-0}" "${f:-0}"
+fi
 
 if [ "${BOOTPOLICY_SKIP_LAB:-0}" != 1 ]; then
   stage "lab: real firmware (QEMU iPXE, OVMF PXE, OVMF HTTP boot) through bootpolicy"

@@ -85,12 +85,13 @@ public struct HTTPResponse: Sendable {
 }
 
 /// RFC 9110 §14.1.2 byte ranges; only a single range is honoured (what boot loaders send).
-enum ByteRange: Equatable {
+/// Public for the HTTP fuzz target (Tests/Fuzz/HTTPFuzz).
+public enum ByteRange: Equatable {
     case whole
     case partial(start: Int, end: Int)  // inclusive
     case unsatisfiable
 
-    init(header: String?, size: Int) {
+    public init(header: String?, size: Int) {
         guard let header, header.hasPrefix("bytes="), !header.contains(",") else { self = .whole; return }
         let spec = header.dropFirst("bytes=".count).trimmingSpaces
         let parts = spec.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)

@@ -195,7 +195,8 @@ public final class HTTPServer: Service, @unchecked Sendable {
     }
 
     /// Decides what to send for one request; pure apart from reading the file system.
-    func respond(to context: HTTPRequestContext) -> HTTPResponse {
+    /// Public for the HTTP fuzz target (Tests/Fuzz/HTTPFuzz), which runs requests through it.
+    public func respond(to context: HTTPRequestContext) -> HTTPResponse {
         if let route = routes[context.path] ?? prefixRoutes.first(where: { context.path.hasPrefix($0.prefix) })?.route {
             return route(context)
         }

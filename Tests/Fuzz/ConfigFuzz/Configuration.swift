@@ -1,0 +1,1 @@
+../../../Sources/Host/Configuration.swift
