@@ -162,6 +162,19 @@ import Testing
         #expect(decoded == message)
     }
 
+
+    /// Found by the DHCP fuzz target: a message that arrived overloaded and cannot fit lost its
+    /// `overload` in the failed fit, though `fit(within:)` promises to leave it unchanged.
+    @Test func aFailedFitLeavesTheMessageAsItWas() throws {
+        var message = DHCPMessage(op: .reply, xid: 9)
+        message.overload = 3
+        for code: UInt8 in 100...120 { message.options.set(code, [UInt8](repeating: code, count: 60)) }
+        let before = message
+        let fitted = message.fit(within: 576)
+        #expect(!fitted)
+        #expect(message == before)
+        #expect(message.overload == 3)
+    }
     // MARK: round trips and no-trap
 
     @Test func byteBufferAndArrayFormsAgree() throws {

@@ -201,6 +201,7 @@ public struct DHCPMessage: Sendable, Equatable {
     /// overloaded into `sname` and/or `file` where those are unused (RFC 2132 §9.3). False
     /// when it cannot fit; the message is then unchanged.
     public mutating func fit(within limit: Int) -> Bool {
+        let original = overload  // a decoded message may carry one; a failed fit restores it
         overload = nil
         if encodedLength <= limit { return true }
         let fileFree = file.allSatisfy { $0 == 0 }, snameFree = sname.allSatisfy { $0 == 0 }
@@ -209,7 +210,7 @@ public struct DHCPMessage: Sendable, Equatable {
             overload = value
             if encodedLength <= limit, optionsFitAreas { return true }
         }
-        overload = nil
+        overload = original
         return false
     }
 
