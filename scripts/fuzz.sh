@@ -15,6 +15,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
+# An invariant failure aborts; the Swift backtracer then reads memory that ASan flags
+# (memserver_read in CrashHandlerLinux.cpp), which hides the real report. libFuzzer prints
+# its own stack.
+export SWIFT_BACKTRACE=enable=no
 
 seconds=60
 if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then seconds=$1; shift; fi

@@ -8,7 +8,7 @@ import FuzzSupport
 /// executable cannot be imported, and the loader needs nothing else from it.
 /// Input: the file's bytes (written to a temporary file: `load(path:)` is what runs).
 /// Checks: loading never traps, and fails only with ConfigError (naming the file); a loaded
-/// configuration has every path absolute.
+/// configuration has every path absolute (a policy may also be a bare shipped name).
 enum ConfigFuzz {
     static let path: String = {
         let path = NSTemporaryDirectory() + "bootpolicy-configfuzz-\(getpid()).yaml"
@@ -23,8 +23,13 @@ enum ConfigFuzz {
         }
         do {
             let config = try Configuration.load(path: path)
-            for p in [config.tftp.root, config.http.root, config.api.tokens] + config.policies.map(\.file) {
+            for p in [config.tftp.root, config.http.root, config.api.tokens] {
                 if let p { fuzzCheck(p.hasPrefix("/"), "path \(p) not made absolute") }
+            }
+            // A policy is a path (made absolute) or a bare name with no such file beside the
+            // config, which names a shipped policy and is kept as written.
+            for p in config.policies.map(\.file) {
+                fuzzCheck(p.hasPrefix("/") || !p.contains("/"), "policy path \(p) not made absolute")
             }
         } catch let error as ConfigError {
             fuzzCheck(error.description.hasPrefix(path), "an error that does not name the file: \(error)")
