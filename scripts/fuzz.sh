@@ -19,6 +19,8 @@ export PATH="/opt/swift/usr/bin:$PATH"
 # (memserver_read in CrashHandlerLinux.cpp), which hides the real report. libFuzzer prints
 # its own stack.
 export SWIFT_BACKTRACE=enable=no
+# Leaks that are not ours (scripts/lsan-suppressions.txt says which and why).
+export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan-suppressions.txt:${LSAN_OPTIONS:-}"
 
 seconds=60
 if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then seconds=$1; shift; fi
@@ -96,6 +98,12 @@ for t in $targets; do
   after=$(ls "$out" | grep -cE "^$t-(crash|leak|timeout|oom|slow-unit)-" || true)
   crashes=$((after - before))
   [ "$st" -ne 0 ] && [ "$crashes" -eq 0 ] && crashes="?"   # failed without an artifact
+  # A run without coverage fuzzed nothing: seen once after an incremental rebuild of the
+  # sanitized scratch path (the target linked with far fewer counters). Fail, do not pass.
+  if [ "$st" -eq 0 ] && [ "${cov:-0}" = 0 ]; then
+    st=1
+    echo "-- $t: no coverage; a stale sanitized build? remove $scratch and run again"
+  fi
   printf '%-8s %12s %9s %7s %7s %7s %8s\n' "$t" "${execs:-0}" "${rate:-0}" "${cov:-0}" "${ft:-0}" "${corp:-0}" "$crashes" | tee -a "$out/summary.txt"
   if [ "$st" -eq 0 ] && [ "$crashes" = 0 ]; then
     passed=$((passed + 1))

@@ -37,7 +37,7 @@ fi
 # Reports go to files, one per process; the first ASan error ends that process (its default).
 export ASAN_OPTIONS="log_path=$out/report:detect_leaks=1:${ASAN_OPTIONS:-}"
 export TSAN_OPTIONS="log_path=$out/report:${TSAN_OPTIONS:-}"
-export LSAN_OPTIONS="${LSAN_OPTIONS:-}"
+export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan-suppressions.txt:${LSAN_OPTIONS:-}"
 
 echo "== build (--sanitize=$kind, $scratch)"
 start=$(date +%s)
