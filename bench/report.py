@@ -306,6 +306,12 @@ def main():
         w(open(state).read().strip())
         w("")
 
+    # Hostile-network work (HTTP against nginx, the soak): written up by hand, with commits.
+    hardening = os.path.join(HERE, "HARDENING.md")
+    if os.path.exists(hardening):
+        w(open(hardening).read().strip())
+        w("")
+
     if targets:
         w("## Targets from the issue")
         w("")
