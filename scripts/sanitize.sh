@@ -25,15 +25,8 @@ esac
 out="$PWD/artifacts/sanitize-$kind"
 rm -rf "$out"; mkdir -p "$out"
 
-scripts/deps.sh test || exit 1
-export BOOTPOLICY_REQUIRE_POSTGRES=1
-if pg_env=$(scripts/pg.sh start); then
-  eval "$pg_env"
-  trap 'scripts/pg.sh stop "$BP_PG_DIR"' EXIT
-  echo "postgres: $BOOTPOLICY_TEST_POSTGRES"
-else
-  echo "postgres: could not start a test server; its tests will fail"
-fi
+# Dependencies, BOOTPOLICY_REQUIRE_ALL and a throwaway PostgreSQL (stopped at exit).
+. scripts/test-env.sh
 # Reports go to files, one per process; the first ASan error ends that process (its default).
 export ASAN_OPTIONS="log_path=$out/report:detect_leaks=1:${ASAN_OPTIONS:-}"
 export TSAN_OPTIONS="log_path=$out/report:${TSAN_OPTIONS:-}"

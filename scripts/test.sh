@@ -13,17 +13,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 
-scripts/deps.sh test || exit 1
-export BOOTPOLICY_REQUIRE_ALL=1
-# A throwaway PostgreSQL on a loopback port for the PostgreSQL store's tests, stopped and
-# removed at exit. Without it those tests fail, not skip (BOOTPOLICY_REQUIRE_ALL).
-if pg_env=$(scripts/pg.sh start); then
-  eval "$pg_env"
-  trap 'scripts/pg.sh stop "$BP_PG_DIR"' EXIT
-  echo "postgres: $BOOTPOLICY_TEST_POSTGRES"
-else
-  echo "postgres: could not start a test server; its tests will fail"
-fi
+# Dependencies, BOOTPOLICY_REQUIRE_ALL and a throwaway PostgreSQL (stopped at exit).
+. scripts/test-env.sh
 passed=0; failed=0; skipped=0; bad_stages=""
 stage() { echo; echo "== $*"; }
 # count NAME STATUS PASSED FAILED: adds a stage's test counts to the totals.
