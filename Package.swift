@@ -70,12 +70,14 @@ let package = Package(
                 "CLua", "CLuaShim", "Protocols", "Clients",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                // The data files policies read (PolicyData.swift): YAML with positions.
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(
             name: "Host",
             dependencies: [
-                "Protocols", "Clients", "LuaBridge",
+                "Protocols", "Clients", "LuaBridge", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

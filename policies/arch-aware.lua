@@ -11,8 +11,9 @@
 --
 -- config (all optional):
 --   bios, efi_x64, efi_ia32, efi_arm64   boot file names
---   http_port                            port of bootpolicy's HTTP server (default 8080)
---   http_base                            full base URL instead of http://SERVER:PORT
+--   http_base                            full base URL instead of server.http_url(req), the
+--                                        server's own http://ADDRESS:PORT
+--   http_port                            only when the server's HTTP is off: the port to name
 --   next_server                          TFTP server (default: the address the request reached)
 --   script = {                           what /boot.ipxe does for a machine
 --     echo = { "lines", "to", "print" },  -- ${mac} etc. are expanded by iPXE
@@ -35,9 +36,12 @@ local http_arch = {
   ["efi-arm64-http"] = "efi-arm64",
 }
 
+-- The server's own HTTP address and port (server.http_url: the port it really serves on, the
+-- address the request reached or server_address), unless config names another.
 local function base_url(req)
   if config.http_base then return config.http_base end
-  return "http://" .. (req.server_address or "0.0.0.0") .. ":" .. tostring(config.http_port or 8080)
+  return server.http_url(req)
+    or "http://" .. (req.server_address or "0.0.0.0") .. ":" .. tostring(config.http_port or 8080)
 end
 
 local function script_for(req)
@@ -64,7 +68,7 @@ return {
   name = "arch-aware",
 
   dhcp = function(req)
-    local next_server = config.next_server or req.server_address
+    local next_server = config.next_server or server.tftp_address(req) or req.server_address
     if req.ipxe then
       -- The token makes the server believe this mac= (http.script_access: token): nobody
       -- else on the network can fetch this machine's script by naming its MAC.

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -208,4 +210,26 @@ uint64_t clinux_monotonic_ns(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+int clinux_inotify_open(void) {
+    return inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+}
+
+int clinux_inotify_watch_dir(int fd, const char *dir) {
+    return inotify_add_watch(fd, dir, IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB | IN_MODIFY);
+}
+
+int clinux_inotify_wait(int fd, int timeout_ms) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int n = poll(&p, 1, timeout_ms);
+    if (n <= 0) return n < 0 && errno != EINTR ? -1 : 0;
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    int any = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r <= 0) break;
+        any = 1;
+    }
+    return any;
 }

@@ -810,6 +810,171 @@ int bp_call_hook(lua_State *L, int ref, int reqidx) {
     return finish_error(L, c, base, base + 2, st);
 }
 
+/* ---------------------------------------------------------------- data */
+
+/* `data.<name>` is read-only: every table of it is seen through an empty proxy whose
+ * metatable's __index is the table itself (so a lookup is a table index the VM does without
+ * calling anything), __newindex refuses, __len and __pairs reach the table. The proxies are
+ * made once per state at load, in C: no instructions, no budget. */
+static int ro_newindex(lua_State *L) {
+    /* Named at the nearest Lua line: the assignment, or the call of table.insert & co. */
+    int level = 1;
+    lua_Debug d;
+    for (int l = 1; lua_getstack(L, l, &d); l++) {
+        lua_getinfo(L, "l", &d);
+        if (d.currentline > 0) { level = l; break; }
+    }
+    if (lua_type(L, 2) == LUA_TSTRING)
+        return raise_at(L, level, "data is read-only (cannot set field '%s')", lua_tostring(L, 2));
+    return raise_at(L, level, "data is read-only");
+}
+
+static int ro_raw(lua_State *L, int idx) {
+    if (!lua_getmetatable(L, idx) || lua_getfield(L, -1, "__index") != LUA_TTABLE)
+        return luaL_error(L, "data: not a data table");
+    lua_remove(L, -2);
+    return lua_gettop(L);
+}
+
+static int ro_len(lua_State *L) {
+    ro_raw(L, 1);
+    lua_pushinteger(L, (lua_Integer)lua_rawlen(L, -1));
+    return 1;
+}
+
+static int ro_next(lua_State *L) {
+    lua_settop(L, 2);
+    ro_raw(L, 1);
+    lua_pushvalue(L, 2);
+    if (lua_next(L, -2)) return 2;
+    lua_pushnil(L);
+    return 1;
+}
+
+static int ro_pairs(lua_State *L) {
+    lua_pushcfunction(L, ro_next);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+/* Replaces the table at `idx` by its proxy (the table's own table values first), reusing the
+ * proxy of a table met before (`seen` at index `seen`, a row reached both by position and by
+ * key). */
+static void ro_wrap(lua_State *L, int idx, int seen, int depth) {
+    idx = lua_absindex(L, idx);
+    if (depth > BP_WIRE_DEPTH + 2) luaL_error(L, "data: nested too deeply");
+    luaL_checkstack(L, 8, "data");
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, seen) == LUA_TTABLE) {
+        lua_replace(L, idx);
+        return;
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            ro_wrap(L, -1, seen, depth + 1);
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, idx); /* an existing field: allowed during the traversal */
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    lua_newtable(L); /* proxy */
+    lua_createtable(L, 0, 6);
+    lua_pushvalue(L, idx);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, ro_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, ro_len);
+    lua_setfield(L, -2, "__len");
+    lua_pushcfunction(L, ro_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushliteral(L, "data");
+    lua_setfield(L, -2, "__name");
+    lua_pushliteral(L, "read-only data");
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, idx);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, seen);
+    lua_replace(L, idx);
+}
+
+typedef struct {
+    const uint8_t *data, *keys, *server;
+    size_t data_len, keys_len, server_len;
+} data_args;
+
+static int set_data_k(lua_State *L) {
+    data_args *a = (data_args *)lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    if (a->data_len) wire_push(L, a->data, a->data + a->data_len, 0);
+    else lua_newtable(L);
+    /* Rows indexed by a field: t[row[field]] = row, the same table as t[i]. Stack: 1 data,
+     * 2 keys, 3 name, 4 field, 5 the name's list, 6 a row, 7 its key. */
+    if (a->keys_len) {
+        wire_push(L, a->keys, a->keys + a->keys_len, 0);
+        lua_pushnil(L);
+        while (lua_next(L, 2)) {
+            lua_pushvalue(L, 3);
+            if (lua_rawget(L, 1) == LUA_TTABLE) {
+                lua_Integer n = (lua_Integer)lua_rawlen(L, 5);
+                for (lua_Integer i = 1; i <= n; i++) {
+                    if (lua_rawgeti(L, 5, i) == LUA_TTABLE) {
+                        lua_pushvalue(L, 4);
+                        if (lua_rawget(L, 6) == LUA_TSTRING) {
+                            lua_pushvalue(L, 6);
+                            lua_rawset(L, 5);
+                        }
+                    }
+                    lua_settop(L, 5);
+                }
+            }
+            lua_settop(L, 3);
+        }
+    }
+    lua_settop(L, 1);
+    lua_newtable(L); /* seen */
+    ro_wrap(L, 1, 2, 0);
+    lua_settop(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "bp.data");
+    if (a->server_len) wire_push(L, a->server, a->server + a->server_len, 0);
+    else lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "bp.server");
+    return 0;
+}
+
+int bp_set_data(lua_State *L, const uint8_t *data, size_t data_len, const uint8_t *keys, size_t keys_len,
+                const uint8_t *server, size_t server_len, size_t *cost) {
+    bp_ctx *c = ctx_of(L);
+    data_args a = {data, keys, server, data_len, keys_len, server_len};
+    /* Data lives as long as the state and is not a request's to pay for: it is built outside
+     * the cap, which then grows by what the data took. */
+    size_t limit = c->limit;
+    lua_gc(L, LUA_GCCOLLECT);
+    size_t before = c->used;
+    c->limit = SIZE_MAX - BP_MEM_RESERVE;
+    int base = lua_gettop(L);
+    lua_pushcfunction(L, bp_msgh);
+    lua_pushcfunction(L, set_data_k);
+    lua_pushlightuserdata(L, &a);
+    int st = lua_pcall(L, 1, 0, base + 1);
+    lua_gc(L, LUA_GCCOLLECT);
+    size_t grown = c->used > before ? c->used - before : 0;
+    c->limit = limit + grown;
+    if (cost) *cost = grown;
+    if (st != LUA_OK) {
+        lua_replace(L, base + 1);
+        lua_settop(L, base + 1);
+        return BP_ERROR;
+    }
+    lua_settop(L, base);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- loading */
 
 typedef struct {
@@ -831,7 +996,9 @@ static int load_k(lua_State *L) {
     if (a->cfg && a->cfg_len) wire_push(L, a->cfg, a->cfg + a->cfg_len, 0);
     else lua_newtable(L);
     lua_pushstring(L, a->dir);
-    lua_call(L, 3, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, "bp.data");
+    lua_getfield(L, LUA_REGISTRYINDEX, "bp.server");
+    lua_call(L, 5, 1);
     lua_setupvalue(L, 1, 1); /* the main chunk's only upvalue is _ENV */
     lua_settop(L, 1);
     lua_call(L, 0, 1);

@@ -29,6 +29,14 @@ struct CheckCommand: ParsableCommand {
                 problems.append("\(dir): not a directory")
             }
         }
+        var data = PolicyData.empty
+        do {
+            data = try PolicySetup.data(from: configuration)
+            for source in data.sources { print("ok    \(source.path) (data.\(source.name), \(data.entries[source.name] ?? 0) entries)") }
+        } catch {
+            problems.append("\(error)")
+        }
+        let server = PolicySetup.server(from: configuration, httpPort: nil)
         var logger = Logger(label: "bootpolicy.check")
         logger.logLevel = .error
         // Each policy alone first, so every broken file is reported, not only the first.
@@ -38,7 +46,8 @@ struct CheckCommand: ParsableCommand {
             single.policies = [policy]
             do {
                 let spec = try PolicySetup.specs(from: single)
-                _ = try PolicyChain(specs: spec, limits: PolicySetup.limits(from: configuration), logger: logger)
+                _ = try PolicyChain(specs: spec, limits: PolicySetup.limits(from: configuration), logger: logger,
+                                    data: data, server: server)
                 specs += spec
                 print("ok    \(spec[0].path)")
             } catch {

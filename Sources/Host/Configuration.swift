@@ -136,6 +136,30 @@ struct Configuration: Codable, Equatable {
         }
     }
 
+    /// A data file policies read as `data.<name>`: `machines: machines.yaml`, or
+    /// `machines: { file: machines.csv, key: mac, key_format: mac }`.
+    struct DataFile: Codable, Equatable {
+        var file: String
+        var key: String?
+        var keyFormat: String?
+        enum CodingKeys: String, CodingKey { case file, key, keyFormat = "key_format" }
+        init(file: String, key: String? = nil, keyFormat: String? = nil) {
+            self.file = file
+            self.key = key
+            self.keyFormat = keyFormat
+        }
+        init(from decoder: Decoder) throws {
+            if let single = try? decoder.singleValueContainer(), let file = try? single.decode(String.self) {
+                self.file = file
+                return
+            }
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            file = try c.decode(String.self, forKey: .file)
+            key = try c.decodeIfPresent(String.self, forKey: .key)
+            keyFormat = try c.decodeIfPresent(String.self, forKey: .keyFormat)
+        }
+    }
+
     var interfaces: [String] = []
     /// Address to bind on when no interface is named (tests use 127.0.0.1).
     var listen: String?
@@ -147,13 +171,14 @@ struct Configuration: Codable, Equatable {
     var tftp = TFTP()
     var http = HTTP()
     var policies: [Policy] = []
+    var data: [String: DataFile] = [:]
     var limits = Limits()
     var log = Log()
     var state = State()
     var api = API()
 
     enum CodingKeys: String, CodingKey {
-        case interfaces, listen, proxy, serverAddress = "server_address", dhcp, tftp, http, policies, limits, log, state, api
+        case interfaces, listen, proxy, serverAddress = "server_address", dhcp, tftp, http, policies, data, limits, log, state, api
     }
 
     init() {}
@@ -168,6 +193,7 @@ struct Configuration: Codable, Equatable {
         tftp = try c.decodeIfPresent(TFTP.self, forKey: .tftp) ?? TFTP()
         http = try c.decodeIfPresent(HTTP.self, forKey: .http) ?? HTTP()
         policies = try c.decodeIfPresent([Policy].self, forKey: .policies) ?? []
+        data = try c.decodeIfPresent([String: DataFile].self, forKey: .data) ?? [:]
         limits = try c.decodeIfPresent(Limits.self, forKey: .limits) ?? Limits()
         log = try c.decodeIfPresent(Log.self, forKey: .log) ?? Log()
         state = try c.decodeIfPresent(State.self, forKey: .state) ?? State()
@@ -202,7 +228,7 @@ struct Configuration: Codable, Equatable {
     }
 
     static let schema: [String: Set<String>] = [
-        "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "tftp", "http", "policies", "limits", "log", "state", "api"],
+        "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "tftp", "http", "policies", "data", "limits", "log", "state", "api"],
         "dhcp": ["ports", "enabled", "threads"],
         "tftp": ["enabled", "root", "port", "max_transfers", "max_transfers_per_client", "threads"],
         "http": ["enabled", "port", "root", "address", "request_timeout", "idle_timeout", "max_connections", "max_connections_per_client",
@@ -222,6 +248,14 @@ struct Configuration: Codable, Equatable {
             if case .table(let section) = value, let known = schema[key] {
                 out += section.keys.sorted().filter { !known.contains($0) }.map { "\(key).\($0)" }
             }
+            if key == "data", case .table(let files) = value {
+                for (name, entry) in files.sorted(by: { $0.key < $1.key }) {
+                    if case .table(let t) = entry {
+                        out += t.keys.sorted().filter { !["file", "key", "key_format"].contains($0) }.map { "data.\(name).\($0)" }
+                    }
+                }
+                continue
+            }
             if key == "policies", case .list(let list) = value {
                 for (i, item) in list.enumerated() {
                     if case .table(let p) = item {
@@ -234,6 +268,7 @@ struct Configuration: Codable, Equatable {
     }
 
     static func knownKeys(at dotted: String) -> String {
+        if dotted.hasPrefix("data.") { return "file, key, key_format" }
         let section = dotted.contains("[") ? "policies[]" : (dotted.split(separator: ".").count > 1 ? String(dotted.split(separator: ".")[0]) : "")
         return (schema[section] ?? []).sorted().joined(separator: ", ")
     }
@@ -249,6 +284,11 @@ struct Configuration: Codable, Equatable {
         copy.api.tokens = abs(api.tokens)
         copy.http.scriptKey = abs(http.scriptKey)
         if let store = state.store, store != "memory", !store.contains("://") { copy.state.store = abs(store) }
+        copy.data = data.mapValues { entry in
+            var e = entry
+            e.file = abs(entry.file) ?? entry.file
+            return e
+        }
         copy.policies = policies.map { policy in
             var p = policy
             // A bare name with no such file beside the config is a shipped policy

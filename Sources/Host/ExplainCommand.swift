@@ -50,7 +50,9 @@ struct ExplainCommand: ParsableCommand {
             engine = try PolicyEngine(specs: try PolicySetup.specs(from: configuration), limits: PolicySetup.limits(from: configuration),
                                       logger: logger, stateStore: directory.state,
                                       // The server's own key when readable, so a URL shown here is one it accepts.
-                                      scriptTokens: (try? ScriptKey.setup(from: configuration, create: false))?.tokens ?? .random())
+                                      scriptTokens: (try? ScriptKey.setup(from: configuration, create: false))?.tokens ?? .random(),
+                                      data: try PolicySetup.data(from: configuration),
+                                      server: PolicySetup.server(from: configuration, httpPort: nil))
         } catch {
             throw ExitMessage("bootpolicy explain: \(error)")
         }
@@ -79,8 +81,22 @@ struct ExplainCommand: ParsableCommand {
         for policy in engine.chain.policies.dropFirst(steps.count) {
             print("  \(pad(policy.name)) not reached")
         }
+        // A failed policy is skipped by `serve` too, so the decision below is what the machine
+        // would get; the exit status still says that something is broken.
+        let failed = steps.filter {
+            switch $0.outcome {
+            case .error, .budgetExceeded, .memoryExceeded: return true
+            default: return false
+            }
+        }
+        defer {
+            if !failed.isEmpty {
+                FileHandle.standardError.write(Data("bootpolicy explain: \(failed.count == 1 ? "a policy" : "\(failed.count) policies") failed (\(failed.map(\.policy).joined(separator: ", "))); serve would skip \(failed.count == 1 ? "it" : "them") as shown\n".utf8))
+            }
+        }
         guard let decision else {
             print("decision: none (no policy decided; the server stays silent)")
+            if !failed.isEmpty { throw ExitCode(1) }
             return
         }
         print("decision by \(decision.policy ?? "?")")
@@ -89,6 +105,7 @@ struct ExplainCommand: ParsableCommand {
             print("reply")
             for line in lines { print("  \(line)") }
         }
+        if !failed.isEmpty { throw ExitCode(1) }
     }
 
     static func describe(_ r: BootRequest) -> [String] {

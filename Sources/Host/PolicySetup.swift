@@ -21,6 +21,38 @@ enum PolicySetup {
         }
     }
 
+    /// The configuration's `data:` files, in name order.
+    static func dataSources(from configuration: Configuration) throws -> [DataSource] {
+        try configuration.data.sorted { $0.key < $1.key }.map { name, entry in
+            var format = DataSource.KeyFormat.verbatim
+            if let f = entry.keyFormat {
+                guard let parsed = DataSource.KeyFormat(rawValue: f) else {
+                    throw ConfigError("data.\(name).key_format: \(f) is not one of \(DataSource.KeyFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                format = parsed
+            }
+            if entry.keyFormat != nil && entry.key == nil {
+                throw ConfigError("data.\(name): key_format needs key (the field to index rows by)")
+            }
+            return DataSource(name: name, path: entry.file, key: entry.key, keyFormat: format)
+        }
+    }
+
+    /// Reads and checks every data file; the error reads `file:line:col: message`.
+    static func data(from configuration: Configuration) throws -> PolicyData {
+        let sources = try dataSources(from: configuration)
+        do { return try PolicyData.load(sources) } catch { throw ConfigError(error.description) }
+    }
+
+    /// What policies are told about this server (`server.*`). `httpPort`: the one serving.
+    static func server(from configuration: Configuration, httpPort: Int?) -> ServerFacts {
+        ServerFacts(
+            address: configuration.serverAddress,
+            httpPort: configuration.http.enabled ? (httpPort ?? (configuration.http.port == 0 ? nil : configuration.http.port)) : nil,
+            tftpPort: configuration.tftp.enabled && configuration.tftp.root != nil ? configuration.tftp.port : nil,
+            dhcpPorts: configuration.dhcp.enabled ? configuration.dhcp.ports : [])
+    }
+
     static func limits(from configuration: Configuration) -> PolicyLimits {
         let l = configuration.limits
         let defaults = PolicyLimits()

@@ -59,14 +59,22 @@ struct Runtime {
         let configuredHTTPPort = configuration.http.enabled && configuration.http.port != 0 ? configuration.http.port : nil
         let specs: [PolicySpec]
         let engine: PolicyEngine
+        let data: PolicyData
+        do {
+            data = try PolicySetup.data(from: configuration)
+        } catch {
+            throw ExitMessage("bootpolicy serve: cannot load data: \(error)")
+        }
         do {
             specs = try PolicySetup.specs(from: configuration, httpPort: configuredHTTPPort)
             engine = try PolicyEngine(specs: specs, limits: PolicySetup.limits(from: configuration), logger: logger,
-                                      stateStore: directory.state, scriptTokens: scripts.tokens)
+                                      stateStore: directory.state, scriptTokens: scripts.tokens, data: data,
+                                      server: PolicySetup.server(from: configuration, httpPort: configuredHTTPPort))
         } catch {
             throw ExitMessage("bootpolicy serve: cannot load policies: \(error)")
         }
         logger.info("policies loaded", metadata: ["chain": "\(specs.map(\.name).joined(separator: " -> "))"])
+        DataWatcher.logLoaded(engine.chain, logger: logger)
 
         let interfaces: [BoundInterface]
         do {
@@ -91,6 +99,8 @@ struct Runtime {
         let notifier = SystemdNotifier(logger: logger)
         let reloader = ChainReloader(engine: engine, tokens: apiTokens, reread: reread, logger: logger, notifier: notifier,
                                      httpPort: configuredHTTPPort)
+        let watcher = DataWatcher(paths: data.sources.map(\.path), logger: logger) { reloader.reload(by: $0) }
+        reloader.dataWatcher = watcher
 
         let timeline = ClientTimeline()
         let decider = BootPipeline(chain: engine, directory: directory, logger: logger)
@@ -166,6 +176,7 @@ struct Runtime {
         gate.seal()
 
         services.append(PolicyReloader(reloader: reloader))
+        services.append(watcher)
         // Last: a service group shuts its services down in reverse order, so STOPPING=1 goes
         // out as soon as shutdown begins.
         services.append(ShutdownNotice(notifier: notifier))
@@ -224,6 +235,12 @@ final class ChainReloader: Sendable {
     /// in the re-read configuration (a reload does not rebind).
     private let httpPort: NIOLockedValueBox<Int?>
     private let lock = NIOLock()
+    private let watcherBox = NIOLockedValueBox<DataWatcher?>(nil)
+    /// Told the data files of each configuration that loads.
+    var dataWatcher: DataWatcher? {
+        get { watcherBox.withLockedValue { $0 } }
+        set { watcherBox.withLockedValue { $0 = newValue } }
+    }
 
     init(engine: PolicyEngine, tokens: TokenBox, reread: @escaping @Sendable () throws -> Configuration, logger: Logger,
          notifier: SystemdNotifier? = nil, httpPort: Int? = nil) {
@@ -242,7 +259,8 @@ final class ChainReloader: Sendable {
             httpPort.withLockedValue { $0 = port }
             do {
                 let specs = try PolicySetup.specs(from: configuration, httpPort: port)
-                if case .failure(let error) = engine.reload(specs: specs) { throw error }
+                let server = PolicySetup.server(from: configuration, httpPort: port)
+                if case .failure(let error) = engine.reload(specs: specs, server: server) { throw error }
             } catch {
                 logger.error("policies could not be told the HTTP port \(port): \(error)")
             }
@@ -265,18 +283,27 @@ final class ChainReloader: Sendable {
         lock.withLock {
             let configuration: Configuration
             let specs: [PolicySpec]
+            let data: PolicyData
+            let port = httpPort.withLockedValue { $0 }
             do {
                 configuration = try reread()
-                specs = try PolicySetup.specs(from: configuration, httpPort: httpPort.withLockedValue { $0 })
+                specs = try PolicySetup.specs(from: configuration, httpPort: port)
+                data = try PolicySetup.data(from: configuration)
             } catch {
                 logger.error("reload refused, the running policies stay (\(who)): \(error)")
                 return .refused("\(error)")
             }
             reloadTokens(configuration.api.tokens)
-            switch engine.reload(specs: specs) {
+            // A reload does not rebind: the server facts of the running chain stay, bar the
+            // configured address.
+            var server = engine.chain.server
+            server.address = configuration.serverAddress
+            switch engine.reload(specs: specs, data: data, server: server) {
             case .success:
                 let chain = specs.map(\.name)
                 logger.notice("policies reloaded (\(who))", metadata: ["chain": "\(chain.joined(separator: " -> "))"])
+                DataWatcher.logLoaded(engine.chain, logger: logger)
+                dataWatcher?.watch(data.sources.map(\.path))
                 return .loaded(chain: chain)
             case .failure(let error):
                 logger.error("reload refused, the running policies stay (\(who)): \(error)")

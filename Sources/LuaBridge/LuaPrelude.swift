@@ -27,7 +27,16 @@ G.setmetatable = function(t, mt)
   if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
     error("setmetatable: __gc metamethods are not allowed in policies", 2)
   end
+  if getmetatable(t) == "read-only data" then error("setmetatable: data is read-only (cannot change a protected metatable)", 2) end
   return real_setmetatable(t, mt)
+end
+
+-- data.* tables are empty proxies (see ro_wrap in shim.c): rawset would write into the proxy
+-- itself and change what every policy of the state reads.
+local real_rawset, real_getmetatable = rawset, getmetatable
+G.rawset = function(t, k, v)
+  if real_getmetatable(t) == "read-only data" then error("rawset: data is read-only", 2) end
+  return real_rawset(t, k, v)
 end
 
 local function copy(t) local r = {} for k, v in pairs(t) do r[k] = v end return r end
@@ -259,6 +268,76 @@ function Script:render()
 end
 Script.__tostring = Script.render
 
+-- net -----------------------------------------------------------------------------------
+local net = {}
+local function ipv4(s)
+  if type(s) ~= "string" then return nil end
+  local a, b, c, d = s:match("^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)$")
+  if not a then return nil end
+  a, b, c, d = tointeger(tonumber(a)), tointeger(tonumber(b)), tointeger(tonumber(c)), tointeger(tonumber(d))
+  if a > 255 or b > 255 or c > 255 or d > 255 then return nil end
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+function net.ipv4(s) return ipv4(s) end
+function net.ipv4_string(n)
+  if math_type(n) ~= "integer" or n < 0 or n > 0xffffffff then error("net.ipv4_string: expected an integer 0..2^32-1", 2) end
+  return sfmt("%d.%d.%d.%d", (n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255)
+end
+local cidr_cache, cidr_cached = {}, 0
+local function cidr(c, level)
+  local hit = cidr_cache[c]
+  if hit then return hit[1], hit[2] end
+  if type(c) ~= "string" then error("net.in_cidr: expected a CIDR such as 10.7.0.0/16, got " .. type(c), level + 1) end
+  local base, bits = c:match("^([%d%.]+)/(%d%d?)$")
+  if not base then base, bits = c, "32" end
+  local b, n = ipv4(base), tointeger(tonumber(bits))
+  if not b or not n or n > 32 then error("net.in_cidr: not an IPv4 CIDR: " .. c, level + 1) end
+  local shift = 32 - n
+  b = n == 0 and 0 or (b >> shift)
+  -- Policies call this per request with the same few literals: parse each once.
+  if cidr_cached < 256 then cidr_cached = cidr_cached + 1; cidr_cache[c] = { b, shift } end
+  return b, shift
+end
+-- net.in_cidr("10.7.0.0/16", addr) or net.in_cidr({ "10.7.0.0/16", "10.9.0.0/16" }, addr):
+-- false for nil or a non-IPv4 address (a request without giaddr), an error for a bad CIDR.
+function net.in_cidr(c, addr)
+  if type(c) == "table" then
+    for _, one in ipairs(c) do if net.in_cidr(one, addr) then return true end end
+    return false
+  end
+  local b, shift = cidr(c, 2)
+  local a = ipv4(addr)
+  if not a then return false end
+  if shift == 32 then return true end
+  return (a >> shift) == b
+end
+
+-- server ----------------------------------------------------------------------------------
+-- Facts about this server (ports, configured address) and the URLs built from them. The
+-- address is the configured server_address, else the one the request reached.
+local function make_server(facts)
+  local s = {}
+  for k, v in pairs(facts or {}) do s[k] = v end
+  local function addr(req, fn)
+    if s.address then return s.address end
+    if req ~= nil and type(req) ~= "table" then error("server." .. fn .. ": expected the request (or nothing)", 3) end
+    return req and req.server_address or nil
+  end
+  function s.tftp_address(req)
+    if not s.tftp_port then return nil end
+    return addr(req, "tftp_address")
+  end
+  function s.http_url(req)
+    if not s.http_port then return nil end
+    local a = addr(req, "http_url")
+    if not a then return nil end
+    if a:find(":", 1, true) then a = "[" .. a .. "]" end
+    if s.http_port == 80 then return "http://" .. a end
+    return "http://" .. a .. ":" .. tostring(s.http_port)
+  end
+  return s
+end
+
 -- log -----------------------------------------------------------------------------------
 local function fmt(...)
   local n = select("#", ...)
@@ -285,8 +364,12 @@ end
 
 -- environments --------------------------------------------------------------------------
 local P = {}
-local function base_env(pname, config, dir)
+local NO_DATA = setmetatable({}, { __newindex = function() error("data is read-only", 2) end, __metatable = "read-only data" })
+local function base_env(pname, config, dir, data, server)
   local env = copy(G)
+  env.data = data or NO_DATA
+  env.server = make_server(server)
+  env.net = copy(net)
   for k, v in pairs(LIBS) do env[k] = copy(v) end
   env._G = env
   env.collectgarbage = gc_count
@@ -356,8 +439,8 @@ local function summary(req)
   return concat(t, " ")
 end
 
-function P.make_test_env(pname, config, dir)
-  local env = base_env(pname, config, dir)
+function P.make_test_env(pname, config, dir, data, server)
+  local env = base_env(pname, config, dir, data, server)
   local last_req
   local function fail(msg, level)
     local s = msg
@@ -409,9 +492,11 @@ function P.make_test_env(pname, config, dir)
     end
   end
   Chain.dhcp, Chain.tftp, Chain.http = run("dhcp"), run("tftp"), run("http")
-  function env.policy_chain(list)
+  -- policy_chain(list, { data = { name = "file" | { file=, key=, key_format= } }, server = { http_port=, ... } })
+  function env.policy_chain(list, opts)
     if type(list) ~= "table" then error("policy_chain: expected a list of {file=, config=}", 2) end
-    return setmetatable({ id = host(OP_CHAIN, list) }, Chain)
+    if opts ~= nil and type(opts) ~= "table" then error("policy_chain: options must be a table {data=, server=}", 2) end
+    return setmetatable({ id = host(OP_CHAIN, list, opts) }, Chain)
   end
   function env.test(name, fn)
     if type(name) ~= "string" or type(fn) ~= "function" then error("test: expected test(name, function)", 2) end

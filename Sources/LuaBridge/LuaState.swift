@@ -67,6 +67,25 @@ final class LuaState {
     /// Bytes the state has allocated (live objects plus garbage not yet collected).
     var memoryUsed: Int { bp_memory_used(L) }
 
+    /// Gives the policies loaded after it `data` and `server`; returns the bytes the state's
+    /// copy of the data takes (outside the per-request memory cap, see bp_set_data).
+    func setData(_ data: PolicyData, server: ServerFacts) throws(PolicyLoadError) -> Int {
+        var cost = 0
+        let facts = server.wire
+        let rc = data.wire.withUnsafeBufferPointer { d in
+            data.keys.withUnsafeBufferPointer { k in
+                facts.withUnsafeBufferPointer { f in
+                    bp_set_data(L, d.baseAddress, d.count, k.baseAddress, k.count, f.baseAddress, f.count, &cost)
+                }
+            }
+        }
+        if rc != 0 {
+            defer { bp_settop(L, 0) }
+            throw PolicyLoadError(file: "data", message: topString() ?? "cannot build the data tables")
+        }
+        return cost
+    }
+
     /// Loads one policy (or test file) from source text; returns the policy's `name` field.
     func load(source: [UInt8], file: String, path: String, dir: String, policyName: String,
               config: [String: PolicyValue], test: Bool = false) throws(PolicyLoadError) -> String?

@@ -28,11 +28,20 @@ public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
     private let seenLock = NSLock()
     private var seenErrors: Set<String> = []
 
+    /// The data files every policy reads (`data.<name>`) and the server facts (`server`).
+    public let data: PolicyData
+    public let server: ServerFacts
+    /// Bytes one state's copy of the data takes (each of `limits.states` holds one).
+    public let dataBytesPerState: Int
+
     public init(
         specs: [PolicySpec], limits: PolicyLimits = PolicyLimits(), logger: Logger,
-        stateStore: ClientStateStore = ClientStateStore(), scriptTokens: ScriptTokens = .random()
+        stateStore: ClientStateStore = ClientStateStore(), scriptTokens: ScriptTokens = .random(),
+        data: PolicyData = .empty, server: ServerFacts = ServerFacts()
     ) throws(PolicyLoadError) {
         self.limits = limits
+        self.data = data
+        self.server = server
         self.logger = logger
         struct Source { var spec: PolicySpec; var file: String; var dir: String; var bytes: [UInt8] }
         var sources: [Source] = []
@@ -46,10 +55,13 @@ public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
         }
         var states: [LuaState] = []
         var names: [String] = []
+        var dataCost = 0
         for i in 0..<limits.states {
             let host = LuaHost(logger: logger, store: stateStore, tokens: scriptTokens)
             host.quiet = i > 0
             let st = try LuaState(host: host, limits: limits)
+            let cost = try st.setData(data, server: server)
+            if i == 0 { dataCost = cost }
             for (j, src) in sources.enumerated() {
                 let fallback = src.spec.name.isEmpty ? String(src.file.dropLast(src.file.hasSuffix(".lua") ? 4 : 0)) : src.spec.name
                 let own = try st.load(
@@ -61,6 +73,7 @@ public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
             states.append(st)
         }
         self.states = states
+        self.dataBytesPerState = dataCost
         let hookNames = ["dhcp", "tftp", "http"]
         let noRef = bp_noref()
         self.policies = sources.enumerated().map { j, src in

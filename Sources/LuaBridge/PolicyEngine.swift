@@ -17,14 +17,15 @@ public final class PolicyEngine: TracingBootDecider, @unchecked Sendable {
 
     public init(
         specs: [PolicySpec], limits: PolicyLimits = PolicyLimits(), logger: Logger,
-        stateStore: ClientStateStore = ClientStateStore(), scriptTokens: ScriptTokens = .random()
+        stateStore: ClientStateStore = ClientStateStore(), scriptTokens: ScriptTokens = .random(),
+        data: PolicyData = .empty, server: ServerFacts = ServerFacts()
     ) throws(PolicyLoadError) {
         self.limits = limits
         self.logger = logger
         self.stateStore = stateStore
         self.scriptTokens = scriptTokens
         current = try PolicyChain(specs: specs, limits: limits, logger: logger, stateStore: stateStore,
-                                  scriptTokens: scriptTokens)
+                                  scriptTokens: scriptTokens, data: data, server: server)
     }
 
     public var chain: PolicyChain {
@@ -41,10 +42,13 @@ public final class PolicyEngine: TracingBootDecider, @unchecked Sendable {
 
     /// Loads `specs` into fresh states; on any failure keeps the running chain and says why.
     @discardableResult
-    public func reload(specs: [PolicySpec]) -> Result<Void, PolicyLoadError> {
+    /// `data` and `server` nil: the running chain's.
+    public func reload(specs: [PolicySpec], data: PolicyData? = nil, server: ServerFacts? = nil) -> Result<Void, PolicyLoadError> {
         do {
+            let running = chain
             let next = try PolicyChain(specs: specs, limits: limits, logger: logger, stateStore: stateStore,
-                                       scriptTokens: scriptTokens)
+                                       scriptTokens: scriptTokens, data: data ?? running.data,
+                                       server: server ?? running.server)
             lock.lock()
             current = next
             lock.unlock()

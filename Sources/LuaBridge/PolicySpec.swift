@@ -48,3 +48,32 @@ public struct PolicyLimits: Sendable, Equatable {
     /// One state per core, 2...8.
     public static var defaultStates: Int { min(8, max(2, ProcessInfo.processInfo.activeProcessorCount)) }
 }
+
+/// What a policy may know about the server running it (`server` in every policy): the ports
+/// it serves on and the configured address. Nil: that service is off or the fact unknown.
+public struct ServerFacts: Sendable, Equatable {
+    /// `server_address` from the configuration; nil means "the address the request reached".
+    public var address: String?
+    public var httpPort: Int?
+    public var tftpPort: Int?
+    /// The proxyDHCP/DHCP ports, for policies that explain themselves.
+    public var dhcpPorts: [Int]
+
+    public init(address: String? = nil, httpPort: Int? = nil, tftpPort: Int? = nil, dhcpPorts: [Int] = []) {
+        self.address = address
+        self.httpPort = httpPort
+        self.tftpPort = tftpPort
+        self.dhcpPorts = dhcpPorts
+    }
+
+    var wire: [UInt8] {
+        var t: [String: PolicyValue] = [:]
+        if let address { t["address"] = .string(address) }
+        if let httpPort { t["http_port"] = .integer(httpPort) }
+        if let tftpPort { t["tftp_port"] = .integer(tftpPort) }
+        if !dhcpPorts.isEmpty { t["dhcp_ports"] = .list(dhcpPorts.map { .integer($0) }) }
+        var w = LuaWire.Writer(capacity: 64)
+        w.policyValue(.table(t))
+        return w.bytes
+    }
+}

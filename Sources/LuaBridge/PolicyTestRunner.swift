@@ -28,6 +28,9 @@ public struct PolicyTestRunner: Sendable {
         public var failed: Int { tests.filter { !$0.passed }.count + (error == nil ? 0 : 1) }
     }
 
+    /// The address a test request reached when it names none (`server_address`), as in the lab.
+    public static let labServerAddress = "192.168.77.2"
+
     /// Limits for the policy chains the tests build.
     public var limits: PolicyLimits
     /// Limits for the test file itself (generous: it drives whole chains).
@@ -116,10 +119,49 @@ final class TestHost: LuaHost {
                 }
                 specs.append(PolicySpec(name: e["name"]?.text ?? "", path: resolve(file).path, config: config))
             }
+            var sources: [DataSource] = []
+            // What `serve` tells policies with its defaults (HTTP 8080, TFTP 69), unless the
+            // test says otherwise.
+            var server = ServerFacts(httpPort: 8080, tftpPort: 69, dhcpPorts: [67, 4011])
+            if let opts = args[2], case .table = opts {
+                if case .table(let named)? = opts["data"] {
+                    for (k, v) in named {
+                        guard let name = k.text else { return .failure(HostError("policy_chain: data names must be text")) }
+                        if let file = v.text {
+                            sources.append(DataSource(name: name, path: resolve(file).path))
+                        } else if let file = v["file"]?.text {
+                            var format = DataSource.KeyFormat.verbatim
+                            if let f = v["key_format"]?.text {
+                                guard let parsed = DataSource.KeyFormat(rawValue: f) else {
+                                    return .failure(HostError("policy_chain: data \(name): key_format must be verbatim or mac"))
+                                }
+                                format = parsed
+                            }
+                            sources.append(DataSource(name: name, path: resolve(file).path, key: v["key"]?.text, keyFormat: format))
+                        } else {
+                            return .failure(HostError("policy_chain: data \(name): expected a file name or {file=, key=}"))
+                        }
+                    }
+                    sources.sort { $0.name < $1.name }
+                }
+                if case .table? = opts["server"], let facts = opts["server"] {
+                    if let a = facts["address"]?.text { server.address = a }
+                    for (field, path) in [("http_port", \ServerFacts.httpPort), ("tftp_port", \ServerFacts.tftpPort)] {
+                        switch facts[field] {
+                        case .int(let p)?: server[keyPath: path] = Int(p)
+                        case .bool(false)?: server[keyPath: path] = nil
+                        case nil: break
+                        default: return .failure(HostError("policy_chain: server.\(field) must be a port number or false"))
+                        }
+                    }
+                }
+            }
             do {
+                let data: PolicyData
+                do { data = try PolicyData.load(sources) } catch { return .failure(HostError("policy_chain: \(error)")) }
                 let directory = ClientDirectory(logger: logger)
                 let chain = try PolicyChain(specs: specs, limits: runner.limits, logger: logger, stateStore: directory.state,
-                                            scriptTokens: .forPolicyTests)
+                                            scriptTokens: .forPolicyTests, data: data, server: server)
                 chains.append(BootPipeline(chain: chain, directory: directory, logger: logger))
                 return .success(.int(Int64(chains.count)))
             } catch {
@@ -130,8 +172,11 @@ final class TestHost: LuaHost {
                 return .failure(HostError("chain: unknown chain"))
             }
             guard let reqValue = args[2] else { return .failure(HostError("chain: expected a request")) }
-            let req: BootRequest
+            var req: BootRequest
             do { req = try BootRequest(lua: reqValue) } catch { return .failure(error) }
+            // As `serve` fills in the address the request reached (and `explain` assumes):
+            // the lab's server address unless the test names one.
+            if req.serverAddress == nil { req.serverAddress = PolicyTestRunner.labServerAddress }
             let r = chains[Int(id) - 1].decideTraced(req)
             for step in r.steps {
                 switch step.outcome {

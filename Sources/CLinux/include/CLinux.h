@@ -70,4 +70,12 @@ int clinux_request_slice(uint64_t nanoseconds);
 /// 0 when the kernel does not say.
 uint64_t clinux_current_slice(void);
 
+/// inotify_init1(IN_NONBLOCK | IN_CLOEXEC).
+int clinux_inotify_open(void);
+/// Watches directory `dir` for files written, created, moved in or out, removed.
+int clinux_inotify_watch_dir(int fd, const char *dir);
+/// Waits up to `timeout_ms` for events and drains them: 1 when there were some, 0 on
+/// timeout, -1 on error.
+int clinux_inotify_wait(int fd, int timeout_ms);
+
 #endif

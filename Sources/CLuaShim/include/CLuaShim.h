@@ -57,6 +57,13 @@ int bp_load_policy(lua_State *L, const char *chunkname, const char *src, size_t 
                    const char *dir, const char *policy_name, const uint8_t *config,
                    size_t config_len, int test_api, int *refs, char **name);
 
+/* Gives every policy loaded from here on `data` (wire table name -> value, built read-only;
+ * `keys`, wire name -> field, indexes those names' rows by that field too) and `server` (wire
+ * table of facts the prelude wraps). Built outside the memory cap, which then grows by what
+ * it took (*cost). Returns 0, or BP_ERROR with the message on top. */
+int bp_set_data(lua_State *L, const uint8_t *data, size_t data_len, const uint8_t *keys, size_t keys_len,
+                const uint8_t *server, size_t server_len, size_t *cost);
+
 /* Builds the request table from a wire-encoded table plus a wire-encoded options table that
  * is only decoded when a hook reads `req.options`. Leaves the request on top; returns 0, or
  * BP_MEMORY/BP_ERROR with a message on top. */
