@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <time.h>
 
 #define BP_HOOK_EVERY 1000          /* VM instructions between budget checks */
@@ -680,6 +681,13 @@ static int normalize_k(lua_State *L) {
         case DF_IPV4:
             if (t != LUA_TSTRING) { WHERE(); DEC_ERR("decision.%s: expected string, got %s", k, luaL_typename(L, -2)); }
             if (kind == DF_IPV4 && !is_ipv4(lua_tostring(L, -1))) { WHERE(); DEC_ERR("decision.%s: expected an IPv4 address, got '%s'", k, lua_tostring(L, -2)); }
+            /* Past 255 bytes no DHCP reply can carry the name whole (the BOOTP fields hold
+             * 127 and 63, options 67 and 66 hold 255): refused, never cut. */
+            if ((!strcmp(k, "filename") || !strcmp(k, "server_name")) && lua_rawlen(L, -1) > 255) {
+                WHERE();
+                DEC_ERR("decision.%s: %I bytes; a DHCP reply carries at most 255 (option %d; the BOOTP %s field holds %d)", k,
+                        (lua_Integer)lua_rawlen(L, -2), k[0] == 'f' ? 67 : 66, k[0] == 'f' ? "file" : "sname", k[0] == 'f' ? 127 : 63);
+            }
             lua_pushvalue(L, -1);
             break;
         case DF_SCRIPT:
@@ -1069,6 +1077,21 @@ static int bp_gc_count(lua_State *L) {
     return 1;
 }
 
+/* "file:line: " of the innermost policy code on the stack (chunks named "@file"; the prelude
+ * is "=bootpolicy"), for the library's errors: counting levels breaks at tail calls. */
+static int bp_where(lua_State *L) {
+    lua_Debug d;
+    for (int l = 1; lua_getstack(L, l, &d); l++) {
+        lua_getinfo(L, "Sl", &d);
+        if (d.currentline > 0 && d.source[0] == '@') {
+            lua_pushfstring(L, "%s:%d: ", d.short_src, d.currentline);
+            return 1;
+        }
+    }
+    lua_pushliteral(L, "");
+    return 1;
+}
+
 static int open_k(lua_State *L) {
     open_args *a = (open_args *)lua_touserdata(L, 1);
     /* Each library's functions that can run long in C are replaced in its table (which is
@@ -1095,6 +1118,8 @@ static int open_k(lua_State *L) {
     lua_setfield(L, 1, "load");
     lua_pushcfunction(L, bp_gc_count);
     lua_setfield(L, 1, "collectgarbage");
+    lua_pushcfunction(L, bp_where);
+    lua_setfield(L, 1, "where");
 
     /* Nothing that reaches files, bytecode or the collector stays reachable. */
     static const char *const drop[] = {"dofile", "loadfile", "load", "collectgarbage", "print", "require", NULL};
@@ -1219,3 +1244,5 @@ const uint8_t *bp_tobytes(lua_State *L, int idx, size_t *len) {
 void bp_unref(lua_State *L, int ref) { luaL_unref(L, LUA_REGISTRYINDEX, ref); }
 int bp_noref(void) { return LUA_NOREF; }
 int bp_lua_version_num(void) { return LUA_VERSION_NUM; }
+
+void bp_malloc_trim(void) { malloc_trim(0); }

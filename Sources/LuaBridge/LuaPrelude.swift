@@ -4,7 +4,9 @@
 enum LuaPrelude {
     static let source = #"""
 local I = ...
-local host, read_module, real_load, gc_count = I.host, I.read_module, I.load, I.collectgarbage
+local host, read_module, real_load, gc_count, where = I.host, I.read_module, I.load, I.collectgarbage, I.where
+-- An error at the policy's own line, however deep in the library (and through tail calls).
+local function perr(msg) error(where() .. msg, 0) end
 local type, tostring, tonumber, select, error, pairs, ipairs = type, tostring, tonumber, select, error, pairs, ipairs
 local setmetatable, getmetatable, rawget, pcall, next = setmetatable, getmetatable, rawget, pcall, next
 local math_type, tointeger = math.type, math.tointeger
@@ -107,13 +109,13 @@ quote = function(s, level)
   local ts = type(s)
   if ts == "number" then s = tostring(tointeger(s) or s)
   elseif ts == "boolean" then s = tostring(s)
-  elseif ts ~= "string" then error("ipxe.quote: expected string, number or ipxe.var(), got " .. ts, level + 1) end
+  elseif ts ~= "string" then perr("ipxe.quote: expected string, number or ipxe.var(), got " .. ts) end
   if s == "" then return "${bpq-empty}" end
   local dollar = rfind(s, "${", 1, true)
   if dollar and rfind(s, "}", dollar + 2, true) then
-    error(sfmt("ipxe.quote: %q contains '${...}', which iPXE would always expand; use ipxe.var(name) for settings", s), level + 1)
+    perr(sfmt("ipxe.quote: %q contains '${...}', which iPXE would always expand; use ipxe.var(name) for settings", s))
   end
-  if s:find("\0", 1, true) then error("ipxe.quote: a NUL byte cannot appear in an iPXE argument", level + 1) end
+  if s:find("\0", 1, true) then perr("ipxe.quote: a NUL byte cannot appear in an iPXE argument") end
   local out = s:gsub("%s", esc)
   if out:sub(1, 1) == "#" then out = esc("#") .. out:sub(2) end
   if out == "||" or out == "&&" or out == ";" then out = esc(out:sub(1, 1)) .. out:sub(2) end
@@ -131,7 +133,7 @@ Script.__metatable = SCRIPT_TAG
 function ipxe.script() return setmetatable({ lines = {} }, Script) end
 local function cmd_name(c, level)
   if type(c) ~= "string" or not c:find("^[%w_%-]+$") then
-    error("ipxe: invalid command name " .. tostring(c), level + 1)
+    perr("ipxe: invalid command name " .. tostring(c))
   end
   return c
 end
@@ -203,7 +205,7 @@ function Script:boot(...) return emit(self, 2, "boot", ...) end
 function Script:dhcp() return emit(self, 2, "dhcp") end
 local function int_arg(v, what)
   local i = tointeger(v)
-  if not i or i < 0 then error(sfmt("ipxe: %s expects a non-negative integer, got %s", what, tostring(v)), 3) end
+  if not i or i < 0 then perr(sfmt("ipxe: %s expects a non-negative integer, got %s", what, tostring(v))) end
   return i
 end
 function Script:exit(code)
@@ -320,7 +322,7 @@ local function make_server(facts)
   for k, v in pairs(facts or {}) do s[k] = v end
   local function addr(req, fn)
     if s.address then return s.address end
-    if req ~= nil and type(req) ~= "table" then error("server." .. fn .. ": expected the request (or nothing)", 3) end
+    if req ~= nil and type(req) ~= "table" then perr("server." .. fn .. ": expected the request (or nothing)") end
     return req and req.server_address or nil
   end
   function s.tftp_address(req)

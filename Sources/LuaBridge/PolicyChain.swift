@@ -25,6 +25,8 @@ public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
     let logger: Logger
     private let metrics: PolicyMetrics
     private let noRef = bp_noref()
+    /// Each policy's file name and text, to name the line of a bad decision field.
+    private let sources: [(file: String, text: String)]
     private let seenLock = NSLock()
     private var seenErrors: Set<String> = []
 
@@ -56,11 +58,32 @@ public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
         var states: [LuaState] = []
         var names: [String] = []
         var dataCost = 0
+        // The states and their copies of the data first, side by side: with a large
+        // inventory building the tables is most of a load, and the states are independent.
+        let count = limits.states
+        let built = Array(unsafeUninitializedCapacity: count) { (buf: inout UnsafeMutableBufferPointer<Result<(LuaState, Int), PolicyLoadError>?>, n: inout Int) in
+            for k in 0..<count { (buf.baseAddress! + k).initialize(to: nil) }
+            n = count
+            let slots = buf
+            let make: (Int) -> Void = { i in
+                let host = LuaHost(logger: logger, store: stateStore, tokens: scriptTokens)
+                host.quiet = i > 0
+                do throws(PolicyLoadError) {
+                    let st = try LuaState(host: host, limits: limits)
+                    slots[i] = .success((st, try st.setData(data, server: server)))
+                } catch {
+                    slots[i] = .failure(error)
+                }
+            }
+            if data.wire.isEmpty || count == 1 {
+                for i in 0..<count { make(i) }
+            } else {
+                DispatchQueue.concurrentPerform(iterations: count, execute: make)
+            }
+        }
         for i in 0..<limits.states {
-            let host = LuaHost(logger: logger, store: stateStore, tokens: scriptTokens)
-            host.quiet = i > 0
-            let st = try LuaState(host: host, limits: limits)
-            let cost = try st.setData(data, server: server)
+            let (st, cost) = try built[i]!.get()
+            let host = st.host
             if i == 0 { dataCost = cost }
             for (j, src) in sources.enumerated() {
                 let fallback = src.spec.name.isEmpty ? String(src.file.dropLast(src.file.hasSuffix(".lua") ? 4 : 0)) : src.spec.name
@@ -74,6 +97,10 @@ public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
         }
         self.states = states
         self.dataBytesPerState = dataCost
+        // Parsing a large data file leaves tens of MB of freed Swift and wire buffers that
+        // malloc would otherwise keep mapped for the life of the process.
+        if !data.wire.isEmpty { bp_malloc_trim() }
+        self.sources = sources.map { ($0.file, String(decoding: $0.bytes, as: UTF8.self)) }
         let hookNames = ["dhcp", "tftp", "http"]
         let noRef = bp_noref()
         self.policies = sources.enumerated().map { j, src in
@@ -170,7 +197,8 @@ public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
             default:
                 let raw = st.topString() ?? "unknown error"
                 bp_settop(L, reqIdx)
-                let msg = LuaMessage.firstLine(raw)
+                let msg = rc == Int32(BP_ERROR) ? DecisionErrorLine.relocate(LuaMessage.firstLine(raw), source: sources[i])
+                                                : LuaMessage.firstLine(raw)
                 switch rc {
                 case Int32(BP_BUDGET):
                     outcome = .budgetExceeded(msg)
@@ -205,5 +233,51 @@ public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
         var meta: Logger.Metadata = ["policy": "\(policy)", "hook": "\(hook)", "kind": "\(kind)"]
         if let traceback, traceback != message { meta["traceback"] = "\(traceback)" }
         logger.log(level: first ? .warning : .debug, "policy failed: \(message)", metadata: meta)
+    }
+}
+
+/// A decision is checked after its hook returned, when Lua no longer says from which line: the
+/// check names the hook's `function` line. The field it complains about is written somewhere
+/// in the hook (`return { filenme = ... }`, `d.filename = 5`): the first line from the
+/// function on that assigns it is the line to show.
+enum DecisionErrorLine {
+    static func relocate(_ msg: String, source: (file: String, text: String)) -> String {
+        guard let loc = LuaMessage.location(msg), loc.file == source.file else { return msg }
+        let rest = loc.rest
+        var field: Substring?
+        if let r = rest.range(of: "unknown decision field '") {
+            field = rest[r.upperBound...].prefix { $0 != "'" }
+        } else if rest.hasPrefix("decision.") {
+            field = rest.dropFirst("decision.".count).prefix { $0.isLetter || $0.isNumber || $0 == "_" }
+        }
+        guard let name = field, !name.isEmpty else { return msg }
+        let lines = source.text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard loc.line >= 1, loc.line <= lines.count else { return msg }
+        for n in (loc.line - 1)..<lines.count where assigns(lines[n], name) {
+            return "\(loc.file):\(n + 1): \(rest)"
+        }
+        return msg
+    }
+
+    /// `name =` (not `==`) as a table field or an assignment, or `["name"] =`.
+    static func assigns(_ line: Substring, _ name: Substring) -> Bool {
+        let code = line.range(of: "--").map { line[..<$0.lowerBound] } ?? line
+        var search = code.startIndex
+        while let r = code[search...].range(of: name) {
+            search = r.upperBound
+            let before = r.lowerBound == code.startIndex ? " " : code[code.index(before: r.lowerBound)]
+            var after = code[r.upperBound...]
+            if before == "\"" || before == "'" {
+                guard after.first == before else { continue }
+                after = after.dropFirst()
+                guard after.first == "]" else { continue }
+                after = after.dropFirst()
+            } else if before.isLetter || before.isNumber || before == "_" {
+                continue
+            }
+            after = after.drop { $0 == " " || $0 == "\t" }
+            if after.first == "=" && after.dropFirst().first != "=" { return true }
+        }
+        return false
     }
 }

@@ -64,6 +64,9 @@ int bp_load_policy(lua_State *L, const char *chunkname, const char *src, size_t 
 int bp_set_data(lua_State *L, const uint8_t *data, size_t data_len, const uint8_t *keys, size_t keys_len,
                 const uint8_t *server, size_t server_len, size_t *cost);
 
+/* Gives freed heap memory back to the system (glibc's malloc_trim), after a large load. */
+void bp_malloc_trim(void);
+
 /* Builds the request table from a wire-encoded table plus a wire-encoded options table that
  * is only decoded when a hook reads `req.options`. Leaves the request on top; returns 0, or
  * BP_MEMORY/BP_ERROR with a message on top. */

@@ -153,11 +153,18 @@ public struct ProxyDHCPResponder: Sendable {
         let redirect4011 = arch >= 6
         if redirect4011 { reply.siaddr = arrival.serverAddress }
         if let next = decision.nextServer.flatMap(IPv4Address.init) { reply.siaddr = next }
+        // A name that fits goes where dnsmasq puts it, the BOOTP field (NUL-terminated). A
+        // longer one is never cut: it goes whole in option 67 (66 for the server name), which
+        // iPXE and EDK2's PXE read before the field, and the field stays empty rather than
+        // naming a file that does not exist. Over 255 bytes the policy's decision was
+        // already refused (one option holds 255).
+        var longFile: [UInt8]?
+        var longName: [UInt8]?
         if let file = decision.filename {
-            reply.file = DHCPMessage.fit(file.utf8.prefix(127), 128)
+            if file.utf8.count <= 127 { reply.file = DHCPMessage.fit(file.utf8, 128) } else { longFile = Array(file.utf8.prefix(255)) }
         }
         if let name = decision.serverName {
-            reply.sname = DHCPMessage.fit(name.utf8.prefix(63), 64)
+            if name.utf8.count <= 63 { reply.sname = DHCPMessage.fit(name.utf8, 64) } else { longName = Array(name.utf8.prefix(255)) }
         }
 
         var options = DHCPOptions()
@@ -175,6 +182,8 @@ public struct ProxyDHCPResponder: Sendable {
         for code in decision.options.isEmpty ? [] : decision.options.keys.sorted() where ![0, 52, 53, 54, 82, 255].contains(code) {
             options.set(code, decision.options[code]!)
         }
+        if let longName { options.set(66, longName) }
+        if let longFile { options.set(67, longFile) }
         if let agent = request.options[code: 82] { options.set(82, agent) }
         reply.options = options
         guard reply.fit(within: Self.replyLimit(for: request)) else { return .failure(.replyTooLarge) }
