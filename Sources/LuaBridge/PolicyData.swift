@@ -99,14 +99,19 @@ public struct PolicyData: Sendable {
             guard seen.insert(source.name).inserted else {
                 throw DataError(path: source.path, message: "data name '\(source.name)' is given twice")
             }
-            let value = try parse(source)
-            switch value {
-            case .list(let l): entries[source.name] = l.count
-            case .table(let t): entries[source.name] = t.count
-            default: entries[source.name] = 1
-            }
             w.string(source.name)
-            w.policyValue(value)
+            switch try parse(source) {
+            case .encoded(let bytes, let n):
+                entries[source.name] = n
+                w.bytes.append(contentsOf: bytes)
+            case .value(let value):
+                switch value {
+                case .list(let l): entries[source.name] = l.count
+                case .table(let t): entries[source.name] = t.count
+                default: entries[source.name] = 1
+                }
+                w.policyValue(value)
+            }
             if let key = source.key {
                 k.string(source.name)
                 k.string(key)
@@ -118,7 +123,13 @@ public struct PolicyData: Sendable {
         return PolicyData(sources: sources, entries: entries, wire: w.bytes, keys: keyed > 0 ? k.bytes : [])
     }
 
-    static func parse(_ source: DataSource) throws(DataError) -> PolicyValue {
+    /// A parsed file: values, or (CSV, the format of large inventories) already encoded.
+    enum Parsed {
+        case value(PolicyValue)
+        case encoded([UInt8], entries: Int)
+    }
+
+    static func parse(_ source: DataSource) throws(DataError) -> Parsed {
         guard let format = source.format else {
             throw DataError(path: source.path, message: "unknown data format (name the file .yaml, .yml, .json or .csv)")
         }
@@ -135,7 +146,9 @@ public struct PolicyData: Sendable {
         if body.hasPrefix("\u{FEFF}") { body = body.dropFirst() }
         let value: PolicyValue
         switch format {
-        case .csv: value = try CSVData.parse(body, source: source)
+        case .csv:
+            let (bytes, n) = try CSVData.encode(body, source: source)
+            return .encoded(bytes, entries: n)
         case .yaml: value = try YAMLData.parse(String(body), source: source, json: false)
         case .json:
             // YAML reads JSON, with positions, but forgives what JSON does not (`"b": }` is
@@ -146,7 +159,7 @@ public struct PolicyData: Sendable {
         if source.key != nil, case .list = value {} else if source.key != nil {
             throw DataError(path: source.path, message: "key: \(source.key!) needs a list of tables at the top of the file")
         }
-        return value
+        return .value(value)
     }
 }
 
@@ -179,13 +192,20 @@ struct KeyIndex {
 
     mutating func check(_ row: inout [String: PolicyValue], line: Int, column: Int? = nil) throws(DataError) {
         guard let field = source.key else { return }
-        var text: String
+        let text: String
         switch row[field] {
         case .string(let s)?: text = s
         case .integer(let i)?: text = String(i)
         case nil: throw DataError(path: source.path, line: line, column: column, message: "row has no '\(field)' (the key field)")
         default: throw DataError(path: source.path, line: line, column: column, message: "key field '\(field)' must be text")
         }
+        row[field] = .string(try check(text: text, line: line, column: column))
+    }
+
+    /// The key as it is kept (normalized), after checking it.
+    mutating func check(text key: String, line: Int, column: Int? = nil) throws(DataError) -> String {
+        let field = source.key ?? ""
+        var text = key
         if source.keyFormat == .mac {
             guard let m = DataNames.mac(text) else {
                 throw DataError(path: source.path, line: line, column: column, message: "'\(field)' is not a MAC address: \(text)")
@@ -196,65 +216,86 @@ struct KeyIndex {
             throw DataError(path: source.path, line: line, column: column, message: "duplicate key \(text) (first at line \(first))")
         }
         firstLine[text] = line
-        row[field] = .string(text)
+        return text
     }
 }
 
 /// RFC 4180 CSV: a header row names the columns; every other row becomes a table of its
-/// non-empty cells (an empty cell is absent, nil in Lua). Cells are text.
+/// non-empty cells (an empty cell is absent, nil in Lua). Cells are text. Encoded straight
+/// into the wire format as it is read: a 100,000-row inventory never exists as Swift values.
 enum CSVData {
-    static func parse(_ text: Substring, source: DataSource) throws(DataError) -> PolicyValue {
-        let u = Array(text.utf8)
+    static func encode(_ text: Substring, source: DataSource) throws(DataError) -> ([UInt8], Int) {
+        let bytes = Array(text.utf8)
+        let result = bytes.withUnsafeBufferPointer { buf in Result { () throws(DataError) in try encode(buf, source: source) } }
+        return try result.get()
+    }
+
+    static func encode(_ u: UnsafeBufferPointer<UInt8>, source: DataSource) throws(DataError) -> ([UInt8], Int) {
+        let quote = UInt8(ascii: "\""), comma = UInt8(ascii: ","), lf = UInt8(ascii: "\n"), cr = UInt8(ascii: "\r")
         var i = 0
         var line = 1
         var header: [String]?
-        var rows: [PolicyValue] = []
+        var names: [[UInt8]] = []  // each column name's wire encoding
+        var keyColumn: Int?
+        var w = LuaWire.Writer(capacity: u.count + u.count / 2)
+        let top = w.beginTable()
+        var rows = 0
         var index = KeyIndex(source)
+        var cells: [Range<Int>] = []
+        var unquoted: [Int: [UInt8]] = [:]  // cells with "" escapes or line breaks, unescaped
         func fail(_ msg: String, _ l: Int, _ c: Int? = nil) -> DataError {
             DataError(path: source.path, line: l, column: c, message: msg)
         }
         while i < u.count {
             let rowLine = line
-            var cells: [String] = []
-            var cell: [UInt8] = []
             var lineStart = i
+            cells.removeAll(keepingCapacity: true)
+            unquoted.removeAll(keepingCapacity: true)
             // One record: cells up to an unquoted line end.
             record: while true {
-                if i < u.count, u[i] == UInt8(ascii: "\"") {
+                if i < u.count, u[i] == quote {
                     let openLine = line, openCol = i - lineStart + 1
                     i += 1
+                    let start = i
+                    var escaped: [UInt8]?
                     while true {
                         guard i < u.count else { throw fail("unterminated quoted cell (opened here)", openLine, openCol) }
                         let b = u[i]
-                        if b == UInt8(ascii: "\"") {
-                            if i + 1 < u.count, u[i + 1] == UInt8(ascii: "\"") { cell.append(b); i += 2; continue }
-                            i += 1
+                        if b == quote {
+                            if i + 1 < u.count, u[i + 1] == quote {
+                                if escaped == nil { escaped = Array(u[start..<i]) }
+                                escaped!.append(quote)
+                                i += 2
+                                continue
+                            }
                             break
                         }
-                        if b == UInt8(ascii: "\n") { line += 1; lineStart = i + 1 }
-                        cell.append(b)
+                        if b == lf { line += 1; lineStart = i + 1 }
+                        escaped?.append(b)
                         i += 1
                     }
-                    if i < u.count, u[i] != UInt8(ascii: ","), u[i] != UInt8(ascii: "\n"), u[i] != UInt8(ascii: "\r") {
+                    if let escaped { unquoted[cells.count] = escaped }
+                    cells.append(start..<i)
+                    i += 1
+                    if i < u.count, u[i] != comma, u[i] != lf, u[i] != cr {
                         throw fail("text after a closing quote (write \"\" for a quote inside a quoted cell)", line, i - lineStart + 1)
                     }
                 } else {
-                    while i < u.count, u[i] != UInt8(ascii: ","), u[i] != UInt8(ascii: "\n"), u[i] != UInt8(ascii: "\r") {
-                        if u[i] == UInt8(ascii: "\"") {
+                    let start = i
+                    while i < u.count, u[i] != comma, u[i] != lf, u[i] != cr {
+                        if u[i] == quote {
                             throw fail("a quote inside an unquoted cell (quote the whole cell and double the quote)", line, i - lineStart + 1)
                         }
-                        cell.append(u[i])
                         i += 1
                     }
+                    cells.append(start..<i)
                 }
-                cells.append(String(decoding: cell, as: UTF8.self))
-                cell.removeAll(keepingCapacity: true)
                 if i >= u.count { break record }
                 switch u[i] {
-                case UInt8(ascii: ","): i += 1
-                case UInt8(ascii: "\r"):
+                case comma: i += 1
+                case cr:
                     i += 1
-                    if i < u.count, u[i] == UInt8(ascii: "\n") { i += 1 }
+                    if i < u.count, u[i] == lf { i += 1 }
                     line += 1
                     break record
                 default:
@@ -263,32 +304,62 @@ enum CSVData {
                     break record
                 }
             }
+            func cell(_ n: Int) -> UnsafeBufferPointer<UInt8>.SubSequence { u[cells[n]] }
             if cells.count == 1 && cells[0].isEmpty { continue }  // blank line
-            guard let names = header else {
-                for (n, name) in cells.enumerated() {
-                    let trimmed = name.trimmingCharacters(in: .whitespaces)
-                    if trimmed.isEmpty { throw fail("column \(n + 1) of the header row has no name", rowLine) }
-                    if cells[..<n].contains(where: { $0.trimmingCharacters(in: .whitespaces) == trimmed }) {
-                        throw fail("column name '\(trimmed)' appears twice in the header row", rowLine)
-                    }
+            guard header != nil else {
+                var seen = Set<String>()
+                var list: [String] = []
+                for n in cells.indices {
+                    let name = String(decoding: unquoted[n] ?? Array(cell(n)), as: UTF8.self).trimmingCharacters(in: .whitespaces)
+                    if name.isEmpty { throw fail("column \(n + 1) of the header row has no name", rowLine) }
+                    if !seen.insert(name).inserted { throw fail("column name '\(name)' appears twice in the header row", rowLine) }
+                    list.append(name)
+                    var enc = LuaWire.Writer(capacity: name.utf8.count + 5)
+                    enc.string(name)
+                    names.append(enc.bytes)
                 }
-                header = cells.map { $0.trimmingCharacters(in: .whitespaces) }
-                if let key = source.key, !header!.contains(key) {
-                    throw fail("key column '\(key)' is not in the header row (\(header!.joined(separator: ", ")))", rowLine)
+                header = list
+                if let key = source.key {
+                    guard let k = list.firstIndex(of: key) else {
+                        throw fail("key column '\(key)' is not in the header row (\(list.joined(separator: ", ")))", rowLine)
+                    }
+                    keyColumn = k
                 }
                 continue
             }
             guard cells.count == names.count else {
                 throw fail("row has \(cells.count) cells, the header has \(names.count)", rowLine)
             }
-            var row: [String: PolicyValue] = [:]
-            row.reserveCapacity(names.count)
-            for (n, c) in zip(names, cells) where !c.isEmpty { row[n] = .string(c) }
-            try index.check(&row, line: rowLine)
-            rows.append(.table(row))
+            rows += 1
+            w.int(Int64(rows))
+            let mark = w.beginTable()
+            var fields = 0
+            for n in cells.indices {
+                if let k = keyColumn, k == n {
+                    let raw = String(decoding: unquoted[n] ?? Array(cell(n)), as: UTF8.self)
+                    if raw.isEmpty { throw fail("row has no '\(source.key!)' (the key field)", rowLine) }
+                    let key = try index.check(text: raw, line: rowLine)
+                    w.bytes.append(contentsOf: names[n])
+                    w.string(key)
+                    fields += 1
+                    continue
+                }
+                if let esc = unquoted[n] {
+                    if esc.isEmpty { continue }
+                    w.bytes.append(contentsOf: names[n])
+                    w.string(bytes: esc)
+                } else {
+                    if cells[n].isEmpty { continue }
+                    w.bytes.append(contentsOf: names[n])
+                    w.string(bytes: cell(n))
+                }
+                fields += 1
+            }
+            w.endTable(mark, count: fields)
         }
         if header == nil { throw fail("empty file: a CSV data file needs a header row", 1) }
-        return .list(rows)
+        w.endTable(top, count: rows)
+        return (w.bytes, rows)
     }
 }
 
