@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import LuaBridge
+import Protocols
 
 /// `bootpolicy check`: load the config and every policy, report every problem, change nothing.
 struct CheckCommand: ParsableCommand {
@@ -15,6 +16,12 @@ struct CheckCommand: ParsableCommand {
 
     @Option(name: .customLong("policy"), help: ArgumentHelp("Policy files or shipped names (repeatable; replaces the config's list).", valueName: "file"))
     var policies: [String] = []
+
+    @Option(name: .customLong("fixtures"), help: ArgumentHelp("A folder of request fixtures (bootpolicy record/import) every hook is run on, besides the shipped ones (repeatable).", valueName: "dir"))
+    var fixtureDirs: [String] = []
+
+    @Flag(name: .customLong("no-run"), help: "Only load: do not run the hooks on recorded and made-up requests.")
+    var noRun = false
 
     func run() throws {
         var problems: [String] = []
@@ -39,6 +46,15 @@ struct CheckCommand: ParsableCommand {
         let server = PolicySetup.server(from: configuration, httpPort: nil)
         var logger = Logger(label: "bootpolicy.check")
         logger.logLevel = .error
+        // Every hook runs on these (PolicyExercise): recorded requests and one made-up request
+        // per kind of firmware.
+        var requests: [(String, BootRequest)] = []
+        if !noRun {
+            let (recorded, unreadable) = PolicyExercise.fixtures(in: fixtureDirs)
+            problems += unreadable
+            requests = recorded + PolicyExercise.synthetic()
+        }
+        var warnings: [String] = []
         // Each policy alone first, so every broken file is reported, not only the first.
         var specs: [PolicySpec] = []
         for policy in configuration.policies.isEmpty ? [Configuration.Policy(file: "default")] : configuration.policies {
@@ -46,14 +62,20 @@ struct CheckCommand: ParsableCommand {
             single.policies = [policy]
             do {
                 let spec = try PolicySetup.specs(from: single)
-                _ = try PolicyChain(specs: spec, limits: PolicySetup.limits(from: configuration), logger: logger,
-                                    data: data, server: server)
+                let chain = try PolicyChain(specs: spec, limits: PolicySetup.limits(from: configuration), logger: logger,
+                                            data: data, server: server)
                 specs += spec
-                print("ok    \(spec[0].path)")
+                let findings = PolicyExercise.run(chain, requests: requests)
+                problems += findings.filter { !$0.warning }.map(\.message)
+                warnings += findings.filter(\.warning).map(\.message)
+                let hooks = chain.policies.first?.hooks ?? []
+                let ran = noRun || hooks.isEmpty ? "" : " (\(hooks.joined(separator: ", ")) run on \(requests.count) requests)"
+                print("\(findings.contains { !$0.warning } ? "FAIL " : "ok   ") \(spec[0].path)\(ran)")
             } catch {
                 problems.append("\(error)")
             }
         }
+        for w in warnings { FileHandle.standardError.write(Data("bootpolicy check: warning: \(w)\n".utf8)) }
         if problems.isEmpty {
             print("check passed: \(specs.count) polic\(specs.count == 1 ? "y" : "ies") in the chain: \(specs.map(\.name).joined(separator: " -> "))")
             return
