@@ -38,9 +38,11 @@ public final class ClientDirectory: @unchecked Sendable {
     private let logger: Logger
 
     /// A directory in memory only (tests, `explain`, policy tests, `serve` without `--state`).
+    /// `now`: the state store's clock (policy tests move it to expire state).
     public convenience init(limits: Limits = Limits(), stateLimits: StateLimits = StateLimits(),
-                            logger: Logger = Logger(label: "bootpolicy.clients")) {
-        self.init(limits: limits, state: ClientStateStore(limits: stateLimits), scripts: [:], logger: logger)
+                            logger: Logger = Logger(label: "bootpolicy.clients"),
+                            now: @escaping @Sendable () -> Date = { Date() }) {
+        self.init(limits: limits, state: ClientStateStore(limits: stateLimits, now: now), scripts: [:], logger: logger)
     }
 
     init(limits: Limits, state: ClientStateStore, scripts stored: [String: StoredScript], logger: Logger) {

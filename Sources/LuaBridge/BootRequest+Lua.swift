@@ -44,6 +44,8 @@ extension BootRequest {
             w.string("giaddr"); w.string(relay.giaddr)
             if let c = relay.circuitID { w.string("circuit_id"); w.string(c); rn += 1 }
             if let c = relay.remoteID { w.string("remote_id"); w.string(c); rn += 1 }
+            if let c = relay.circuitIDHex { w.string("circuit_id_hex"); w.string(c); rn += 1 }
+            if let c = relay.remoteIDHex { w.string("remote_id_hex"); w.string(c); rn += 1 }
             w.endTable(r, count: rn)
         }
         if let interface { key("interface"); w.string(interface) }
@@ -158,7 +160,8 @@ extension BootRequest {
             case "relay":
                 guard case .table = val else { throw .init("request.relay: expected table, got \(val.typeName)") }
                 guard let g = val["giaddr"]?.text else { throw .init("request.relay.giaddr: expected string") }
-                relay = Relay(giaddr: g, circuitID: val["circuit_id"]?.text, remoteID: val["remote_id"]?.text)
+                relay = Relay(giaddr: g, circuitID: val["circuit_id"]?.text, remoteID: val["remote_id"]?.text,
+                              circuitIDHex: val["circuit_id_hex"]?.text, remoteIDHex: val["remote_id_hex"]?.text)
             case "interface": interface = try str(key, val)
             case "client_address": clientAddress = try str(key, val)
             case "server_address": serverAddress = try str(key, val)

@@ -11,6 +11,7 @@ class LuaHost {
     enum Op: Int32 {
         case log = 1, stateGet = 2, stateSet = 3, stateClear = 4, scriptToken = 5
         case testChain = 10, testRun = 11, testFixture = 12, testResult = 13, testRequest = 14
+        case testReply = 15, testState = 16, testAdvance = 17
     }
 
     let logger: Logger

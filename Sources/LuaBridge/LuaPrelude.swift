@@ -16,6 +16,7 @@ local sfmt, sbyte, concat = string.format, string.byte, table.concat
 local rfind, rgmatch = string.find, string.gmatch
 local OP_LOG, OP_GET, OP_SET, OP_CLEAR, OP_TOKEN = 1, 2, 3, 4, 5
 local OP_CHAIN, OP_RUN, OP_FIXTURE, OP_RESULT, OP_REQUEST = 10, 11, 12, 13, 14
+local OP_REPLY, OP_TSTATE, OP_ADVANCE = 15, 16, 17
 
 local LIBS = { string = string, table = table, math = math, utf8 = utf8 }
 local BASE = { "assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget",
@@ -494,6 +495,28 @@ function P.make_test_env(pname, config, dir, data, server)
     end
   end
   Chain.dhcp, Chain.tftp, Chain.http = run("dhcp"), run("tftp"), run("http")
+  -- What the ProxyDHCP server would send for a DHCP request: { to=, port=, broadcast=,
+  -- message_type=, siaddr=, file=, sname=, options = { [code] = bytes }, policy= }, or
+  -- { silent = reason } (a non-PXE client, no decision, ignore, ...).
+  function Chain:reply(req)
+    if type(req) ~= "table" then error("chain:reply: expected a request table", 2) end
+    local r = copy(req)
+    r.kind = "dhcp"
+    last_req = r
+    return host(OP_REPLY, self.id, r)
+  end
+  -- The chain's per-client state, as its policies see it: read, preload, clear.
+  function Chain:state(m) return host(OP_TSTATE, self.id, "get", mac.normalize(m)) end
+  function Chain:set_state(m, t, ttl)
+    if type(t) ~= "table" then error("chain:set_state: expected (mac, table, ttl?)", 2) end
+    return host(OP_TSTATE, self.id, "set", mac.normalize(m), t, ttl)
+  end
+  function Chain:clear_state(m) return host(OP_TSTATE, self.id, "clear", mac.normalize(m)) end
+  -- Moves the chain's clock forward: state whose ttl ran out is gone, as it would be.
+  function Chain:advance(seconds)
+    if type(seconds) ~= "number" or seconds < 0 then error("chain:advance: expected seconds >= 0", 2) end
+    return host(OP_ADVANCE, self.id, seconds)
+  end
   -- policy_chain(list, { data = { name = "file" | { file=, key=, key_format= } }, server = { http_port=, ... } })
   function env.policy_chain(list, opts)
     if type(list) ~= "table" then error("policy_chain: expected a list of {file=, config=}", 2) end

@@ -85,9 +85,44 @@ public struct PolicyTestRunner: Sendable {
 final class TestHost: LuaHost {
     let runner: PolicyTestRunner
     let dir: URL
-    /// One pipeline per `policy_chain{}`, each with its own client directory in memory.
+    /// One pipeline per `policy_chain{}`, each with its own client directory in memory and
+    /// its own clock (`chain:advance`).
     var chains: [BootPipeline] = []
+    var directories: [ClientDirectory] = []
+    var clocks: [TestClock] = []
     var results: [PolicyTestRunner.TestResult] = []
+    /// What the chains' policies logged since the last test ended: shown with a failure.
+    let logged = LogLines()
+
+    final class TestClock: @unchecked Sendable {
+        private let lock = NSLock()
+        private var offset: TimeInterval = 0
+        func now() -> Date { lock.withLock { Date().addingTimeInterval(offset) } }
+        func advance(_ s: TimeInterval) { lock.withLock { offset += s } }
+    }
+
+    final class LogLines: @unchecked Sendable {
+        private let lock = NSLock()
+        private var lines: [String] = []
+        func add(_ line: String) { lock.withLock { if lines.count < 200 { lines.append(line) } } }
+        func take() -> [String] { lock.withLock { defer { lines = [] }; return lines } }
+    }
+
+    struct CaptureHandler: LogHandler {
+        let sink: LogLines
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .debug
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            let meta = event.metadata ?? [:]
+            let at = meta["at"].map { " (\($0))" } ?? ""
+            let policy = meta["policy"].map { "\($0): " } ?? ""
+            sink.add("\(event.level) \(policy)\(event.message)\(at)")
+        }
+    }
 
     init(runner: PolicyTestRunner, dir: URL, logger: Logger) {
         self.runner = runner
@@ -159,10 +194,15 @@ final class TestHost: LuaHost {
             do {
                 let data: PolicyData
                 do { data = try PolicyData.load(sources) } catch { return .failure(HostError("policy_chain: \(error)")) }
-                let directory = ClientDirectory(logger: logger)
-                let chain = try PolicyChain(specs: specs, limits: runner.limits, logger: logger, stateStore: directory.state,
+                let clock = TestClock()
+                let directory = ClientDirectory(logger: logger, now: { clock.now() })
+                let sink = logged
+                let policyLogger = Logger(label: "bootpolicy.test.policy") { _ in CaptureHandler(sink: sink) }
+                let chain = try PolicyChain(specs: specs, limits: runner.limits, logger: policyLogger, stateStore: directory.state,
                                             scriptTokens: .forPolicyTests, data: data, server: server)
                 chains.append(BootPipeline(chain: chain, directory: directory, logger: logger))
+                directories.append(directory)
+                clocks.append(clock)
                 return .success(.int(Int64(chains.count)))
             } catch {
                 return .failure(HostError("policy_chain: \(error.description)"))
@@ -200,7 +240,55 @@ final class TestHost: LuaHost {
             let name = args[1]?.text ?? "?"
             let ok: Bool
             if case .bool(true)? = args[2] { ok = true } else { ok = false }
-            results.append(.init(name: name, passed: ok, message: ok ? nil : LuaMessage.firstLine(args[3]?.text ?? "failed")))
+            var message = ok ? nil : LuaMessage.firstLine(args[3]?.text ?? "failed")
+            let lines = logged.take()
+            if !ok, !lines.isEmpty {
+                message! += "\n    policy log:" + lines.suffix(20).map { "\n      " + $0 }.joined()
+            }
+            results.append(.init(name: name, passed: ok, message: message))
+            return .success(nil)
+        case .testReply:
+            guard case .int(let id)? = args[1], id >= 1, Int(id) <= chains.count, let reqValue = args[2] else {
+                return .failure(HostError("chain:reply: unknown chain or no request"))
+            }
+            var req: BootRequest
+            do { req = try BootRequest(lua: reqValue) } catch { return .failure(error) }
+            if req.serverAddress == nil { req.serverAddress = PolicyTestRunner.labServerAddress }
+            return TestReply.reply(to: req, pipeline: chains[Int(id) - 1])
+        case .testState:
+            guard case .int(let id)? = args[1], id >= 1, Int(id) <= chains.count, let what = args[2]?.text,
+                  let mac = args[3]?.text else {
+                return .failure(HostError("chain:state: unknown chain"))
+            }
+            let store = directories[Int(id) - 1].state
+            switch what {
+            case "get":
+                guard let values = store.get(mac: mac) else { return .success(nil) }
+                return .success(.table(values.sorted { $0.key < $1.key }.map { (.string(Array($0.key.utf8)), $0.value.wire) }))
+            case "clear":
+                do { try store.clear(mac: mac) } catch { return .failure(HostError("chain:clear_state: \(error.description)")) }
+                return .success(nil)
+            default:
+                guard case .table(let pairs)? = args[4] else { return .failure(HostError("chain:set_state: expected a table")) }
+                var values: [String: StateValue] = [:]
+                for (k, v) in pairs {
+                    guard let key = k.text, let value = StateValue(wire: v) else {
+                        return .failure(HostError("chain:set_state: keys are strings, values strings, numbers or booleans"))
+                    }
+                    values[key] = value
+                }
+                var ttl: TimeInterval?
+                if case .int(let i)? = args[5] { ttl = TimeInterval(i) } else if case .double(let d)? = args[5] { ttl = d }
+                do { try store.set(mac: mac, values, ttl: ttl) } catch { return .failure(HostError("chain:set_state: \(error.description)")) }
+                return .success(nil)
+            }
+        case .testAdvance:
+            guard case .int(let id)? = args[1], id >= 1, Int(id) <= chains.count else { return .failure(HostError("chain:advance: unknown chain")) }
+            switch args[2] {
+            case .int(let i)?: clocks[Int(id) - 1].advance(TimeInterval(i))
+            case .double(let d)?: clocks[Int(id) - 1].advance(d)
+            default: return .failure(HostError("chain:advance: expected seconds"))
+            }
             return .success(nil)
         default:
             return super.call(op, args)
@@ -235,5 +323,73 @@ extension PolicyValue {
             }
             self = .table(t)
         }
+    }
+}
+
+/// `chain:reply(req)`: the ProxyDHCP answer as the server would send it, through the same
+/// screening and responder as `serve`.
+enum TestReply {
+    static func reply(to req: BootRequest, pipeline: BootPipeline) -> Result<LuaWire.Value?, LuaHost.HostError> {
+        guard let server = IPv4Address(req.serverAddress ?? "") else {
+            return .failure(LuaHost.HostError("chain:reply: server_address must be an IPv4 address"))
+        }
+        let message = req.dhcpMessage()
+        let arrival = ProxyDHCPResponder.Arrival(port: req.serverPort ?? 67, serverAddress: server, interface: req.interface,
+                                                 source: req.clientAddress.flatMap(IPv4Address.init) ?? .any, sourcePort: 68)
+        let responder = ProxyDHCPResponder()
+        func silent(_ s: ProxyDHCPResponder.Silence, _ policy: String? = nil) -> LuaWire.Value {
+            var t: [(LuaWire.Value, LuaWire.Value)] = [(.string(Array("silent".utf8)), .string(Array(s.rawValue.utf8)))]
+            if let policy { t.append((.string(Array("policy".utf8)), .string(Array(policy.utf8)))) }
+            return .table(t)
+        }
+        // The server does not ask the policies about a packet it would not answer anyway.
+        if case .failure(let s) = responder.screen(message, arrival: arrival) { return .success(silent(s)) }
+        let r = pipeline.decideTraced(req)
+        for step in r.steps {
+            switch step.outcome {
+            case .error(let m), .budgetExceeded(let m), .memoryExceeded(let m):
+                return .failure(LuaHost.HostError("policy '\(step.policy)' failed: \(m)"))
+            default: continue
+            }
+        }
+        switch responder.reply(to: message, arrival: arrival, decision: r.decision) {
+        case .failure(let s):
+            return .success(silent(s, r.decision?.policy))
+        case .success(let reply):
+            let m = reply.message
+            func s(_ text: String) -> LuaWire.Value { .string(Array(text.utf8)) }
+            var t: [(LuaWire.Value, LuaWire.Value)] = [
+                (s("to"), s(reply.destination.description)), (s("port"), .int(Int64(reply.destinationPort))),
+                (s("broadcast"), .bool(reply.broadcast)), (s("siaddr"), s(m.siaddr.description)),
+                (s("yiaddr"), s(m.yiaddr.description)), (s("ciaddr"), s(m.ciaddr.description)),
+                (s("giaddr"), s(m.giaddr.description)), (s("file"), s(m.bootFile)), (s("sname"), s(m.serverName)),
+                (s("options"), .table(m.options.map { (.int(Int64($0.code)), .string($0.value)) })),
+            ]
+            if let type = m.messageType { t.append((s("message_type"), s(type.name))) }
+            if let policy = r.decision?.policy { t.append((s("policy"), s(policy))) }
+            return .success(.table(t))
+        }
+    }
+}
+
+extension BootRequest {
+    /// The DHCP message a request table stands for, as near as its fields tell: every option
+    /// as received, plus 53, 60 and 93 from the named fields when a hand-made request lacks them.
+    func dhcpMessage() -> DHCPMessage {
+        var opts = DHCPOptions()
+        var have = options
+        if have[53] == nil, let t = messageType, let type = DHCPMessageType.allCases.first(where: { $0.name == t }) {
+            have[53] = [type.rawValue]
+        }
+        if have[60] == nil, let v = vendorClass { have[60] = Array(v.utf8) }
+        if have[93] == nil, let a = archCode { have[93] = [UInt8(a >> 8), UInt8(a & 0xff)] }
+        if have[175] == nil, isIPXE { have[175] = [] }
+        for code in have.keys.sorted() { opts.set(code, have[code]!) }
+        let chaddr = mac.split(separator: ":").compactMap { UInt8($0, radix: 16) }
+        let relayed = relay.flatMap { IPv4Address($0.giaddr) } ?? .any
+        // A request on 4011 comes from a client that has its address; a DISCOVER broadcasts.
+        let ciaddr = (serverPort == 4011 ? clientAddress.flatMap(IPv4Address.init) : nil) ?? .any
+        return DHCPMessage(op: .request, xid: xid ?? 0, flags: ciaddr == .any ? 0x8000 : 0, ciaddr: ciaddr,
+                           giaddr: relayed, chaddr: chaddr, options: opts)
     }
 }

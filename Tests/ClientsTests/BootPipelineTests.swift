@@ -70,7 +70,8 @@ struct BootPipelineTests {
         for withDatagram in [true, false] {
             let (dhcp, tftp) = try learned(from: "pxe-bios-discover", withDatagram: withDatagram,
                                            relayedBy: IPv4Address("10.0.0.1"))
-            #expect(dhcp.relay == BootRequest.Relay(giaddr: "10.0.0.1", circuitID: "sw1", remoteID: "rack"))
+            #expect(dhcp.relay == BootRequest.Relay(giaddr: "10.0.0.1", circuitID: "sw1", remoteID: "rack",
+                                                    circuitIDHex: "737731", remoteIDHex: "7261636b"))
             #expect(tftp.relay == dhcp.relay)
         }
     }

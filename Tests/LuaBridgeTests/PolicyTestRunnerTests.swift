@@ -52,4 +52,25 @@ import Testing
     @Test func findsTestFiles() {
         #expect(PolicyTestRunner.testFiles(in: dir).map(\.lastPathComponent) == ["broken_test.lua", "default_test.lua", "failing_test.lua", "library_test.lua"])
     }
+
+    /// A failing test shows what the chain's policies logged during it; a passing one does not
+    /// carry them over into the next failure.
+    @Test func aFailureShowsThePolicyLog() throws {
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("bp-tlog-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        try "return { dhcp = function(req) log.warn('saw %s', req.mac) return { filename = 'x' } end }\n"
+            .write(to: tmp.appendingPathComponent("p.lua"), atomically: true, encoding: .utf8)
+        try """
+            local c = policy_chain { { file = "p.lua" } }
+            test("passes", function() eq(c:dhcp(request { mac = "52:54:00:00:00:01" }).filename, "x") end)
+            test("fails", function() eq(c:dhcp(request { mac = "52:54:00:00:00:02" }).filename, "y") end)
+            """.write(to: tmp.appendingPathComponent("p_test.lua"), atomically: true, encoding: .utf8)
+        let runner = PolicyTestRunner(logger: TestPolicies.logger, loadFixture: Self.loader)
+        let r = runner.run(file: tmp.appendingPathComponent("p_test.lua"))
+        #expect(r.tests.map(\.passed) == [true, false], "\(r)")
+        let message = r.tests.last?.message ?? ""
+        #expect(message.contains("policy log:\n      warning p: saw 52:54:00:00:00:02 (p.lua:1)"), "\(message)")
+        #expect(!message.contains("52:54:00:00:00:01"), "\(message)")
+    }
 }

@@ -2,6 +2,16 @@ import Testing
 @testable import Protocols
 
 @Suite struct BootRequestDHCPTests {
+    /// A switch snooping DHCP adds option 82 and relays nothing: giaddr stays 0, the ids are
+    /// still the policy's to read.
+    @Test func option82WithoutGiaddrIsStillARelay() throws {
+        var message = Build.discover()
+        message.options.set(.relayAgentInfo, RelayAgentInfo(circuitID: [0, 4, 0, 7], remoteID: Array("sw7".utf8)))
+        let request = BootRequest(dhcp: message, serverPort: 67, interface: "bp0", source: "0.0.0.0")
+        #expect(request.relay == .init(giaddr: "0.0.0.0", circuitID: "00040007", remoteID: "sw7", circuitIDHex: "00040007", remoteIDHex: "737737"))
+        #expect(BootRequest(dhcp: Build.discover(), serverPort: 67, interface: "bp0", source: "0.0.0.0").relay == nil)
+    }
+
     @Test func fillsEveryFieldFromABIOSDiscover() throws {
         var message = Build.discover(extra: [(12, Array("pc1".utf8))])
         message.giaddr = IPv4Address(10, 0, 0, 1)
@@ -18,7 +28,7 @@ import Testing
         #expect(!request.isIPXE && request.ipxeFeatures.isEmpty)
         #expect(request.uuid == "00010203-0405-0607-0809-0a0b0c0d0e0f")
         #expect(request.hostname == "pc1")
-        #expect(request.relay == .init(giaddr: "10.0.0.1", circuitID: "port7", remoteID: "ab01"))
+        #expect(request.relay == .init(giaddr: "10.0.0.1", circuitID: "port7", remoteID: "ab01", circuitIDHex: "706f727437", remoteIDHex: "ab01"))
         #expect(request.interface == "bp0")
         #expect(request.clientAddress == nil)  // relayed: the source is the relay
         #expect(request.serverPort == 67)

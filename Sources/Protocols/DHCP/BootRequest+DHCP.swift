@@ -26,12 +26,14 @@ extension BootRequest {
         }
 
         var relay: Relay?
-        if !message.giaddr.isAny {
-            let info = message.relayAgentInfo
+        let info = message.relayAgentInfo
+        if !message.giaddr.isAny || info != nil {
             relay = Relay(
                 giaddr: message.giaddr.description,
                 circuitID: info?.circuitID.map { ByteText.display($0) },
-                remoteID: info?.remoteID.map { ByteText.display($0) })
+                remoteID: info?.remoteID.map { ByteText.display($0) },
+                circuitIDHex: info?.circuitID.map { Hex.encode($0) },
+                remoteIDHex: info?.remoteID.map { Hex.encode($0) })
         }
 
         var clientAddress: String?

@@ -10,14 +10,23 @@ public struct BootRequest: Sendable, Equatable {
     }
 
     /// Relay agent facts (giaddr and option 82, RFC 3046).
+    /// Relay agent facts (giaddr and option 82, RFC 3046). An option 82 without giaddr (a
+    /// switch that snoops DHCP adds it and relays nothing) is a relay with giaddr 0.0.0.0.
+    /// The ids are bytes on the wire: `circuitID`/`remoteID` hold them as text when every
+    /// byte is printable ASCII, else as lower-case hex; the `Hex` forms are always hex.
     public struct Relay: Sendable, Equatable, Codable {
         public var giaddr: String
         public var circuitID: String?
         public var remoteID: String?
-        public init(giaddr: String, circuitID: String? = nil, remoteID: String? = nil) {
+        public var circuitIDHex: String?
+        public var remoteIDHex: String?
+        public init(giaddr: String, circuitID: String? = nil, remoteID: String? = nil,
+                    circuitIDHex: String? = nil, remoteIDHex: String? = nil) {
             self.giaddr = giaddr
             self.circuitID = circuitID
             self.remoteID = remoteID
+            self.circuitIDHex = circuitIDHex
+            self.remoteIDHex = remoteIDHex
         }
     }
 
