@@ -6,9 +6,11 @@
 ---@alias BootFirmware "bios"|"uefi"|"ipxe"|"http-boot"|"unknown"
 
 ---@class BootRelay
----@field giaddr string
----@field circuit_id string?
----@field remote_id string?
+---@field giaddr string "0.0.0.0" when option 82 came without a relay (a snooping switch)
+---@field circuit_id string? text when printable ASCII, else lower-case hex
+---@field remote_id string? text when printable ASCII, else lower-case hex
+---@field circuit_id_hex string? always lower-case hex
+---@field remote_id_hex string? always lower-case hex
 
 ---@class BootRequest
 ---@field kind BootKind which server saw the request (selects the hook)
@@ -58,6 +60,38 @@
 ---This policy's configuration table from the bootpolicy config file.
 ---@type table<string, any>
 config = {}
+
+---The configuration's data files (data: in the config), read-only: data.<name>.
+---@type table<string, any>
+data = {}
+
+---@class BootServer
+---@field http_port integer? nil when HTTP is off
+---@field tftp_port integer? nil when TFTP is off
+---@field dhcp_ports integer[]?
+---@field address string? server_address from the configuration
+server = {}
+---http://ADDRESS:PORT of this server (ADDRESS: server_address, else the one the request reached); nil when HTTP is off.
+---@param req BootRequest?
+---@return string?
+function server.http_url(req) end
+---The address TFTP answers on for this request; nil when TFTP is off.
+---@param req BootRequest?
+---@return string?
+function server.tftp_address(req) end
+
+net = {}
+---True when IPv4 `addr` is inside `cidr` ("10.7.0.0/16", or a list of them); false for nil or non-IPv4.
+---@param cidr string|string[]
+---@param addr string?
+---@return boolean
+function net.in_cidr(cidr, addr) end
+---@param s string?
+---@return integer?
+function net.ipv4(s) end
+---@param n integer
+---@return string
+function net.ipv4_string(n) end
 
 ---@class BootLog
 ---@overload fun(fmt: any, ...: any)
@@ -230,10 +264,45 @@ function PolicyChainHandle:tftp(req) end
 ---@param req BootRequest|table
 ---@return TestDecision?
 function PolicyChainHandle:http(req) end
+---@class TestReply
+---@field silent string? why the server would send nothing
+---@field to string?
+---@field port integer?
+---@field broadcast boolean?
+---@field message_type string?
+---@field siaddr string?
+---@field yiaddr string?
+---@field ciaddr string?
+---@field giaddr string?
+---@field file string?
+---@field sname string?
+---@field options table<integer, string>?
+---@field policy string?
+---What the ProxyDHCP server would send for this DHCP request.
+---@param req BootRequest|table
+---@return TestReply
+function PolicyChainHandle:reply(req) end
+---@param mac string
+---@return table<string, any>?
+function PolicyChainHandle:state(mac) end
+---@param mac string
+---@param values table<string, string|number|boolean>
+---@param ttl number?
+function PolicyChainHandle:set_state(mac, values, ttl) end
+---@param mac string
+function PolicyChainHandle:clear_state(mac) end
+---Moves the chain's clock on (state expires as after that much time).
+---@param seconds number
+function PolicyChainHandle:advance(seconds) end
+
+---@class PolicyChainOptions
+---@field data table<string, string|{file: string, key: string?, key_format: "verbatim"|"mac"?}>?
+---@field server {http_port: integer|false?, tftp_port: integer|false?, address: string?}?
 
 ---@param entries PolicyChainEntry[]
+---@param opts PolicyChainOptions?
 ---@return PolicyChainHandle
-function policy_chain(entries) end
+function policy_chain(entries, opts) end
 ---@param path string fixture JSON, relative to the test file
 ---@param overrides table? request fields to replace
 ---@return BootRequest
