@@ -8,7 +8,7 @@ Reported per format, medians of --repeats runs:
   check_s     wall time of `bootpolicy check` (parse, check, build every Lua state's tables)
   extra_s     that minus the same check without data
   serve_s     from exec to READY (the `serving:` line), with data
-  rss_mb      resident memory of the serving process once ready, and extra_mb over no data
+  rss_mb      resident memory of the serving process 3 s after ready, and extra_mb over no data
   per_state   what one Lua state's copy takes, as serve logs it (`data loaded: ... KiB`)
   reload_s    from an edit of the file (one row renamed) to the server answering with it
 
@@ -95,7 +95,9 @@ def serve(binary, config, d, edit=None):
             time.sleep(0.1)
         if port is None:
             sys.exit("serve not ready in 120 s")
-        time.sleep(0.5)
+        # Settled: a reload at start (port 0 is learnt, then the chain is built again) leaves
+        # the old states to free and malloc_trim a second later.
+        time.sleep(3)
         rss = rss_mb(p.pid)
         kib = re.search(r"data loaded: .*; (\d+) KiB in each of (\d+) Lua states", text)
         reload_s = None

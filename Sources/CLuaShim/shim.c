@@ -866,23 +866,15 @@ static int ro_pairs(lua_State *L) {
     return 3;
 }
 
-/* Replaces the table at `idx` by its proxy (the table's own table values first), reusing the
- * proxy of a table met before (`seen` at index `seen`, a row reached both by position and by
- * key). */
-static void ro_wrap(lua_State *L, int idx, int seen, int depth) {
+/* Replaces the table at `idx` by its proxy, the table's own table values first. */
+static void ro_wrap(lua_State *L, int idx, int depth) {
     idx = lua_absindex(L, idx);
     if (depth > BP_WIRE_DEPTH + 2) luaL_error(L, "data: nested too deeply");
     luaL_checkstack(L, 8, "data");
-    lua_pushvalue(L, idx);
-    if (lua_rawget(L, seen) == LUA_TTABLE) {
-        lua_replace(L, idx);
-        return;
-    }
-    lua_pop(L, 1);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         if (lua_type(L, -1) == LUA_TTABLE) {
-            ro_wrap(L, -1, seen, depth + 1);
+            ro_wrap(L, -1, depth + 1);
             lua_pushvalue(L, -2);
             lua_insert(L, -2);
             lua_rawset(L, idx); /* an existing field: allowed during the traversal */
@@ -890,7 +882,7 @@ static void ro_wrap(lua_State *L, int idx, int seen, int depth) {
             lua_pop(L, 1);
         }
     }
-    lua_newtable(L); /* proxy */
+    lua_createtable(L, 0, 0); /* proxy */
     lua_createtable(L, 0, 6);
     lua_pushvalue(L, idx);
     lua_setfield(L, -2, "__index");
@@ -905,9 +897,6 @@ static void ro_wrap(lua_State *L, int idx, int seen, int depth) {
     lua_pushliteral(L, "read-only data");
     lua_setfield(L, -2, "__metatable");
     lua_setmetatable(L, -2);
-    lua_pushvalue(L, idx);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, seen);
     lua_replace(L, idx);
 }
 
@@ -921,19 +910,27 @@ static int set_data_k(lua_State *L) {
     lua_settop(L, 0);
     if (a->data_len) wire_push(L, a->data, a->data + a->data_len, 0);
     else lua_newtable(L);
-    /* Rows indexed by a field: t[row[field]] = row, the same table as t[i]. Stack: 1 data,
-     * 2 keys, 3 name, 4 field, 5 the name's list, 6 a row, 7 its key. */
+    ro_wrap(L, 1, 0);
+    /* Rows indexed by a field: t[row[field]] = row, the same proxy as t[i], set in the list
+     * proxy's table after wrapping (so a row reached both ways is one table). Stack: 1 data
+     * proxy, 2 keys, 3 name, 4 field, 5 the name's list (raw), 6 a row proxy, 7 its raw
+     * table, 8 its key. */
     if (a->keys_len) {
         wire_push(L, a->keys, a->keys + a->keys_len, 0);
         lua_pushnil(L);
         while (lua_next(L, 2)) {
             lua_pushvalue(L, 3);
-            if (lua_rawget(L, 1) == LUA_TTABLE) {
+            if (lua_gettable(L, 1) == LUA_TTABLE && lua_getmetatable(L, 5)) {
+                lua_getfield(L, -1, "__index");
+                lua_replace(L, 5);
+                lua_settop(L, 5);
                 lua_Integer n = (lua_Integer)lua_rawlen(L, 5);
                 for (lua_Integer i = 1; i <= n; i++) {
-                    if (lua_rawgeti(L, 5, i) == LUA_TTABLE) {
+                    if (lua_rawgeti(L, 5, i) == LUA_TTABLE && lua_getmetatable(L, 6)) {
+                        lua_getfield(L, -1, "__index");
+                        lua_replace(L, 7);
                         lua_pushvalue(L, 4);
-                        if (lua_rawget(L, 6) == LUA_TSTRING) {
+                        if (lua_rawget(L, 7) == LUA_TSTRING) {
                             lua_pushvalue(L, 6);
                             lua_rawset(L, 5);
                         }
@@ -944,9 +941,6 @@ static int set_data_k(lua_State *L) {
             lua_settop(L, 3);
         }
     }
-    lua_settop(L, 1);
-    lua_newtable(L); /* seen */
-    ro_wrap(L, 1, 2, 0);
     lua_settop(L, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, "bp.data");
     if (a->server_len) wire_push(L, a->server, a->server + a->server_len, 0);
@@ -969,7 +963,11 @@ int bp_set_data(lua_State *L, const uint8_t *data, size_t data_len, const uint8_
     lua_pushcfunction(L, bp_msgh);
     lua_pushcfunction(L, set_data_k);
     lua_pushlightuserdata(L, &a);
+    /* Nothing built here is garbage until it is done: collections while the heap grows
+     * would only walk it again and again (they were most of a 100,000-row load). */
+    lua_gc(L, LUA_GCSTOP);
     int st = lua_pcall(L, 1, 0, base + 1);
+    lua_gc(L, LUA_GCRESTART);
     lua_gc(L, LUA_GCCOLLECT);
     size_t grown = c->used > before ? c->used - before : 0;
     c->limit = limit + grown;

@@ -171,14 +171,22 @@ enum DataNames {
 
     /// `aa:bb:cc:dd:ee:ff` from any of the usual spellings, or nil.
     static func mac(_ s: String) -> String? {
-        let hex = s.lowercased().filter { $0 != ":" && $0 != "-" && $0 != "." }
-        guard hex.count == 12, hex.allSatisfy({ $0.isHexDigit }) else { return nil }
-        var out = ""
-        for (i, c) in hex.enumerated() {
-            if i > 0 && i % 2 == 0 { out.append(":") }
-            out.append(c)
+        // Bytes, not Characters: this runs once per row of an inventory.
+        var out = [UInt8](repeating: UInt8(ascii: ":"), count: 17)
+        var n = 0
+        for b in s.utf8 {
+            let c: UInt8
+            switch b {
+            case UInt8(ascii: ":"), UInt8(ascii: "-"), UInt8(ascii: "."): continue
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"): c = b
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): c = b + 32
+            default: return nil
+            }
+            guard n < 12 else { return nil }
+            out[n + n / 2] = c
+            n += 1
         }
-        return out
+        return n == 12 ? String(decoding: out, as: UTF8.self) : nil
     }
 }
 

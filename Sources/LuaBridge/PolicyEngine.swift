@@ -1,3 +1,4 @@
+import CLuaShim
 import Clients
 import Foundation
 import Logging
@@ -52,6 +53,12 @@ public final class PolicyEngine: TracingBootDecider, @unchecked Sendable {
             lock.lock()
             current = next
             lock.unlock()
+            // The old chain's states (and their copies of the data) go when the last decision
+            // running on them ends; with a large inventory that is hundreds of MB for malloc to
+            // give back to the system, not keep.
+            if !running.data.wire.isEmpty || !next.data.wire.isEmpty {
+                DispatchQueue.global().asyncAfter(deadline: .now() + 1) { bp_malloc_trim() }
+            }
             logger.info("policies reloaded", metadata: ["policies": "\(next.policies.map(\.name))"])
             return .success(())
         } catch {
