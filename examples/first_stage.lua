@@ -3,5 +3,5 @@
 -- TFTP from this server.
 return function(req)
   local file = (req.firmware == "uefi") and "ipxe.efi" or "undionly.kpxe"
-  return { filename = file, next_server = req.server_address, note = "first stage: " .. file }
+  return { filename = file, next_server = server.tftp_address(req) or req.server_address, note = "first stage: " .. file }
 end

@@ -101,6 +101,20 @@ import Testing
         #expect(r.text.contains("ack"), "\(r.text)")
     }
 
+    /// A policy that fails is skipped, as `serve` would, and the decision of the next one is
+    /// shown; the exit status still says something is broken.
+    @Test func explainExitsNonZeroWhenAPolicyFailed() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bad = dir.appendingPathComponent("bad.lua")
+        try "return { dhcp = function(req)\n  return { filenme = 'x' }\nend }\n".write(to: bad, atomically: true, encoding: .utf8)
+        let fixture = root.appendingPathComponent("fixtures/requests/pxe-bios-discover.json").path
+        let r = try run(["explain", "--request", fixture, "--policy", bad.path, "--policy", "default"])
+        #expect(r.status == 1, "\(r.text)")
+        #expect(r.text.contains("error: bad.lua:2: unknown decision field 'filenme'"), "\(r.text)")
+        #expect(r.text.contains("decision by default") && r.text.contains("a policy failed (bad)"), "\(r.text)")
+    }
+
     /// A TFTP request explained after its client's DHCP request sees what `serve` would: the
     /// arch and firmware that DHCP request taught the pipeline.
     @Test func explainAFileRequestWithWhatItsDHCPRequestTaught() throws {
