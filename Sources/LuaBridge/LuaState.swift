@@ -91,7 +91,7 @@ final class LuaState {
               config: [String: PolicyValue], test: Bool = false) throws(PolicyLoadError) -> String?
     {
         var cfg = LuaWire.Writer(capacity: 128)
-        cfg.value(PolicyValue.table(config).wire)
+        cfg.policyValue(.table(config))
         var refs: [Int32] = [0, 0, 0]
         var name: UnsafeMutablePointer<CChar>?
         let base = bp_gettop(L)

@@ -1,4 +1,5 @@
 import Foundation
+import Protocols
 import Yams
 
 /// One data file the configuration names (`data: { machines: machines.yaml }`): read at load,
@@ -72,8 +73,6 @@ public struct PolicyData: Sendable {
     let wire: [UInt8]
     /// Wire table name -> key field, for the names indexed by a field.
     let keys: [UInt8]
-    /// Bytes of the encoded data, about what one Lua state's copy costs before overhead.
-    public var encodedBytes: Int { wire.count }
 
     init(sources: [DataSource], entries: [String: Int], wire: [UInt8], keys: [UInt8]) {
         self.sources = sources
@@ -149,12 +148,12 @@ public struct PolicyData: Sendable {
         case .csv:
             let (bytes, n) = try CSVData.encode(body, source: source)
             return .encoded(bytes, entries: n)
-        case .yaml: value = try YAMLData.parse(String(body), source: source, json: false)
+        case .yaml: value = try YAMLData.parse(String(body), source: source)
         case .json:
             // YAML reads JSON, with positions, but forgives what JSON does not (`"b": }` is
             // a null there): JSON's own parser says first whether the file is JSON.
             try JSONCheck.validate(Data(body.utf8), source: source)
-            value = try YAMLData.parse(String(body), source: source, json: true)
+            value = try YAMLData.parse(String(body), source: source)
         }
         if source.key != nil, case .list = value {} else if source.key != nil {
             throw DataError(path: source.path, message: "key: \(source.key!) needs a list of tables at the top of the file")
@@ -167,26 +166,6 @@ enum DataNames {
     static func valid(_ name: String) -> Bool {
         guard let first = name.unicodeScalars.first, first == "_" || (first.isASCII && first.properties.isAlphabetic) else { return false }
         return name.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) }
-    }
-
-    /// `aa:bb:cc:dd:ee:ff` from any of the usual spellings, or nil.
-    static func mac(_ s: String) -> String? {
-        // Bytes, not Characters: this runs once per row of an inventory.
-        var out = [UInt8](repeating: UInt8(ascii: ":"), count: 17)
-        var n = 0
-        for b in s.utf8 {
-            let c: UInt8
-            switch b {
-            case UInt8(ascii: ":"), UInt8(ascii: "-"), UInt8(ascii: "."): continue
-            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"): c = b
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): c = b + 32
-            default: return nil
-            }
-            guard n < 12 else { return nil }
-            out[n + n / 2] = c
-            n += 1
-        }
-        return n == 12 ? String(decoding: out, as: UTF8.self) : nil
     }
 }
 
@@ -215,7 +194,7 @@ struct KeyIndex {
         let field = source.key ?? ""
         var text = key
         if source.keyFormat == .mac {
-            guard let m = DataNames.mac(text) else {
+            guard let m = MACAddress.normalize(text) else {
                 throw DataError(path: source.path, line: line, column: column, message: "'\(field)' is not a MAC address: \(text)")
             }
             text = m
@@ -395,7 +374,7 @@ enum JSONCheck {
 /// leaves its key out (as nil would in Lua); a null in a list is refused (a Lua list cannot
 /// hold nil).
 enum YAMLData {
-    static func parse(_ text: String, source: DataSource, json: Bool) throws(DataError) -> PolicyValue {
+    static func parse(_ text: String, source: DataSource) throws(DataError) -> PolicyValue {
         let node: Node?
         do {
             node = try Yams.compose(yaml: text)

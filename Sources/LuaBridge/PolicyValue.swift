@@ -25,21 +25,6 @@ extension PolicyValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral,
     }
 }
 
-extension PolicyValue {
-    var wire: LuaWire.Value {
-        switch self {
-        case .string(let s): return .string(Array(s.utf8))
-        case .integer(let i): return .int(Int64(i))
-        case .number(let d): return .double(d)
-        case .bool(let b): return .bool(b)
-        case .list(let l): return .table(l.enumerated().map { (.int(Int64($0.offset + 1)), $0.element.wire) })
-        case .table(let t):
-            return .table(t.sorted { $0.key < $1.key }.map { (.string(Array($0.key.utf8)), $0.value.wire) })
-        }
-    }
-
-}
-
 extension StateValue {
     var wire: LuaWire.Value {
         switch self {
