@@ -61,10 +61,9 @@ public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
         // The states and their copies of the data first, side by side: with a large
         // inventory building the tables is most of a load, and the states are independent.
         let count = limits.states
-        let built = Array(unsafeUninitializedCapacity: count) { (buf: inout UnsafeMutableBufferPointer<Result<(LuaState, Int), PolicyLoadError>?>, n: inout Int) in
-            for k in 0..<count { (buf.baseAddress! + k).initialize(to: nil) }
-            n = count
-            let slots = buf
+        var built = [Result<(LuaState, Int), PolicyLoadError>?](repeating: nil, count: count)
+        built.withUnsafeMutableBufferPointer { buffer in
+            let slots = buffer
             let make: (Int) -> Void = { i in
                 let host = LuaHost(logger: logger, store: stateStore, tokens: scriptTokens)
                 host.quiet = i > 0
