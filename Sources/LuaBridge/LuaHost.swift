@@ -46,32 +46,11 @@ class LuaHost {
                 metadata: ["policy": "\(policy)", "at": "\(at)"])
             return .success(nil)
         case .stateGet:
-            guard let mac = args[1]?.text, let values = store.get(mac: mac) else { return .success(nil) }
-            return .success(.table(values.sorted { $0.key < $1.key }.map { (.string(Array($0.key.utf8)), $0.value.wire) }))
+            guard let mac = args[1]?.text else { return .success(nil) }
+            return .success(Self.stateGet(store, mac: mac))
         case .stateSet:
-            guard let mac = args[1]?.text, case .table(let pairs)? = args[2] else {
-                return .failure(HostError("state.set: expected (mac, table, ttl?)"))
-            }
-            var values: [String: StateValue] = [:]
-            for (k, v) in pairs {
-                guard let key = k.text else { return .failure(HostError("state.set: keys must be strings")) }
-                guard let value = StateValue(wire: v) else {
-                    return .failure(HostError("state.set: value of '\(key)' must be a string, number or boolean, got \(v.typeName)"))
-                }
-                values[key] = value
-            }
-            var ttl: TimeInterval?
-            switch args[3] {
-            case .int(let i)?: ttl = TimeInterval(i)
-            case .double(let d)?: ttl = d
-            default: ttl = nil
-            }
-            do {
-                try store.set(mac: mac, values, ttl: ttl)
-            } catch {
-                return .failure(HostError("state.set: \(error.description)"))
-            }
-            return .success(nil)
+            guard let mac = args[1]?.text else { return .failure(HostError("state.set: expected (mac, table, ttl?)")) }
+            return Self.stateSet(store, mac: mac, values: args[2], ttl: args[3], caller: "state.set")
         case .stateClear:
             if let mac = args[1]?.text {
                 do {
@@ -89,6 +68,38 @@ class LuaHost {
         default:
             return .failure(HostError("operation not available here"))
         }
+    }
+
+    /// A client's state as a Lua table, or nil (`state.get`, and `chain:state` in tests).
+    static func stateGet(_ store: ClientStateStore, mac: String) -> LuaWire.Value? {
+        guard let values = store.get(mac: mac) else { return nil }
+        return .table(values.sorted { $0.key < $1.key }.map { (.string(Array($0.key.utf8)), $0.value.wire) })
+    }
+
+    /// `state.set(mac, table, ttl?)` (and `chain:set_state` in tests): flat values only.
+    static func stateSet(_ store: ClientStateStore, mac: String, values table: LuaWire.Value?, ttl: LuaWire.Value?,
+                         caller: String) -> Result<LuaWire.Value?, HostError> {
+        guard case .table(let pairs)? = table else { return .failure(HostError("\(caller): expected (mac, table, ttl?)")) }
+        var values: [String: StateValue] = [:]
+        for (k, v) in pairs {
+            guard let key = k.text else { return .failure(HostError("\(caller): keys must be strings")) }
+            guard let value = StateValue(wire: v) else {
+                return .failure(HostError("\(caller): value of '\(key)' must be a string, number or boolean, got \(v.typeName)"))
+            }
+            values[key] = value
+        }
+        var seconds: TimeInterval?
+        switch ttl {
+        case .int(let i)?: seconds = TimeInterval(i)
+        case .double(let d)?: seconds = d
+        default: seconds = nil
+        }
+        do {
+            try store.set(mac: mac, values, ttl: seconds)
+        } catch {
+            return .failure(HostError("\(caller): \(error.description)"))
+        }
+        return .success(nil)
     }
 
     struct HostError: Error {

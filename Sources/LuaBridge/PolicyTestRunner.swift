@@ -263,24 +263,12 @@ final class TestHost: LuaHost {
             let store = directories[Int(id) - 1].state
             switch what {
             case "get":
-                guard let values = store.get(mac: mac) else { return .success(nil) }
-                return .success(.table(values.sorted { $0.key < $1.key }.map { (.string(Array($0.key.utf8)), $0.value.wire) }))
+                return .success(LuaHost.stateGet(store, mac: mac))
             case "clear":
                 do { try store.clear(mac: mac) } catch { return .failure(HostError("chain:clear_state: \(error.description)")) }
                 return .success(nil)
             default:
-                guard case .table(let pairs)? = args[4] else { return .failure(HostError("chain:set_state: expected a table")) }
-                var values: [String: StateValue] = [:]
-                for (k, v) in pairs {
-                    guard let key = k.text, let value = StateValue(wire: v) else {
-                        return .failure(HostError("chain:set_state: keys are strings, values strings, numbers or booleans"))
-                    }
-                    values[key] = value
-                }
-                var ttl: TimeInterval?
-                if case .int(let i)? = args[5] { ttl = TimeInterval(i) } else if case .double(let d)? = args[5] { ttl = d }
-                do { try store.set(mac: mac, values, ttl: ttl) } catch { return .failure(HostError("chain:set_state: \(error.description)")) }
-                return .success(nil)
+                return LuaHost.stateSet(store, mac: mac, values: args[4], ttl: args[5], caller: "chain:set_state")
             }
         case .testAdvance:
             guard case .int(let id)? = args[1], id >= 1, Int(id) <= chains.count else { return .failure(HostError("chain:advance: unknown chain")) }
