@@ -24,17 +24,11 @@ enum PolicySetup {
     /// The configuration's `data:` files, in name order.
     static func dataSources(from configuration: Configuration) throws -> [DataSource] {
         try configuration.data.sorted { $0.key < $1.key }.map { name, entry in
-            var format = DataSource.KeyFormat.verbatim
-            if let f = entry.keyFormat {
-                guard let parsed = DataSource.KeyFormat(rawValue: f) else {
-                    throw ConfigError("data.\(name).key_format: \(f) is not one of \(DataSource.KeyFormat.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-                format = parsed
+            do {
+                return try DataSource.parse(name: name, path: entry.file, key: entry.key, keyFormat: entry.keyFormat)
+            } catch let error as DataError {
+                throw ConfigError("data.\(name): \(error.message)")
             }
-            if entry.keyFormat != nil && entry.key == nil {
-                throw ConfigError("data.\(name): key_format needs key (the field to index rows by)")
-            }
-            return DataSource(name: name, path: entry.file, key: entry.key, keyFormat: format)
         }
     }
 

@@ -99,7 +99,7 @@ struct Runtime {
         let notifier = SystemdNotifier(logger: logger)
         let reloader = ChainReloader(engine: engine, tokens: apiTokens, reread: reread, logger: logger, notifier: notifier,
                                      httpPort: configuredHTTPPort)
-        let watcher = DataWatcher(paths: data.sources.map(\.path), logger: logger) { reloader.reload(by: $0) }
+        let watcher = DataWatcher(paths: data.sources.map(\.path), logger: logger) { _ = reloader.reload(by: $0) }
         reloader.dataWatcher = watcher
 
         let timeline = ClientTimeline()

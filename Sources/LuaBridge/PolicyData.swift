@@ -27,6 +27,20 @@ public struct DataSource: Sendable, Equatable {
         self.keyFormat = keyFormat
     }
 
+    /// A source as the configuration (or a test's `policy_chain`) spells it: `keyFormat` by
+    /// name, and only with `key`. The error says what is wrong, without a location.
+    public static func parse(name: String, path: String, key: String?, keyFormat: String?) throws(DataError) -> DataSource {
+        var format = KeyFormat.verbatim
+        if let f = keyFormat {
+            guard let parsed = KeyFormat(rawValue: f) else {
+                throw DataError(path: path, message: "key_format \(f) is not one of \(KeyFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            guard key != nil else { throw DataError(path: path, message: "key_format needs key (the field to index rows by)") }
+            format = parsed
+        }
+        return DataSource(name: name, path: path, key: key, keyFormat: format)
+    }
+
     enum Format: String { case yaml, json, csv }
 
     var format: Format? {

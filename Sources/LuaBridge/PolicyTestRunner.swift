@@ -165,14 +165,12 @@ final class TestHost: LuaHost {
                         if let file = v.text {
                             sources.append(DataSource(name: name, path: resolve(file).path))
                         } else if let file = v["file"]?.text {
-                            var format = DataSource.KeyFormat.verbatim
-                            if let f = v["key_format"]?.text {
-                                guard let parsed = DataSource.KeyFormat(rawValue: f) else {
-                                    return .failure(HostError("policy_chain: data \(name): key_format must be verbatim or mac"))
-                                }
-                                format = parsed
+                            do {
+                                sources.append(try DataSource.parse(name: name, path: resolve(file).path, key: v["key"]?.text,
+                                                                    keyFormat: v["key_format"]?.text))
+                            } catch {
+                                return .failure(HostError("policy_chain: data \(name): \(error.message)"))
                             }
-                            sources.append(DataSource(name: name, path: resolve(file).path, key: v["key"]?.text, keyFormat: format))
                         } else {
                             return .failure(HostError("policy_chain: data \(name): expected a file name or {file=, key=}"))
                         }
