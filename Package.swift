@@ -91,7 +91,7 @@ let package = Package(
             ]
         ),
         // Helpers the test targets share: tools run with a bound, the test PostgreSQL.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["CLinux"], path: "Tests/TestSupport"),
         .testTarget(
             name: "ProtocolsTests",
             dependencies: [

@@ -11,6 +11,7 @@
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <poll.h>
+#include <spawn.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -232,4 +233,8 @@ int clinux_inotify_wait(int fd, int timeout_ms) {
         any = 1;
     }
     return any;
+}
+
+int clinux_spawn_close_from(void *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, from);
 }

@@ -29,37 +29,12 @@ public enum TestPostgres {
                     enforced: required)
     }
 
-    /// Runs a tool with a bound; output and status. posix_spawn and waitpid rather than
-    /// Foundation's Process, which here has missed the exit of `pg.sh restart` (its SIGCHLD
-    /// handling leaves the child a zombie while other threads block); the output goes to a
-    /// file, so a daemon the tool starts cannot hold a pipe open.
+    /// Runs a tool with a bound (`Spawn.run`); output and status. Throws when it ran too long.
     @discardableResult
     public static func run(_ path: String, _ args: [String], timeout: TimeInterval = 60) throws -> (status: Int32, output: String) {
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("bp-pgtool-\(UUID().uuidString).log").path
-        defer { unlink(log) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
-        guard rc == 0 else { throw TestToolError("\(path): \(String(cString: strerror(rc)))") }
-        var status: Int32 = 0
-        let deadline = Date().addingTimeInterval(timeout)
-        while waitpid(pid, &status, WNOHANG) == 0 {
-            if Date() > deadline {
-                kill(pid, SIGKILL)
-                _ = waitpid(pid, &status, 0)
-                throw TestToolError("\(path) \(args.joined(separator: " ")): still running after \(Int(timeout)) s, killed")
-            }
-            Thread.sleep(forTimeInterval: 0.005)
-        }
-        let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return (code, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+        let r = try Spawn.run(path, args, timeout: timeout)
+        if r.timedOut { throw TestToolError("\(path) \(args.joined(separator: " ")): still running after \(Int(timeout)) s, killed") }
+        return (r.status, r.output)
     }
 
     public static func psql(_ sql: String, database: String? = nil) throws -> String {

@@ -78,4 +78,9 @@ int clinux_inotify_watch_dir(int fd, const char *dir);
 /// timeout, -1 on error.
 int clinux_inotify_wait(int fd, int timeout_ms);
 
+/// Adds to `actions` (a posix_spawn_file_actions_t) the closing of every descriptor from
+/// `from` up (posix_spawn_file_actions_addclosefrom_np, glibc 2.34+, hidden from Swift behind
+/// _GNU_SOURCE): a spawned daemon then holds no pipe or socket of its parent's. 0 or an errno.
+int clinux_spawn_close_from(void *actions, int from);
+
 #endif

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// Runs the real `bootpolicy` executable for a test, collects its output, and stops it by PID.
 final class ServerProcess: @unchecked Sendable {
@@ -221,32 +222,12 @@ final class NotifySocket: @unchecked Sendable {
     }
 }
 
-/// Runs a command-line tool (curl, atftp, chromium) with a time bound; returns status and output.
+/// Runs a command-line tool (curl, atftp, chromium) with a time bound; returns status and
+/// output (`Spawn.run`: a tool past its time is ended and what it wrote is returned).
 @discardableResult
 func runTool(_ path: String, _ args: [String], timeout: Double = 30) throws -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    try p.run()
-    final class Collected: @unchecked Sendable {
-        let lock = NSLock()
-        var data = Data()
-    }
-    let collected = Collected()
-    let reader = Thread {
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        collected.lock.withLock { collected.data = data }
-    }
-    reader.start()
-    let deadline = Date().addingTimeInterval(timeout)
-    while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-    if p.isRunning { p.terminate(); p.waitUntilExit() }
-    p.waitUntilExit()
-    while reader.isExecuting { Thread.sleep(forTimeInterval: 0.01) }
-    return (p.terminationStatus, String(decoding: collected.lock.withLock { collected.data }, as: UTF8.self))
+    let r = try Spawn.run(path, args, timeout: timeout)
+    return (r.status, r.output)
 }
 
 /// Ports this test process has handed out already: two servers started side by side must
