@@ -53,8 +53,8 @@ extension ProxyDHCPServer {
         let core: Core
         let resolver: ArrivalResolver
         private let stopping = Atomic<Bool>(false)
-        private let finished = DispatchSemaphore(value: 0)
-        private var started = 0
+        /// The threads `start` started, for `stop` to wait for.
+        private let exits = ThreadExits()
         /// Threads besides the first that may read this socket when it falls behind.
         private let helpers: [Helper]
 
@@ -119,11 +119,11 @@ extension ProxyDHCPServer {
                         core.logger.debug("proxydhcp: kernel did not take the short scheduler slice", metadata: ["errno": "\(refused)"])
                     }
                     run(helper: index)
-                    finished.signal()
+                    exits.exited()
                 }
                 thread.name = threadName
+                exits.started()
                 thread.start()
-                started += 1
             }
         }
 
@@ -133,14 +133,7 @@ extension ProxyDHCPServer {
             // Wakes a recvmmsg blocked on this socket (ENOTCONN for unconnected UDP is expected).
             _ = Glibc.shutdown(fd, CInt(SHUT_RDWR))
             for helper in helpers { helper.wake.signal() }
-            let count = started
-            guard count > 0 else { return }
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                DispatchQueue.global().async {
-                    for _ in 0..<count { self.finished.wait() }
-                    continuation.resume()
-                }
-            }
+            await exits.wait()
         }
 
         private var isStopping: Bool { stopping.load(ordering: .acquiring) }

@@ -66,7 +66,7 @@ final class TFTPTransferEngine: @unchecked Sendable {
             var started = false
         }
         private let inbox = NIOLockedValueBox(Inbox())
-        private let finished = DispatchSemaphore(value: 0)
+        private let exits = ThreadExits()
         /// Owned by the thread: transfers by slot (the epoll data of their socket).
         private var slots: [TFTPTransfer?] = []
         private var freeSlots: [Int] = []
@@ -109,9 +109,10 @@ final class TFTPTransferEngine: @unchecked Sendable {
                 // Thread.name set from outside does not reach the kernel on Linux.
                 clinux_name_thread(name)
                 run()
-                finished.signal()
+                exits.exited()
             }
             thread.name = name
+            exits.started()
             thread.start()
             // requestStop() before start() woke nobody (there was no thread): without this the
             // thread would wait in epoll_wait for ever and waitUntilStopped() with it.
@@ -136,15 +137,9 @@ final class TFTPTransferEngine: @unchecked Sendable {
             if wasRunning { wake() }
         }
 
+        /// Returns once the thread has returned (at once if it never started).
         func waitUntilStopped() async {
-            guard inbox.withLockedValue({ $0.started }) else { return }
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                DispatchQueue.global().async {
-                    self.finished.wait()
-                    self.finished.signal()  // a second waiter returns too
-                    continuation.resume()
-                }
-            }
+            await exits.wait()
         }
 
         private func wake() {
