@@ -35,6 +35,41 @@ import TestSupport
         #expect(root.open("/").failureCode == .fileNotFound)
     }
 
+    /// Every kind of link, in a root of its own: relative links that stay inside are opened
+    /// by the kernel's confined lookup (openat2), the others by the realpath path; both agree.
+    @Test func linksInsideAreServedAndLinksOutAreNot() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-root-links-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: dir + "/root/sub/deeper", withIntermediateDirectories: true)
+        try Data(repeating: 7, count: 100).write(to: URL(fileURLWithPath: dir + "/root/file.bin"))
+        try Data(repeating: 9, count: 33).write(to: URL(fileURLWithPath: dir + "/secret"))
+        let links: [(String, String)] = [
+            ("root/rel", "file.bin"), ("root/sub/up", "../file.bin"), ("root/sub/deeper/upup", "../../file.bin"),
+            ("root/sub/chain", "up"), ("root/abs-inside", dir + "/root/file.bin"),
+            ("root/rel-out", "../secret"), ("root/sub/rel-out2", "../../secret"), ("root/abs-out", dir + "/secret"),
+            ("root/out-and-back", "../root/file.bin"), ("root/loop-a", "loop-b"), ("root/loop-b", "loop-a"),
+            ("root/dirlink", "sub"), ("root/dangling", "nothing-here"),
+        ]
+        for (at, to) in links { try fm.createSymbolicLink(atPath: dir + "/" + at, withDestinationPath: to) }
+        let root = try TFTPRoot(path: dir + "/root")
+        for name in ["rel", "sub/up", "sub/deeper/upup", "sub/chain", "abs-inside", "out-and-back", "dirlink/up"] {
+            guard case .success(let file) = root.open(name) else { Issue.record("\(name) was not served: \(root.open(name))"); continue }
+            #expect(file.size == 100, "\(name)")
+        }
+        for name in ["rel-out", "sub/rel-out2", "abs-out", "dirlink/../../secret"] {
+            #expect(root.open(name).failureCode == .accessViolation, "\(name): \(root.open(name))")
+        }
+        for name in ["loop-a", "dangling", "rel/x"] {
+            #expect(root.open(name).failureCode == .fileNotFound, "\(name): \(root.open(name))")
+        }
+        // The directory found at start is the one served, whatever its path later names.
+        try fm.moveItem(atPath: dir + "/root", toPath: dir + "/old")
+        try fm.createDirectory(atPath: dir + "/root", withIntermediateDirectories: true)
+        guard case .success(let moved) = root.open("file.bin") else { Issue.record("the renamed root's file"); return }
+        #expect(moved.size == 100)
+    }
+
     /// A device node (made by mknod, which needs root) is no file to serve.
     @Test(.requires(.root(for: "mknod of the test root's device node")))
     func refusesADeviceNode() throws {

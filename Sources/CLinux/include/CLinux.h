@@ -78,6 +78,11 @@ int clinux_inotify_watch_dir(int fd, const char *dir);
 /// timeout, -1 on error.
 int clinux_inotify_wait(int fd, int timeout_ms);
 
+/// openat2(2) of `path` under the directory `dirfd` with RESOLVE_BENEATH and
+/// RESOLVE_NO_MAGICLINKS: the kernel resolves the whole name (symlinks included) in one call
+/// and fails with EXDEV if any step would leave the directory. ENOSYS before Linux 5.6.
+int clinux_open_beneath(int dirfd, const char *path, int flags);
+
 /// Adds to `actions` (a posix_spawn_file_actions_t) the closing of every descriptor from
 /// `from` up (posix_spawn_file_actions_addclosefrom_np, glibc 2.34+, hidden from Swift behind
 /// _GNU_SOURCE): a spawned daemon then holds no pipe or socket of its parent's. 0 or an errno.

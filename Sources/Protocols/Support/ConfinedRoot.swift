@@ -1,3 +1,4 @@
+import CLinux
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -9,12 +10,23 @@ import Darwin
 /// A directory served to clients (the TFTP root, the HTTP root), and the only way a requested
 /// name becomes an open file.
 /// A name is taken as relative to the root (leading "/" stripped, "\" read as "/"), may not
-/// contain "..", is resolved with realpath (symlinks followed) and must land inside the root
-/// on a regular file. The file is opened non-blocking and checked with fstat on the open
-/// descriptor, so a FIFO cannot hang the server and a swapped path cannot slip past the check.
+/// contain "..", is resolved with symlinks followed and must land inside the root on a regular
+/// file. The file is opened non-blocking and checked with fstat on the open descriptor, so a
+/// FIFO cannot hang the server.
+///
+/// The kernel does the confinement: `openat2(RESOLVE_BENEATH)` under the root's own open
+/// descriptor resolves the name and refuses any step out of the root in the one call that
+/// opens it, so a symlink swapped in between a check and the open cannot slip out. That is
+/// one system call where realpath cost one readlink per path component and a second walk to
+/// open. A name it refuses (an absolute symlink, one that leaves the root and comes back) or a
+/// kernel without openat2 goes the old way: realpath, the prefix check, then open.
+///
+/// The root is held open from `init`: the directory served is the one found at start, even if
+/// its path is renamed or replaced later (its path was resolved at start before, too).
 public struct ConfinedRoot: Sendable {
     /// The root after realpath.
     public let path: String
+    private let directory: Directory
 
     public enum Refusal: Error, Sendable, Equatable, CustomStringConvertible {
         case notFound(String)
@@ -43,6 +55,7 @@ public struct ConfinedRoot: Sendable {
         var info = stat()
         guard stat(real, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { throw NotADirectory(path: path) }
         self.path = real == "/" ? "" : real
+        self.directory = Directory(descriptor: systemOpen(real, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
     }
 
     /// The normalised relative name for a request, or a refusal for names that try to escape.
@@ -67,6 +80,16 @@ public struct ConfinedRoot: Sendable {
         case .success(let name): relative = name
         case .failure(let refusal): return .failure(refusal)
         }
+        let flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY
+        if directory.descriptor >= 0 {
+            let fd = clinux_open_beneath(directory.descriptor, relative, flags)
+            if fd >= 0 { return Self.regularFile(fd, path: path + "/" + relative) }
+            let err = errno
+            // EXDEV: a step left the root (maybe to come back in); ELOOP: a symlink loop, or
+            // too deep; ENOSYS: no openat2; EAGAIN: a rename raced the lookup. The slow path
+            // decides those, as before; anything else is the answer.
+            if ![EXDEV, ELOOP, ENOSYS, EAGAIN, EPERM, EINVAL].contains(err) { return .failure(Self.refusal(err, requested)) }
+        }
         let candidate = path + "/" + relative
         guard let real = Self.realPath(candidate) else {
             let err = errno
@@ -74,23 +97,40 @@ public struct ConfinedRoot: Sendable {
             return .failure(.notFound(requested))
         }
         guard real.hasPrefix(path + "/") else { return .failure(.accessViolation("outside the root")) }
-        let fd = systemOpen(real, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
-        guard fd >= 0 else {
-            let err = errno
-            if err == ENOENT { return .failure(.notFound(requested)) }
-            // 21,000 idle HTTP connections used every descriptor, and TFTP clients were told
-            // "Access violation": the file was fine, the server was not.
-            if err == EMFILE || err == ENFILE || err == ENOMEM {
-                return .failure(.busy(err == ENOMEM ? "out of memory" : "out of file descriptors (\(err == EMFILE ? "EMFILE" : "ENFILE"))"))
-            }
-            return .failure(.accessViolation("cannot open: \(String(cString: strerror(err)))"))
+        let fd = systemOpen(real, flags)
+        guard fd >= 0 else { return .failure(Self.refusal(errno, requested)) }
+        return Self.regularFile(fd, path: real)
+    }
+
+    /// Why a name could not be opened, from open's errno.
+    private static func refusal(_ err: Int32, _ requested: String) -> Refusal {
+        switch err {
+        case ENOENT, ENOTDIR: return .notFound(requested)
+        // 21,000 idle HTTP connections used every descriptor, and TFTP clients were told
+        // "Access violation": the file was fine, the server was not.
+        case EMFILE: return .busy("out of file descriptors (EMFILE)")
+        case ENFILE: return .busy("out of file descriptors (ENFILE)")
+        case ENOMEM: return .busy("out of memory")
+        case EACCES: return .accessViolation("permission denied")
+        default: return .accessViolation("cannot open: \(String(cString: strerror(err)))")
         }
+    }
+
+    /// `fd` if it is a regular file (checked on the descriptor, not the name), else closed.
+    private static func regularFile(_ fd: CInt, path: String) -> Result<ConfinedFile, Refusal> {
         var info = stat()
         guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
             return .failure(.accessViolation("not a regular file"))
         }
-        return .success(ConfinedFile(descriptor: fd, size: UInt64(info.st_size), path: real))
+        return .success(ConfinedFile(descriptor: fd, size: UInt64(info.st_size), path: path))
+    }
+
+    /// The root's descriptor (O_PATH), closed with the last copy of the root.
+    private final class Directory: Sendable {
+        let descriptor: CInt
+        init(descriptor: CInt) { self.descriptor = descriptor }
+        deinit { if descriptor >= 0 { close(descriptor) } }
     }
 
     static func realPath(_ path: String) -> String? {
