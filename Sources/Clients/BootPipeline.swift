@@ -62,6 +62,25 @@ public final class BootPipeline: TracingBootDecider, @unchecked Sendable {
         awaitCommit(through: commit, nil)
     }
 
+    /// `decide` without waiting: nil when the chain has no free state at once (what step 1
+    /// learned stays learned; doing it again is harmless). The caller waits for `commit` with
+    /// `whenDurable` before it answers.
+    public func decideIfFree(_ request: BootRequest) -> (decision: BootDecision?, commit: UInt64)? {
+        guard let r = run(enriched(request), { chain.decideIfFree($0).map { ($0.decision, []) } }) else { return nil }
+        return (r.decision, r.commit)
+    }
+
+    public func whenDurable(through commit: UInt64, _ done: @escaping @Sendable (Bool) -> Void) {
+        directory.state.whenDurable(through: commit) { [unsaved, logger, directory] ok in
+            if !ok {
+                unsaved.increment()
+                logger.error("no answer: the state a decision changed could not be made durable in time",
+                             metadata: ["store": "\(directory.location)"])
+            }
+            done(ok)
+        }
+    }
+
     public func decide(_ request: BootRequest) -> BootDecision? {
         let r = run(enriched(request), traced: false)
         return r.commit == 0 || awaitCommit(through: r.commit, request) ? r.decision : nil
@@ -97,6 +116,16 @@ public final class BootPipeline: TracingBootDecider, @unchecked Sendable {
     /// mark when anything was queued while the chain ran (this request's changes, or another's
     /// in the same commit), else 0.
     private func run(_ request: BootRequest, traced: Bool) -> (decision: BootDecision?, steps: [PolicyStep], commit: UInt64) {
+        run(request) { request -> (BootDecision?, [PolicyStep])? in
+            traced ? (chain as? TracingBootDecider)?.decideTraced(request) ?? (chain.decide(request), [])
+                   : (chain.decide(request), [])
+        }!
+    }
+
+    /// `decide` nil: the chain could not start at once (`decideIfFree`); nothing is kept.
+    private func run(_ request: BootRequest, _ decide: (BootRequest) -> (BootDecision?, [PolicyStep])?)
+        -> (decision: BootDecision?, steps: [PolicyStep], commit: UInt64)?
+    {
         if !request.mac.isEmpty, let address = request.clientAddress, Self.isClientAddress(address),
            request.kind != .dhcp || request.relay == nil {
             // The address a request came from is the client's own, except a relayed DHCP
@@ -104,8 +133,8 @@ public final class BootPipeline: TracingBootDecider, @unchecked Sendable {
             directory.learn(mac: request.mac, address: address)
         }
         let before = directory.state.mark
-        var (decision, steps) = traced ? (chain as? TracingBootDecider)?.decideTraced(request) ?? (chain.decide(request), [])
-                                       : (chain.decide(request), [])
+        guard let (decided, steps) = decide(request) else { return nil }
+        var decision = decided
         switch request.kind {
         case .dhcp:
             if let d = decision, !d.ignore, let text = d.ipxeScript, !request.mac.isEmpty {

@@ -118,26 +118,47 @@ public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
         run(request, traced: true)
     }
 
-    private func acquire() -> LuaState {
-        let n = states.count
-        if n == 1 { states[0].lock.lock(); return states[0] }
+    /// Decides only when a state is free at once: an HTTP event loop must not wait for the
+    /// state another decision holds. Nil: every state is busy.
+    public func decideIfFree(_ request: BootRequest) -> (decision: BootDecision?, commit: UInt64)? {
+        guard let st = tryAcquire() else { return nil }
+        return (run(request, traced: false, on: st).decision, 0)
+    }
+
+    /// The state this thread starts at; threads start at different ones, so in the common
+    /// case the first try-lock wins.
+    private var firstState: Int {
         #if os(Linux)
         let seed = UInt(pthread_self())
         #else
         let seed = UInt(bitPattern: pthread_self())
         #endif
-        // Threads start at different states, so in the common case the first try-lock wins.
-        let start = Int(truncatingIfNeeded: (UInt64(seed) &* 0x9E37_79B9_7F4A_7C15) >> 33) % n
+        return Int(truncatingIfNeeded: (UInt64(seed) &* 0x9E37_79B9_7F4A_7C15) >> 33) % states.count
+    }
+
+    /// A free state, locked; nil when every one is held.
+    private func tryAcquire() -> LuaState? {
+        let n = states.count, start = n == 1 ? 0 : firstState
         for k in 0..<n {
             let st = states[(start + k) % n]
             if st.lock.try() { return st }
         }
-        let st = states[start]
+        return nil
+    }
+
+    private func acquire() -> LuaState {
+        if let st = tryAcquire() { return st }
+        let st = states[states.count == 1 ? 0 : firstState]
         st.lock.lock()
         return st
     }
 
     private func run(_ request: BootRequest, traced: Bool) -> (decision: BootDecision?, steps: [PolicyStep]) {
+        run(request, traced: traced, on: acquire())
+    }
+
+    /// Runs the chain on `st`, which the caller has locked; unlocks it.
+    private func run(_ request: BootRequest, traced: Bool, on st: LuaState) -> (decision: BootDecision?, steps: [PolicyStep]) {
         let hook: Int
         switch request.kind {
         case .dhcp: hook = 0
@@ -147,7 +168,6 @@ public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
         let hookName = request.kind.rawValue
         var steps: [PolicyStep] = []
         let started = DispatchTime.now().uptimeNanoseconds
-        let st = acquire()
         defer { st.lock.unlock() }
         let L = st.L
         let base = bp_gettop(L)

@@ -37,6 +37,10 @@ public final class PolicyEngine: TracingBootDecider, @unchecked Sendable {
 
     public func decide(_ request: BootRequest) -> BootDecision? { chain.decide(request) }
 
+    public func decideIfFree(_ request: BootRequest) -> (decision: BootDecision?, commit: UInt64)? {
+        chain.decideIfFree(request)
+    }
+
     public func decideTraced(_ request: BootRequest) -> (decision: BootDecision?, steps: [PolicyStep]) {
         chain.decideTraced(request)
     }

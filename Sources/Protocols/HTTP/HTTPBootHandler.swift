@@ -5,8 +5,9 @@ import Logging
 import NIOCore
 import NIOHTTP1
 
-/// Collects one request (its body bounded by `maxBodyBytes`), has the server's worker threads
-/// decide what to send, and writes it on the event loop. Keep-alive is honoured; NIO's
+/// Collects one request (its body bounded by `maxBodyBytes`), decides what to send on the
+/// event loop when that cannot block (else on the server's worker threads), and writes it on
+/// the event loop. Keep-alive is honoured; NIO's
 /// pipeline handler holds pipelined requests back until the previous response is written.
 final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
@@ -20,41 +21,88 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// connection under a client still sending, and it would never see the 413.
     private var discarding = false
     private var discarded = 0
-    /// Closes the connection when the request in progress (or the next one) is late.
-    private var deadline: Scheduled<Void>?
+    /// When the connection closes unless a whole request arrives first (the request in
+    /// progress, or the next one is late); nil: not waiting.
+    private var deadline: (at: NIODeadline, wait: Wait)?
+    /// The one task that enforces `deadline`, and when it runs. Re-arming for a later time
+    /// (every response does) only moves `deadline`: the task, when it runs early, schedules
+    /// itself again. Cancelling and scheduling a task per request was a cost of its own.
+    private var timer: (task: Scheduled<Void>, at: NIODeadline)?
 
     init(server: HTTPServer) { self.server = server }
 
-    /// Closes the connection `seconds` from now unless re-armed or cancelled first. The clock
-    /// runs from the connection's start (`requestTimeout`) or from the last response
-    /// (`idleTimeout`) until a request has arrived whole; the decoder reports a request only
-    /// once its head is complete, so a trickled head is cut by this same clock.
-    private func arm(_ context: ChannelHandlerContext, _ seconds: Double, _ what: String) {
-        deadline?.cancel()
-        let channel = context.channel
-        let server = self.server
-        deadline = context.eventLoop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) {
-            server.countTimeout()
-            server.logger.debug("http: closing a connection: \(what)",
-                                metadata: ["client": "\(channel.remoteAddress?.ipAddress ?? "?")"])
-            channel.close(promise: nil)
+    /// Files up to this size are read and sent from memory, larger ones with sendfile.
+    static let inlineFileBytes = 64 << 10
+
+    /// What a connection's clock is waiting for.
+    private enum Wait {
+        /// A whole request, from the connection's start (`requestTimeout`).
+        case request
+        /// The next request after a response (`idleTimeout`).
+        case idle
+        /// The rest of a body refused with 413 (`requestTimeout`).
+        case refusedBody
+
+        func seconds(_ c: HTTPServer.Configuration) -> Double { self == .idle ? c.idleTimeout : c.requestTimeout }
+
+        func reason(_ c: HTTPServer.Configuration) -> String {
+            switch self {
+            case .request: return "no whole request within \(c.requestTimeout) s"
+            case .idle: return "idle for \(c.idleTimeout) s"
+            case .refusedBody: return "body refused and not finished within \(c.requestTimeout) s"
+            }
         }
     }
 
+    /// Closes the connection when `wait` is over unless re-armed or disarmed first. The clock
+    /// runs from the connection's start or from the last response until a request has arrived
+    /// whole; the decoder reports a request only once its head is complete, so a trickled head
+    /// is cut by this same clock. (The reason is worded only if the clock runs out: every
+    /// response re-arms it.)
+    private func arm(_ context: ChannelHandlerContext, _ wait: Wait) {
+        let at = NIODeadline.now() + .milliseconds(Int64(wait.seconds(server.configuration) * 1000))
+        deadline = (at, wait)
+        if let timer, timer.at <= at { return }
+        timer?.task.cancel()
+        schedule(context, at)
+    }
+
+    private func disarm() { deadline = nil }
+
+    private func schedule(_ context: ChannelHandlerContext, _ at: NIODeadline) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let task = context.eventLoop.scheduleTask(deadline: at) {
+            let (handler, context) = loopBound.value
+            handler.timer = nil
+            guard let (due, wait) = handler.deadline else { return }
+            if due > NIODeadline.now() {
+                handler.schedule(context, due)
+                return
+            }
+            let server = handler.server
+            server.countTimeout()
+            server.logger.debug("http: closing a connection: \(wait.reason(server.configuration))",
+                                metadata: ["client": "\(context.channel.remoteAddress?.ipAddress ?? "?")"])
+            context.channel.close(promise: nil)
+        }
+        timer = (task, at)
+    }
+
     func channelActive(context: ChannelHandlerContext) {
-        arm(context, server.configuration.requestTimeout, "no whole request within \(server.configuration.requestTimeout) s")
+        arm(context, .request)
         context.fireChannelActive()
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         // Added by the child initializer after the channel went active: arm here too.
         if context.channel.isActive {
-            arm(context, server.configuration.requestTimeout, "no whole request within \(server.configuration.requestTimeout) s")
+            arm(context, .request)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        deadline?.cancel()
+        timer?.task.cancel()
+        timer = nil
         deadline = nil
         context.fireChannelInactive()
     }
@@ -95,14 +143,18 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
             guard let head else { return }
             self.head = nil
             // Answering (a file may stream for minutes) is not bound by the request clock.
-            deadline?.cancel()
-            deadline = nil
-            let client = context.remoteAddress?.ipAddress ?? ""
+            disarm()
+            // The channel's cached address: the context's asks the kernel (getpeername) each time.
+            let client = context.channel.remoteAddress?.ipAddress ?? ""
             let request = HTTPRequestContext(method: head.method, uri: head.uri, headers: head.headers, body: body,
                                              clientAddress: client)
             body = []
-            // A policy decision may wait for its state to be durable, and an API write waits
-            // for its commit: neither may hold the event loop, which serves every connection.
+            if let response = server.respondOnLoop(to: request) {
+                write(response, for: head, context: context)
+                return
+            }
+            // A route (an API write waits for its commit) or a decision waiting for a policy
+            // state: neither may hold the event loop, which serves every connection.
             let server = self.server
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             server.workers.runIfActive(eventLoop: context.eventLoop) {
@@ -139,7 +191,7 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         // The rest of the body has the request clock to arrive; then the connection closes.
-        arm(context, server.configuration.requestTimeout, "body refused and not finished within \(server.configuration.requestTimeout) s")
+        arm(context, .refusedBody)
     }
 
     private func write(_ response: HTTPResponse, for request: HTTPRequestHead, context: ChannelHandlerContext) {
@@ -196,6 +248,22 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
                 break
             }
+            // A small file goes with the head in one write: reading it costs less than the
+            // descriptor, sendfile and close a region takes (most of a 1 KB request's system
+            // calls). A larger one streams with sendfile.
+            if length <= Self.inlineFileBytes {
+                var buffer = context.channel.allocator.buffer(capacity: length)
+                let read = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
+                    max(0, file.read(at: UInt64(start), count: length, into: UnsafeMutableRawBufferPointer(rebasing: out[0..<length])))
+                }
+                if read == length {
+                    context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
+                    context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+                    break
+                }
+                // Shorter than fstat said (the file is being rewritten): answer as below, whose
+                // Content-Length error the client sees as a cut-off transfer.
+            }
             // The region streams with sendfile from its own descriptor, closed when written.
             let fd = dup(file.descriptor)
             guard fd >= 0 else {
@@ -208,13 +276,28 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
                 break
             }
             let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
+            // Corked while the head and the region go out (as nginx's tcp_nopush): the head
+            // leaves with the file's first bytes in full segments, not in a packet of its own
+            // that wakes the client once more per response. Uncorked when the region is written.
+            let cork = Self.cork(context.channel, true)
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
             let region = FileRegion(fileHandle: handle, readerIndex: start, endIndex: end + 1)
-            context.write(wrapOutboundOut(.body(.fileRegion(region)))).whenComplete { _ in try? handle.close() }
+            let channel = context.channel
+            context.write(wrapOutboundOut(.body(.fileRegion(region)))).whenComplete { _ in
+                try? handle.close()
+                if cork { _ = Self.cork(channel, false) }
+            }
         case .later:
             break  // answered when it completes, above
         }
         finish(context: context, keepAlive: keepAlive)
+    }
+
+    private static let corkOption = ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: TCP_CORK))
+
+    /// TCP_CORK on or off; false when the socket did not take it (not TCP, or closed).
+    private static func cork(_ channel: Channel, _ on: Bool) -> Bool {
+        (try? channel.syncOptions?.setOption(corkOption, value: on ? 1 : 0)) != nil
     }
 
     private func finish(context: ChannelHandlerContext, keepAlive: Bool) {
@@ -226,7 +309,7 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
         // Written: the next request has `idleTimeout` to arrive whole.
         done.whenSuccess { [self] in
             guard context.channel.isActive else { return }
-            arm(context, server.configuration.idleTimeout, "idle for \(server.configuration.idleTimeout) s")
+            arm(context, .idle)
         }
     }
 

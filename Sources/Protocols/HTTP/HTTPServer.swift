@@ -146,6 +146,20 @@ public final class HTTPServer: Service, @unchecked Sendable {
     /// Connections open now (tests, the status page).
     public var openConnections: Int { connections.withLockedValue { $0.total } }
 
+    private let requestCounters = NIOLockedValueBox<[String: Counter]>([:])
+
+    /// `bootpolicy_http_requests_total{status, served_by}`, made once per pair: a metrics
+    /// factory looks a new counter up by its name and dimensions, which every request paid.
+    private func requestCounter(status: Int, servedBy: String) -> Counter {
+        let key = "\(status) \(servedBy)"
+        return requestCounters.withLockedValue { counters in
+            if let counter = counters[key] { return counter }
+            let counter = Counter(label: "bootpolicy_http_requests_total", dimensions: [("status", "\(status)"), ("served_by", servedBy)])
+            counters[key] = counter
+            return counter
+        }
+    }
+
     func countTimeout() { timedOut.increment() }
     func countOversizedBody() { oversized.increment() }
     /// True once `run` has bound its socket.
@@ -163,7 +177,10 @@ public final class HTTPServer: Service, @unchecked Sendable {
                     guard self.admit(child) else {
                         return child.close()
                     }
-                    return child.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
+                    // No outbound header validation: every header is the server's own, and the
+                    // one a policy sets (content_type) is checked by `problem(with:)` first.
+                    // The validator was a sixteenth of a small request's CPU.
+                    return child.pipeline.configureHTTPServerPipeline(withErrorHandling: true, withOutboundHeaderValidation: false).flatMap {
                         child.pipeline.addHandler(HTTPBootHandler(server: self))
                     }
                 }
@@ -194,16 +211,47 @@ public final class HTTPServer: Service, @unchecked Sendable {
         logger.info("http: stopped")
     }
 
-    /// Decides what to send for one request; pure apart from reading the file system.
+    /// Decides what to send for one request; pure apart from reading the file system. May
+    /// block (a route waits for a commit, a decision for a policy state): a worker thread's.
     /// Public for the HTTP fuzz target (Tests/Fuzz/HTTPFuzz), which runs requests through it.
     public func respond(to context: HTTPRequestContext) -> HTTPResponse {
-        if let route = routes[context.path] ?? prefixRoutes.first(where: { context.path.hasPrefix($0.prefix) })?.route {
-            return route(context)
+        if let route = route(for: context.path) { return route(context) }
+        if let refusal = Self.refusal(of: context) { return refusal }
+        let request = bootRequest(for: context)
+        return answer(context, for: request.mac, decision: decider.decide(request))
+    }
+
+    /// The same on the connection's event loop, for the common case, sparing every request
+    /// two thread hand-offs: nil when it must go to a worker instead (a route, or no policy
+    /// state free at once). A decision that must be durable first is answered when it is,
+    /// without holding the loop. A policy hook that runs here holds the loop for at most its
+    /// budget (`limits.time_ms`), as it would hold a worker.
+    func respondOnLoop(to context: HTTPRequestContext) -> HTTPResponse? {
+        if route(for: context.path) != nil { return nil }
+        if let refusal = Self.refusal(of: context) { return refusal }
+        let request = bootRequest(for: context)
+        guard let (decision, commit) = decider.decideIfFree(request) else { return nil }
+        guard commit != 0 else { return answer(context, for: request.mac, decision: decision) }
+        let decider = self.decider
+        return .later { complete in
+            decider.whenDurable(through: commit) { durable in
+                // Not durable in time: answered as if no policy had decided (as `respond`).
+                complete { self.answer(context, for: request.mac, decision: durable ? decision : nil) }
+            }
         }
+    }
+
+    private func route(for path: String) -> Route? {
+        routes[path] ?? prefixRoutes.first(where: { path.hasPrefix($0.prefix) })?.route
+    }
+
+    /// A request refused before any policy sees it.
+    private static func refusal(of context: HTTPRequestContext) -> HTTPResponse? {
         // A NUL would cut the path short at open(2): `/hello.txt%00.png` served hello.txt.
-        if context.path.utf8.contains(0) {
-            return .text(status: .badRequest, "bad request: the path holds a NUL byte\n")
-        }
+        context.path.utf8.contains(0) ? .text(status: .badRequest, "bad request: the path holds a NUL byte\n") : nil
+    }
+
+    private func bootRequest(for context: HTTPRequestContext) -> BootRequest {
         let (mac, query) = identify(context)
         var request = BootRequest(
             kind: .http, mac: mac, clientAddress: context.clientAddress, serverPort: servingPort,
@@ -212,9 +260,14 @@ public final class HTTPServer: Service, @unchecked Sendable {
         request.method = context.method.rawValue
         request.headers = Self.headerTable(context.headers)
         request.body = context.body
+        return request
+    }
+
+    /// The response for `decision` (nil: no policy decided), recorded and counted.
+    private func answer(_ context: HTTPRequestContext, for mac: String, decision: BootDecision?) -> HTTPResponse {
         var served = "static"
         var response: HTTPResponse
-        if let decision = decider.decide(request) {
+        if let decision {
             served = decision.policy ?? "policy"
             if let problem = Self.problem(with: decision) {
                 // NIO cannot write such a head: the client got no response at all and a
@@ -255,9 +308,7 @@ public final class HTTPServer: Service, @unchecked Sendable {
             stage: .http, mac: mac, clientAddress: context.clientAddress,
             summary: "\(context.method) \(context.path) -> \(response.status.code) (\(served))",
             fields: ["path": context.path, "status": "\(response.status.code)", "policy": served]))
-        Counter(label: "bootpolicy_http_requests_total", dimensions: [
-            ("status", "\(response.status.code)"), ("served_by", served == "static" || served == "none" ? served : "policy"),
-        ]).increment()
+        requestCounter(status: Int(response.status.code), servedBy: served == "static" || served == "none" ? served : "policy").increment()
         return response
     }
 

@@ -67,6 +67,17 @@ public protocol BootDecider: Sendable {
     /// Waits until everything up to `commit` is durable. False when it is not within the
     /// decider's time limit: the answers that needed it must not be sent.
     func awaitCommit(through commit: UInt64) -> Bool
+
+    /// For a server that would rather decide on the thread it is on (an HTTP event loop) than
+    /// hand every request to another: decides like `decideHoldingCommit`, but only if that
+    /// cannot wait for anything (a policy state held by another decision, a lock held across
+    /// I/O). Nil means "not now": decide on a thread that may block. A decision that started
+    /// runs to the end, bounded by the policies' budget. The default is always nil.
+    func decideIfFree(_ request: BootRequest) -> (decision: BootDecision?, commit: UInt64)?
+
+    /// `awaitCommit(through:)` without holding a thread: `done` is called once, from any
+    /// thread, with the same answer. The default asks `awaitCommit` on the calling thread.
+    func whenDurable(through commit: UInt64, _ done: @escaping @Sendable (Bool) -> Void)
 }
 
 extension BootDecider {
@@ -77,6 +88,12 @@ extension BootDecider {
     }
 
     public func awaitCommit(through commit: UInt64) -> Bool { true }
+
+    public func decideIfFree(_ request: BootRequest) -> (decision: BootDecision?, commit: UInt64)? { nil }
+
+    public func whenDurable(through commit: UInt64, _ done: @escaping @Sendable (Bool) -> Void) {
+        done(awaitCommit(through: commit))
+    }
 }
 
 /// A decider that never decides; servers fall back to their static behaviour.
