@@ -10,12 +10,13 @@ import Foundation
 /// HMAC-SHA256 over the normalized MAC under the server's key (as pixiecore signs its URLs),
 /// in lower-case hex: it does not expire, and changing the key revokes every one.
 public struct ScriptTokens: Sendable {
-    private let key: SymmetricKey
+    /// HMAC already keyed: a copy signs one message without hashing the key's pads again.
+    private let keyed: HMAC<SHA256>
     /// Hex characters in a token.
     public static let length = 32
 
     public init(key: [UInt8]) {
-        self.key = SymmetricKey(data: key)
+        self.keyed = HMAC<SHA256>(key: SymmetricKey(data: key))
     }
 
     /// A key of 32 random bytes, new each time: tokens from it die with the process.
@@ -45,8 +46,9 @@ public struct ScriptTokens: Sendable {
     private func code(_ normalized: String) -> [UInt8] {
         // Domain-separated and versioned, so the key can sign other things later without a
         // token for one thing passing for another.
-        let message = Array("bootpolicy script v1\0\(normalized)".utf8)
-        return Array(Array(HMAC<SHA256>.authenticationCode(for: message, using: key)).prefix(Self.length / 2))
+        var mac = keyed
+        mac.update(data: Array("bootpolicy script v1\0\(normalized)".utf8))
+        return Array(Array(mac.finalize()).prefix(Self.length / 2))
     }
 
     private static func hex(_ bytes: [UInt8]) -> String {
