@@ -27,6 +27,8 @@ rm -rf "$out"; mkdir -p "$out"
 
 # Dependencies, BOOTPOLICY_REQUIRE_ALL and a throwaway PostgreSQL (stopped at exit).
 . scripts/test-env.sh
+# Timing tests widen their bounds under a sanitizer (it slows C code several times).
+export BOOTPOLICY_SANITIZER="$kind"
 # Reports go to files, one per process; the first ASan error ends that process (its default).
 export ASAN_OPTIONS="log_path=$out/report:detect_leaks=1:${ASAN_OPTIONS:-}"
 export TSAN_OPTIONS="log_path=$out/report:${TSAN_OPTIONS:-}"

@@ -32,7 +32,10 @@ import Testing
                           "utf8_len", "packsize", "tonumber", "concat_op"]
 
     /// Each attack under the default limits (20 ms CPU, 2,000,000 instructions): cut with the
-    /// budget error in well under 3x the CPU budget, and the next policy still answers.
+    /// budget error in well under 3x the CPU budget, and the next policy still answers. Under
+    /// a sanitizer (scripts/sanitize.sh sets BOOTPOLICY_SANITIZER) one large C operation takes
+    /// several times longer (ASan checks every byte a memcpy moves), so the bound is 10x there.
+    static let overshoot: Double = ProcessInfo.processInfo.environment["BOOTPOLICY_SANITIZER"] == nil ? 3 : 10
     @Test(arguments: hostile) func hostileCallEndsWithTheBudget(_ what: String) throws {
         let limits = PolicyLimits(states: 1)
         let chain = try PolicyChain(specs: [TestPolicies.spec("hostile.lua", ["what": .string(what)]), TestPolicies.spec("default.lua")],
@@ -43,7 +46,7 @@ import Testing
             let cpu = PolicyChainTests.threadCPUms() - c0
             let ms = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
             print(String(format: "LuaBridge: hostile %@ cut after %.1f ms CPU, %.1f ms wall (budget %.0f ms CPU)", what, cpu, ms, limits.cpuTime))
-            #expect(cpu < 3 * limits.cpuTime, "\(what) used \(cpu) ms CPU")
+            #expect(cpu < Self.overshoot * limits.cpuTime, "\(what) used \(cpu) ms CPU")
             guard case .budgetExceeded(let msg) = r.steps.first?.outcome else {
                 Issue.record("\(what): expected the budget error, got \(r.steps)"); continue
             }

@@ -13,11 +13,13 @@ import Glibc
 /// policy had decided.
 @Suite(.serialized) struct HTTPDecideOnLoopTests {
     /// Decides `/p` with "decided <how>"; `busy` makes `decideIfFree` refuse, `commit` makes
-    /// its decisions of `/p` hold one, `durable` is what `whenDurable` answers after 0.3 s.
+    /// its decisions of `/p` hold one, `durable` is what `whenDurable` answers once the test
+    /// signals `release` (no timing: the order is the test's).
     final class Decider: BootDecider, @unchecked Sendable {
         let lock = NSLock()
         var busy = false, commit: UInt64 = 0, durable = true
         var onLoop = 0, onWorker = 0, waits = 0
+        let release = DispatchSemaphore(value: 0)
         func decide(_ request: BootRequest) -> BootDecision? {
             lock.withLock { onWorker += 1 }
             return request.path == "/p" ? BootDecision(content: Array("decided on a worker\n".utf8), policy: "t") : nil
@@ -32,7 +34,10 @@ import Glibc
         }
         func whenDurable(through commit: UInt64, _ done: @escaping @Sendable (Bool) -> Void) {
             let answer = lock.withLock { waits += 1; return durable }
-            DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { done(answer) }
+            Thread { [release] in
+                _ = release.wait(timeout: .now() + 20)
+                done(answer)
+            }.start()
         }
     }
 
@@ -61,25 +66,25 @@ import Glibc
         decider.lock.withLock { decider.busy = false; decider.commit = 7 }
 
         // A commit: answered once durable, and the loop serves others meanwhile.
-        final class Box: @unchecked Sendable { var text = ""; var at = Date.distantFuture }
+        final class Box: @unchecked Sendable { var text = "" }
         let slow = Box(), done = DispatchSemaphore(value: 0)
-        let started = Date()
         Thread {
             slow.text = (try? self.get(port, "/p")) ?? ""
-            slow.at = Date()
             done.signal()
         }.start()
-        try await Task.sleep(for: .milliseconds(50))
+        for _ in 0..<1000 where decider.lock.withLock({ decider.waits }) == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(decider.lock.withLock { decider.waits } == 1, "the decision did not wait for its commit")
+        // Its commit is not durable yet, and the loop answers another request.
         let other = try get(port, "/other")
-        let otherAt = Date()
-        #expect(done.wait(timeout: .now() + 5) == .success)
-        #expect(slow.text.hasSuffix("decided on the loop\n"), "\(slow.text)")
-        #expect(slow.at.timeIntervalSince(started) >= 0.29, "answered before the state was durable")
         #expect(other.hasPrefix("HTTP/1.1 404"), "\(other)")
-        #expect(otherAt < slow.at, "the loop waited for the commit instead of serving another request")
+        #expect(done.wait(timeout: .now()) == .timedOut, "answered before the state was durable: \(slow.text)")
+        decider.release.signal()
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        #expect(slow.text.hasSuffix("decided on the loop\n"), "\(slow.text)")
 
         // Not durable in time: as if no policy had decided (here, no such file).
         decider.lock.withLock { decider.durable = false }
+        decider.release.signal()
         let undecided = try get(port, "/p")
         #expect(undecided.hasPrefix("HTTP/1.1 404") && !undecided.contains("decided"), "\(undecided)")
         #expect(decider.lock.withLock { decider.waits } == 2)
