@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
-"""Boot storm: N simulated PXE clients against `bootpolicy serve --policy arch-aware`.
+"""Boot storm: N simulated PXE clients against `bootpolicy serve --policy arch-aware`, and
+optionally against the setup it replaces (dnsmasq in ProxyDHCP mode with its TFTP server, plus
+nginx for HTTP), doing the same.
 
 Each client, at once: a ProxyDHCP DISCOVER with PXE options from its own MAC (answered by a
 broadcast OFFER naming the boot file and next-server), a TFTP download of that file
 (blksize 1432, tsize, each block checked against the served file's SHA-256), then an HTTP GET
-of its iPXE script (/boot.ipxe?mac=...&arch=bios, must start with #!ipxe and name the MAC).
+of its iPXE script (/boot.ipxe?mac=...&arch=bios, must start with #!ipxe and name the MAC;
+from nginx, a static script, which cannot), then with --http-mb a kernel-sized file over HTTP
+(its length checked).
 Retries as firmware does, bounded: DHCP 4 tries, TFTP 5 retransmits per block, whole storm
 --deadline seconds. Measures time until every client is done, failures by stage and
 bootpolicy's peak RSS (VmHWM) and the highest VmRSS sampled during the storm.
 
     bench/storm.py run --binary .build/release/bootpolicy [--clients 1000] [--repeats 3]
+    bench/storm.py run --servers bootpolicy,dnsmasq+nginx --tftp-kb 1024 --http-mb 30 \
+        --out bench/results/storm-compare.json     # the issue's storm, side by side
 
 `run` builds the namespaces (benchlib.Lab), starts the server in bp-bench-srv on bpb-s and
 this script's `client` mode in bp-bench-cli; everything is removed on exit.
@@ -17,10 +23,10 @@ this script's `client` mode in bp-bench-cli; everything is removed on exit.
 import argparse, asyncio, hashlib, hmac, json, os, random, socket, struct, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import CLI, CLI_IF, SRV, SRV_ADDR, SRV_IF, Lab, status_kb, write_results  # noqa: E402
+from benchlib import CLI, CLI_IF, SRV, SRV_ADDR, SRV_IF, Lab, cpu_seconds, status_kb, write_results  # noqa: E402
 
 BOOT_FILE = "undionly.kpxe"
-FILE_SIZE = 70 * 1024
+BIG_FILE = "vmlinuz"
 BLKSIZE = 1432
 HTTP_PORT = 8080
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
@@ -128,6 +134,7 @@ async def tftp_get(loop, server, name, expected):
 
 
 async def http_get(server, path, mac_text):
+    """The machine's script; `mac_text` None: any iPXE script (a static one names no MAC)."""
     reader, writer = await asyncio.open_connection(server, HTTP_PORT)
     try:
         writer.write(f"GET {path} HTTP/1.1\r\nHost: {server}:{HTTP_PORT}\r\nConnection: close\r\n\r\n".encode())
@@ -139,9 +146,31 @@ async def http_get(server, path, mac_text):
     status = head.split(b"\r\n", 1)[0]
     if b" 200 " not in status + b" ":
         raise RuntimeError(f"http status {status[:40]!r}")
-    if not body.startswith(b"#!ipxe") or mac_text.encode() not in body:
+    if not body.startswith(b"#!ipxe") or (mac_text is not None and mac_text.encode() not in body):
         raise RuntimeError("http body is not this machine's iPXE script")
     return len(body)
+
+
+async def http_get_size(server, path, size):
+    """A large file, counted as it streams (not kept): its length must be `size`."""
+    reader, writer = await asyncio.open_connection(server, HTTP_PORT, limit=1 << 20)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {server}:{HTTP_PORT}\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b" 200 " not in head.split(b"\r\n", 1)[0] + b" ":
+            raise RuntimeError(f"http status {head[:40]!r}")
+        got = 0
+        while True:
+            chunk = await reader.read(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+    finally:
+        writer.close()
+    if got != size:
+        raise RuntimeError(f"http {path}: {got} bytes, not {size}")
+    return got
 
 
 def script_token(key, mac_text):
@@ -149,7 +178,7 @@ def script_token(key, mac_text):
     return hmac.new(key.encode(), b"bootpolicy script v1\0" + mac_text.lower().encode(), hashlib.sha256).hexdigest()[:32]
 
 
-async def one_client(i, loop, mux, dsock, server, expected, timings, key):
+async def one_client(i, loop, mux, dsock, server, expected, timings, key, big_size, static_script):
     mac = bytes([0x52, 0x54, 0x01, (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF])
     mac_text = ":".join(f"{b:02x}" for b in mac)
     xid = random.getrandbits(32)
@@ -180,7 +209,11 @@ async def one_client(i, loop, mux, dsock, server, expected, timings, key):
         # The URL arch-aware hands iPXE: every simulated client shares one address, so only
         # the token makes the server believe which machine asks.
         token = script_token(key, mac_text)
-        await http_get(server, f"/boot.ipxe?mac={mac_text.replace(':', '-')}&arch=bios&token={token}", mac_text)
+        await http_get(server, f"/boot.ipxe?mac={mac_text.replace(':', '-')}&arch=bios&token={token}",
+                       None if static_script else mac_text)
+        if big_size:
+            stage = "http-file"
+            await http_get_size(server, "/" + BIG_FILE, big_size)
         t3 = time.monotonic()
         timings.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0))
         return None
@@ -200,7 +233,8 @@ async def storm(args):
     transport, mux = await loop.create_datagram_endpoint(DHCPMux, sock=dsock)
     timings = []
     t0 = time.monotonic()
-    tasks = [asyncio.create_task(one_client(i, loop, mux, transport, args.server, args.sha256, timings, args.key))
+    tasks = [asyncio.create_task(one_client(i, loop, mux, transport, args.server, args.sha256, timings, args.key,
+                                            args.http_bytes, args.static_script))
              for i in range(args.clients)]
     done, pending = await asyncio.wait(tasks, timeout=args.deadline)
     for t in pending:
@@ -222,19 +256,67 @@ async def storm(args):
 
 # ---------------------------------------------------------------- orchestration (root, host side)
 
+REFERENCE = "dnsmasq+nginx"
+
+NGINX_CONF = """worker_processes {workers};
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  default_type application/octet-stream;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  server {{ listen {addr}:{port}; root {root}; }}
+}}
+"""
+
+
+def start_servers(lab, kind, args, binary, root, config, confdir, log):
+    """The processes serving one storm: bootpolicy alone, or dnsmasq and nginx."""
+    if kind == "bootpolicy":
+        return [lab.spawn(SRV, [binary, "serve", "--interface", SRV_IF, "--tftp-root", root, "--http-root", root, "--config", config,
+                                "--http-port", str(HTTP_PORT), "--policy", "arch-aware",
+                                "--log-level", args.log_level], log)]
+    # The seed's working rule (ProxyDHCP, undionly.kpxe by TFTP), its TFTP raised to as many
+    # transfers as clients (default 50), and nginx for the script and the files.
+    dnsmasq = lab.spawn(SRV, ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", f"--interface={SRV_IF}",
+                              "--bind-interfaces", f"--dhcp-range={SRV_ADDR},proxy", f"--dhcp-boot={BOOT_FILE},,{SRV_ADDR}",
+                              "--pxe-prompt=PXE,0", "--enable-tftp", f"--tftp-root={root}",
+                              f"--tftp-max={max(50, args.clients + 24)}", "--quiet-dhcp", "--log-facility=-",
+                              f"--pid-file={confdir}/dnsmasq.pid"], log)
+    with open(os.path.join(confdir, "nginx.conf"), "w") as f:
+        f.write(NGINX_CONF.format(workers=os.cpu_count() or 2, dir=confdir, addr=SRV_ADDR, port=HTTP_PORT, root=root))
+    nginx = lab.spawn(SRV, ["nginx", "-c", os.path.join(confdir, "nginx.conf"), "-g", "daemon off;"], log)
+    return [dnsmasq, nginx]
+
+
 def run(args):
     binary = os.path.abspath(args.binary)
     results = []
     root = tempfile.mkdtemp(prefix="bp-storm-root-")
-    data = random.Random(1).randbytes(FILE_SIZE)
+    data = random.Random(1).randbytes(args.tftp_kb * 1024)
     with open(os.path.join(root, BOOT_FILE), "wb") as f:
         f.write(data)
+    big = args.http_mb << 20
+    if big:
+        with open(os.path.join(root, BIG_FILE), "wb") as f:
+            f.write(random.Random(2).randbytes(big))
+    # What nginx serves for /boot.ipxe (any query): a fixed script, as a fixed-file setup has.
+    with open(os.path.join(root, "boot.ipxe"), "w") as f:
+        f.write("#!ipxe\nchain http://%s:%d/%s\n" % (SRV_ADDR, HTTP_PORT, BIG_FILE))
     os.chmod(root, 0o755)
     sha = hashlib.sha256(data).hexdigest()
     os.makedirs(args.logdir, exist_ok=True)
     # Every simulated client sends from the one client namespace's address: lift the
     # per-address TFTP share that protects a real server from one host holding every slot.
     confdir = tempfile.mkdtemp(prefix="bp-storm-conf-")
+    os.chmod(confdir, 0o755)
     config = os.path.join(confdir, "bootpolicy.yaml")
     key = "storm-" + os.urandom(16).hex()
     keyfile = os.path.join(confdir, "script-key")
@@ -242,46 +324,55 @@ def run(args):
         f.write(key + "\n")
     with open(config, "w") as f:
         f.write(f"tftp:\n  max_transfers: {max(512, args.clients)}\n  max_transfers_per_client: {max(512, args.clients)}\n"
-                f"http:\n  script_key: {keyfile}\n")
+                f"http:\n  script_key: {keyfile}\n  max_connections_per_client: {max(64, args.clients + 24)}\n")
+    servers = args.servers.split(",")
     with Lab() as lab:
         for rep in range(args.repeats):
-            logpath = os.path.join(args.logdir, f"storm-{rep}.log")
-            with open(logpath, "w") as log:
-                p = lab.spawn(SRV, [binary, "serve", "--interface", SRV_IF, "--tftp-root", root, "--config", config,
-                                    "--http-port", str(HTTP_PORT), "--policy", "arch-aware",
-                                    "--log-level", args.log_level], log)
-            deadline = time.time() + 30
-            while time.time() < deadline and p.poll() is None:
-                r = subprocess.run(["ip", "netns", "exec", CLI, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                                    "--max-time", "1", f"http://{SRV_ADDR}:{HTTP_PORT}/healthz"],
-                                   capture_output=True, text=True)
-                if r.stdout.strip() == "200":
-                    break
-                time.sleep(0.3)
-            else:
-                raise SystemExit(f"bootpolicy did not come up; see {logpath}")
-            rss_before = status_kb(p.pid, "VmRSS")
-            client = subprocess.Popen(
-                ["ip", "netns", "exec", CLI, sys.executable, os.path.abspath(__file__), "client",
-                 "--server", SRV_ADDR, "--iface", CLI_IF, "--clients", str(args.clients),
-                 "--deadline", str(args.deadline), "--sha256", sha, "--key", key],
-                stdout=subprocess.PIPE, text=True, preexec_fn=__import__("benchlib").raise_nofile)
-            lab.procs.append(client)
-            peak_rss = 0
-            while client.poll() is None:  # sample while the storm runs (bounded by the client's deadline)
-                peak_rss = max(peak_rss, status_kb(p.pid, "VmRSS"))
-                time.sleep(0.05)
-            out = client.stdout.read()
-            if client.returncode != 0 or not out.strip():
-                raise SystemExit(f"storm client failed (exit {client.returncode})")
-            r = json.loads(out)
-            r.update(repeat=rep, rss_before_kb=rss_before, rss_peak_sampled_kb=peak_rss,
-                     vmhwm_kb=status_kb(p.pid, "VmHWM"), server_alive=p.poll() is None)
-            results.append(r)
-            print(f"storm rep={rep} ok={r['ok']}/{r['clients']} failures={r['failures']} "
-                  f"all_done={r['seconds']:.2f}s VmHWM={r['vmhwm_kb']/1024:.1f}MB (before {rss_before/1024:.1f}MB) "
-                  f"reasons={r['failure_reasons']}", file=sys.stderr, flush=True)
-            lab.stop(p)
+            for kind in servers:  # alternated, so drift on a shared machine hits both alike
+                logpath = os.path.join(args.logdir, f"storm-{kind}-{rep}.log")
+                with open(logpath, "w") as log:
+                    procs = start_servers(lab, kind, args, binary, root, config, confdir, log)
+                probe = "/healthz" if kind == "bootpolicy" else "/boot.ipxe"
+                deadline = time.time() + 30
+                while time.time() < deadline and all(p.poll() is None for p in procs):
+                    r = subprocess.run(["ip", "netns", "exec", CLI, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                        "--max-time", "1", f"http://{SRV_ADDR}:{HTTP_PORT}{probe}"],
+                                       capture_output=True, text=True)
+                    if r.stdout.strip() == "200":
+                        break
+                    time.sleep(0.3)
+                else:
+                    raise SystemExit(f"{kind} did not come up; see {logpath}")
+                if kind != "bootpolicy":
+                    time.sleep(1)  # dnsmasq has no health endpoint: give its sockets a moment
+                rss_before = sum(status_kb(p.pid, "VmRSS") for p in procs)
+                cpu_before = sum(cpu_seconds(p.pid) for p in procs)
+                client = subprocess.Popen(
+                    ["ip", "netns", "exec", CLI, sys.executable, os.path.abspath(__file__), "client",
+                     "--server", SRV_ADDR, "--iface", CLI_IF, "--clients", str(args.clients),
+                     "--deadline", str(args.deadline), "--sha256", sha, "--key", key, "--http-bytes", str(big)]
+                    + (["--static-script"] if kind != "bootpolicy" else []),
+                    stdout=subprocess.PIPE, text=True, preexec_fn=__import__("benchlib").raise_nofile)
+                lab.procs.append(client)
+                peak_rss = 0
+                while client.poll() is None:  # sample while the storm runs (bounded by the client's deadline)
+                    peak_rss = max(peak_rss, sum(status_kb(p.pid, "VmRSS") for p in procs))
+                    time.sleep(0.05)
+                out = client.stdout.read()
+                if client.returncode != 0 or not out.strip():
+                    raise SystemExit(f"storm client failed (exit {client.returncode})")
+                r = json.loads(out)
+                # nginx's workers are children of its master: their memory is not in the sum.
+                r.update(server=kind, repeat=rep, tftp_bytes=len(data), http_file_bytes=big, rss_before_kb=rss_before,
+                         rss_peak_sampled_kb=peak_rss, vmhwm_kb=sum(status_kb(p.pid, "VmHWM") for p in procs),
+                         server_cpu_s=round(sum(cpu_seconds(p.pid) for p in procs) - cpu_before, 2),
+                         server_alive=all(p.poll() is None for p in procs))
+                results.append(r)
+                print(f"storm {kind} rep={rep} ok={r['ok']}/{r['clients']} failures={r['failures']} "
+                      f"all_done={r['seconds']:.2f}s VmHWM={r['vmhwm_kb']/1024:.1f}MB (before {rss_before/1024:.1f}MB) "
+                      f"reasons={r['failure_reasons']}", file=sys.stderr, flush=True)
+                for p in procs:
+                    lab.stop(p)
     write_results(results, args.out)
 
 
@@ -294,6 +385,9 @@ def main():
     r.add_argument("--repeats", type=int, default=3)
     r.add_argument("--deadline", type=float, default=90)
     r.add_argument("--log-level", default="warning")
+    r.add_argument("--servers", default="bootpolicy", help=f"comma-separated: bootpolicy, {REFERENCE}")
+    r.add_argument("--tftp-kb", type=int, default=70, help="size of the boot file each client fetches by TFTP")
+    r.add_argument("--http-mb", type=int, default=0, help="a file of this size each client fetches over HTTP last")
     r.add_argument("--logdir", default="/tmp/bp-bench-logs")
     r.add_argument("--out")
     c = sub.add_parser("client")
@@ -303,6 +397,8 @@ def main():
     c.add_argument("--deadline", type=float, default=90)
     c.add_argument("--sha256", required=True)
     c.add_argument("--key", required=True, help="the server's script key (http.script_key)")
+    c.add_argument("--http-bytes", type=int, default=0)
+    c.add_argument("--static-script", action="store_true", help="the script is a fixed file (names no MAC)")
     args = ap.parse_args()
     if args.mode == "run":
         run(args)
