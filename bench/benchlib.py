@@ -109,3 +109,35 @@ def write_results(results, out):
             f.write(text)
     else:
         print(text)
+
+
+NGINX_CONF = """worker_processes {workers};
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  default_type application/octet-stream;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  server {{
+    listen {addr}:{port}{listen};
+    root {root};
+  }}
+}}
+"""
+
+
+def write_nginx_conf(path, dir, addr, port, root, reuseport=False):
+    """nginx as the benches run it beside bootpolicy: one worker per core, sendfile and
+    tcp_nopush on, access log off, every temp path in `dir`."""
+    import os
+    with open(path, "w") as f:
+        f.write(NGINX_CONF.format(workers=os.cpu_count() or 2, dir=dir, addr=addr, port=port, root=root,
+                                  listen=" reuseport" if reuseport else ""))

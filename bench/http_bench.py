@@ -17,32 +17,11 @@ bootpolicy / nginx:
 import argparse, hashlib, hmac, json, os, random, re, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import CLI, SRV, SRV_ADDR, SRV_IF, Lab, write_results  # noqa: E402
+from benchlib import CLI, SRV, SRV_ADDR, SRV_IF, Lab, write_nginx_conf, write_results  # noqa: E402
 
 BP_PORT, NGINX_PORT = 8080, 8081
 MAC = "52:54:00:78:00:01"
 
-NGINX_CONF = """worker_processes {workers};
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 1000000;
-  default_type application/octet-stream;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  server {{
-    listen {addr}:{port} reuseport;
-    root {root};
-  }}
-}}
-"""
 
 
 def wrk(url, seconds, connections, threads=2):
@@ -90,9 +69,7 @@ def main():
         f.write(key_text + "\n")
     token = hmac.new(key_text.encode(), b"bootpolicy script v1\0" + MAC.encode(), hashlib.sha256).hexdigest()[:32]
     script_path = f"/boot.ipxe?mac={MAC.replace(':', '-')}&arch=bios&token={token}"
-    workers = os.cpu_count() or 2
-    with open(os.path.join(work, "nginx.conf"), "w") as f:
-        f.write(NGINX_CONF.format(workers=workers, dir=work, addr=SRV_ADDR, port=NGINX_PORT, root=root))
+    write_nginx_conf(os.path.join(work, "nginx.conf"), work, SRV_ADDR, NGINX_PORT, root, reuseport=True)
     results = {"connections": args.connections, "seconds": args.seconds, "repeats": args.repeats, "cases": {}}
     with Lab() as lab:
         log = open(os.path.join(work, "bootpolicy.log"), "w")

@@ -327,6 +327,10 @@ def main():
             targets.append(("1,000-client storm (DHCP, 1 MB TFTP, script, 30 MB HTTP): time <= dnsmasq + nginx, 0 failures (ratio)",
                             tb / tr, tb <= tr and fails == 0))
         w("")
+        note = os.path.join(HERE, "STORM-COMPARE.md")
+        if os.path.exists(note):
+            w(open(note).read().strip())
+            w("")
 
     tftp = os.path.join(HERE, "tftp", "RESULTS.md")
     if os.path.exists(tftp):

@@ -23,7 +23,7 @@ this script's `client` mode in bp-bench-cli; everything is removed on exit.
 import argparse, asyncio, hashlib, hmac, json, os, random, socket, struct, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import CLI, CLI_IF, SRV, SRV_ADDR, SRV_IF, Lab, cpu_seconds, status_kb, write_results  # noqa: E402
+from benchlib import CLI, CLI_IF, SRV, SRV_ADDR, SRV_IF, Lab, cpu_seconds, status_kb, write_nginx_conf, write_results  # noqa: E402
 
 BOOT_FILE = "undionly.kpxe"
 BIG_FILE = "vmlinuz"
@@ -57,16 +57,33 @@ def parse_offer(data):
     return xid, siaddr, bootfile
 
 
-class DHCPMux(asyncio.DatagramProtocol):
-    """One socket on port 68 for all clients (replies are broadcast); routes by xid."""
+class DHCPMux:
+    """One socket on port 68 for all clients (replies are broadcast); routes by xid.
 
-    def __init__(self):
+    Drains the socket on each wake-up: asyncio's datagram transport reads one datagram per
+    loop turn, and with a thousand TFTP transfers in the same loop an OFFER waited behind a
+    thousand others per turn, long enough for its client to time out and give up (server
+    and kernel counters showed every DISCOVER answered and no datagram dropped)."""
+
+    def __init__(self, sock):
+        self.sock = sock
         self.waiting = {}
 
-    def datagram_received(self, data, addr):
-        o = parse_offer(data)
-        if o and o[0] in self.waiting and not self.waiting[o[0]].done():
-            self.waiting[o[0]].set_result(o)
+    def readable(self):
+        while True:
+            try:
+                data = self.sock.recv(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            o = parse_offer(data)
+            if o and o[0] in self.waiting and not self.waiting[o[0]].done():
+                self.waiting[o[0]].set_result(o)
+
+    def sendto(self, data, addr):
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            pass  # a full send buffer: lost, as on a wire; the client retries
 
 
 class TFTPClient(asyncio.DatagramProtocol):
@@ -230,7 +247,9 @@ async def storm(args):
     dsock.setsockopt(socket.SOL_SOCKET, 33, 4 << 20)  # SO_RCVBUFFORCE
     dsock.bind(("0.0.0.0", 68))
     dsock.setblocking(False)
-    transport, mux = await loop.create_datagram_endpoint(DHCPMux, sock=dsock)
+    mux = DHCPMux(dsock)
+    loop.add_reader(dsock.fileno(), mux.readable)
+    transport = mux
     timings = []
     t0 = time.monotonic()
     tasks = [asyncio.create_task(one_client(i, loop, mux, transport, args.server, args.sha256, timings, args.key,
@@ -241,7 +260,8 @@ async def storm(args):
         t.cancel()
     elapsed = time.monotonic() - t0
     errors = [t.result() for t in done if t.result()] + ["deadline"] * len(pending)
-    transport.close()
+    loop.remove_reader(dsock.fileno())
+    dsock.close()
     by_reason = {}
     for e in errors:
         by_reason[e[:60]] = by_reason.get(e[:60], 0) + 1
@@ -258,23 +278,6 @@ async def storm(args):
 
 REFERENCE = "dnsmasq+nginx"
 
-NGINX_CONF = """worker_processes {workers};
-pid {dir}/nginx.pid;
-error_log {dir}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  default_type application/octet-stream;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  server {{ listen {addr}:{port}; root {root}; }}
-}}
-"""
 
 
 def start_servers(lab, kind, args, binary, root, config, confdir, log):
@@ -290,8 +293,7 @@ def start_servers(lab, kind, args, binary, root, config, confdir, log):
                               "--pxe-prompt=PXE,0", "--enable-tftp", f"--tftp-root={root}",
                               f"--tftp-max={max(50, args.clients + 24)}", "--quiet-dhcp", "--log-facility=-",
                               f"--pid-file={confdir}/dnsmasq.pid"], log)
-    with open(os.path.join(confdir, "nginx.conf"), "w") as f:
-        f.write(NGINX_CONF.format(workers=os.cpu_count() or 2, dir=confdir, addr=SRV_ADDR, port=HTTP_PORT, root=root))
+    write_nginx_conf(os.path.join(confdir, "nginx.conf"), confdir, SRV_ADDR, HTTP_PORT, root)
     nginx = lab.spawn(SRV, ["nginx", "-c", os.path.join(confdir, "nginx.conf"), "-g", "daemon off;"], log)
     return [dnsmasq, nginx]
 
@@ -362,6 +364,17 @@ def run(args):
                 if client.returncode != 0 or not out.strip():
                     raise SystemExit(f"storm client failed (exit {client.returncode})")
                 r = json.loads(out)
+                # Where lost datagrams went: receive-buffer overflows in each namespace, and
+                # what bootpolicy counted of its DHCP answers.
+                for ns, side in ((SRV, "server"), (CLI, "client")):
+                    snmp = subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/net/snmp"], capture_output=True, text=True).stdout
+                    udp = [l.split() for l in snmp.splitlines() if l.startswith("Udp:")]
+                    if len(udp) == 2:
+                        r[f"{side}_udp"] = {k: int(v) for k, v in zip(udp[0][1:], udp[1][1:]) if k in ("InDatagrams", "RcvbufErrors", "InErrors", "SndbufErrors")}
+                if kind == "bootpolicy":
+                    m = subprocess.run(["ip", "netns", "exec", CLI, "curl", "-s", "--max-time", "5", f"http://{SRV_ADDR}:{HTTP_PORT}/metrics"],
+                                       capture_output=True, text=True).stdout
+                    r["dhcp_metrics"] = [l for l in m.splitlines() if l.startswith("bootpolicy_dhcp_") and not l.startswith("#")][:40]
                 # nginx's workers are children of its master: their memory is not in the sum.
                 r.update(server=kind, repeat=rep, tftp_bytes=len(data), http_file_bytes=big, rss_before_kb=rss_before,
                          rss_peak_sampled_kb=peak_rss, vmhwm_kb=sum(status_kb(p.pid, "VmHWM") for p in procs),
@@ -370,7 +383,7 @@ def run(args):
                 results.append(r)
                 print(f"storm {kind} rep={rep} ok={r['ok']}/{r['clients']} failures={r['failures']} "
                       f"all_done={r['seconds']:.2f}s VmHWM={r['vmhwm_kb']/1024:.1f}MB (before {rss_before/1024:.1f}MB) "
-                      f"reasons={r['failure_reasons']}", file=sys.stderr, flush=True)
+                      f"reasons={r['failure_reasons']} udp server={r.get('server_udp')} client={r.get('client_udp')}", file=sys.stderr, flush=True)
                 for p in procs:
                     lab.stop(p)
     write_results(results, args.out)
