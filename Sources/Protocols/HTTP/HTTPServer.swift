@@ -146,12 +146,16 @@ public final class HTTPServer: Service, @unchecked Sendable {
     /// Connections open now (tests, the status page).
     public var openConnections: Int { connections.withLockedValue { $0.total } }
 
-    private let requestCounters = NIOLockedValueBox<[String: Counter]>([:])
+    private struct CounterKey: Hashable {
+        let status: Int
+        let servedBy: String
+    }
+    private let requestCounters = NIOLockedValueBox<[CounterKey: Counter]>([:])
 
     /// `bootpolicy_http_requests_total{status, served_by}`, made once per pair: a metrics
     /// factory looks a new counter up by its name and dimensions, which every request paid.
     private func requestCounter(status: Int, servedBy: String) -> Counter {
-        let key = "\(status) \(servedBy)"
+        let key = CounterKey(status: status, servedBy: servedBy)
         return requestCounters.withLockedValue { counters in
             if let counter = counters[key] { return counter }
             let counter = Counter(label: "bootpolicy_http_requests_total", dimensions: [("status", "\(status)"), ("served_by", servedBy)])
