@@ -195,7 +195,7 @@ def script_token(key, mac_text):
     return hmac.new(key.encode(), b"bootpolicy script v1\0" + mac_text.lower().encode(), hashlib.sha256).hexdigest()[:32]
 
 
-async def one_client(i, loop, mux, dsock, server, expected, timings, key, big_size, static_script):
+async def one_client(i, loop, mux, server, expected, timings, key, big_size, static_script):
     mac = bytes([0x52, 0x54, 0x01, (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF])
     mac_text = ":".join(f"{b:02x}" for b in mac)
     xid = random.getrandbits(32)
@@ -206,7 +206,7 @@ async def one_client(i, loop, mux, dsock, server, expected, timings, key, big_si
         mux.waiting[xid] = fut
         offer = None
         for attempt in range(4):
-            dsock.sendto(discover(xid, mac), ("255.255.255.255", 67))
+            mux.sendto(discover(xid, mac), ("255.255.255.255", 67))
             try:
                 offer = await asyncio.wait_for(asyncio.shield(fut), 1.0 * (attempt + 1))
                 break
@@ -249,10 +249,9 @@ async def storm(args):
     dsock.setblocking(False)
     mux = DHCPMux(dsock)
     loop.add_reader(dsock.fileno(), mux.readable)
-    transport = mux
     timings = []
     t0 = time.monotonic()
-    tasks = [asyncio.create_task(one_client(i, loop, mux, transport, args.server, args.sha256, timings, args.key,
+    tasks = [asyncio.create_task(one_client(i, loop, mux, args.server, args.sha256, timings, args.key,
                                             args.http_bytes, args.static_script))
              for i in range(args.clients)]
     done, pending = await asyncio.wait(tasks, timeout=args.deadline)
