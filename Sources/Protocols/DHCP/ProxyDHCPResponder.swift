@@ -62,6 +62,22 @@ public struct ProxyDHCPResponder: Sendable {
         /// The decision changed state that could not be made durable in time: the answer is
         /// withheld, so the client is never told what the server would forget (it retries).
         case stateNotDurable = "state_not_durable"
+        // Full DHCP (`FullDHCPResponder`):
+        /// Option 61 shorter than 2 bytes, 50 or 54 not 4, or a REQUEST with no address at all.
+        case badOption = "bad_option"
+        /// Every address of the range is held, quarantined or reserved.
+        case poolExhausted = "pool_exhausted"
+        /// A REQUEST naming another server (option 54): the client took that server's offer.
+        case otherServerChosen = "other_server_chosen"
+        /// INIT-REBOOT for an address we have no record of this client holding (RFC 2131
+        /// §4.3.2: remain silent).
+        case noLeaseRecord = "no_lease_record"
+        /// DHCPRELEASE: journaled, never answered.
+        case released
+        /// DHCPDECLINE: the address quarantined, never answered.
+        case declined
+        /// `--no-proxy` and the request is from no subnet of a `--dhcp-range`.
+        case notServed = "not_served"
     }
 
     /// Relays (giaddr) we answer; nil answers any relay.

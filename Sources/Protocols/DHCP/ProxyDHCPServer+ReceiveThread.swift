@@ -201,7 +201,7 @@ extension ProxyDHCPServer {
             var incoming = ByteBufferAllocator().buffer(capacity: 1_500)
             /// The batch's replies, one after another.
             var outgoing = ByteBufferAllocator().buffer(capacity: 4_096)
-            var replies: [(offset: Int, length: Int, address: IPv4Address, port: Int, commit: UInt64, type: DHCPMessageType?)] = []
+            var replies: [(offset: Int, length: Int, address: IPv4Address, port: Int, commit: UInt64, lease: UInt64, type: DHCPMessageType?)] = []
             var errors = [CInt](repeating: 0, count: ReceiveThread.batch)
 
             init() { replies.reserveCapacity(ReceiveThread.batch) }
@@ -229,18 +229,21 @@ extension ProxyDHCPServer {
                 work.incoming.clear()
                 work.incoming.writeBytes(UnsafeRawBufferPointer(start: clinux_batch_bytes(batch, CInt(i)), count: Int(datagram.length)))
                 var commit: UInt64 = 0
+                var lease: UInt64 = 0
                 guard let reply = core.process(
                     work.incoming, source: source, sourcePort: sourcePort, port: port,
-                    interface: arrival.interface, serverAddress: arrival.address, holding: &commit) else { continue }
+                    interface: arrival.interface, serverAddress: arrival.address, holding: &commit, lease: &lease) else { continue }
                 let offset = work.outgoing.writerIndex
                 reply.message.encode(into: &work.outgoing)
-                work.replies.append((offset, work.outgoing.writerIndex - offset, reply.destination, reply.destinationPort, commit,
+                work.replies.append((offset, work.outgoing.writerIndex - offset, reply.destination, reply.destinationPort, commit, lease,
                                      reply.message.messageType))
             }
-            if let commit = work.replies.lazy.map(\.commit).max(), commit != 0, !core.decider.awaitCommit(through: commit) {
+            let commit = work.replies.lazy.map(\.commit).max() ?? 0
+            let lease = work.replies.lazy.map(\.lease).max() ?? 0
+            if commit != 0 || lease != 0, !core.awaitDurable(commit: commit, lease: lease) {
                 // Nothing that depended on the commit may leave; answers that changed nothing may.
                 let before = work.replies.count
-                work.replies.removeAll { $0.commit != 0 }
+                work.replies.removeAll { $0.commit != 0 || $0.lease != 0 }
                 core.withdraw(before - work.replies.count)
             }
             core.countAnswering(work.replies.count)

@@ -37,6 +37,11 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         /// Threads that may answer one socket: the first waits in it, the others are woken
         /// only when it falls behind (`ReceiveThread`).
         public var threadsPerSocket: Int
+        /// Full DHCP for the subnets of its ranges (`--dhcp-range`); nil: ProxyDHCP only.
+        public var fullDHCP: FullDHCPResponder?
+        /// Answer PXE requests from subnets full DHCP does not serve as a ProxyDHCP server
+        /// (false: `--no-proxy`, such requests are silenced as `not_served`).
+        public var proxy: Bool
 
         /// One per core, at most 4: past that the socket's own queue is the limit.
         public static var defaultThreadsPerSocket: Int { min(4, max(1, ProcessInfo.processInfo.activeProcessorCount)) }
@@ -44,8 +49,11 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         public init(
             interfaces: [String] = [], bindAddress: String = "127.0.0.1", ports: [Int] = [67, 4011],
             networkNamespace: String? = nil, serverAddress: IPv4Address? = nil, pxePort: Int = 4011, pxePortIndex: Int? = nil,
-            responder: ProxyDHCPResponder = ProxyDHCPResponder(), threadsPerSocket: Int = Configuration.defaultThreadsPerSocket
+            responder: ProxyDHCPResponder = ProxyDHCPResponder(), threadsPerSocket: Int = Configuration.defaultThreadsPerSocket,
+            fullDHCP: FullDHCPResponder? = nil, proxy: Bool = true
         ) {
+            self.fullDHCP = fullDHCP
+            self.proxy = proxy
             self.threadsPerSocket = threadsPerSocket
             self.pxePort = pxePort
             self.pxePortIndex = pxePortIndex
@@ -93,7 +101,8 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         onServerRunning: OnServerRunning? = nil
     ) {
         self.configuration = configuration
-        self.core = Core(responder: configuration.responder, decider: decider, events: events, logger: logger)
+        self.core = Core(responder: configuration.responder, decider: decider, events: events, logger: logger,
+                         full: configuration.fullDHCP, proxy: configuration.proxy)
         self.onServerRunning = onServerRunning
     }
 
@@ -309,6 +318,8 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         let decider: BootDecider
         let events: BootEventSink
         let logger: Logger
+        let full: FullDHCPResponder?
+        let proxy: Bool
         private let lock = NSLock()
         /// Malformed, silenced and send failures; the two counts every packet moves are atomics
         /// (a lock round trip each was a few per cent of an answer).
@@ -319,6 +330,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         private let repliesCounter: [DHCPMessageType: Counter] = [
             .offer: Counter(label: "bootpolicy_dhcp_replies_total", dimensions: [("type", "offer")]),
             .ack: Counter(label: "bootpolicy_dhcp_replies_total", dimensions: [("type", "ack")]),
+            .nak: Counter(label: "bootpolicy_dhcp_replies_total", dimensions: [("type", "nak")]),
         ]
         private let droppedCounters: [String: Counter]
         private let sendFailureCounter = Counter(label: "bootpolicy_dhcp_send_failures_total")
@@ -327,7 +339,10 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         private let backloggedCounter = Counter(label: "bootpolicy_dhcp_backlogged_total")
         private let helperWakeupCounter = Counter(label: "bootpolicy_dhcp_helper_wakeups_total")
 
-        init(responder: ProxyDHCPResponder, decider: BootDecider, events: BootEventSink, logger: Logger) {
+        init(responder: ProxyDHCPResponder, decider: BootDecider, events: BootEventSink, logger: Logger,
+             full: FullDHCPResponder? = nil, proxy: Bool = true) {
+            self.full = full
+            self.proxy = proxy
             self.responder = responder
             self.decider = decider
             self.events = events
@@ -404,13 +419,23 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             serverAddress: IPv4Address
         ) -> ProxyDHCPResponder.Reply? {
             var commit: UInt64 = 0
+            var lease: UInt64 = 0
             guard let reply = process(bytes, source: source, sourcePort: sourcePort, port: port, interface: interface,
-                                      serverAddress: serverAddress, holding: &commit) else { return nil }
-            if commit != 0, !decider.awaitCommit(through: commit) {
+                                      serverAddress: serverAddress, holding: &commit, lease: &lease) else { return nil }
+            if !awaitDurable(commit: commit, lease: lease) {
                 withdraw(1)
                 return nil
             }
             return reply
+        }
+
+        /// Waits for a reply's (or a batch's) policy state and leases to be durable: two marks
+        /// of two journals (the client store's and the lease journal's; they may be the same
+        /// writer, but nothing here assumes so).
+        func awaitDurable(commit: UInt64, lease: UInt64) -> Bool {
+            if commit != 0, !decider.awaitCommit(through: commit) { return false }
+            if lease != 0, let full, !full.pool.journal.awaitDurable(through: lease) { return false }
+            return true
         }
 
         /// Replies already counted as answered that cannot be sent: their decisions' state did
@@ -425,7 +450,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         /// leaves (0: nothing), so a batch's replies wait for one commit together.
         func process(
             _ bytes: ByteBuffer, source: IPv4Address, sourcePort: Int, port: Int, interface: String?,
-            serverAddress: IPv4Address, holding commit: inout UInt64
+            serverAddress: IPv4Address, holding commit: inout UInt64, lease leaseMark: inout UInt64
         ) -> ProxyDHCPResponder.Reply? {
             countReceived()
             var buffer = bytes
@@ -442,11 +467,32 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             request.serverAddress = serverAddress.description
 
             var decision: BootDecision?
-            let screened = responder.screen(message, arrival: arrival)
-            if case .success = screened {
-                (decision, commit) = decider.decideHoldingCommit(request, datagram: bytes)
+            let result: Result<ProxyDHCPResponder.Reply, ProxyDHCPResponder.Silence>
+            var detail: String?
+            if port == 67, message.op == .request, let full, let range = full.range(for: message, arrival: arrival) {
+                // Full DHCP: every client of the subnet, PXE or not, is answered; the policy
+                // adds the boot answer (and may pin an address or refuse the client).
+                if FullDHCPResponder.asksPolicy(message) {
+                    (decision, commit) = decider.decideHoldingCommit(request, datagram: bytes)
+                }
+                let outcome = full.answer(message, arrival: arrival, range: range, decision: decision)
+                result = outcome.result
+                detail = outcome.detail
+                if case .success = outcome.result { leaseMark = outcome.mark }
+                if case .failure(.poolExhausted) = outcome.result {
+                    logger.warning("\(describe(request)) -> silent (pool_exhausted): no free address in \(range); raise the range or shorten the lease",
+                                   metadata: ["range": "\(range)"])
+                }
+            } else if !proxy, message.op == .request {
+                result = .failure(.notServed)
+            } else {
+                let screened = responder.screen(message, arrival: arrival)
+                if case .success = screened {
+                    (decision, commit) = decider.decideHoldingCommit(request, datagram: bytes)
+                }
+                result = responder.reply(to: message, arrival: arrival, screened: screened, decision: decision)
             }
-            switch responder.reply(to: message, arrival: arrival, screened: screened, decision: decision) {
+            switch result {
             case let .failure(reason):
                 lock.withLock { stats.silenced[reason, default: 0] += 1 }
                 droppedCounters[reason.rawValue]?.increment()
@@ -456,7 +502,8 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
                                    metadata: policyMetadata(decision))
                 } else {
                     let level: Logger.Level = (reason == .ignoredByPolicy || reason == .noDecision) ? .info : .debug
-                    logger.log(level: level, "\(describe(request)) -> silent (\(reason.rawValue))", metadata: policyMetadata(decision))
+                    logger.log(level: level, "\(describe(request)) -> silent (\(reason.rawValue))\(detail.map { ": " + $0 } ?? "")",
+                               metadata: policyMetadata(decision))
                 }
                 if reason == .ignoredByPolicy || reason == .noDecision {
                     record(request, decision, file: nil, outcome: reason.rawValue)
@@ -465,7 +512,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             case let .success(reply):
                 let file = reply.message.bootFile
                 // Built inside the log call's autoclosure: with info off it costs nothing per packet.
-                logger.info("\(describe(request)) -> \(reply.message.messageType?.name.uppercased() ?? "REPLY") file=\(file.isEmpty ? "-" : file) next-server=\(reply.message.siaddr) to \(reply.destination):\(reply.destinationPort)",
+                logger.info("\(describe(request)) -> \(reply.message.messageType?.name.uppercased() ?? "REPLY")\(detail.map { " " + $0 } ?? "") file=\(file.isEmpty ? "-" : file) next-server=\(reply.message.siaddr) to \(reply.destination):\(reply.destinationPort)",
                             metadata: policyMetadata(decision))
                 record(request, decision, file: file, outcome: "answered")
                 return reply

@@ -1,7 +1,8 @@
 import NIOCore
 
 /// What the policy chain decided for one request. Which fields matter depends on the hook:
-/// - dhcp: `ignore`, `filename`, `nextServer`, `serverName`, `ipxeScript`, `options`;
+/// - dhcp: `ignore`, `filename`, `nextServer`, `serverName`, `ipxeScript`, `options`, and in
+///   full DHCP mode `address` (the client's reserved address);
 /// - tftp: `content` (generated file), `path` (remapped path inside the root), `refuse`;
 /// - http: `content` + `contentType`, `path` (a file under the HTTP root), `refuse`, `status`.
 /// `note` is free text for the log; `policy` names the policy that decided.
@@ -22,13 +23,18 @@ public struct BootDecision: Sendable, Equatable {
     public var status: Int?
     public var note: String?
     public var policy: String?
+    /// Full DHCP: the address this client is to hold (an inventory's reservation). Used only
+    /// when it lies in a served subnet and no other client holds it.
+    public var address: String?
 
     public init(
         ignore: Bool = false, filename: String? = nil, nextServer: String? = nil,
         serverName: String? = nil, ipxeScript: String? = nil, options: [UInt8: [UInt8]] = [:],
         content: [UInt8]? = nil, contentType: String? = nil, path: String? = nil,
-        refuse: String? = nil, status: Int? = nil, note: String? = nil, policy: String? = nil
+        refuse: String? = nil, status: Int? = nil, note: String? = nil, policy: String? = nil,
+        address: String? = nil
     ) {
+        self.address = address
         self.ignore = ignore
         self.filename = filename
         self.nextServer = nextServer
