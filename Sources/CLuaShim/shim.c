@@ -609,7 +609,7 @@ static const struct { const char *name; int kind; } DEC_FIELDS[] = {
     {"ignore", DF_IGNORE}, {"filename", DF_STR}, {"next_server", DF_IPV4},
     {"server_name", DF_STR}, {"ipxe_script", DF_SCRIPT}, {"options", DF_OPTIONS},
     {"content", DF_STR}, {"content_type", DF_STR}, {"path", DF_STR}, {"refuse", DF_STR},
-    {"status", DF_STATUS}, {"note", DF_STR}, {NULL, 0}};
+    {"status", DF_STATUS}, {"note", DF_STR}, {"address", DF_IPV4}, {NULL, 0}};
 
 #define DEC_ERR(...) do { lua_pushfstring(L, __VA_ARGS__); lua_concat(L, 2); return lua_error(L); } while (0)
 #define WHERE() lua_pushvalue(L, 3)
@@ -724,7 +724,7 @@ static int normalize_k(lua_State *L) {
         }
         default:
             WHERE();
-            DEC_ERR("unknown decision field '%s' (fields: ignore, filename, next_server, server_name, ipxe_script, options, content, content_type, path, refuse, status, note)", k);
+            DEC_ERR("unknown decision field '%s' (fields: ignore, filename, next_server, server_name, ipxe_script, options, content, content_type, path, refuse, status, note, address)", k);
         }
         /* stack: ... key value normalized_value */
         if (copy) lua_setfield(L, 4, k);

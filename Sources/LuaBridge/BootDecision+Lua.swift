@@ -23,6 +23,7 @@ extension BootDecision {
                 switch key.count {
                 case 4 where key.elementsEqual("path".utf8): path = String(decoding: v, as: UTF8.self)
                 case 4 where key.elementsEqual("note".utf8): note = String(decoding: v, as: UTF8.self)
+                case 7 where key.elementsEqual("address".utf8): address = String(decoding: v, as: UTF8.self)
                 case 6 where key.elementsEqual("refuse".utf8): refuse = String(decoding: v, as: UTF8.self)
                 case 7 where key.elementsEqual("content".utf8): content = Array(v)
                 case 8 where key.elementsEqual("filename".utf8): filename = String(decoding: v, as: UTF8.self)
@@ -53,7 +54,7 @@ extension BootDecision {
         if ignore { p.append((.string(Array("ignore".utf8)), .bool(true))) }
         s("filename", filename); s("next_server", nextServer); s("server_name", serverName)
         s("ipxe_script", ipxeScript); s("content_type", contentType); s("path", path)
-        s("refuse", refuse); s("note", note); s("policy", policy)
+        s("refuse", refuse); s("note", note); s("policy", policy); s("address", address)
         if let content { p.append((.string(Array("content".utf8)), .string(content))) }
         if let status { p.append((.string(Array("status".utf8)), .int(Int64(status)))) }
         if !options.isEmpty {

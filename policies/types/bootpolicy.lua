@@ -50,6 +50,7 @@
 ---@field refuse string? tftp/http: refuse with this reason
 ---@field status integer? http: status 100..599
 ---@field note string? free text for the log
+---@field address string? dhcp, full mode: the address this client holds (a reservation in a served subnet)
 
 ---@class BootPolicy
 ---@field name string?
