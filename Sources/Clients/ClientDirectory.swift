@@ -36,6 +36,8 @@ public final class ClientDirectory: @unchecked Sendable {
     private var scripts: ClientCache<StoredScript>
     private var addresses: RecentMap<String, String>
     private let logger: Logger
+    /// The full-DHCP leases the backend held at open (the lease pool starts from them).
+    public private(set) var loadedLeases: [Lease] = []
 
     /// A directory in memory only (tests, `explain`, policy tests, `serve` without `--state`).
     /// `now`: the state store's clock (policy tests move it to expire state).
@@ -71,9 +73,17 @@ public final class ClientDirectory: @unchecked Sendable {
         let writer = StateWriter(backend: backend, scriptTTL: limits.ttl, logger: logger)
         let store = ClientStateStore(limits: stateLimits, writer: writer, loaded: loaded.states, now: { Date() })
         let directory = ClientDirectory(limits: limits, state: store, scripts: loaded.scripts, logger: logger)
+        directory.loadedLeases = loaded.leases
         writer.start()
         backend.follow(store)
         return directory
+    }
+
+    /// Where the lease pool makes leases durable: this directory's writer, in the same group
+    /// commits as client state (memory when the directory has no backend).
+    public var leaseJournal: LeaseJournal {
+        guard let writer = state.writer else { return MemoryLeaseJournal() }
+        return WriterLeaseJournal(writer: writer)
     }
 
     /// Commits what is still queued and closes the backend.

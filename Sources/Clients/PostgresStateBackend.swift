@@ -291,6 +291,10 @@ public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
                 upMACs.append(mac); upJSON.append(StateJSON.encode(state.values)); upExpires.append(state.expires.timeIntervalSince1970)
             case .clearState(let mac):
                 cleared.append(mac)
+            case .lease:
+                // Full DHCP on a shared store is refused at start (`bootpolicy serve` says
+                // so): nothing queues a lease here.
+                continue
             case .script(let mac, let script):
                 scMACs.append(mac); scFiles.append(script.filename ?? ""); scTexts.append(script.text)
                 scPolicies.append(script.policy ?? ""); scStored.append(script.stored.timeIntervalSince1970)

@@ -54,6 +54,21 @@ public final class SQLiteStateBackend: StateBackend, @unchecked Sendable {
                 );
                 """)
         }
+        // The address is the key: one row per address is what makes "never two clients on
+        // one address" a property of the table, not only of the pool in memory.
+        m.registerMigration("v2: dhcp_lease") { db in
+            try db.execute(sql: """
+                CREATE TABLE dhcp_lease (
+                    address TEXT PRIMARY KEY NOT NULL,
+                    client_id TEXT NOT NULL,
+                    mac TEXT NOT NULL,
+                    hostname TEXT,
+                    expires REAL NOT NULL,
+                    state TEXT NOT NULL,
+                    updated REAL NOT NULL
+                );
+                """)
+        }
         return m
     }
 
@@ -192,6 +207,14 @@ public final class SQLiteStateBackend: StateBackend, @unchecked Sendable {
                 out.scripts[row["mac"]] = StoredScript(filename: row["filename"], text: row["script"], policy: row["policy"],
                                                        stored: Date(timeIntervalSince1970: row["stored"]))
             }
+            let leases = try Row.fetchCursor(db, sql: "SELECT address, client_id, mac, hostname, expires, state FROM dhcp_lease")
+            while let row = try leases.next() {
+                let text: String = row["address"]
+                let stateText: String = row["state"]
+                guard let address = IPv4Address(text), let state = Lease.State(rawValue: stateText) else { continue }
+                out.leases.append(Lease(address: address, client: row["client_id"], mac: row["mac"], hostname: row["hostname"],
+                                        expires: Date(timeIntervalSince1970: row["expires"]), state: state))
+            }
             return out
         }
     }
@@ -210,8 +233,17 @@ public final class SQLiteStateBackend: StateBackend, @unchecked Sendable {
                 INSERT INTO client_script (mac, filename, script, policy, stored) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT(mac) DO UPDATE SET filename = excluded.filename, script = excluded.script, policy = excluded.policy, stored = excluded.stored
                 """)
+            let upsertLease = try db.cachedStatement(sql: """
+                INSERT INTO dhcp_lease (address, client_id, mac, hostname, expires, state, updated) VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(address) DO UPDATE SET client_id = excluded.client_id, mac = excluded.mac, hostname = excluded.hostname,
+                    expires = excluded.expires, state = excluded.state, updated = excluded.updated
+                """)
             for change in changes {
                 switch change {
+                case .lease(let l):
+                    // distantFuture (an infinite lease) is stored as the largest finite time.
+                    try upsertLease.execute(arguments: [l.address.description, l.client, l.mac, l.hostname,
+                                                        min(l.expires.timeIntervalSince1970, 1e15), l.state.rawValue, now])
                 case .state(let mac, let state):
                     try upsertState.execute(arguments: [mac, StateJSON.encode(state.values), state.expires.timeIntervalSince1970, now])
                 case .clearState(let mac):
@@ -229,6 +261,8 @@ public final class SQLiteStateBackend: StateBackend, @unchecked Sendable {
         try queue.write { db in
             try db.execute(sql: "DELETE FROM client_state WHERE expires <= ?", arguments: [now.timeIntervalSince1970])
             try db.execute(sql: "DELETE FROM client_script WHERE stored < ?", arguments: [scriptsBefore.timeIntervalSince1970])
+            // Kept a day past expiry: a client back within it is offered its old address.
+            try db.execute(sql: "DELETE FROM dhcp_lease WHERE expires <= ?", arguments: [now.timeIntervalSince1970 - 86_400])
         }
     }
 }

@@ -2,18 +2,22 @@ import Foundation
 import Logging
 import Metrics
 import CLinux
+import Protocols
 
 /// One change to what is kept about a client, as the writer hands it to a backend.
 public enum StateChange: Sendable, Equatable {
     case state(mac: String, ClientState)
     case clearState(mac: String)
     case script(mac: String, StoredScript)
+    /// A full-DHCP lease (by address): written before the ACK that grants it leaves.
+    case lease(Lease)
 
     /// Changes with the same key replace each other in the queue: only the newest is written.
     var key: String {
         switch self {
         case .state(let mac, _), .clearState(let mac): return "s/" + mac
         case .script(let mac, _): return "x/" + mac
+        case .lease(let lease): return "l/" + lease.address.description
         }
     }
 }
@@ -36,9 +40,12 @@ public struct StoredScript: Sendable, Equatable {
 public struct StoredClients: Sendable {
     public var states: [String: ClientState] = [:]
     public var scripts: [String: StoredScript] = [:]
-    public init(states: [String: ClientState] = [:], scripts: [String: StoredScript] = [:]) {
+    /// Full-DHCP leases, expired ones included (a client gets its last address back).
+    public var leases: [Lease] = []
+    public init(states: [String: ClientState] = [:], scripts: [String: StoredScript] = [:], leases: [Lease] = []) {
         self.states = states
         self.scripts = scripts
+        self.leases = leases
     }
 }
 
@@ -146,6 +153,17 @@ final class StateWriter: @unchecked Sendable {
     var enqueued: UInt64 {
         cond.lock()
         defer { cond.unlock() }
+        return queued
+    }
+
+    /// Queues `change` and returns its mark: waiting through it covers this change.
+    func enqueueMarked(_ change: StateChange) -> UInt64 {
+        cond.lock()
+        defer { cond.unlock() }
+        pending[change.key] = change
+        queued += 1
+        if oldestPending == nil { oldestPending = Date() }
+        if pending.count >= Self.batchLimit { cond.broadcast() }
         return queued
     }
 
@@ -328,4 +346,16 @@ private final class CommitWaiter: @unchecked Sendable {
         defer { done = nil }
         return done
     }
+}
+
+/// Leases through a state writer: queued like any change, durable when its commit returns.
+struct WriterLeaseJournal: LeaseJournal {
+    let writer: StateWriter
+    /// As long as a policy's state may take (`ClientStateStore.waitDurable`): past it the ACK
+    /// is withheld and the client retries.
+    static let timeout: TimeInterval = 2
+
+    func record(_ lease: Lease) -> UInt64 { writer.enqueueMarked(.lease(lease)) }
+    func awaitDurable(through mark: UInt64) -> Bool { writer.wait(through: mark, timeout: Self.timeout) }
+    var location: String { writer.backendDescription }
 }
