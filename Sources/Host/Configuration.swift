@@ -10,12 +10,57 @@ struct Configuration: Codable, Equatable {
         var enabled: Bool = true
         /// Threads per socket; nil: one per core, at most 4.
         var threads: Int?
+        /// Full DHCP for these ranges' subnets (`--dhcp-range`).
+        var ranges: [Range] = []
+        /// Addresses pinned by MAC (full DHCP).
+        var reservations: [Reservation] = []
+        /// ICMP echo before offering an address with no lease (`--no-ping` turns it off).
+        var ping: Bool = true
+        var pingTimeoutMs: Int = 100
+        /// Seconds a declined address is offered to nobody.
+        var declineQuarantine: Int = 600
+
+        /// One `dhcp.ranges` entry: `range` is `START,END[,NETMASK][,LEASE]` as for
+        /// `--dhcp-range`; the rest are the options its clients are told.
+        struct Range: Codable, Equatable {
+            var range: String
+            var routers: [String] = []
+            var dns: [String] = []
+            var domain: String?
+            var ntp: [String] = []
+            var mtu: Int?
+            /// "DESTINATION/PREFIX GATEWAY" (option 121).
+            var routes: [String] = []
+            init(range: String) { self.range = range }
+            init(from decoder: Decoder) throws {
+                let c = try decoder.container(keyedBy: CodingKeys.self)
+                range = try c.decode(String.self, forKey: .range)
+                routers = try c.decodeIfPresent([String].self, forKey: .routers) ?? []
+                dns = try c.decodeIfPresent([String].self, forKey: .dns) ?? []
+                domain = try c.decodeIfPresent(String.self, forKey: .domain)
+                ntp = try c.decodeIfPresent([String].self, forKey: .ntp) ?? []
+                mtu = try c.decodeIfPresent(Int.self, forKey: .mtu)
+                routes = try c.decodeIfPresent([String].self, forKey: .routes) ?? []
+            }
+        }
+        struct Reservation: Codable, Equatable {
+            var mac: String
+            var address: String
+        }
+        enum CodingKeys: String, CodingKey {
+            case ports, enabled, threads, ranges, reservations, ping, pingTimeoutMs = "ping_timeout_ms", declineQuarantine = "decline_quarantine"
+        }
         init() {}
         init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             ports = try c.decodeIfPresent([Int].self, forKey: .ports) ?? ports
             enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? enabled
             threads = try c.decodeIfPresent(Int.self, forKey: .threads)
+            ranges = try c.decodeIfPresent([Range].self, forKey: .ranges) ?? []
+            reservations = try c.decodeIfPresent([Reservation].self, forKey: .reservations) ?? []
+            ping = try c.decodeIfPresent(Bool.self, forKey: .ping) ?? ping
+            pingTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .pingTimeoutMs) ?? pingTimeoutMs
+            declineQuarantine = try c.decodeIfPresent(Int.self, forKey: .declineQuarantine) ?? declineQuarantine
         }
     }
     struct TFTP: Codable, Equatable {
@@ -229,7 +274,7 @@ struct Configuration: Codable, Equatable {
 
     static let schema: [String: Set<String>] = [
         "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "tftp", "http", "policies", "data", "limits", "log", "state", "api"],
-        "dhcp": ["ports", "enabled", "threads"],
+        "dhcp": ["ports", "enabled", "threads", "ranges", "reservations", "ping", "ping_timeout_ms", "decline_quarantine"],
         "tftp": ["enabled", "root", "port", "max_transfers", "max_transfers_per_client", "threads"],
         "http": ["enabled", "port", "root", "address", "request_timeout", "idle_timeout", "max_connections", "max_connections_per_client",
                  "max_body_bytes", "script_access", "script_key"],

@@ -123,8 +123,9 @@ struct Runtime {
         let listenHost = configuration.listen ?? "0.0.0.0"
         if configuration.dhcp.enabled {
             let on = interfaces.isEmpty ? listenHost : interfaces.map(\.description).joined(separator: ", ")
+            let full = try ServerFactory.fullDHCP(configuration: configuration, directory: directory, logger: logger)
             let dhcp = try ServerFactory.dhcp(configuration: configuration, interfaces: interfaces, decider: decider,
-                                              timeline: timeline, logger: logger,
+                                              timeline: timeline, logger: logger, full: full,
                                               onServerRunning: gate.slot("proxydhcp") { addresses in
                                                   var ports: [Int] = []
                                                   for a in addresses where !ports.contains(a.port) { ports.append(a.port) }

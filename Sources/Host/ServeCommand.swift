@@ -15,7 +15,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Bind to this address instead of interfaces (e.g. 127.0.0.1 for a trial run).", valueName: "address"))
     var listen: String?
 
-    @Flag(inversion: .prefixedNo, help: "ProxyDHCP mode: answer only PXE clients, beside the site's DHCP server. (Full DHCP with leases is not built yet.)")
+    @Flag(inversion: .prefixedNo, help: "ProxyDHCP: answer PXE clients of subnets no --dhcp-range serves, beside the site's DHCP server. --no-proxy: answer only the ranges' subnets.")
     var proxy: Bool = true
 
     @Option(name: .customLong("policy"), help: ArgumentHelp("A policy file, or a shipped policy by name (default, arch-aware). Repeat for a chain, in order.", valueName: "file"))
@@ -44,6 +44,12 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("dhcp-port"), help: ArgumentHelp("ProxyDHCP ports (repeatable; default 67 and 4011; 0: one the kernel picks, answered as 67).", valueName: "port"))
     var dhcpPorts: [Int] = []
+
+    @Option(name: .customLong("dhcp-range"), help: ArgumentHelp("Full DHCP for this range's subnet: START,END[,NETMASK][,LEASE] as dnsmasq spells it (repeatable; NETMASK defaults to the interface's; LEASE in s, m, h, d, w or infinite, default 1h).", valueName: "range"))
+    var dhcpRanges: [String] = []
+
+    @Flag(help: "Full DHCP: offer addresses without first checking with an ICMP echo that nothing answers on them.")
+    var noPing = false
 
     @Flag(help: "Do not run the ProxyDHCP server.")
     var noDhcp = false
@@ -75,7 +81,6 @@ struct ServeCommand: AsyncParsableCommand {
         for p in dhcpPorts + [tftpPort, httpPort].compactMap({ $0 }) where !(0...65535).contains(p) {
             throw ValidationError("port \(p) is out of range")
         }
-        if !proxy { throw ValidationError("--no-proxy: full DHCP (address pools, leases) is not built yet; run beside the site's DHCP server in proxy mode") }
     }
 
     /// The config file, then the flags on top.
@@ -91,6 +96,12 @@ struct ServeCommand: AsyncParsableCommand {
         if let httpRoot { c.http.root = httpRoot }
         if noHttp { c.http.enabled = false }
         if !dhcpPorts.isEmpty { c.dhcp.ports = dhcpPorts }
+        if !dhcpRanges.isEmpty { c.dhcp.ranges = dhcpRanges.map(Configuration.DHCP.Range.init(range:)) }
+        if noPing { c.dhcp.ping = false }
+        if !proxy { c.proxy = false }
+        if !c.proxy && c.dhcp.ranges.isEmpty {
+            throw ConfigError("--no-proxy answers only the subnets of full-DHCP ranges: give --dhcp-range START,END (or keep proxy mode)")
+        }
         if noDhcp { c.dhcp.enabled = false }
         if let serverAddress { c.serverAddress = serverAddress }
         if let state { c.state.store = state }

@@ -1,4 +1,5 @@
 import Clients
+import Foundation
 import Logging
 import NIOCore
 import Protocols
@@ -43,7 +44,8 @@ extension ServerFactory {
     }
 
     static func dhcp(configuration: Configuration, interfaces: [BoundInterface], decider: BootDecider,
-                     timeline: ClientTimeline, logger: Logger, onServerRunning: OnServerRunning? = nil) throws -> Service {
+                     timeline: ClientTimeline, logger: Logger, full: FullDHCPResponder? = nil,
+                     onServerRunning: OnServerRunning? = nil) throws -> Service {
         var serverAddress: IPv4Address?
         if let text = configuration.serverAddress {
             guard let address = IPv4Address(text) else { throw ExitMessage("bootpolicy serve: --server-address \(text): not an IPv4 address") }
@@ -55,7 +57,109 @@ extension ServerFactory {
         }
         return ProxyDHCPServer(
             configuration: .init(interfaces: interfaces.map(\.name), bindAddress: configuration.listen ?? "0.0.0.0",
-                                 ports: configuration.dhcp.ports, serverAddress: serverAddress, threadsPerSocket: threads),
+                                 ports: configuration.dhcp.ports, serverAddress: serverAddress, threadsPerSocket: threads,
+                                 fullDHCP: full, proxy: configuration.proxy),
             decider: decider, events: timeline, logger: logger, onServerRunning: onServerRunning)
+    }
+}
+
+extension ServerFactory {
+    /// The full-DHCP pool for `dhcp.ranges`, or nil when none is configured. Every problem is
+    /// a refusal at start that names the range: a server that half-serves a subnet is worse
+    /// than one that does not start.
+    static func fullDHCP(configuration: Configuration, directory: ClientDirectory, logger: Logger) throws -> FullDHCPResponder? {
+        let dhcp = configuration.dhcp
+        guard !dhcp.ranges.isEmpty else { return nil }
+        func fail(_ what: String) -> ExitMessage { ExitMessage("bootpolicy serve: \(what)") }
+        if directory.location.hasPrefix("postgres") {
+            throw fail("--dhcp-range: full DHCP keeps its leases in SQLite (--state FILE) or memory; sharing one pool between servers on PostgreSQL is not built yet")
+        }
+        let networks = localNetworks()
+        var ranges: [DHCPRange] = []
+        for entry in dhcp.ranges {
+            let spec: DHCPRange.Spec
+            do { spec = try DHCPRange.parse(entry.range) } catch { throw fail("--dhcp-range \(entry.range): \(error)") }
+            var prefix = spec.prefixLength
+            if prefix == nil {
+                // The interface whose network holds the range gives the mask, as dnsmasq does.
+                prefix = networks.first { $0.contains(spec.start) && $0.contains(spec.end) }?.prefixLength
+            }
+            guard let prefix else {
+                throw fail("--dhcp-range \(entry.range): no interface here has an address in its network, so its netmask is unknown; add it (START,END,NETMASK)")
+            }
+            do {
+                var range = try DHCPRange(start: spec.start, end: spec.end,
+                                          subnet: IPv4Network(address: spec.start, prefixLength: prefix), leaseTime: spec.leaseTime)
+                func addresses(_ list: [String], _ key: String) throws -> [IPv4Address] {
+                    try list.map { text in
+                        guard let a = IPv4Address(text) else { throw DHCPRangeError("\(key): '\(text)' is not an IPv4 address") }
+                        return a
+                    }
+                }
+                range.routers = try addresses(entry.routers, "routers")
+                range.dnsServers = try addresses(entry.dns, "dns")
+                range.ntpServers = try addresses(entry.ntp, "ntp")
+                range.domain = entry.domain
+                range.mtu = entry.mtu
+                range.routes = try entry.routes.map { text in
+                    let parts = text.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+                    guard parts.count == 2, let destination = IPv4Network(parts[0]), let gateway = IPv4Address(parts[1]) else {
+                        throw DHCPRangeError("routes: '\(text)': expected 'DESTINATION/PREFIX GATEWAY'")
+                    }
+                    return DHCPRange.Route(destination: destination, gateway: gateway)
+                }
+                try range.check()
+                if let other = ranges.first(where: { $0.subnet == range.subnet || $0.contains(range.start) || $0.contains(range.end) }) {
+                    throw DHCPRangeError("overlaps \(other) (one range per subnet)")
+                }
+                ranges.append(range)
+            } catch {
+                throw fail("dhcp.ranges \(entry.range): \(error)")
+            }
+        }
+        var reservations: [String: IPv4Address] = [:]
+        for r in dhcp.reservations {
+            guard let address = IPv4Address(r.address), ranges.contains(where: { $0.subnet.contains(address) }) else {
+                throw fail("dhcp.reservations \(r.mac): '\(r.address)' is not an address in a served subnet")
+            }
+            let mac = r.mac.lowercased()
+            guard mac.split(separator: ":").count == 6, mac.allSatisfy({ $0.isHexDigit || $0 == ":" }) else {
+                throw fail("dhcp.reservations: '\(r.mac)' is not a MAC address (aa:bb:cc:dd:ee:ff)")
+            }
+            if let other = reservations.first(where: { $0.value == address }) {
+                throw fail("dhcp.reservations: \(address) is reserved for both \(other.key) and \(mac)")
+            }
+            reservations[mac] = address
+        }
+        guard (1...5000).contains(dhcp.pingTimeoutMs) else { throw fail("dhcp.ping_timeout_ms must be 1-5000 (got \(dhcp.pingTimeoutMs))") }
+        guard dhcp.declineQuarantine >= 0 else { throw fail("dhcp.decline_quarantine must not be negative") }
+        var probe: AddressProbe?
+        if dhcp.ping {
+            switch ICMPEchoProbe.open(timeout: Double(dhcp.pingTimeoutMs) / 1000) {
+            case let .success(p): probe = p
+            case let .failure(why):
+                logger.warning("full dhcp: addresses are offered without an ICMP check: \(why) (--no-ping silences this)")
+            }
+        }
+        if directory.location == "memory" {
+            logger.warning("full dhcp: leases are kept in memory only and forgotten at restart; give --state FILE to keep them")
+        }
+        let pool = LeasePool(ranges: ranges,
+                             settings: .init(declineQuarantine: TimeInterval(dhcp.declineQuarantine), reservations: reservations),
+                             journal: directory.leaseJournal, probe: probe, loaded: directory.loadedLeases, logger: logger)
+        logger.notice("full dhcp: \(ranges.map { "\($0) (\($0.subnet), lease \($0.leaseTime == DHCPRange.infinite ? "infinite" : "\($0.leaseTime) s"))" }.joined(separator: ", "))",
+                      metadata: ["leases": "\(directory.loadedLeases.count)", "ping": "\(probe != nil)", "store": "\(directory.location)"])
+        return FullDHCPResponder(pool: pool)
+    }
+
+    /// The IPv4 networks of this host's (or namespace's) interfaces.
+    static func localNetworks() -> [IPv4Network] {
+        guard let devices = try? System.enumerateDevices() else { return [] }
+        return devices.compactMap { d in
+            guard case let .v4(a)? = d.address, case let .v4(m)? = d.netmask else { return nil }
+            let address = IPv4Address(rawValue: UInt32(bigEndian: a.address.sin_addr.s_addr))
+            let mask = UInt32(bigEndian: m.address.sin_addr.s_addr)
+            return IPv4Network(address: address, prefixLength: mask.nonzeroBitCount)
+        }
     }
 }
