@@ -121,15 +121,19 @@ struct Runtime {
         }
 
         let listenHost = configuration.listen ?? "0.0.0.0"
+        var fullPool: LeasePool?
         if configuration.dhcp.enabled {
             let on = interfaces.isEmpty ? listenHost : interfaces.map(\.description).joined(separator: ", ")
             let full = try ServerFactory.fullDHCP(configuration: configuration, directory: directory, logger: logger)
+            fullPool = full?.pool
             let dhcp = try ServerFactory.dhcp(configuration: configuration, interfaces: interfaces, decider: decider,
                                               timeline: timeline, logger: logger, full: full,
                                               onServerRunning: gate.slot("proxydhcp") { addresses in
                                                   var ports: [Int] = []
                                                   for a in addresses where !ports.contains(a.port) { ports.append(a.port) }
-                                                  return "proxydhcp \(ports.map(String.init).joined(separator: ",")) on \(on)"
+                                                  // "dhcp" when full DHCP serves some subnet (with or without proxy for the rest).
+                                                  let name = full == nil ? "proxydhcp" : (configuration.proxy ? "dhcp+proxydhcp" : "dhcp")
+                                                  return "\(name) \(ports.map(String.init).joined(separator: ",")) on \(on)"
                                               })
             services.append(dhcp)
         }
@@ -153,7 +157,8 @@ struct Runtime {
             guard (1024...(64 << 20)).contains(h.maxBodyBytes) else {
                 throw ExitMessage("bootpolicy serve: http.max_body_bytes must be between 1024 and 67108864 (got \(h.maxBodyBytes))")
             }
-            let api = ControlAPI(store: directory.state, tokens: apiTokens, reload: { reloader.reload(by: $0) }, logger: logger)
+            var api = ControlAPI(store: directory.state, tokens: apiTokens, reload: { reloader.reload(by: $0) }, logger: logger)
+            api.leases = fullPool
             if configuration.api.protectStatus && configuration.api.tokens == nil {
                 throw ExitMessage("bootpolicy serve: api.protect_status needs api.tokens (serve --api-tokens FILE): without tokens nobody could read the status page")
             }

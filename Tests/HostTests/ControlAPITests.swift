@@ -1,4 +1,5 @@
 import Foundation
+import Protocols
 import Testing
 import TestSupport
 @testable import Host
@@ -69,6 +70,42 @@ import Glibc
         #expect(r.status == status, "\(what): got \(r.status) \(r.body)")
         #expect(r.body.contains(needle), "\(what): body lacks '\(needle)': \(r.body)")
         #expect(!r.body.trimmingCharacters(in: .whitespacesAndNewlines).contains("\n"), "\(what): more than one line: \(r.body)")
+    }
+
+    /// Full DHCP's leases through the API: listed after a DORA, read one by one, freed only
+    /// with a write token (and then offered to another client).
+    @Test func leasesAreListedAndFreed() throws {
+        let server = try Server(extra: ["--dhcp-range", "127.77.0.10,127.77.0.11,/8,1h", "--no-ping"])
+        func dora(_ n: UInt8) -> DHCPMessage? {
+            let mac: [UInt8] = [0x52, 0x54, 0x00, 0x77, 0x00, n]
+            var d = DHCPMessage(op: .request, xid: 0x0A00 + UInt32(n), flags: 0x8000, chaddr: mac)
+            d.messageType = .discover
+            guard let offer = ServeStateTests.exchange(port: server.dhcpPort, d), offer.messageType == .offer else { return nil }
+            var r = DHCPMessage(op: .request, xid: 0x0B00 + UInt32(n), flags: 0x8000, chaddr: mac)
+            r.messageType = .request
+            r.options.set(50, offer.yiaddr.bytes)
+            r.options.set(54, [127, 0, 0, 1])
+            r.options.set(12, Array("node\(n)".utf8))
+            return ServeStateTests.exchange(port: server.dhcpPort, r)
+        }
+        let ack = try #require(dora(1))
+        #expect(ack.messageType == .ack && ack.yiaddr.description == "127.77.0.10")
+        let list = try call(server, "GET", "/api/v1/leases", token: Self.readToken)
+        #expect(list.status == 200 && list.body.contains(#""address":"127.77.0.10","mac":"52:54:00:77:00:01""#), "\(list.body)")
+        #expect(list.body.contains(#""hostname":"node1","state":"bound""#) && list.body.contains(#""size":2,"active":1"#), "\(list.body)")
+        #expect(try call(server, "GET", "/api/v1/leases/127.77.0.10", token: Self.readToken).body.contains(#""active":true"#))
+        expectRefusal(try call(server, "GET", "/api/v1/leases/127.77.0.99", token: Self.readToken), 404, "no lease record", "unknown address")
+        expectRefusal(try call(server, "GET", "/api/v1/leases/nope", token: Self.readToken), 400, "not an IPv4 address", "bad address")
+        expectRefusal(try call(server, "GET", "/api/v1/leases?active=maybe", token: Self.readToken), 400, "active must be", "bad filter")
+        // A read token may not free an address; a write token may, and says so once durable.
+        expectRefusal(try call(server, "DELETE", "/api/v1/leases/127.77.0.10", token: Self.readToken), 403, "may only read", "read token")
+        let freed = try call(server, "DELETE", "/api/v1/leases/127.77.0.10", token: Self.writeToken)
+        #expect(freed.status == 200 && freed.body.contains(#""released":true"#), "\(freed.body)")
+        #expect(try call(server, "GET", "/api/v1/leases?active=true", token: Self.readToken).body.contains(#""leases":[]"#))
+        // The range has two addresses: two more clients both get one (the freed one included).
+        #expect(dora(2)?.messageType == .ack && dora(3)?.messageType == .ack)
+        #expect(dora(4) == nil, "a third client in a range of two")
+        #expect(server.process.waitFor("silent (pool_exhausted)"), "\(server.process.text)")
     }
 
     @Test func everyEndpointRefusesWhatItMust() throws {

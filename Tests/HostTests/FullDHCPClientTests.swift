@@ -27,9 +27,9 @@ struct FullDHCPClientTests {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         }
 
-        func startServer() throws {
+        func startServer(ping: Bool = false) throws {
             let s = ServerProcess(["serve", "--interface", net.serverIf, "--no-tftp", "--no-http", "--dhcp-port", "67",
-                                   "--state", dir.appendingPathComponent("state.db").path, "--no-ping", "--no-proxy",
+                                   "--state", dir.appendingPathComponent("state.db").path, "--no-proxy"] + (ping ? [] : ["--no-ping"]) + [
                                    "--dhcp-range", "192.168.\(subnet).100,192.168.\(subnet).150,255.255.255.0,20s"])
             s.process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
             s.process.arguments = ["netns", "exec", net.server, ServerProcess.binary.path] + (s.process.arguments ?? [])
@@ -132,6 +132,18 @@ struct FullDHCPClientTests {
     static let networkd = Requirement(FileManager.default.isExecutableFile(atPath: "/lib/systemd/systemd-networkd")
                                       && Requirement.path(of: "unshare") != nil,
                                       "systemd-networkd is not installed (apt-get install -y systemd)")
+
+    /// A machine that configured an address of the range by hand: the ICMP echo before the
+    /// offer finds it, the address is quarantined and the next one offered.
+    @Test func anAddressInUseIsNotOffered() throws {
+        let rig = try Rig(tag: "fdp", subnet: 94, mac: "52:54:00:94:00:01")
+        defer { rig.teardown() }
+        _ = try rig.net.inClient(["ip", "addr", "add", "192.168.94.100/24", "dev", rig.net.clientIf])
+        try rig.startServer(ping: true)
+        let offered = try rig.otherClientOffer()
+        #expect(offered == IPv4Address(192, 168, 94, 101), "offered \(offered?.description ?? "nothing"):\n\(rig.server?.text ?? "")")
+        #expect(rig.server?.text.contains("192.168.94.100 answers ICMP echo but has no lease") == true, "\(rig.server?.text ?? "")")
+    }
 
     @Test(.requires(udhcpc)) func udhcpcGetsRenewsAndKeepsItsAddress() throws {
         let rig = try Rig(tag: "fdu", subnet: 91, mac: "52:54:00:91:00:01")

@@ -16,15 +16,21 @@ import Glibc
 
     /// One iPXE DISCOVER over loopback; the OFFER's boot file, or nil after 2 s.
     static func discover(port: Int, mac: [UInt8], xid: UInt32) -> DHCPMessage? {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        defer { close(fd) }
-        var tv = timeval(tv_sec: 0, tv_usec: 200_000)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var m = DHCPMessage(op: .request, xid: xid, flags: 0x8000, chaddr: mac)
         m.messageType = .discover
         m.options.set(93, [0, 0])
         m.options.set(175, [19, 1, 1])
         m.vendorClass = "PXEClient:Arch:00000:UNDI:002001"
+        return exchange(port: port, m)
+    }
+
+    /// Sends `m` to 127.0.0.1:`port` (up to 10 times, 200 ms apart) and returns the reply with its xid.
+    static func exchange(port: Int, _ m: DHCPMessage) -> DHCPMessage? {
+        let xid = m.xid
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var tv = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var to = sockaddr_in()
         to.sin_family = sa_family_t(AF_INET)
         to.sin_addr.s_addr = inet_addr("127.0.0.1")

@@ -29,6 +29,9 @@ struct ControlAPI: Sendable {
     /// Reloads the chain; given who asked, for the log.
     let reload: @Sendable (String) -> ReloadOutcome
     let logger: Logger
+    /// Full DHCP's pool (nil: full DHCP is off). Its journal is `store`'s writer, so a lease
+    /// change's mark is waited for like a state write's.
+    var leases: LeasePool?
     /// How long a write waits for its commit before it answers 503.
     var durableTimeout: TimeInterval = 5
 
@@ -60,6 +63,12 @@ struct ControlAPI: Sendable {
         case ("clients", 4) where parts[3] == "state":
             endpoint = "state"
             response = state(request, mac: parts[2])
+        case ("leases", 2):
+            endpoint = "leases"
+            response = request.method == .GET ? authorized(request, write: false) { _ in listLeases(request) } : Self.notAllowed("GET")
+        case ("leases", 3):
+            endpoint = "lease"
+            response = lease(request, address: parts[2])
         case ("reload", 2):
             endpoint = "reload"
             response = request.method == .POST ? authorized(request, write: true) { who in reloadChain(who) } : Self.notAllowed("POST")
@@ -230,6 +239,71 @@ struct ControlAPI: Sendable {
         out += "],\"total\":\(sorted.count),\"next\":"
         out += start + limit < sorted.count ? JSONString.quote(page.last!) : "null"
         return Self.json(.ok, out + "}")
+    }
+
+    // MARK: leases
+
+    static let isoFormatter: ISO8601DateFormatter = {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f
+    }()
+
+    static func leaseJSON(_ l: Lease, now: Date) -> String {
+        let expires = l.expires == .distantFuture ? "never" : isoFormatter.string(from: l.expires)
+        return "{\"address\":\(JSONString.quote(l.address.description)),\"mac\":\(JSONString.quote(l.mac)),"
+            + "\"client_id\":\(JSONString.quote(l.client)),\"hostname\":\(l.hostname.map(JSONString.quote) ?? "null"),"
+            + "\"state\":\(JSONString.quote(l.state.rawValue)),\"expires\":\(JSONString.quote(expires)),\"active\":\(l.isLive(at: now))}"
+    }
+
+    private func listLeases(_ request: HTTPRequestContext) -> HTTPResponse {
+        var onlyActive = false
+        if let text = request.query["active"] {
+            guard text == "true" || text == "false" else { return Self.error(.badRequest, "active must be true or false, not '\(text)'") }
+            onlyActive = text == "true"
+        }
+        guard let pool = leases else { return Self.json(.ok, "{\"enabled\":false,\"ranges\":[],\"leases\":[]}") }
+        let now = Date()
+        let all = pool.all
+        let ranges = pool.ranges.map { r in
+            let active = all.filter { r.contains($0.address) && $0.isLive(at: now) }.count
+            return "{\"start\":\(JSONString.quote(r.start.description)),\"end\":\(JSONString.quote(r.end.description)),"
+                + "\"subnet\":\(JSONString.quote(r.subnet.description)),\"lease_seconds\":\(r.leaseTime),\"size\":\(r.size),\"active\":\(active)}"
+        }
+        let shown = onlyActive ? all.filter { $0.isLive(at: now) } : all
+        return Self.json(.ok, "{\"enabled\":true,\"ranges\":[\(ranges.joined(separator: ","))],\"leases\":["
+                         + shown.map { Self.leaseJSON($0, now: now) }.joined(separator: ",") + "]}")
+    }
+
+    private func lease(_ request: HTTPRequestContext, address raw: String) -> HTTPResponse {
+        let write: Bool
+        switch request.method {
+        case .GET: write = false
+        case .DELETE: write = true
+        default: return Self.notAllowed("GET, DELETE")
+        }
+        return authorized(request, write: write) { who in
+            guard let address = IPv4Address(raw) else { return Self.error(.badRequest, "not an IPv4 address: '\(raw)'") }
+            guard let pool = leases else { return Self.error(.notFound, "full DHCP is off (serve --dhcp-range): no leases") }
+            guard request.method == .DELETE else {
+                guard let l = pool.lease(at: address) else { return Self.error(.notFound, "no lease record for \(address)") }
+                return Self.json(.ok, Self.leaseJSON(l, now: Date()))
+            }
+            guard let (before, mark) = pool.forceRelease(address) else { return Self.error(.notFound, "no lease record for \(address)") }
+            let (store, logger, timeout) = (store, logger, durableTimeout)
+            return .later { complete in
+                store.whenDurable(through: mark, timeout: timeout) { durable in
+                    complete {
+                        guard durable else {
+                            return Self.error(.serviceUnavailable, "the release of \(address) is not durable yet (state store \(store.location)); repeat the request to be sure")
+                        }
+                        Counter(label: "bootpolicy_api_writes_total", dimensions: [("action", "release_lease")]).increment()
+                        logger.notice("api: released lease \(address)", metadata: ["who": "\(who)", "mac": "\(before.mac)", "client_id": "\(before.client)"])
+                        return Self.json(.ok, "{\"address\":\(JSONString.quote(address.description)),\"released\":true}")
+                    }
+                }
+            }
+        }
     }
 
     private func reloadChain(_ who: String) -> HTTPResponse {

@@ -6,7 +6,7 @@ enum OpenAPIDocument {
   "info": {
     "title": "bootpolicy control API",
     "version": "1",
-    "description": "Read and change what bootpolicy's policies keep per client, and reload the policy chain. With an API tokens file (serve --api-tokens FILE) every endpoint but this document needs `Authorization: Bearer <token>`; a read token reads, a write token also writes. Without one, reads are open and writes are off (403). A write answers 200 only once its change is durable in the state store. Every refusal is a JSON object with one `error` line saying why."
+    "description": "Read and change what bootpolicy's policies keep per client, reload the policy chain, and read and free full-DHCP leases. With an API tokens file (serve --api-tokens FILE) every endpoint but this document needs `Authorization: Bearer <token>`; a read token reads, a write token also writes. Without one, reads are open and writes are off (403). A write answers 200 only once its change is durable in the state store. Every refusal is a JSON object with one `error` line saying why."
   },
   "servers": [
     {
@@ -40,6 +40,16 @@ enum OpenAPIDocument {
         "schema": {
           "type": "number",
           "exclusiveMinimum": 0
+        }
+      },
+      "address": {
+        "name": "address",
+        "in": "path",
+        "required": true,
+        "description": "A leased IPv4 address, dotted quad.",
+        "schema": {
+          "type": "string",
+          "pattern": "^((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])$"
         }
       }
     },
@@ -197,6 +207,126 @@ enum OpenAPIDocument {
           }
         },
         "additionalProperties": false
+      },
+      "Lease": {
+        "type": "object",
+        "required": [
+          "address",
+          "mac",
+          "client_id",
+          "state",
+          "expires",
+          "active"
+        ],
+        "properties": {
+          "address": {
+            "type": "string"
+          },
+          "mac": {
+            "type": "string",
+            "description": "chaddr; empty for a declined address (it belongs to nobody)."
+          },
+          "client_id": {
+            "type": "string",
+            "description": "Option 61 as hex, else the hardware type and chaddr as hex (01 + the MAC for Ethernet)."
+          },
+          "hostname": {
+            "type": [
+              "string",
+              "null"
+            ]
+          },
+          "state": {
+            "type": "string",
+            "enum": [
+              "bound",
+              "released",
+              "declined"
+            ]
+          },
+          "expires": {
+            "type": "string",
+            "description": "ISO 8601, UTC; 'never' for an infinite lease."
+          },
+          "active": {
+            "type": "boolean",
+            "description": "Held (bound, or declined and quarantined) now: given to nobody else."
+          }
+        }
+      },
+      "Range": {
+        "type": "object",
+        "required": [
+          "start",
+          "end",
+          "subnet",
+          "lease_seconds",
+          "size",
+          "active"
+        ],
+        "properties": {
+          "start": {
+            "type": "string"
+          },
+          "end": {
+            "type": "string"
+          },
+          "subnet": {
+            "type": "string"
+          },
+          "lease_seconds": {
+            "type": "integer",
+            "description": "4294967295 is infinite."
+          },
+          "size": {
+            "type": "integer"
+          },
+          "active": {
+            "type": "integer",
+            "description": "Addresses of the range held now."
+          }
+        }
+      },
+      "LeaseList": {
+        "type": "object",
+        "required": [
+          "enabled",
+          "ranges",
+          "leases"
+        ],
+        "properties": {
+          "enabled": {
+            "type": "boolean",
+            "description": "Full DHCP is on (serve --dhcp-range)."
+          },
+          "ranges": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/Range"
+            }
+          },
+          "leases": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/Lease"
+            }
+          }
+        }
+      },
+      "Released": {
+        "type": "object",
+        "required": [
+          "address",
+          "released"
+        ],
+        "properties": {
+          "address": {
+            "type": "string"
+          },
+          "released": {
+            "type": "boolean"
+          }
+        }
       }
     },
     "responses": {
@@ -586,6 +716,114 @@ enum OpenAPIDocument {
                 }
               }
             }
+          }
+        }
+      }
+    },
+    "/api/v1/leases": {
+      "get": {
+        "summary": "Every full-DHCP lease record (bound, released and declined) and the ranges they are in.",
+        "operationId": "listLeases",
+        "parameters": [
+          {
+            "name": "active",
+            "in": "query",
+            "required": false,
+            "description": "true: only the leases held now.",
+            "schema": {
+              "type": "string",
+              "enum": [
+                "true",
+                "false"
+              ]
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "The leases, by address.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/LeaseList"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          }
+        }
+      }
+    },
+    "/api/v1/leases/{address}": {
+      "parameters": [
+        {
+          "$ref": "#/components/parameters/address"
+        }
+      ],
+      "get": {
+        "summary": "One address's lease record.",
+        "operationId": "getLease",
+        "responses": {
+          "200": {
+            "description": "The record.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Lease"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          }
+        }
+      },
+      "delete": {
+        "summary": "Frees the address now (the client is NAKed at its next renewal and starts over). 200 once durable.",
+        "operationId": "releaseLease",
+        "responses": {
+          "200": {
+            "description": "Freed.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Released"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "503": {
+            "$ref": "#/components/responses/Unavailable"
           }
         }
       }

@@ -135,7 +135,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             state = .running(threads)
             _listening = bound
         }
-        core.logger.info("proxydhcp listening", metadata: ["addresses": "\(bound.map(\.description).joined(separator: " "))"])
+        core.logger.info(configuration.fullDHCP == nil ? "proxydhcp listening" : "dhcp listening", metadata: ["addresses": "\(bound.map(\.description).joined(separator: " "))"])
         onServerRunning?(bound)
     }
 
@@ -469,9 +469,11 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             var decision: BootDecision?
             let result: Result<ProxyDHCPResponder.Reply, ProxyDHCPResponder.Silence>
             var detail: String?
+            var isFull = false
             if port == 67, message.op == .request, let full, let range = full.range(for: message, arrival: arrival) {
                 // Full DHCP: every client of the subnet, PXE or not, is answered; the policy
                 // adds the boot answer (and may pin an address or refuse the client).
+                isFull = true
                 if FullDHCPResponder.asksPolicy(message) {
                     (decision, commit) = decider.decideHoldingCommit(request, datagram: bytes)
                 }
@@ -480,7 +482,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
                 detail = outcome.detail
                 if case .success = outcome.result { leaseMark = outcome.mark }
                 if case .failure(.poolExhausted) = outcome.result {
-                    logger.warning("\(describe(request)) -> silent (pool_exhausted): no free address in \(range); raise the range or shorten the lease",
+                    logger.warning("\(describe(request, full: true)) -> silent (pool_exhausted): no free address in \(range); raise the range or shorten the lease",
                                    metadata: ["range": "\(range)"])
                 }
             } else if !proxy, message.op == .request {
@@ -502,7 +504,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
                                    metadata: policyMetadata(decision))
                 } else {
                     let level: Logger.Level = (reason == .ignoredByPolicy || reason == .noDecision) ? .info : .debug
-                    logger.log(level: level, "\(describe(request)) -> silent (\(reason.rawValue))\(detail.map { ": " + $0 } ?? "")",
+                    logger.log(level: level, "\(describe(request, full: isFull)) -> silent (\(reason.rawValue))\(detail.map { ": " + $0 } ?? "")",
                                metadata: policyMetadata(decision))
                 }
                 if reason == .ignoredByPolicy || reason == .noDecision {
@@ -512,7 +514,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             case let .success(reply):
                 let file = reply.message.bootFile
                 // Built inside the log call's autoclosure: with info off it costs nothing per packet.
-                logger.info("\(describe(request)) -> \(reply.message.messageType?.name.uppercased() ?? "REPLY")\(detail.map { " " + $0 } ?? "") file=\(file.isEmpty ? "-" : file) next-server=\(reply.message.siaddr) to \(reply.destination):\(reply.destinationPort)",
+                logger.info("\(describe(request, full: isFull)) -> \(reply.message.messageType?.name.uppercased() ?? "REPLY")\(detail.map { " " + $0 } ?? "") file=\(file.isEmpty ? "-" : file) next-server=\(reply.message.siaddr) to \(reply.destination):\(reply.destinationPort)",
                             metadata: policyMetadata(decision))
                 record(request, decision, file: file, outcome: "answered")
                 return reply
@@ -528,9 +530,9 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
                             end: file.map { $0.isEmpty ? "-" : $0 } ?? outcome, outcome: outcome)))
         }
 
-        func describe(_ r: BootRequest) -> String {
+        func describe(_ r: BootRequest, full: Bool = false) -> String {
             BootEvent.DHCPDetails.head(interface: r.interface, port: r.serverPort ?? 0, mac: r.mac, type: r.messageType,
-                                       arch: r.arch, firmware: r.firmware.rawValue)
+                                       arch: r.arch, firmware: r.firmware.rawValue, tag: full ? "DHCP" : "PXE")
         }
 
         func policyMetadata(_ d: BootDecision?) -> Logger.Metadata {

@@ -39,9 +39,10 @@ public struct BootEvent: Sendable, Equatable {
 
         /// `PXE(eth0:67) 52:54:00:12:34:56 DISCOVER arch=bios firmware=bios`: how log lines and
         /// timeline summaries name a request.
+        /// `tag` as dnsmasq logs it: PXE for ProxyDHCP, DHCP for full DHCP.
         public static func head(interface: String?, port: Int, mac: String, type: String?, arch: String?,
-                                firmware: String) -> String {
-            "PXE(\(interface ?? "-"):\(port)) \(mac) \(type?.uppercased() ?? "BOOTP") arch=\(arch ?? "-") firmware=\(firmware)"
+                                firmware: String, tag: String = "PXE") -> String {
+            "\(tag)(\(interface ?? "-"):\(port)) \(mac) \(type?.uppercased() ?? "BOOTP") arch=\(arch ?? "-") firmware=\(firmware)"
         }
     }
 
