@@ -3,7 +3,7 @@
 # server, entirely inside network namespaces this script creates and always removes.
 #
 #   scripts/lab.sh [--scenario bios|uefi|uefi-http|all] [--server bootpolicy|dnsmasq]
-#                  [--policy FILE] [--config FILE] [--record DIR] [--timeout SEC] [--keep]
+#                  [--dhcp site|full] [--policy FILE] [--config FILE] [--record DIR] [--timeout SEC] [--keep]
 #                  [--no-ra] [--ci [--budget SEC]]
 #
 # See docs/lab.md for the topology, what each scenario proves and measured times.
@@ -16,6 +16,7 @@ LAB_DIR="$REPO/scripts/lab"
 
 SCENARIO=bios
 SERVER=bootpolicy
+DHCP_MODE=site
 POLICY=""
 CONFIG=""
 RECORD=""
@@ -35,6 +36,9 @@ Options:
                  off), uefi-http (OVMF HTTP boot, PXE off), all (one after another). Default bios.
   --server S     bootpolicy (default; binary from $BOOTPOLICY or .build/debug/bootpolicy) or
                  dnsmasq (the reference ProxyDHCP configuration bootpolicy replaces).
+  --dhcp M       site (default: a site DHCP server hands out addresses, the boot server is a
+                 ProxyDHCP beside it) or full (no site server: bootpolicy is the only DHCP
+                 server, --no-proxy --dhcp-range 192.168.77.100,192.168.77.150; bootpolicy only).
   --policy FILE  policy for bootpolicy (default policies/arch-aware.lua).
   --config FILE  bootpolicy YAML config; replaces the lab's generated one.
   --record DIR   save each scenario's DHCP packets (udp 67/68/4011) as DIR/<scenario>.pcap,
@@ -42,7 +46,8 @@ Options:
   --timeout SEC  bound per scenario (default 300).
   --keep         after the (single) scenario, keep VM and servers up until Ctrl-C (max 1 h).
   --no-ra        no IPv6 router advertisement on the lab LAN (iPXE then waits ~13 s for one).
-  --ci           bounded CI form: every scenario that can pass, 'N passed, N failed' at the end.
+  --ci           bounded CI form: every scenario that can pass (site and full DHCP),
+                 'N passed, N failed' at the end.
   --budget SEC   total time cap for --ci (default 1500).
 Environment: BOOTPOLICY (server binary), LAB_MARKER (marker text, default BOOTPOLICY-LAB-REACHED).
 EOF
@@ -52,6 +57,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --scenario) SCENARIO=${2:?}; shift 2 ;;
     --server) SERVER=${2:?}; shift 2 ;;
+    --dhcp) DHCP_MODE=${2:?}; shift 2 ;;
     --policy) POLICY=${2:?}; shift 2 ;;
     --config) CONFIG=${2:?}; shift 2 ;;
     --record) RECORD=${2:?}; shift 2 ;;
@@ -67,6 +73,8 @@ done
 
 case "$SCENARIO" in bios|uefi|uefi-http|all) ;; *) lab_die "--scenario must be bios, uefi, uefi-http or all" ;; esac
 case "$SERVER" in bootpolicy|dnsmasq) ;; *) lab_die "--server must be bootpolicy or dnsmasq" ;; esac
+case "$DHCP_MODE" in site|full) ;; *) lab_die "--dhcp must be site or full" ;; esac
+if [ "$DHCP_MODE" = full ] && [ "$SERVER" = dnsmasq ]; then lab_die "--dhcp full runs bootpolicy as the only DHCP server (the dnsmasq reference is ProxyDHCP)"; fi
 if ! [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || [ "$TIMEOUT" -lt 10 ]; then lab_die "--timeout must be a number of seconds >= 10"; fi
 [[ "$BUDGET" =~ ^[0-9]+$ ]] || lab_die "--budget must be a number of seconds"
 [ "$(id -u)" -eq 0 ] || lab_die "needs root (ip netns, tap devices)"
@@ -194,7 +202,18 @@ EOF
 }
 
 start_site_dhcp() {
-  local dir=$1 ra=()
+  local dir=$1 mode=${2:-site} ra=()
+  if [ "$mode" = full ]; then
+    # No site DHCP server: bootpolicy hands out the addresses. The site namespace still sends
+    # the router advertisement (dnsmasq with an RA-only range answers no DHCPv4 at all).
+    [ "$RA" -eq 1 ] || return 0
+    lab_spawn "$LAB_NS_SITE" "$dir/site-ra.log" dnsmasq --no-daemon --conf-file=/dev/null \
+      --pid-file= --port=0 --interface=site0 --bind-interfaces \
+      --enable-ra "--dhcp-range=fd77::,ra-only,64" --log-facility=-
+    sleep 0.5
+    kill -0 "$LAB_LAST_PID" 2>/dev/null || { tail -n 20 "$dir/site-ra.log" >&2; lab_die "the RA sender did not start"; }
+    return 0
+  fi
   # Site DHCP: addresses only, no boot options, like a real office router.
   if [ "$RA" -eq 1 ]; then
     # A router advertisement without M/O flags lets iPXE's IPv6 autoconfiguration finish at
@@ -212,7 +231,7 @@ start_site_dhcp() {
 
 SERVER_LOG=""
 start_boot_server() {
-  local server=$1 dir=$2 root=$2/root pid
+  local server=$1 dir=$2 mode=${3:-site} root=$2/root pid
   SERVER_LOG="$dir/server.log"
   if [ "$server" = dnsmasq ]; then
     # The reference: dnsmasq's ProxyDHCP rule in its working form.
@@ -224,6 +243,12 @@ start_boot_server() {
     pid=$LAB_LAST_PID
   else
     local args=(serve --interface boot0 --proxy --tftp-root "$root" --http-port 8080 --http-root "$root")
+    if [ "$mode" = full ]; then
+      # The only DHCP server of the LAN: addresses, leases in SQLite, the boot answer in the
+      # same OFFER/ACK.
+      args=(serve --interface boot0 --no-proxy --dhcp-range 192.168.77.100,192.168.77.150,255.255.255.0,10m
+            --state "$dir/state.db" --tftp-root "$root" --http-port 8080 --http-root "$root")
+    fi
     if [ -n "$CONFIG" ]; then
       args+=(--config "$CONFIG")
       [ -z "$POLICY" ] || args+=(--policy "$POLICY")
@@ -321,20 +346,37 @@ api_check() {
   echo "  api: /api/clients lists $mac with: $(printf '%s' "$fetched" | tr '\n' ';')"
 }
 
+# Full DHCP: the VM's lease as the control API lists it.
+lease_check() {
+  local mac=$1 dir=$2 json
+  json=$(ip netns exec "$LAB_NS_BOOT" curl -sf --max-time 5 "http://$LAB_BOOT_IP:8080/api/v1/leases?active=true" 2>/dev/null) || {
+    echo "  leases: FAIL: /api/v1/leases did not answer"; return 1; }
+  printf '%s\n' "$json" >"$dir/api-leases.json"
+  local address
+  address=$(printf '%s' "$json" | jq -r --arg m "$mac" '.leases[] | select(.mac == $m and .state == "bound") | .address' 2>/dev/null | head -n 1)
+  if [ -z "$address" ]; then
+    echo "  leases: FAIL: no bound lease for $mac in /api/v1/leases"
+    return 1
+  fi
+  echo "  leases: $mac holds $address (from bootpolicy, the only DHCP server)"
+}
+
 # Runs one scenario against one server; returns 0 when it met its expectation.
 run_scenario() {
-  local scenario=$1 server=$2
-  local dir="$WORK/$scenario-$server" mac expect
+  local scenario=$1 server=$2 mode=${3:-site}
+  local name=$server
+  [ "$mode" = full ] && name="$server-full"
+  local dir="$WORK/$scenario-$name" mac expect
   mac=$(mac_of "$scenario")
   expect=$(expectation "$server" "$scenario")
   mkdir -p "$dir"
   chmod 755 "$dir"
   prepare_root "$dir/root"
   SEEN=()
-  echo "== $scenario / $server (MAC $mac, expect: $([ "$expect" = reach ] && echo "marker reached" || echo "reference fails the known way"), timeout ${TIMEOUT}s)"
+  echo "== $scenario / $name (MAC $mac, expect: $([ "$expect" = reach ] && echo "marker reached" || echo "reference fails the known way"), timeout ${TIMEOUT}s)"
   local first_pid_index=${#LAB_PIDS[@]}
-  start_site_dhcp "$dir"
-  start_boot_server "$server" "$dir"
+  start_site_dhcp "$dir" "$mode"
+  start_boot_server "$server" "$dir" "$mode"
   start_capture "$dir"
 
   local start qargs
@@ -379,6 +421,7 @@ run_scenario() {
   local ok=1 api_ok=0
   if [ "$server" = bootpolicy ] && [ "$result" = reached ]; then
     api_check "$mac" "$dir" || api_ok=1
+    if [ "$mode" = full ]; then lease_check "$mac" "$dir" || api_ok=1; fi
   fi
   if [ "$KEEP" -eq 1 ]; then keep_up "$scenario" "$mac" "$dir"; fi
 
@@ -392,7 +435,7 @@ run_scenario() {
   case "$expect:$result" in
     reach:reached)
       if [ "$api_ok" -ne 0 ]; then
-        why="marker reached but the server's API does not show the script fetch"
+        why="marker reached but the server's API does not show the script fetch (or, full DHCP, the lease)"
       elif [ "$server" = bootpolicy ] && { [ -z "$POLICY" ] || [[ "$POLICY" == *arch-aware.lua ]]; } \
         && ! grep -aqF "bootpolicy: script for $mac (" <<<"$(clean_serial "$dir/serial.log")"; then
         # arch-aware's first line is one argument with spaces, written with the builder's
@@ -426,9 +469,9 @@ run_scenario() {
     fi
   fi
   if [ "$ok" -eq 0 ]; then
-    echo "PASS $scenario/$server in ${SEEN[marker]:-${SEEN[exhausted]:-$((SECONDS - scenario_t0)) (timeout)}} s${why:+: $why}"
+    echo "PASS $scenario/$name in ${SEEN[marker]:-${SEEN[exhausted]:-$((SECONDS - scenario_t0)) (timeout)}} s${why:+: $why}"
   else
-    echo "FAIL $scenario/$server: $why"
+    echo "FAIL $scenario/$name: $why"
     echo "  --- last 40 lines of the serial console ($dir/serial.log)"
     clean_serial "$dir/serial.log" | grep -av '^[[:space:]]*$' | tail -n 40 | sed 's/^/  | /'
     echo "  --- last 40 lines of the $server log ($SERVER_LOG)"
@@ -469,18 +512,19 @@ if [ "$CI_MODE" -eq 1 ]; then
   runs=("bios dnsmasq" "uefi dnsmasq" "uefi-http dnsmasq")
   if find_bootpolicy; then
     runs+=("bios bootpolicy" "uefi bootpolicy" "uefi-http bootpolicy")
+    runs+=("bios bootpolicy full" "uefi bootpolicy full" "uefi-http bootpolicy full")
   else
     echo "SKIP */bootpolicy: $BOOTPOLICY_WHY"
-    skipped=$((skipped + 3))
+    skipped=$((skipped + 6))
   fi
   ci_end=$((SECONDS + BUDGET))
   for r in "${runs[@]}"; do
-    read -r sc sv <<<"$r"
+    read -r sc sv md <<<"$r"
     left=$((ci_end - SECONDS))
-    if [ "$left" -lt 60 ]; then echo "SKIP $sc/$sv: CI budget of ${BUDGET}s used up"; skipped=$((skipped + 1)); continue; fi
+    if [ "$left" -lt 60 ]; then echo "SKIP $sc/$sv${md:+-$md}: CI budget of ${BUDGET}s used up"; skipped=$((skipped + 1)); continue; fi
     saved=$TIMEOUT
     [ "$left" -lt "$TIMEOUT" ] && TIMEOUT=$left
-    if run_scenario "$sc" "$sv"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+    if run_scenario "$sc" "$sv" "${md:-site}"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
     TIMEOUT=$saved
   done
   if [ "$skipped" -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"; else echo "$passed passed, $failed failed"; fi
@@ -494,6 +538,6 @@ fi
 if [ "$SCENARIO" = all ]; then scenarios=(bios uefi uefi-http); else scenarios=("$SCENARIO"); fi
 status=0
 for sc in "${scenarios[@]}"; do
-  run_scenario "$sc" "$SERVER" || status=1
+  run_scenario "$sc" "$SERVER" "$DHCP_MODE" || status=1
 done
 exit "$status"
