@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PostgresNIO
+import Protocols
 
 /// Client memory in PostgreSQL, for several servers that must agree on every machine's state:
 /// `--state postgres://user[:password]@host[:port]/database`.
@@ -20,7 +21,7 @@ import PostgresNIO
 ///
 /// The writer thread calls `commit`, `sweep` and `probe` and blocks on their futures; it is
 /// not an event loop, so that is allowed. The listener runs as a task on the same group.
-public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
+public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchecked Sendable {
     /// Where the database is, from the URL; `description` leaves the password out.
     public struct Location: Sendable, Equatable, CustomStringConvertible {
         public var host: String
@@ -134,6 +135,11 @@ public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
     /// Runs async work from a thread that is not an event loop (the writer's, or `init`'s),
     /// bounded by `queryTimeout` so a silent network never hangs a commit for ever.
     private func blocking<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
+        try blocking(closing: { [self] in lock.withLock { () -> PostgresConnection? in defer { connection = nil }; return connection } }, work)
+    }
+
+    /// The same; on a timeout the connection `stuck` returns is closed (it is of no further use).
+    private func blocking<T: Sendable>(closing stuck: () -> PostgresConnection?, _ work: @escaping @Sendable () async throws -> T) throws -> T {
         let done = DispatchSemaphore(value: 0)
         let result = NIOLockedValueBox<Result<T, Error>?>(nil)
         let task = Task(executorPreference: executor) {
@@ -145,8 +151,7 @@ public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
         if done.wait(timeout: .now() + Self.queryTimeout) == .timedOut {
             task.cancel()
             // A connection stuck mid-query is of no further use.
-            let dead = lock.withLock { () -> PostgresConnection? in defer { connection = nil }; return connection }
-            try? dead?.close().wait()
+            try? stuck()?.close().wait()
             throw StateError("no answer from \(location) within \(Int(Self.queryTimeout)) s")
         }
         return try result.withLockedValue { $0! }.get()
@@ -217,6 +222,21 @@ public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
             )
             """,
         ]),
+        // One row per address: the primary key is what makes two servers unable to lease one
+        // address to two clients (see `claim`).
+        ("v2: dhcp_lease", [
+            """
+            CREATE TABLE dhcp_lease (
+                address TEXT PRIMARY KEY NOT NULL,
+                client_id TEXT NOT NULL,
+                mac TEXT NOT NULL,
+                hostname TEXT,
+                expires DOUBLE PRECISION NOT NULL,
+                state TEXT NOT NULL,
+                updated DOUBLE PRECISION NOT NULL
+            )
+            """,
+        ]),
     ]
     /// pg_advisory_xact_lock's key for migrations ("bootpol" in ASCII).
     static let migrationLock: Int64 = 0x626F_6F74_706F_6C
@@ -259,7 +279,17 @@ public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
             }
             return out
         }
-        return StoredClients(states: states, scripts: scripts)
+        let leases = try withConnection { c in
+            var out: [Lease] = []
+            let rows = try await c.query("SELECT address, client_id, mac, hostname, expires, state FROM dhcp_lease", logger: logger)
+            for try await (address, client, mac, hostname, expires, state) in rows.decode((String, String, String, String?, Double, String).self) {
+                guard let a = IPv4Address(address), let s = Lease.State(rawValue: state) else { continue }
+                out.append(Lease(address: a, client: client, mac: mac, hostname: hostname,
+                                 expires: expires >= 1e15 ? .distantFuture : Date(timeIntervalSince1970: expires), state: s))
+            }
+            return out
+        }
+        return StoredClients(states: states, scripts: scripts, leases: leases)
     }
 
     /// Every live state row (the load at start; the follower's resync uses its own connection).
@@ -285,16 +315,21 @@ public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
         // Arrays of optionals do not bind: absent filenames and policies go as "" with a flag.
         var scMACs: [String] = [], scFiles: [String] = [], scTexts: [String] = [], scPolicies: [String] = [], scStored: [Double] = []
         var scHasFile: [Bool] = [], scHasPolicy: [Bool] = []
+        var lAddr: [String] = [], lClient: [String] = [], lMAC: [String] = [], lHost: [String] = [], lHasHost: [Bool] = []
+        var lExpires: [Double] = [], lState: [String] = []
         for change in changes {
             switch change {
             case .state(let mac, let state):
                 upMACs.append(mac); upJSON.append(StateJSON.encode(state.values)); upExpires.append(state.expires.timeIntervalSince1970)
             case .clearState(let mac):
                 cleared.append(mac)
-            case .lease:
-                // Full DHCP on a shared store is refused at start (`bootpolicy serve` says
-                // so): nothing queues a lease here.
-                continue
+            case .lease(let l):
+                // Releases, quarantines and a client's old address let go (bound leases are
+                // claimed, not queued). Conditional like a claim: a row another client holds
+                // now is never overwritten.
+                lAddr.append(l.address.description); lClient.append(l.client); lMAC.append(l.mac)
+                lHost.append(l.hostname ?? ""); lHasHost.append(l.hostname != nil)
+                lExpires.append(min(l.expires.timeIntervalSince1970, 1e15)); lState.append(l.state.rawValue)
             case .script(let mac, let script):
                 scMACs.append(mac); scFiles.append(script.filename ?? ""); scTexts.append(script.text)
                 scPolicies.append(script.policy ?? ""); scStored.append(script.stored.timeIntervalSince1970)
@@ -306,6 +341,7 @@ public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
         let logger = quietLogger
         let (um, uj, ue, cl, sm, sf, st, sp, ss) = (upMACs, upJSON, upExpires, cleared, scMACs, scFiles, scTexts, scPolicies, scStored)
         let (hf, hp) = (scHasFile, scHasPolicy)
+        let (la, lc, lm, lh, lhh, le, ls) = (lAddr, lClient, lMAC, lHost, lHasHost, lExpires, lState)
         // One statement for the upserts, the deletes, the scripts and the NOTIFYs (sent by
         // PostgreSQL at commit), inside BEGIN ... COMMIT: three round trips where a statement
         // each took up to six. Not the statement alone: in the extended protocol its implicit
@@ -331,6 +367,15 @@ public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
                             AS t(m, f, hf, x, p, hp, s)
                         ON CONFLICT (mac) DO UPDATE SET filename = excluded.filename, script = excluded.script,
                             policy = excluded.policy, stored = excluded.stored
+                        RETURNING 1
+                    ), leases AS (
+                        INSERT INTO dhcp_lease (address, client_id, mac, hostname, expires, state, updated)
+                        SELECT a, c, m, CASE WHEN hh THEN h END, e, s, \(now)
+                        FROM UNNEST(\(la)::text[], \(lc)::text[], \(lm)::text[], \(lh)::text[], \(lhh)::bool[], \(le)::float8[], \(ls)::text[])
+                            AS t(a, c, m, h, hh, e, s)
+                        ON CONFLICT (address) DO UPDATE SET client_id = excluded.client_id, mac = excluded.mac,
+                            hostname = excluded.hostname, expires = excluded.expires, state = excluded.state, updated = excluded.updated
+                        WHERE dhcp_lease.client_id = excluded.client_id OR dhcp_lease.state = 'released' OR dhcp_lease.expires <= \(now)
                         RETURNING 1
                     )
                     SELECT pg_notify(\(Self.channel), p) FROM UNNEST(\(payloads)::text[]) AS n(p)
@@ -367,6 +412,71 @@ public final class PostgresStateBackend: StateBackend, @unchecked Sendable {
     public func probe() throws {
         let logger = quietLogger
         try withConnection { c in try await c.query("SELECT 1", logger: logger) }
+    }
+
+    // MARK: leases shared between servers
+
+    /// Claims run on a connection of their own (the writer's may be inside a transaction),
+    /// one at a time.
+    private let claimLock = NSLock()
+    private var claimConnection: PostgresConnection?
+
+    /// Grants `lease` if its address is free in the table or already this client's, in one
+    /// conditional upsert on the primary key: `INSERT ... ON CONFLICT (address) DO UPDATE ...
+    /// WHERE the row is this client's, released or expired`. PostgreSQL locks the row it
+    /// conflicts on, so of two servers claiming one address for two clients at once, the second
+    /// waits for the first, then finds the row held and updates nothing: it is told `held`.
+    /// Committed (BEGIN ... COMMIT, for the reason `commit` gives) before it returns.
+    public func claim(_ lease: Lease, now: Date) -> LeaseClaim {
+        claimLock.lock()
+        defer { claimLock.unlock() }
+        let logger = quietLogger
+        let (a, c, m, h, e, t) = (lease.address.description, lease.client, lease.mac, lease.hostname,
+                                  min(lease.expires.timeIntervalSince1970, 1e15), now.timeIntervalSince1970)
+        do {
+            let connection: PostgresConnection
+            if let open = claimConnection, !open.isClosed {
+                connection = open
+            } else {
+                connection = try blocking(closing: { [self] in claimConnection }) { [self] in
+                    try await PostgresConnection.connect(on: group.next(), configuration: configuration(), id: nextID(), logger: quietLogger)
+                }
+                claimConnection = connection
+            }
+            let outcome: (Bool, Lease?) = try blocking(closing: { [self] in claimConnection }) {
+                try await connection.withTransaction(logger: logger) { tx in
+                    let rows = try await tx.query("""
+                        WITH claimed AS (
+                            INSERT INTO dhcp_lease (address, client_id, mac, hostname, expires, state, updated)
+                            VALUES (\(a), \(c), \(m), \(h), \(e), 'bound', \(t))
+                            ON CONFLICT (address) DO UPDATE SET client_id = excluded.client_id, mac = excluded.mac,
+                                hostname = excluded.hostname, expires = excluded.expires, state = 'bound', updated = excluded.updated
+                            WHERE dhcp_lease.client_id = excluded.client_id OR dhcp_lease.state = 'released' OR dhcp_lease.expires <= \(t)
+                            RETURNING 1
+                        )
+                        SELECT (SELECT count(*) FROM claimed)::int8, l.client_id, l.mac, l.hostname, l.expires, l.state
+                        FROM (SELECT 1) AS one LEFT JOIN dhcp_lease l ON l.address = \(a)
+                        """, logger: logger)
+                    var granted = false
+                    var holder: Lease?
+                    for try await (n, client, mac, hostname, expires, state) in rows.decode((Int64, String?, String?, String?, Double?, String?).self) {
+                        granted = n > 0
+                        if let client, let mac, let expires, let state = state.flatMap(Lease.State.init(rawValue:)) {
+                            holder = Lease(address: lease.address, client: client, mac: mac, hostname: hostname,
+                                           expires: Date(timeIntervalSince1970: expires), state: state)
+                        }
+                    }
+                    return (granted, holder)
+                }
+            }
+            if outcome.0 { return .granted }
+            // The statement's snapshot may predate the holder's commit: then it is unknown.
+            return .held(outcome.1.flatMap { $0.client != lease.client ? $0 : nil })
+        } catch {
+            if let open = claimConnection { try? open.close().wait() }
+            claimConnection = nil
+            return .unavailable(Self.explain(error))
+        }
     }
 
     // MARK: change feed

@@ -358,4 +358,12 @@ struct WriterLeaseJournal: LeaseJournal {
     func record(_ lease: Lease) -> UInt64 { writer.enqueueMarked(.lease(lease)) }
     func awaitDurable(through mark: UInt64) -> Bool { writer.wait(through: mark, timeout: Self.timeout) }
     var location: String { writer.backendDescription }
+    /// A shared store (PostgreSQL) decides grants itself; SQLite leaves it to the pool.
+    func claim(_ lease: Lease, now: Date) -> LeaseClaim? { (writer.backend as? SharedLeaseStore)?.claim(lease, now: now) }
+}
+
+/// A store several servers hand out addresses from: it grants a lease only when no other
+/// client holds the address there.
+public protocol SharedLeaseStore: AnyObject, Sendable {
+    func claim(_ lease: Lease, now: Date) -> LeaseClaim
 }

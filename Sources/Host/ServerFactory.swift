@@ -71,9 +71,6 @@ extension ServerFactory {
         let dhcp = configuration.dhcp
         guard !dhcp.ranges.isEmpty else { return nil }
         func fail(_ what: String) -> ExitMessage { ExitMessage("bootpolicy serve: \(what)") }
-        if directory.location.hasPrefix("postgres") {
-            throw fail("--dhcp-range: full DHCP keeps its leases in SQLite (--state FILE) or memory; sharing one pool between servers on PostgreSQL is not built yet")
-        }
         let networks = localNetworks()
         var ranges: [DHCPRange] = []
         for entry in dhcp.ranges {

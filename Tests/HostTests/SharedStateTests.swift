@@ -1,4 +1,5 @@
 import Foundation
+import Protocols
 import Testing
 import TestSupport
 #if canImport(Glibc)
@@ -122,5 +123,64 @@ struct SharedStateTests {
         #expect(lost.isEmpty, "acknowledged but not in the database: \(lost.prefix(5))")
         #expect(other.isEmpty, "answers other than 200 and 503: \(other.prefix(5))")
         #expect(a.process.text.contains("lost the change feed") && a.process.text.contains("change feed back"), "\(a.process.text.suffix(3000))")
+    }
+
+    /// Two full-DHCP servers on one pool in PostgreSQL, their memories starting alike (both
+    /// would offer 127.77.0.10 first): 200 clients from 8 threads, each taking one server's
+    /// offer, as a client takes the first OFFER it hears. Claims collide; the primary key and
+    /// the conditional upsert must leave no address ACKed to two clients, and every client
+    /// ends with an address (a NAKed one starts over, bounded).
+    @Test func twoServersNeverLeaseOneAddressTwice() throws {
+        let db = try TestPostgres.freshDatabase()
+        defer { TestPostgres.dropDatabase(db.name) }
+        let range = ["--dhcp-range", "127.77.0.10,127.77.1.4,/8,1h", "--no-ping"]  // 251 addresses
+        let servers = [try ControlAPITests.Server(state: db.url, extra: range), try ControlAPITests.Server(state: db.url, extra: range)]
+        final class Log: @unchecked Sendable {
+            let lock = NSLock()
+            var acks: [(client: Int, address: String, server: Int)] = []
+            var naks = 0, failures: [String] = []
+        }
+        let log = Log()
+        let clients = 200
+        DispatchQueue.concurrentPerform(iterations: 8) { worker in
+            for n in stride(from: worker, to: clients, by: 8) {
+                let mac: [UInt8] = [0x02, 0x77, 0x20, 0x00, UInt8(n >> 8), UInt8(n & 0xff)]
+                var done = false
+                for attempt in 0..<6 where !done {
+                    let server = (n + attempt) % 2
+                    let port = servers[server].dhcpPort
+                    let xid = UInt32(0x2000_0000 + n * 16 + attempt)
+                    var d = DHCPMessage(op: .request, xid: xid, flags: 0x8000, chaddr: mac)
+                    d.messageType = .discover
+                    guard let offer = ServeStateTests.exchange(port: port, d), offer.messageType == .offer else { continue }
+                    var r = DHCPMessage(op: .request, xid: xid | 0x0800_0000, flags: 0x8000, chaddr: mac)
+                    r.messageType = .request
+                    r.options.set(50, offer.yiaddr.bytes)
+                    r.options.set(54, [127, 0, 0, 1])
+                    guard let reply = ServeStateTests.exchange(port: port, r) else { continue }
+                    log.lock.withLock {
+                        if reply.messageType == .ack {
+                            log.acks.append((n, reply.yiaddr.description, server))
+                            done = true
+                        } else if reply.messageType == .nak {
+                            log.naks += 1
+                        }
+                    }
+                }
+                if !done { log.lock.withLock { log.failures.append("client \(n)") } }
+            }
+        }
+        var holder: [String: Int] = [:]
+        var twice: [String] = []
+        for ack in log.acks {
+            if let other = holder[ack.address], other != ack.client { twice.append("\(ack.address): clients \(other) and \(ack.client)") }
+            holder[ack.address] = ack.client
+        }
+        #expect(twice.isEmpty, "leased twice: \(twice.prefix(5))")
+        #expect(log.failures.isEmpty, "no address after 6 tries: \(log.failures.prefix(5)) (\(log.naks) NAKs)")
+        #expect(log.naks > 0, "the two servers never collided: the test did not test the claim")
+        let bound = try TestPostgres.psql("SELECT count(*) FROM dhcp_lease WHERE state = 'bound'", database: db.name)
+        #expect(bound.trimmingCharacters(in: .whitespacesAndNewlines) == "\(clients)", "bound rows: \(bound)")
+        print("shared pool: \(clients) clients, \(log.acks.count) ACKs, \(log.naks) NAKs from collisions, \(twice.count) addresses leased twice")
     }
 }

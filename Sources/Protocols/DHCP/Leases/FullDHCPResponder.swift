@@ -105,6 +105,9 @@ public struct FullDHCPResponder: Sendable {
                                mark: mark, detail: "\(lease.address) (\(state))")
             case .failure(.heldByAnother):
                 return nak(request, arrival: arrival, "\(want) is held by another client (\(state))")
+            case let .failure(.storeUnavailable(why)):
+                // No NAK either: the client keeps its address and retries (RFC 2131 §4.4.5).
+                return silent(.stateNotDurable, "\(want): the shared lease store did not answer: \(why)")
             case .failure:
                 return nak(request, arrival: arrival, "\(want) is not an address of \(range) (\(state))")
             }

@@ -65,6 +65,24 @@ public protocol LeaseJournal: Sendable {
     func awaitDurable(through mark: UInt64) -> Bool
     /// "sqlite:/var/lib/bootpolicy/state.db", or "memory".
     var location: String { get }
+    /// For a store several servers share: grants `lease` there, durably, only if no other
+    /// client holds its address (bound and unexpired, or quarantined). Nil: the store is this
+    /// server's alone and the pool's memory decides (then `record` makes it durable).
+    func claim(_ lease: Lease, now: Date) -> LeaseClaim?
+}
+
+/// What a shared store said to a claim.
+public enum LeaseClaim: Sendable, Equatable {
+    /// Committed: the lease is this client's.
+    case granted
+    /// Another client (through another server) holds the address; its record, when known.
+    case held(Lease?)
+    /// The store did not answer: no ACK may claim the lease.
+    case unavailable(String)
+}
+
+extension LeaseJournal {
+    public func claim(_ lease: Lease, now: Date) -> LeaseClaim? { nil }
 }
 
 /// Leases kept only in memory (a trial run with `--state memory`): forgotten at restart.

@@ -37,6 +37,8 @@ public final class LeasePool: @unchecked Sendable {
         case notAssignable
         /// Another client holds it (or it is quarantined).
         case heldByAnother
+        /// The shared store could not be asked (PostgreSQL down): nothing may be granted.
+        case storeUnavailable(String)
     }
 
     public let ranges: [DHCPRange]
@@ -224,20 +226,32 @@ public final class LeasePool: @unchecked Sendable {
     /// the same subnet is let go.
     public func bind(client: String, mac: String, hostname: String?, address: IPv4Address, in range: DHCPRange,
                      pinned: IPv4Address? = nil, now: Date = Date()) -> Result<(lease: Lease, mark: UInt64), Failure> {
-        let result: Result<[Lease], Failure> = lock.withLock {
-            let a = address.rawValue
-            let reservation = pinned ?? settings.reservations[mac.lowercased()]
-            let inRange = range.isAssignable(address)
-            let isOwnReservation = reservation == address && DHCPRange.isHostAddress(address, in: range.subnet)
-            guard range.subnet.contains(address), inRange || isOwnReservation else { return .failure(.notAssignable) }
-            if let owner = reservedAddresses[a], owner != mac.lowercased() { return .failure(.notAssignable) }
-            if let l = byAddress[a], l.isLive(at: now), l.client != client || l.state == .declined { return .failure(.heldByAnother) }
-            if let holder = offered[a], holder != client, let o = offers[holder], o.address == a, o.until > now {
-                return .failure(.heldByAnother)
+        let expires = range.leaseTime == DHCPRange.infinite ? Date.distantFuture : now.addingTimeInterval(TimeInterval(range.leaseTime))
+        let lease = Lease(address: address, client: client, mac: mac, hostname: hostname, expires: expires, state: .bound)
+        // Checked here first (no I/O for what memory already refuses), then, for a shared
+        // store, claimed there: the store's answer is the one that counts.
+        let local: Failure? = lock.withLock { localRefusal(lease, range: range, pinned: pinned, now: now) }
+        if let local { return .failure(local) }
+        var claimed = false
+        switch journal.claim(lease, now: now) {
+        case nil: break
+        case .granted?: claimed = true
+        case let .held(holder)?:
+            // Remembered, so the next DISCOVER is offered another address.
+            lock.withLock {
+                put(holder ?? Lease(address: address, client: "", mac: "", expires: now.addingTimeInterval(settings.offerHold), state: .declined))
+                if let o = offers.removeValue(forKey: client) { offered[o.address] = nil }
             }
+            return .failure(.heldByAnother)
+        case let .unavailable(why)?:
+            return .failure(.storeUnavailable(why))
+        }
+        let result: Result<[Lease], Failure> = lock.withLock {
+            // (A granted claim is the shared store's word: memory follows it.)
+            if !claimed, let again = localRefusal(lease, range: range, pinned: pinned, now: now) { return .failure(again) }
             var written: [Lease] = []
             // One address per client per subnet: the old one is released.
-            for old in byClient[client] ?? [] where old != a {
+            for old in byClient[client] ?? [] where old != address.rawValue {
                 if var l = byAddress[old], l.client == client, range.subnet.contains(l.address), l.state == .bound {
                     l.state = .released
                     l.expires = now
@@ -245,8 +259,6 @@ public final class LeasePool: @unchecked Sendable {
                     written.append(l)
                 }
             }
-            let expires = range.leaseTime == DHCPRange.infinite ? Date.distantFuture : now.addingTimeInterval(TimeInterval(range.leaseTime))
-            let lease = Lease(address: address, client: client, mac: mac, hostname: hostname, expires: expires, state: .bound)
             put(lease)
             if let o = offers.removeValue(forKey: client) { offered[o.address] = nil }
             written.append(lease)
@@ -256,10 +268,25 @@ public final class LeasePool: @unchecked Sendable {
         case let .failure(f): return .failure(f)
         case let .success(written):
             var mark: UInt64 = 0
-            for l in written { mark = max(mark, journal.record(l)) }
+            // A claimed lease is durable already; the releases beside it go through the journal.
+            for l in written where !(claimed && l == lease) { mark = max(mark, journal.record(l)) }
             leasesGauge.record(lock.withLock { byAddress.count })
             return .success((written.last!, mark))
         }
+    }
+
+    /// Why memory refuses `lease` (the lock is held), or nil.
+    private func localRefusal(_ lease: Lease, range: DHCPRange, pinned: IPv4Address?, now: Date) -> Failure? {
+        let a = lease.address.rawValue, address = lease.address, mac = lease.mac.lowercased()
+        let reservation = pinned ?? settings.reservations[mac]
+        let isOwnReservation = reservation == address && DHCPRange.isHostAddress(address, in: range.subnet)
+        guard range.subnet.contains(address), range.isAssignable(address) || isOwnReservation else { return .notAssignable }
+        if let owner = reservedAddresses[a], owner != mac { return .notAssignable }
+        if let l = byAddress[a], l.isLive(at: now), l.client != lease.client || l.state == .declined { return .heldByAnother }
+        if let holder = offered[a], holder != lease.client, let o = offers[holder], o.address == a, o.until > now {
+            return .heldByAnother
+        }
+        return nil
     }
 
     /// DHCPRELEASE: the client gives its address back. Returns the journal mark (0: nothing
