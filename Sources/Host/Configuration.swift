@@ -283,6 +283,8 @@ struct Configuration: Codable, Equatable {
         "state": ["store", "ttl", "max_clients", "max_client_bytes", "sync"],
         "api": ["tokens", "protect_status"],
         "policies[]": ["file", "name", "config"],
+        "dhcp.ranges[]": ["range", "routers", "dns", "domain", "ntp", "mtu", "routes"],
+        "dhcp.reservations[]": ["mac", "address"],
     ]
 
     /// Dotted paths of keys the schema does not know (a policy's own `config` is free-form).
@@ -301,6 +303,18 @@ struct Configuration: Codable, Equatable {
                 }
                 continue
             }
+            if key == "dhcp", case .table(let section) = value {
+                // Entries of dhcp.ranges and dhcp.reservations: a misspelt "gateway" for
+                // "routers" would otherwise be dropped without a word.
+                for (list, known) in [("ranges", schema["dhcp.ranges[]"]!), ("reservations", schema["dhcp.reservations[]"]!)] {
+                    guard case .list(let items)? = section[list] else { continue }
+                    for (i, item) in items.enumerated() {
+                        if case .table(let t) = item {
+                            out += t.keys.sorted().filter { !known.contains($0) }.map { "dhcp.\(list)[\(i)].\($0)" }
+                        }
+                    }
+                }
+            }
             if key == "policies", case .list(let list) = value {
                 for (i, item) in list.enumerated() {
                     if case .table(let p) = item {
@@ -314,6 +328,9 @@ struct Configuration: Codable, Equatable {
 
     static func knownKeys(at dotted: String) -> String {
         if dotted.hasPrefix("data.") { return "file, key, key_format" }
+        for list in ["dhcp.ranges", "dhcp.reservations"] where dotted.hasPrefix(list + "[") {
+            return (schema[list + "[]"] ?? []).sorted().joined(separator: ", ")
+        }
         let section = dotted.contains("[") ? "policies[]" : (dotted.split(separator: ".").count > 1 ? String(dotted.split(separator: ".")[0]) : "")
         return (schema[section] ?? []).sorted().joined(separator: ", ")
     }

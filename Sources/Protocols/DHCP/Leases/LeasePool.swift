@@ -56,6 +56,9 @@ public final class LeasePool: @unchecked Sendable {
     private var cursor: [UInt32]
     /// Per range: no address can be found before this time (a scan found the range full).
     private var exhaustedUntil: [Date?]
+    /// Per range: free addresses the last scan found and no offer has taken yet, best last.
+    private var spare: [[UInt32]]
+    static let spareLimit = 64
     private var probedFree: [UInt32: Date] = [:]
     private let reservedAddresses: [UInt32: String]
     private let exhaustedCounter = Counter(label: "bootpolicy_dhcp_pool_exhausted_total")
@@ -71,6 +74,7 @@ public final class LeasePool: @unchecked Sendable {
         self.logger = logger
         cursor = ranges.map(\.start.rawValue)
         exhaustedUntil = ranges.map { _ in nil }
+        spare = ranges.map { _ in [] }
         var reserved: [UInt32: String] = [:]
         for (mac, address) in settings.reservations { reserved[address.rawValue] = mac.lowercased() }
         reservedAddresses = reserved
@@ -169,33 +173,35 @@ public final class LeasePool: @unchecked Sendable {
         if let r = requested?.rawValue, range.isAssignable(IPv4Address(rawValue: r)), usable(r) { return (r, needsProbe(r)) }
         let index = rangeIndex(range)
         if let until = exhaustedUntil[index], until > now { return nil }
-        // Never-used addresses first, from the cursor: O(1) while the range fills.
+        // Never-used addresses first, from the cursor: O(1) while the range fills. The cursor
+        // passes every address it looks at; one offered and never taken is found by the scan.
         while cursor[index] <= range.end.rawValue {
             let a = cursor[index]
+            cursor[index] += 1
             if byAddress[a] == nil, usable(a) { return (a, needsProbe(a)) }
-            if skip.contains(a) || byAddress[a] != nil || !range.isAssignable(IPv4Address(rawValue: a)) || reservedAddresses[a] != nil {
-                cursor[index] += 1
-                continue
-            }
-            break  // offered to another client right now: look elsewhere, keep the cursor
         }
-        // Then any free address; among records, the one that expired first (its last client
-        // is the least likely to come back for it).
-        var best: (address: UInt32, expires: Date)?
+        // Then the candidates the last scan found, best first (checked again: time passed).
+        while let c = spare[index].popLast() {
+            if usable(c) { return (c, needsProbe(c)) }
+        }
+        // Then a scan of the whole range for free addresses: never used first, then the records
+        // that ended longest ago (their clients are the least likely to come back). It keeps
+        // the best `spareLimit`, so a range in steady use pays one scan per that many offers.
+        var found: [(address: UInt32, expires: Date)] = []
         var soonest: Date?
         var a = range.start.rawValue
         while a <= range.end.rawValue {
             defer { a &+= 1 }
             if usable(a) {
-                let expires = byAddress[a]?.expires ?? .distantPast
-                if best == nil || expires < best!.expires { best = (a, expires) }
-                if expires == .distantPast { break }
+                found.append((a, byAddress[a]?.expires ?? .distantPast))
             } else if let l = byAddress[a], l.isLive(at: now), soonest == nil || l.expires < soonest! {
                 soonest = l.expires
             }
             if a == UInt32.max { break }
         }
-        if let best { return (best.address, needsProbe(best.address)) }
+        found.sort { $0.expires < $1.expires }
+        spare[index] = Array(found.prefix(Self.spareLimit).map(\.address).reversed())
+        if let best = spare[index].popLast() { return (best, needsProbe(best)) }
         // Full: no need to scan again until the first lease runs out (or one is released).
         exhaustedUntil[index] = min(soonest ?? now.addingTimeInterval(settings.offerHold), now.addingTimeInterval(settings.offerHold))
         return nil
