@@ -6,7 +6,7 @@
 #
 # Usage (root): bench/run.sh
 # Env: BENCH_REPEATS (3), BENCH_SECONDS (3, per perfdhcp rate), BENCH_SKIP (e.g. "tftp storm";
-# sections: lua dhcp saturation storm tftp state)
+# sections: lua dhcp dora saturation storm tftp state)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -70,6 +70,14 @@ if [[ "$SKIP" != *" dhcp "* ]]; then
   sed -i "/^dhcp:/d" "$RES/loads.txt" 2>/dev/null || true; note_load dhcp
   echo "== ProxyDHCP: bootpolicy vs dnsmasq ($REPEATS repeats, log off then on)"
   timeout 900 python3 bench/dhcp_bench.py --binary "$BIN" --repeats "$REPEATS" --seconds "$SECONDS_PER_RATE" --out "$RES/dhcp.json"
+fi
+
+if [[ "$SKIP" != *" dora "* ]]; then
+  sed -i "/^dora:/d" "$RES/loads.txt" 2>/dev/null || true; note_load dora
+  echo "== Full DHCP: perfdhcp DORA against bootpolicy (SQLite leases), Kea memfile and dnsmasq ($REPEATS repeats)"
+  timeout 1200 python3 bench/dora_bench.py --binary "$BIN" --repeats "$REPEATS" --out "$RES/dora.json"
+  printf '{"command": "bench/dora_bench.py --repeats %s", "date": "%s", "commit": "%s", "load": "%s"}\n' "$REPEATS" \
+    "$(date -u '+%F %H:%M UTC')" "$(git rev-parse --short HEAD)" "$(cut -d' ' -f1-3 /proc/loadavg)" >"$RES/dora-machine.json"
 fi
 
 if [[ "$SKIP" != *" saturation "* ]]; then

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Full DHCP benchmark: bootpolicy (durable SQLite leases) against Kea's kea-dhcp4 (memfile with
+persist, multi-threading on) and dnsmasq in full DHCP mode, side by side in one run, inside the
+bench namespaces (benchlib.Lab).
+
+perfdhcp (kea-admin) runs whole DORA exchanges (DISCOVER, OFFER, REQUEST, ACK; no -i) from
+10,000 clients (-R) at rising rates. perfdhcp acts as a relay: its requests carry giaddr
+192.168.78.10 and every server serves them from the /16 around it (192.168.0.0/16, pool
+192.168.100.0-192.168.139.255, 10,240 addresses, lease 1 h). For each server and rate: ACKs/s,
+loss, p50/p99 of the whole exchange and of REQUEST/ACK, server CPU per ACK. Servers alternate
+within each repeat, each from an empty lease store. Writes JSON to stdout or --out. Needs root.
+
+What "durable" means differs, and the table says so: bootpolicy sends an ACK only after its
+lease is committed with fsync (SQLite, state.sync full); Kea's memfile appends the lease to its
+CSV file before the ACK without fsync; dnsmasq writes its lease file after answering.
+"""
+import argparse, json, os, shutil, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import CLI, CLI_ADDR, SRV, SRV_ADDR, SRV_IF, Lab, cpu_seconds, status_kb, write_results  # noqa: E402
+
+SUBNET, MASK = "192.168.0.0/16", "255.255.0.0"
+POOL_START, POOL_END = "192.168.100.0", "192.168.139.255"
+
+
+def kea_config(work):
+    return {"Dhcp4": {
+        "interfaces-config": {"interfaces": [SRV_IF], "dhcp-socket-type": "udp"},
+        "lease-database": {"type": "memfile", "persist": True, "name": os.path.join(work, "kea-leases4.csv"),
+                           "lfc-interval": 0},
+        "multi-threading": {"enable-multi-threading": True, "thread-pool-size": 2, "packet-queue-size": 64},
+        "valid-lifetime": 3600,
+        "subnet4": [{"id": 1, "subnet": SUBNET, "pools": [{"pool": f"{POOL_START} - {POOL_END}"}]}],
+        "loggers": [{"name": "kea-dhcp4", "output_options": [{"output": "stdout"}], "severity": "WARN"}],
+    }}
+
+
+def server_cmd(kind, binary, work):
+    if kind == "kea":
+        path = os.path.join(work, "kea-dhcp4.json")
+        with open(path, "w") as f:
+            json.dump(kea_config(work), f)
+        return ["env", f"KEA_PIDFILE_DIR={work}", "KEA_LOCKFILE_DIR=none", "kea-dhcp4", "-c", path]
+    if kind == "dnsmasq":
+        return ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", f"--interface={SRV_IF}",
+                "--bind-interfaces", f"--dhcp-range={POOL_START},{POOL_END},{MASK},1h",
+                f"--dhcp-leasefile={os.path.join(work, 'dnsmasq.leases')}", "--dhcp-lease-max=20000",
+                "--no-ping", "--dhcp-authoritative", "--quiet-dhcp", "--log-facility=-"]
+    extra = []
+    if kind == "bootpolicy-normal":
+        # state.sync normal: a commit survives a crash of the process, not a power loss (no
+        # fsync per commit), which is what Kea's memfile and dnsmasq's lease file give.
+        path = os.path.join(work, "bootpolicy.yaml")
+        with open(path, "w") as f:
+            f.write("state:\n  sync: normal\n")
+        extra = ["--config", path]
+    return [binary, "serve", "--interface", SRV_IF, "--no-tftp", "--no-http", "--no-proxy", "--dhcp-port", "67",
+            "--state", os.path.join(work, "state.db"), "--no-ping", "--policy", "default", "--log-level", "warning",
+            "--dhcp-range", f"{POOL_START},{POOL_END},{MASK},1h"] + extra
+
+
+def parse(out, seconds):
+    section = None
+    stats = {}
+    lat = {"DISCOVER-OFFER": [], "REQUEST-ACK": []}
+    for line in out.splitlines():
+        if line.startswith("***Statistics for: "):
+            section = line.split(":", 1)[1].strip(" *")
+            stats.setdefault(section, {})
+        elif line.startswith("***Timestamps for packets: "):
+            section = line.split(":", 1)[1].strip(" *")
+        elif section and line.startswith("sent packets:"):
+            stats[section]["sent"] = int(line.split(":")[1])
+        elif section and line.startswith("received packets:"):
+            stats[section]["received"] = int(line.split(":")[1])
+        elif section and line.startswith("sent / received:"):  # -x t: one line per exchange
+            a, b = line.split(":", 1)[1].split("/")
+            lat.setdefault(section, []).append((float(b) - float(a)) * 1e6)
+    return stats, lat
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None
+
+
+def perfdhcp(rate, seconds, clients, timers=True):
+    # -l ADDR plus the server's address: perfdhcp is a relay (giaddr ADDR, port 67 to port 67).
+    cmd = ["ip", "netns", "exec", CLI, "perfdhcp", "-4", "-l", CLI_ADDR, "-r", str(rate), "-p", str(seconds),
+           "-R", str(clients)]
+    if timers:
+        cmd += ["-x", "t"]
+    cmd.append(SRV_ADDR)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    stats, lat = parse(out, seconds)
+    do, ra = stats.get("DISCOVER-OFFER", {}), stats.get("REQUEST-ACK", {})
+    acks = ra.get("received", 0)
+    return {"offered": rate, "seconds": seconds, "discovers": do.get("sent", 0), "offers": do.get("received", 0),
+            "requests": ra.get("sent", 0), "acks": acks, "acks_per_s": acks / seconds,
+            "loss": (1 - acks / do["sent"]) if do.get("sent") else 1.0,
+            "p50_offer_us": pct(lat["DISCOVER-OFFER"], 0.5), "p99_offer_us": pct(lat["DISCOVER-OFFER"], 0.99),
+            "p50_ack_us": pct(lat["REQUEST-ACK"], 0.5), "p99_ack_us": pct(lat["REQUEST-ACK"], 0.99),
+            "p99_dora_us": (pct(lat["DISCOVER-OFFER"], 0.99) or 0) + (pct(lat["REQUEST-ACK"], 0.99) or 0)}
+
+
+def wait_ready(p, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline and p.poll() is None:
+        if perfdhcp(20, 1, 20, timers=False)["acks"] > 0:
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=".build/release/bootpolicy")
+    ap.add_argument("--rates", default="1000,4000,8000,12000,16000,20000,30000")
+    ap.add_argument("--seconds", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--clients", type=int, default=10000)
+    ap.add_argument("--servers", default="kea,dnsmasq,bootpolicy,bootpolicy-normal")
+    ap.add_argument("--out")
+    ap.add_argument("--logdir", default="/tmp/bp-bench-logs")
+    args = ap.parse_args()
+    os.makedirs(args.logdir, exist_ok=True)
+    binary = os.path.abspath(args.binary)
+    rates = [int(r) for r in args.rates.split(",")]
+    results = []
+    with Lab() as lab:
+        for rep in range(args.repeats):
+            for kind in args.servers.split(","):
+                work = tempfile.mkdtemp(prefix=f"bp-dora-{kind}-")
+                os.chmod(work, 0o755)
+                logpath = os.path.join(args.logdir, f"dora-{kind}-{rep}.log")
+                try:
+                    with open(logpath, "w") as log:
+                        p = lab.spawn(SRV, server_cmd(kind, binary, work), log)
+                    if not wait_ready(p):
+                        raise SystemExit(f"{kind} never ACKed; see {logpath}")
+                    for rate in rates:
+                        cpu0 = cpu_seconds(p.pid)
+                        r = perfdhcp(rate, args.seconds, args.clients)
+                        cpu = cpu_seconds(p.pid) - cpu0
+                        r.update(server=kind, repeat=rep,
+                                 cpu_us_per_ack=(cpu * 1e6 / r["acks"]) if r["acks"] else None,
+                                 peak_rss_kb=status_kb(p.pid, "VmHWM"))
+                        results.append(r)
+                        print(f"{kind:17} rep={rep} offered={rate:6} acks/s={r['acks_per_s']:8.0f} loss={r['loss']*100:5.1f}% "
+                              f"p50 offer/ack={r['p50_offer_us'] or 0:6.0f}/{r['p50_ack_us'] or 0:6.0f}us "
+                              f"p99 offer/ack={r['p99_offer_us'] or 0:7.0f}/{r['p99_ack_us'] or 0:7.0f}us "
+                              f"cpu/ack={r['cpu_us_per_ack'] or 0:6.1f}us", file=sys.stderr, flush=True)
+                    lab.stop(p)
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)
+    write_results(results, args.out)
+
+
+if __name__ == "__main__":
+    main()
