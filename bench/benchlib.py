@@ -84,6 +84,18 @@ class Lab:
         return False
 
 
+def wait_answering(p, probe, timeout=30):
+    """Polls `probe()` (a short load-generator run that says whether the server answered) until
+    it does, the server exits, or `timeout` seconds pass."""
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline and p.poll() is None:
+        if probe():
+            return True
+        time.sleep(0.3)
+    return False
+
+
 def cpu_seconds(pid):
     """utime + stime of the whole process (all threads), from /proc/PID/stat."""
     with open(f"/proc/{pid}/stat") as f:

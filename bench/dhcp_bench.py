@@ -14,7 +14,7 @@ Logging "off" means no per-exchange line from either server (dnsmasq --quiet-dhc
 import argparse, json, os, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import CLI, CLI_IF, SRV, SRV_ADDR, SRV_IF, Lab, cpu_seconds, status_kb, write_results  # noqa: E402
+from benchlib import wait_answering, CLI, CLI_IF, SRV, SRV_ADDR, SRV_IF, Lab, cpu_seconds, status_kb, write_results  # noqa: E402
 
 PXE_VENDOR = "PXEClient:Arch:00000:UNDI:002001".encode().hex()
 
@@ -63,12 +63,7 @@ def perfdhcp(rate, seconds, clients=100000, timers=True, exchanges=None):
 
 
 def wait_ready(p, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline and p.poll() is None:
-        if perfdhcp(20, 1, clients=20, timers=False)["received"] > 0:
-            return True
-        time.sleep(0.3)
-    return False
+    return wait_answering(p, lambda: perfdhcp(20, 1, clients=20, timers=False)["received"] > 0, timeout)
 
 
 def main():

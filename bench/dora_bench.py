@@ -17,7 +17,7 @@ CSV file before the ACK without fsync; dnsmasq writes its lease file after answe
 import argparse, json, os, shutil, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import CLI, CLI_ADDR, SRV, SRV_ADDR, SRV_IF, Lab, cpu_seconds, status_kb, write_results  # noqa: E402
+from benchlib import wait_answering, CLI, CLI_ADDR, SRV, SRV_ADDR, SRV_IF, Lab, cpu_seconds, status_kb, write_results  # noqa: E402
 
 SUBNET, MASK = "192.168.0.0/16", "255.255.0.0"
 POOL_START, POOL_END = "192.168.100.0", "192.168.139.255"
@@ -104,12 +104,7 @@ def perfdhcp(rate, seconds, clients, timers=True):
 
 
 def wait_ready(p, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline and p.poll() is None:
-        if perfdhcp(20, 1, 20, timers=False)["acks"] > 0:
-            return True
-        time.sleep(0.3)
-    return False
+    return wait_answering(p, lambda: perfdhcp(20, 1, 20, timers=False)["acks"] > 0, timeout)
 
 
 def main():

@@ -32,6 +32,42 @@ import Testing
         try refuses(["serve", "--interface", "bp-nosuch0", "--no-tftp"], saying: "--interface bp-nosuch0: no such interface")
     }
 
+    /// Full DHCP: every bad range, reservation or combination is a refusal naming it.
+    @Test func badFullDHCPSettings() throws {
+        let base = ["serve", "--listen", "127.0.0.1", "--no-tftp", "--no-http", "--dhcp-port", "0", "--no-ping"]
+        try refuses(base + ["--no-proxy"], saying: "--no-proxy answers only the subnets of full-DHCP ranges")
+        try refuses(base + ["--dhcp-range", "127.77.0.10"], saying: "expected START,END[,NETMASK][,LEASE]")
+        try refuses(base + ["--dhcp-range", "127.77.0.20,127.77.0.10,/8"], saying: "127.77.0.20 is after 127.77.0.10")
+        try refuses(base + ["--dhcp-range", "127.77.0.10,127.77.0.20,/8,5s"], saying: "shorter than the minimum")
+        try refuses(base + ["--dhcp-range", "127.77.0.10,127.77.0.20,255.0.255.0"], saying: "not a contiguous netmask")
+        // No interface here is on 10.99.0.0: its netmask cannot be guessed.
+        try refuses(base + ["--dhcp-range", "10.99.0.10,10.99.0.20"], saying: "its netmask is unknown")
+        try refuses(base + ["--dhcp-range", "127.77.0.10,127.77.0.20,/8", "--dhcp-range", "127.78.0.10,127.78.0.20,/8"],
+                    saying: "overlaps")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-fullcfg-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("c.yaml")
+        try """
+            dhcp:
+              ranges:
+                - range: 127.77.0.10,127.77.0.20,/8
+                  routers: [127.0.0.1, nope]
+            """.write(to: config, atomically: true, encoding: .utf8)
+        try refuses(base + ["--config", config.path], saying: "routers: 'nope' is not an IPv4 address")
+        try """
+            dhcp:
+              ranges: [{range: "127.77.0.10,127.77.0.20,/8"}]
+              reservations: [{mac: "52:54:00:00:00:01", address: 10.1.1.1}]
+            """.write(to: config, atomically: true, encoding: .utf8)
+        try refuses(base + ["--config", config.path], saying: "'10.1.1.1' is not an address in a served subnet")
+        try """
+            dhcp:
+              ranges: [{range: "127.77.0.10,127.77.0.20,/8", gateway: 127.0.0.1}]
+            """.write(to: config, atomically: true, encoding: .utf8)
+        try refuses(base + ["--config", config.path], saying: "unknown key 'dhcp.ranges[0].gateway'")
+    }
+
     @Test func nowhereToServe() throws {
         try refuses(["serve", "--no-tftp"], saying: "--interface NAME")
     }

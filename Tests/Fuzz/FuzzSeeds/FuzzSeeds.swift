@@ -61,6 +61,9 @@ enum FuzzSeeds {
                 let port4011: UInt8 = datagram.destinationPort == 4011 ? 1 : 0
                 write("dhcp", [0x10 | port4011] + datagram.payload)
                 write("dhcp", [0x52 | port4011] + datagram.payload)
+                // Full DHCP too (bit 7): on the range's subnet, and on loopback's.
+                write("dhcp", [0x90 | port4011] + datagram.payload)
+                write("dhcp", [0x92 | port4011] + datagram.payload)
                 if datagram.destinationPort == 67 || datagram.destinationPort == 4011 {
                     let length = [UInt8(datagram.payload.count >> 8), UInt8(datagram.payload.count & 0xFF)]
                     for chain: UInt8 in 0..<4 {

@@ -194,8 +194,12 @@ public final class LeasePool: @unchecked Sendable {
             defer { a &+= 1 }
             if usable(a) {
                 found.append((a, byAddress[a]?.expires ?? .distantPast))
-            } else if let l = byAddress[a], l.isLive(at: now), soonest == nil || l.expires < soonest! {
-                soonest = l.expires
+            } else {
+                // When the range is full, it has room again when the first lease or offer ends.
+                var ends: Date?
+                if let l = byAddress[a], l.isLive(at: now) { ends = l.expires }
+                if let holder = offered[a], let o = offers[holder], o.address == a, o.until > now { ends = min(ends ?? o.until, o.until) }
+                if let ends, soonest == nil || ends < soonest! { soonest = ends }
             }
             if a == UInt32.max { break }
         }
