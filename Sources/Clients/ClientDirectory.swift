@@ -86,6 +86,9 @@ public final class ClientDirectory: @unchecked Sendable {
         return WriterLeaseJournal(writer: writer)
     }
 
+    /// The store's lease feed when several servers share it (PostgreSQL), else nil.
+    public var sharedLeaseStore: SharedLeaseStore? { state.writer?.backend as? SharedLeaseStore }
+
     /// Commits what is still queued and closes the backend.
     public func close() {
         state.writer?.close()

@@ -70,6 +70,8 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
     /// This server in NOTIFY payloads, so that it skips its own changes.
     let origin: String
     static let channel = "bootpolicy_state"
+    /// Claims granted: "origin address" (the lease feed between servers sharing a pool).
+    static let leaseChannel = "bootpolicy_lease"
     /// A NOTIFY payload must stay under 8,000 bytes; MACs are sent in pieces below that.
     static let payloadLimit = 7_000
     static let connectTimeout: TimeAmount = .seconds(3)
@@ -84,6 +86,7 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
     private var connection: PostgresConnection?
     private var closed = false
     private var listener: Task<Void, Never>?
+    private var leaseListener: Task<Void, Never>?
     private let connectionIDs = NIOLockedValueBox(0)
 
     /// Connects (at most `connectTimeout`), and creates or upgrades the schema.
@@ -466,6 +469,8 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
                                            expires: Date(timeIntervalSince1970: expires), state: state)
                         }
                     }
+                    // Delivered at COMMIT, to the other servers' lease feeds (`followLeases`).
+                    if granted { try await tx.query("SELECT pg_notify(\(Self.leaseChannel), \(self.origin + " " + a))", logger: logger) }
                     return (granted, holder)
                 }
             }
@@ -546,13 +551,65 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
         return out
     }
 
+    /// The leases other servers claim, as they commit them (and every row at each
+    /// (re)connection), so this server's pool offers what is free in the table rather than
+    /// learning of another's lease from a collision. Only an optimisation: the claim decides.
+    public func followLeases(_ apply: @escaping @Sendable ([Lease]) -> Void) {
+        let configuration = configuration()
+        let group = group, quiet = quietLogger, origin = origin
+        let id = nextID()
+        let task = Task(executorPreference: executor) {
+            var pause: UInt64 = 100_000_000
+            while !Task.isCancelled {
+                var open: PostgresConnection?
+                do {
+                    let c = try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: id, logger: quiet)
+                    open = c
+                    try await c.listen(on: Self.leaseChannel) { notifications in
+                        apply(try await Self.leases(on: c, addresses: nil, logger: quiet))
+                        pause = 100_000_000
+                        for try await notification in notifications {
+                            let addresses = Self.macs(in: notification.payload, skipping: origin)
+                            guard !addresses.isEmpty else { continue }
+                            apply(try await Self.leases(on: c, addresses: Array(addresses), logger: quiet))
+                        }
+                    }
+                    throw StateError("the lease feed's connection ended")
+                } catch {
+                    try? await open?.close()
+                    if Task.isCancelled { break }
+                    try? await Task.sleep(nanoseconds: pause)
+                    pause = min(2_000_000_000, pause * 2)
+                }
+            }
+        }
+        lock.withLock { leaseListener = task }
+    }
+
+    /// The rows of `addresses` (nil: every row).
+    static func leases(on c: PostgresConnection, addresses: [String]?, logger: Logger) async throws -> [Lease] {
+        let rows = try await c.query("""
+            SELECT address, client_id, mac, hostname, expires, state FROM dhcp_lease
+            WHERE \(addresses == nil) OR address = ANY(\(addresses ?? [])::text[])
+            """, logger: logger)
+        var out: [Lease] = []
+        for try await (address, client, mac, hostname, expires, state) in rows.decode((String, String, String, String?, Double, String).self) {
+            guard let a = IPv4Address(address), let s = Lease.State(rawValue: state) else { continue }
+            out.append(Lease(address: a, client: client, mac: mac, hostname: hostname,
+                             expires: expires >= 1e15 ? .distantFuture : Date(timeIntervalSince1970: expires), state: s))
+        }
+        return out
+    }
+
     public func close() {
-        let (first, task, c): (Bool, Task<Void, Never>?, PostgresConnection?) = lock.withLock {
-            defer { closed = true; listener = nil; connection = nil }
-            return (!closed, listener, connection)
+        let (first, task, leaseTask, c): (Bool, Task<Void, Never>?, Task<Void, Never>?, PostgresConnection?) = lock.withLock {
+            defer { closed = true; listener = nil; leaseListener = nil; connection = nil }
+            return (!closed, listener, leaseListener, connection)
         }
         guard first else { return }
         task?.cancel()
+        leaseTask?.cancel()
+        if let claim = claimLock.withLock({ claimConnection }) { try? claim.close().wait() }
         try? c?.close().wait()
         try? group.syncShutdownGracefully()
     }

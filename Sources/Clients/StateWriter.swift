@@ -366,4 +366,6 @@ struct WriterLeaseJournal: LeaseJournal {
 /// client holds the address there.
 public protocol SharedLeaseStore: AnyObject, Sendable {
     func claim(_ lease: Lease, now: Date) -> LeaseClaim
+    /// Hands `apply` the leases other servers claim, as they commit them.
+    func followLeases(_ apply: @escaping @Sendable ([Lease]) -> Void)
 }

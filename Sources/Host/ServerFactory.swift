@@ -141,9 +141,13 @@ extension ServerFactory {
         if directory.location == "memory" {
             logger.warning("full dhcp: leases are kept in memory only and forgotten at restart; give --state FILE to keep them")
         }
-        let pool = LeasePool(ranges: ranges,
-                             settings: .init(declineQuarantine: TimeInterval(dhcp.declineQuarantine), reservations: reservations),
+        var settings = LeasePool.Settings(declineQuarantine: TimeInterval(dhcp.declineQuarantine), reservations: reservations)
+        settings.spreadStart = directory.sharedLeaseStore != nil
+        let pool = LeasePool(ranges: ranges, settings: settings,
                              journal: directory.leaseJournal, probe: probe, loaded: directory.loadedLeases, logger: logger)
+        if let shared = directory.sharedLeaseStore {
+            shared.followLeases { [pool] in pool.remoteChanged($0) }
+        }
         logger.notice("full dhcp: \(ranges.map { "\($0) (\($0.subnet), lease \($0.leaseTime == DHCPRange.infinite ? "infinite" : "\($0.leaseTime) s"))" }.joined(separator: ", "))",
                       metadata: ["leases": "\(directory.loadedLeases.count)", "ping": "\(probe != nil)", "store": "\(directory.location)"])
         return FullDHCPResponder(pool: pool)

@@ -282,6 +282,18 @@ struct FixedProbe: AddressProbe {
         #expect(rig.send(Self.message(.request, mac: 3, options: [(50, [192, 168, 77, 200]), (54, Self.us.bytes)]))?.message.messageType == .nak)
     }
 
+    /// Found by the fuzzer: a NAK echoing a long option 82 was sent over the client's 576 bytes.
+    @Test func a_nak_that_cannot_fit_is_not_sent() throws {
+        let rig = try Rig()
+        var request = Self.message(.request, mac: 5, options: [(50, [10, 9, 9, 9])])
+        request.options.set(82, [UInt8](repeating: 0x41, count: 200))
+        request.options.set(81, [UInt8](repeating: 0x42, count: 250))  // not echoed
+        #expect(rig.send(request)?.message.messageType == .nak, "a NAK with an option 82 that fits is sent")
+        request.options.set(82, [UInt8](repeating: 0x41, count: 600))  // RFC 3396: split, joined on decode
+        #expect(rig.send(request) == nil)
+        #expect(rig.core.statistics.silenced[.replyTooLarge] == 1)
+    }
+
     @Test func another_servers_offer_taken_frees_ours() throws {
         let rig = try Rig()
         let a = try #require(rig.send(Self.message(.discover))).message.yiaddr

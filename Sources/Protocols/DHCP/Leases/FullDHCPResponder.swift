@@ -157,6 +157,11 @@ public struct FullDHCPResponder: Sendable {
         options.set(56, Array(why.utf8.prefix(200)))
         if let agent = request.options[code: 82] { options.set(82, agent) }
         reply.options = options
+        // A relay's option 82 is echoed whole (RFC 3046); one too long for the client's limit
+        // silences the NAK as it does any reply.
+        guard reply.fit(within: ProxyDHCPResponder.replyLimit(for: request)) else {
+            return Outcome(result: .failure(.replyTooLarge), mark: 0, detail: why)
+        }
         var out = ProxyDHCPResponder.address(reply, request: request, arrival: arrival)
         if !arrival.serverAddress.isLoopback, request.giaddr.isAny {
             out = Reply(message: reply, destination: .broadcast, destinationPort: 68, broadcast: true)

@@ -18,6 +18,9 @@ public final class LeasePool: @unchecked Sendable {
         public var reservations: [String: IPv4Address]
         /// An address a probe found unused is not probed again for this long.
         public var probeCache: TimeInterval
+        /// Start handing out new addresses at a random point of each range, not its start:
+        /// servers sharing one pool then rarely offer the same address at the same moment.
+        public var spreadStart = false
 
         public init(declineQuarantine: TimeInterval = 600, offerHold: TimeInterval = 60,
                     reservations: [String: IPv4Address] = [:], probeCache: TimeInterval = 60) {
@@ -72,7 +75,7 @@ public final class LeasePool: @unchecked Sendable {
         self.journal = journal
         self.probe = probe
         self.logger = logger
-        cursor = ranges.map(\.start.rawValue)
+        cursor = ranges.map { settings.spreadStart ? $0.start.rawValue + UInt32.random(in: 0..<UInt32($0.size)) : $0.start.rawValue }
         exhaustedUntil = ranges.map { _ in nil }
         spare = ranges.map { _ in [] }
         var reserved: [UInt32: String] = [:]
@@ -353,6 +356,21 @@ public final class LeasePool: @unchecked Sendable {
         }
         guard let changed else { return nil }
         return (changed, journal.record(changed))
+    }
+
+    /// Leases another server sharing the store committed (its lease feed): taken as they are,
+    /// and any offer of those addresses to another client withdrawn.
+    public func remoteChanged(_ leases: [Lease]) {
+        lock.withLock {
+            for lease in leases {
+                let a = lease.address.rawValue
+                if let holder = offered[a], holder != lease.client, lease.isLive(at: Date()) {
+                    offered[a] = nil
+                    offers[holder] = nil
+                }
+                put(lease)
+            }
+        }
     }
 
     /// Inserts or replaces a record (the lock is held, or the pool is being built).
