@@ -162,8 +162,7 @@ final class StateWriter: @unchecked Sendable {
         defer { cond.unlock() }
         pending[change.key] = change
         queued += 1
-        if oldestPending == nil { oldestPending = Date() }
-        if pending.count >= Self.batchLimit { cond.broadcast() }
+        noteQueued()
         return queued
     }
 
@@ -171,9 +170,22 @@ final class StateWriter: @unchecked Sendable {
         cond.lock()
         pending[change.key] = change
         queued += 1
-        if oldestPending == nil { oldestPending = Date() }
-        if pending.count >= Self.batchLimit { cond.broadcast() }
+        noteQueued()
         cond.unlock()
+    }
+
+    /// After a change is queued (the lock is held). The first change after an idle spell
+    /// wakes the writer once, only so that it sleeps again until `lingerLimit` from now rather
+    /// than until its next sweep: without it a change nobody waited for (a script, a DHCP
+    /// RELEASE) stayed queued for up to `sweepEvery`, and a kill meanwhile lost it. It does not
+    /// commit early, so commits still group.
+    private func noteQueued() {
+        if oldestPending == nil {
+            oldestPending = Date()
+            cond.broadcast()
+        } else if pending.count >= Self.batchLimit {
+            cond.broadcast()
+        }
     }
 
     /// Why the backend cannot take writes now (its last commit failed), or nil.
