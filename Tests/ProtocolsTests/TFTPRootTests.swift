@@ -12,11 +12,21 @@ import TestSupport
         #expect(TFTPRoot.relativeName(requested) == .success(expected))
     }
 
-    @Test(arguments: ["../etc/passwd", "/../../etc/passwd", "sub/../../x", "..", "a\\..\\..\\b"])
+    @Test(arguments: ["../etc/passwd", "/../../etc/passwd", "sub/../../x", "..", "a\\..\\..\\b",
+                      // A separator followed by a combining mark is one Character but still a
+                      // separator to the kernel (found by TFTPFuzz).
+                      "../\u{301}/etc/passwd", "..\\\u{301}x", "sub/../\u{300}../x"])
     func refusesDotDot(_ requested: String) {
         guard case .failure(.accessViolation) = TFTPRoot.relativeName(requested) else {
             Issue.record("\(requested) was not refused"); return
         }
+    }
+
+    /// Names are split on bytes: a combining mark after a separator stays with what follows.
+    @Test func splitsOnBytesNotCharacters() {
+        #expect(TFTPRoot.relativeName("a/\u{301}b") == .success("a/\u{301}b"))
+        #expect(TFTPRoot.relativeName("a\\\u{301}b") == .success("a/\u{301}b"))
+        #expect(TFTPRoot.relativeName("/\u{301}") == .success("\u{301}"))
     }
 
     @Test func opensRegularFilesAndInsideLinks() throws {

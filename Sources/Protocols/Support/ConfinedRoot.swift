@@ -62,15 +62,20 @@ public struct ConfinedRoot: Sendable {
     public static func relativeName(_ requested: String) -> Result<String, Refusal> {
         // The kernel reads a path up to its first NUL: "a.txt\0.png" would open a.txt.
         if requested.utf8.contains(0) { return .failure(.accessViolation("a NUL byte in the name")) }
-        var components: [Substring] = []
-        for component in requested.split(separator: "/", omittingEmptySubsequences: true)
-            .flatMap({ $0.split(separator: "\\", omittingEmptySubsequences: true) }) {
-            if component == "." { continue }
-            if component == ".." { return .failure(.accessViolation("'..' is not allowed")) }
+        // Split on bytes, as the kernel does, not on Characters: "/" or "\\" followed by a
+        // combining mark is one grapheme, so a split by Character kept it inside a component
+        // ("../\u{301}/etc" had no ".." component for us, but one for the kernel; the fuzzer
+        // found it, and openat2 and the realpath check were what still held). An ASCII byte
+        // never occurs inside a multi-byte UTF-8 sequence, so splitting there cuts no character.
+        let slash = UInt8(ascii: "/"), backslash = UInt8(ascii: "\\"), dot = UInt8(ascii: ".")
+        var components: [ArraySlice<UInt8>] = []
+        for component in Array(requested.utf8).split(whereSeparator: { $0 == slash || $0 == backslash }) {
+            if component.elementsEqual([dot]) { continue }
+            if component.elementsEqual([dot, dot]) { return .failure(.accessViolation("'..' is not allowed")) }
             components.append(component)
         }
         guard !components.isEmpty else { return .failure(.notFound(requested)) }
-        return .success(components.joined(separator: "/"))
+        return .success(String(decoding: Array(components.joined(separator: [slash])), as: UTF8.self))
     }
 
     /// Resolves and opens a request name. The caller owns the returned file.
@@ -96,7 +101,9 @@ public struct ConfinedRoot: Sendable {
             if err == EACCES { return .failure(.accessViolation("permission denied")) }
             return .failure(.notFound(requested))
         }
-        guard real.hasPrefix(path + "/") else { return .failure(.accessViolation("outside the root")) }
+        // Bytes, like the split above: String.hasPrefix compares Characters, and a name that
+        // begins with a combining mark joins the "/" before it into one.
+        guard real.utf8.starts(with: (path + "/").utf8) else { return .failure(.accessViolation("outside the root")) }
         let fd = systemOpen(real, flags)
         guard fd >= 0 else { return .failure(Self.refusal(errno, requested)) }
         return Self.regularFile(fd, path: real)
