@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import Logging
 import Metrics
@@ -481,8 +482,10 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
                 result = outcome.result
                 detail = outcome.detail
                 if case .success = outcome.result { leaseMark = outcome.mark }
-                if case .failure(.poolExhausted) = outcome.result {
-                    logger.warning("\(describe(request, full: true)) -> silent (pool_exhausted): no free address in \(range); raise the range or shorten the lease",
+                if case .failure(.poolExhausted) = outcome.result, let unsaid = exhaustionToSay(range) {
+                    // Once per range every 10 s: a dry pool under a rack's retries would
+                    // otherwise write a warning per DISCOVER (each is counted either way).
+                    logger.warning("\(describe(request, full: true)) -> silent (pool_exhausted): no free address in \(range); raise the range or shorten the lease\(unsaid > 0 ? " (\(unsaid) more since the last warning)" : "")",
                                    metadata: ["range": "\(range)"])
                 }
             } else if !proxy, message.op == .request {
@@ -518,6 +521,24 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
                             metadata: policyMetadata(decision))
                 record(request, decision, file: file, outcome: "answered")
                 return reply
+            }
+        }
+
+        /// Per range: when pool exhaustion was last logged, and how many DISCOVERs went unsaid.
+        private var exhaustionLog: [String: (said: UInt64, unsaid: Int)] = [:]
+
+        /// Whether to log this exhaustion now (with the number not logged since), or nil.
+        func exhaustionToSay(_ range: DHCPRange) -> Int? {
+            let now = clinux_monotonic_ns()
+            return lock.withLock {
+                let key = range.description
+                if let last = exhaustionLog[key], now &- last.said < 10_000_000_000 {
+                    exhaustionLog[key] = (last.said, last.unsaid + 1)
+                    return nil
+                }
+                let unsaid = exhaustionLog[key]?.unsaid ?? 0
+                exhaustionLog[key] = (now, 0)
+                return unsaid
             }
         }
 
