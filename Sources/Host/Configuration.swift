@@ -255,6 +255,11 @@ struct Configuration: Codable, Equatable {
         }
         do {
             // A misspelt key would otherwise be ignored and its default silently used.
+            // Before any decoding: Yams reads a YAML 1.1 base-60 integer ("1:30") with
+            // unchecked arithmetic, and one too large for Int traps (found by ConfigFuzz).
+            if let node = try Yams.compose(yaml: text), let bad = Self.oversizedSexagesimal(in: node) {
+                throw ConfigError("\(path):\(bad.line): '\(bad.text.prefix(40))' is a base-60 number (YAML 1.1) too large for an integer; quote it if it is text")
+            }
             if case .table(let top) = try YAMLDecoder().decode(YAMLValue.self, from: text) {
                 if let unknown = unknownKeys(top).first {
                     throw ConfigError("\(path): unknown key '\(unknown)' (known: \(knownKeys(at: unknown)))")
@@ -269,6 +274,47 @@ struct Configuration: Codable, Equatable {
             throw error
         } catch {
             throw ConfigError("\(path): \(error)")
+        }
+    }
+
+    /// A scalar Yams would read as a base-60 integer whose value does not fit an Int. Yams
+    /// tries that for any scalar with a ":" decoded as an integer (YAMLValue tries every
+    /// scalar so), keeping the parts that read as numbers and multiplying by 60 unchecked.
+    static func oversizedSexagesimal(in node: Node) -> (text: String, line: Int)? {
+        switch node {
+        case .scalar(let scalar):
+            guard scalar.string.contains(":") else { return nil }
+            var text = Substring(scalar.string)
+            if text.first == "-" || text.first == "+" { text = text.dropFirst() }
+            func number(_ part: Substring) -> Int? {
+                let p = part.filter { $0 != "_" }
+                if p.hasPrefix("0x") { return Int(p.dropFirst(2), radix: 16) }
+                if p.hasPrefix("0o") { return Int(p.dropFirst(2), radix: 8) }
+                if p.hasPrefix("0b") { return Int(p.dropFirst(2), radix: 2) }
+                return Int(p)
+            }
+            var value = 0, base = 1, overflow = false
+            for d in text.split(separator: ":", omittingEmptySubsequences: false).compactMap(number).reversed() {
+                let (m, o1) = d.multipliedReportingOverflow(by: base)
+                let (v, o2) = value.addingReportingOverflow(m)
+                let (b, o3) = base.multipliedReportingOverflow(by: 60)
+                if o1 || o2 || o3 { overflow = true; break }
+                value = v
+                base = b
+            }
+            return overflow ? (scalar.string, (node.mark?.line ?? 0)) : nil
+        case .mapping(let mapping):
+            for (key, value) in mapping {
+                if let bad = oversizedSexagesimal(in: key) ?? oversizedSexagesimal(in: value) { return bad }
+            }
+            return nil
+        case .sequence(let sequence):
+            for item in sequence {
+                if let bad = oversizedSexagesimal(in: item) { return bad }
+            }
+            return nil
+        default:
+            return nil
         }
     }
 

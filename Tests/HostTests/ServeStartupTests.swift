@@ -68,6 +68,23 @@ import Testing
         try refuses(base + ["--config", config.path], saying: "unknown key 'dhcp.ranges[0].gateway'")
     }
 
+    /// Found by ConfigFuzz: Yams reads "1:2:3" as a base-60 integer with unchecked
+    /// arithmetic; one too large trapped the loader (at start, or at a SIGHUP reload).
+    @Test func anOversizedBase60NumberIsRefusedNotATrap() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bp-b60-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("c.yaml")
+        try "tftp:\n  port: 3074457345618258602:1:1\n".write(to: config, atomically: true, encoding: .utf8)
+        try refuses(["serve", "--listen", "127.0.0.1", "--no-tftp", "--config", config.path], saying: "c.yaml:2: '3074457345618258602:1:1' is a base-60 number")
+        // A MAC written without quotes is six small parts: still fine to load.
+        try "dhcp:\n  reservations: [{mac: 52:54:00:12:34:56, address: 127.77.0.9}]\n  ranges: [{range: \"127.77.0.10,127.77.0.20,/8\"}]\n"
+            .write(to: config, atomically: true, encoding: .utf8)
+        let p = ServerProcess(["check", "--config", config.path, "--no-run"])
+        _ = try p.runToEnd(timeout: 30)
+        #expect(!p.text.contains("base-60"), "\(p.text)")
+    }
+
     @Test func nowhereToServe() throws {
         try refuses(["serve", "--no-tftp"], saying: "--interface NAME")
     }
