@@ -282,16 +282,7 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
             }
             return out
         }
-        let leases = try withConnection { c in
-            var out: [Lease] = []
-            let rows = try await c.query("SELECT address, client_id, mac, hostname, expires, state FROM dhcp_lease", logger: logger)
-            for try await (address, client, mac, hostname, expires, state) in rows.decode((String, String, String, String?, Double, String).self) {
-                guard let a = IPv4Address(address), let s = Lease.State(rawValue: state) else { continue }
-                out.append(Lease(address: a, client: client, mac: mac, hostname: hostname,
-                                 expires: expires >= 1e15 ? .distantFuture : Date(timeIntervalSince1970: expires), state: s))
-            }
-            return out
-        }
+        let leases = try withConnection { c in try await Self.leases(on: c, addresses: nil, logger: logger) }
         return StoredClients(states: states, scripts: scripts, leases: leases)
     }
 
