@@ -67,6 +67,15 @@ int clinux_request_slice(uint64_t nanoseconds) {
     return 0;
 }
 
+int clinux_idle_priority(void) {
+    struct clinux_sched_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.size = sizeof attr;
+    attr.sched_policy = 5; /* SCHED_IDLE */
+    if (syscall(SYS_sched_setattr, 0, &attr, 0) != 0) return errno;
+    return 0;
+}
+
 uint64_t clinux_current_slice(void) {
     struct clinux_sched_attr attr;
     memset(&attr, 0, sizeof attr);

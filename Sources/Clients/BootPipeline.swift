@@ -40,6 +40,10 @@ public final class BootPipeline: TracingBootDecider, @unchecked Sendable {
         return message.bytes
     }
 
+    /// Told every decision the pipeline makes (the decision journal, a shadow chain), on the
+    /// deciding thread, before it is answered: each must only queue. Set before serving.
+    public var observers: [DecisionObserver] = []
+
     public func decide(_ request: BootRequest, datagram: ByteBuffer) -> BootDecision? {
         let (decision, commit) = decideHoldingCommit(request, datagram: datagram)
         return commit == 0 || awaitCommit(through: commit, request) ? decision : nil
@@ -54,7 +58,7 @@ public final class BootPipeline: TracingBootDecider, @unchecked Sendable {
         if !request.mac.isEmpty {
             datagram.withUnsafeReadableBytes { directory.learn(mac: request.mac, datagram: $0) }
         }
-        let r = run(request, traced: false)
+        let r = run((request, observers.isEmpty ? nil : Array(datagram.readableBytesView)), traced: false)
         return (r.decision, r.commit)
     }
 
@@ -66,7 +70,11 @@ public final class BootPipeline: TracingBootDecider, @unchecked Sendable {
     /// learned stays learned; doing it again is harmless). The caller waits for `commit` with
     /// `whenDurable` before it answers.
     public func decideIfFree(_ request: BootRequest) -> (decision: BootDecision?, commit: UInt64)? {
-        guard let r = run(enriched(request), { chain.decideIfFree($0).map { ($0.decision, []) } }) else { return nil }
+        let watched = !observers.isEmpty
+        guard let r = run(enriched(request), {
+            watched ? (chain as? TracingBootDecider)?.decideIfFreeTraced($0) ?? chain.decideIfFree($0).map { ($0.decision, []) }
+                    : chain.decideIfFree($0).map { ($0.decision, []) }
+        }) else { return nil }
         return (r.decision, r.commit)
     }
 
@@ -100,32 +108,37 @@ public final class BootPipeline: TracingBootDecider, @unchecked Sendable {
         return false
     }
 
-    /// Step 1 for a request that came without a datagram.
-    private func enriched(_ request: BootRequest) -> BootRequest {
+    /// Step 1 for a request that came without a datagram; a DHCP request's datagram is made
+    /// from its options.
+    private func enriched(_ request: BootRequest) -> (BootRequest, [UInt8]?) {
         var request = request
-        if request.mac.isEmpty { return request }
+        if request.mac.isEmpty { return (request, nil) }
         if request.kind == .dhcp {
-            Self.datagram(for: request).withUnsafeBytes { directory.learn(mac: request.mac, datagram: $0) }
+            let bytes = Self.datagram(for: request)
+            bytes.withUnsafeBytes { directory.learn(mac: request.mac, datagram: $0) }
+            return (request, bytes)
         } else if let learned = directory.dhcpFacts(mac: request.mac) {
             request.learn(from: learned)
         }
-        return request
+        return (request, nil)
     }
 
     /// Steps 2 and 3. `commit` is what the caller must wait for before answering: the store's
     /// mark when anything was queued while the chain ran (this request's changes, or another's
     /// in the same commit), else 0.
-    private func run(_ request: BootRequest, traced: Bool) -> (decision: BootDecision?, steps: [PolicyStep], commit: UInt64) {
-        run(request) { request -> (BootDecision?, [PolicyStep])? in
-            traced ? (chain as? TracingBootDecider)?.decideTraced(request) ?? (chain.decide(request), [])
-                   : (chain.decide(request), [])
+    private func run(_ request: (BootRequest, [UInt8]?), traced: Bool) -> (decision: BootDecision?, steps: [PolicyStep], commit: UInt64) {
+        let trace = traced || !observers.isEmpty
+        return run(request) { request -> (BootDecision?, [PolicyStep])? in
+            trace ? (chain as? TracingBootDecider)?.decideTraced(request) ?? (chain.decide(request), [])
+                  : (chain.decide(request), [])
         }!
     }
 
     /// `decide` nil: the chain could not start at once (`decideIfFree`); nothing is kept.
-    private func run(_ request: BootRequest, _ decide: (BootRequest) -> (BootDecision?, [PolicyStep])?)
+    private func run(_ input: (BootRequest, [UInt8]?), _ decide: (BootRequest) -> (BootDecision?, [PolicyStep])?)
         -> (decision: BootDecision?, steps: [PolicyStep], commit: UInt64)?
     {
+        let (request, datagram) = input
         if !request.mac.isEmpty, let address = request.clientAddress, Self.isClientAddress(address),
            request.kind != .dhcp || request.relay == nil {
             // The address a request came from is the client's own, except a relayed DHCP
@@ -148,6 +161,9 @@ public final class BootPipeline: TracingBootDecider, @unchecked Sendable {
             }
         }
         let after = directory.state.mark
+        for observer in observers {
+            observer.decided(request, datagram: datagram, decision: decision, steps: steps)
+        }
         return (decision, steps, after != before ? after : 0)
     }
 
@@ -168,6 +184,13 @@ public final class BootPipeline: TracingBootDecider, @unchecked Sendable {
         // An HTTP filename in a DHCP decision may carry a query string.
         return trimmed.split(separator: "?", maxSplits: 1).first ?? trimmed
     }
+}
+
+/// Told each decision a pipeline makes (`BootPipeline.observers`).
+public protocol DecisionObserver: AnyObject, Sendable {
+    /// On the deciding thread, before the answer leaves: queue, never wait. `request` is as the
+    /// chain saw it (TFTP and HTTP requests enriched); `datagram` is a DHCP request's bytes.
+    func decided(_ request: BootRequest, datagram: [UInt8]?, decision: BootDecision?, steps: [PolicyStep])
 }
 
 extension BootRequest {

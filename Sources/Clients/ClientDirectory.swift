@@ -47,6 +47,11 @@ public final class ClientDirectory: @unchecked Sendable {
         self.init(limits: limits, state: ClientStateStore(limits: stateLimits, now: now), scripts: [:], logger: logger)
     }
 
+    /// A directory in memory whose policy state is `state` (a shadow chain's overlay).
+    public convenience init(limits: Limits = Limits(), state: ClientStateStore, logger: Logger) {
+        self.init(limits: limits, state: state, scripts: [:], logger: logger)
+    }
+
     init(limits: Limits, state: ClientStateStore, scripts stored: [String: StoredScript], logger: Logger) {
         self.limits = limits
         self.state = state

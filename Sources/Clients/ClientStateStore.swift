@@ -95,17 +95,29 @@ public final class ClientStateStore: @unchecked Sendable {
     /// Why the shared store's change feed is down, or nil; writes are refused meanwhile.
     private var feedDown: String?
     private let remoteApplied = Counter(label: "bootpolicy_state_remote_changes_total")
+    /// A shadow chain's store: reads fall through to the live store for a client this one has
+    /// not written; writes stay here, in memory, and never reach the live store or disk.
+    private let underlay: ClientStateStore?
+    /// Clients cleared here that the underlay still has.
+    private var hidden: Set<String> = []
 
     /// A store in memory only.
     public convenience init(limits: StateLimits = StateLimits(), now: @escaping @Sendable () -> Date = { Date() }) {
         self.init(limits: limits, writer: nil, loaded: [:], now: now)
     }
 
+    /// A store over `live` that keeps its own writes apart (a shadow chain's).
+    public convenience init(overlaying live: ClientStateStore) {
+        self.init(limits: live.limits, writer: nil, loaded: [:], now: live.now, underlay: live)
+    }
+
     /// A store whose changes are made durable by `writer`, starting from what its backend held.
-    init(limits: StateLimits, writer: StateWriter?, loaded: [String: ClientState], now: @escaping @Sendable () -> Date) {
+    init(limits: StateLimits, writer: StateWriter?, loaded: [String: ClientState], now: @escaping @Sendable () -> Date,
+         underlay: ClientStateStore? = nil) {
         self.limits = limits
         self.writer = writer
-        self.location = writer?.backendDescription ?? "memory"
+        self.underlay = underlay
+        self.location = underlay.map { "overlay on \($0.location)" } ?? writer?.backendDescription ?? "memory"
         self.now = now
         refusals = Counter(label: "bootpolicy_state_refused_total")
         expirations = Counter(label: "bootpolicy_state_expired_total")
@@ -120,12 +132,14 @@ public final class ClientStateStore: @unchecked Sendable {
     public var count: Int { lock.withLock { entries.count } }
 
     public func get(mac: String) -> [String: StateValue]? {
-        guard let key = MACAddress.normalize(mac) else { return nil }
-        let t = now()
-        return lock.withLock {
-            guard let e = entries[key], e.expires > t else { return nil }
-            return e.values
-        }
+        entry(mac: mac)?.values
+    }
+
+    /// Own entry, or (an overlay) the live store's unless cleared here. Called with the lock.
+    private func current(_ key: String, _ t: Date) -> ClientState? {
+        if let e = entries[key] { return e.expires > t ? e : nil }
+        guard let underlay, !hidden.contains(key) else { return nil }
+        return underlay.entry(mac: key)
     }
 
     /// Why writes are refused now, or nil: the durable store's last commit failed, or a shared
@@ -161,9 +175,17 @@ public final class ClientStateStore: @unchecked Sendable {
         guard let key = MACAddress.normalize(mac) else { return }
         try refuseWhenUnavailable()
         lock.withLock {
+            hide(key)
             guard entries.removeValue(forKey: key) != nil else { return }
             writer?.enqueue(.clearState(mac: key))
         }
+    }
+
+    /// An overlay's clear hides the live entry too. Called with the lock.
+    private func hide(_ key: String) {
+        guard underlay != nil else { return }
+        if hidden.count >= limits.maxClients { hidden.removeAll() }
+        hidden.insert(key)
     }
 
     /// Live entries (for status pages, the control API and tests).
@@ -193,10 +215,7 @@ public final class ClientStateStore: @unchecked Sendable {
     public func entry(mac: String) -> ClientState? {
         guard let key = MACAddress.normalize(mac) else { return nil }
         let t = now()
-        return lock.withLock {
-            guard let e = entries[key], e.expires > t else { return nil }
-            return e
-        }
+        return lock.withLock { current(key, t) }
     }
 
     /// Reads and replaces one client's table in one step, so that a merge (the control API's
@@ -215,8 +234,9 @@ public final class ClientStateStore: @unchecked Sendable {
         let t = now()
         lock.lock()
         defer { lock.unlock() }
-        let before = entries[key].flatMap { $0.expires > t ? $0 : nil }
+        let before = current(key, t)
         guard let values = try change(before?.values), !values.isEmpty else {
+            hide(key)
             if entries.removeValue(forKey: key) != nil { writer?.enqueue(.clearState(mac: key)) }
             return (before, nil)
         }
@@ -247,6 +267,7 @@ public final class ClientStateStore: @unchecked Sendable {
     /// Keeps `state` for `key` and queues it for the store. Called with the lock.
     private func store(_ key: String, _ state: ClientState) {
         entries[key] = state
+        if underlay != nil { hidden.remove(key) }
         expiry.push(mac: key, expires: state.expires)
         writer?.enqueue(.state(mac: key, state))
         if expiry.count > 2 * entries.count + 1024 { expiry.rebuild(from: entries) }

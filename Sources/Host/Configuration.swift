@@ -170,6 +170,25 @@ struct Configuration: Codable, Equatable {
             sync = try c.decodeIfPresent(String.self, forKey: .sync) ?? sync
         }
     }
+    /// The decision journal: every decision, kept for `bootpolicy why` and `diff`.
+    struct Journal: Codable, Equatable {
+        var enabled = true
+        /// A SQLite file; by default beside a SQLite state file (`state.db` -> `state.decisions.db`),
+        /// else in memory.
+        var path: String?
+        /// Seconds an entry is kept.
+        var maxAge: Double = 7 * 86_400
+        var maxEntries: Int?
+        enum CodingKeys: String, CodingKey { case enabled, path, maxAge = "max_age", maxEntries = "max_entries" }
+        init() {}
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? enabled
+            path = try c.decodeIfPresent(String.self, forKey: .path)
+            maxAge = try c.decodeIfPresent(Double.self, forKey: .maxAge) ?? maxAge
+            maxEntries = try c.decodeIfPresent(Int.self, forKey: .maxEntries)
+        }
+    }
     struct Log: Codable, Equatable {
         var format: String = "text"
         var level: String = "info"
@@ -216,6 +235,10 @@ struct Configuration: Codable, Equatable {
     var tftp = TFTP()
     var http = HTTP()
     var policies: [Policy] = []
+    /// A candidate chain run beside the live one, never answering (docs/safe-changes.md).
+    var shadow: [Policy] = []
+    var shadowLimits = Limits()
+    var journal = Journal()
     var data: [String: DataFile] = [:]
     var limits = Limits()
     var log = Log()
@@ -224,6 +247,7 @@ struct Configuration: Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case interfaces, listen, proxy, serverAddress = "server_address", dhcp, tftp, http, policies, data, limits, log, state, api
+        case shadow, shadowLimits = "shadow_limits", journal
     }
 
     init() {}
@@ -238,6 +262,9 @@ struct Configuration: Codable, Equatable {
         tftp = try c.decodeIfPresent(TFTP.self, forKey: .tftp) ?? TFTP()
         http = try c.decodeIfPresent(HTTP.self, forKey: .http) ?? HTTP()
         policies = try c.decodeIfPresent([Policy].self, forKey: .policies) ?? []
+        shadow = try c.decodeIfPresent([Policy].self, forKey: .shadow) ?? []
+        shadowLimits = try c.decodeIfPresent(Limits.self, forKey: .shadowLimits) ?? Limits()
+        journal = try c.decodeIfPresent(Journal.self, forKey: .journal) ?? Journal()
         data = try c.decodeIfPresent([String: DataFile].self, forKey: .data) ?? [:]
         limits = try c.decodeIfPresent(Limits.self, forKey: .limits) ?? Limits()
         log = try c.decodeIfPresent(Log.self, forKey: .log) ?? Log()
@@ -319,12 +346,15 @@ struct Configuration: Codable, Equatable {
     }
 
     static let schema: [String: Set<String>] = [
-        "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "tftp", "http", "policies", "data", "limits", "log", "state", "api"],
+        "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "tftp", "http", "policies", "data", "limits", "log", "state", "api",
+             "shadow", "shadow_limits", "journal"],
         "dhcp": ["ports", "enabled", "threads", "ranges", "reservations", "ping", "ping_timeout_ms", "decline_quarantine"],
         "tftp": ["enabled", "root", "port", "max_transfers", "max_transfers_per_client", "threads"],
         "http": ["enabled", "port", "root", "address", "request_timeout", "idle_timeout", "max_connections", "max_connections_per_client",
                  "max_body_bytes", "script_access", "script_key"],
         "limits": ["instructions", "time_ms", "memory_mb", "states"],
+        "shadow_limits": ["instructions", "time_ms", "memory_mb", "states"],
+        "journal": ["enabled", "path", "max_age", "max_entries"],
         "log": ["format", "level"],
         "state": ["store", "ttl", "max_clients", "max_client_bytes", "sync"],
         "api": ["tokens", "protect_status"],
@@ -361,10 +391,10 @@ struct Configuration: Codable, Equatable {
                     }
                 }
             }
-            if key == "policies", case .list(let list) = value {
+            if key == "policies" || key == "shadow", case .list(let list) = value {
                 for (i, item) in list.enumerated() {
                     if case .table(let p) = item {
-                        out += p.keys.sorted().filter { !schema["policies[]"]!.contains($0) }.map { "policies[\(i)].\($0)" }
+                        out += p.keys.sorted().filter { !schema["policies[]"]!.contains($0) }.map { "\(key)[\(i)].\($0)" }
                     }
                 }
             }
@@ -397,13 +427,16 @@ struct Configuration: Codable, Equatable {
             e.file = abs(entry.file) ?? entry.file
             return e
         }
-        copy.policies = policies.map { policy in
+        copy.journal.path = abs(journal.path)
+        func located(_ policy: Policy) -> Policy {
             var p = policy
             // A bare name with no such file beside the config is a shipped policy
             // (`file: arch-aware`), looked up as on the command line.
             if let beside = abs(p.file), p.file.contains("/") || FileManager.default.fileExists(atPath: beside) { p.file = beside }
             return p
         }
+        copy.policies = policies.map(located)
+        copy.shadow = shadow.map(located)
         return copy
     }
 

@@ -10,12 +10,15 @@ struct OperatorRoutes {
     let started: Date
     /// With `api.protect_status`: the control API whose read tokens these routes then need.
     var guardedBy: ControlAPI?
+    /// The shadow chain, whose differences the status page shows while one runs.
+    var shadow: ShadowChain? = nil
 
     var routes: [String: HTTPServer.Route] {
-        let registry = registry, timeline = timeline, started = started
+        let registry = registry, timeline = timeline, started = started, shadow = shadow
         let open: [String: HTTPServer.Route] = [
             "/": { _ in
-                var page = HTTPResponse.text(StatusPage.render(clients: timeline.snapshot(), started: started, version: BootPolicyVersion.string),
+                var page = HTTPResponse.text(StatusPage.render(clients: timeline.snapshot(), started: started, version: BootPolicyVersion.string,
+                                                                  shadow: shadow.flatMap { s in s.chain == nil ? nil : { s.fields(mac: $0) } }),
                                              contentType: "text/html; charset=utf-8")
                 page.headers = Self.pageHeaders
                 return page

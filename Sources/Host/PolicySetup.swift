@@ -6,8 +6,16 @@ enum PolicySetup {
     /// `httpPort`: the port `serve`'s HTTP server serves on, given to every policy as
     /// `config.http_port` unless its config sets one (arch-aware builds its URLs with it).
     static func specs(from configuration: Configuration, httpPort: Int? = nil) throws -> [PolicySpec] {
-        let policies = configuration.policies.isEmpty ? [Configuration.Policy(file: "default")] : configuration.policies
-        return try policies.map { policy in
+        try specs(configuration.policies.isEmpty ? [Configuration.Policy(file: "default")] : configuration.policies, httpPort: httpPort)
+    }
+
+    /// The `shadow:` chain's; empty when none is configured.
+    static func shadowSpecs(from configuration: Configuration, httpPort: Int? = nil) throws -> [PolicySpec] {
+        try specs(configuration.shadow, httpPort: httpPort)
+    }
+
+    static func specs(_ policies: [Configuration.Policy], httpPort: Int?) throws -> [PolicySpec] {
+        try policies.map { policy in
             let path = try PolicyLocator.resolve(policy.file)
             var config: [String: PolicyValue] = [:]
             switch policy.config {
@@ -45,6 +53,16 @@ enum PolicySetup {
             httpPort: configuration.http.enabled ? (httpPort ?? (configuration.http.port == 0 ? nil : configuration.http.port)) : nil,
             tftpPort: configuration.tftp.enabled && configuration.tftp.root != nil ? configuration.tftp.port : nil,
             dhcpPorts: configuration.dhcp.enabled ? configuration.dhcp.ports : [])
+    }
+
+    /// A shadow chain's own budgets: `shadow_limits`, each unset one as `limits`, and one Lua
+    /// state (it runs on one thread).
+    static func shadowLimits(from configuration: Configuration) -> PolicyLimits {
+        var merged = configuration
+        let s = configuration.shadowLimits, l = configuration.limits
+        merged.limits = Configuration.Limits(instructions: s.instructions ?? l.instructions, timeMs: s.timeMs ?? l.timeMs,
+                                             memoryMB: s.memoryMB ?? l.memoryMB, states: s.states ?? 1)
+        return limits(from: merged)
     }
 
     static func limits(from configuration: Configuration) -> PolicyLimits {

@@ -73,8 +73,36 @@ struct Runtime {
         } catch {
             throw ExitMessage("bootpolicy serve: cannot load policies: \(error)")
         }
-        logger.info("policies loaded", metadata: ["chain": "\(specs.map(\.name).joined(separator: " -> "))"])
+        logger.info("policies loaded", metadata: ["chain": "\(specs.map(\.name).joined(separator: " -> "))", "version": "\(engine.chain.version)"])
         DataWatcher.logLoaded(engine.chain, logger: logger)
+
+        // The shadow chain and the decision journal: both only watch the live decisions.
+        let shadow = ShadowChain(live: directory.state, logger: logger)
+        do {
+            shadow.install(try shadow.prepare(specs: PolicySetup.shadowSpecs(from: configuration, httpPort: configuredHTTPPort),
+                                              limits: PolicySetup.shadowLimits(from: configuration), scriptTokens: scripts.tokens,
+                                              data: data, server: PolicySetup.server(from: configuration, httpPort: configuredHTTPPort)))
+        } catch {
+            throw ExitMessage("bootpolicy serve: cannot load the shadow chain: \(error)")
+        }
+        let journal: DecisionJournal?
+        do {
+            journal = try JournalSetup.journal(from: configuration, logger: logger)
+        } catch {
+            throw ExitMessage("bootpolicy serve: \(error)")
+        }
+        if let journal {
+            logger.notice("decision journal: \(journal.store.description)",
+                          metadata: ["max_entries": "\(journal.settings.maxEntries)", "max_age_s": "\(Int(journal.settings.maxAge))"])
+        } else {
+            logger.notice("decision journal: off (journal.enabled: false)")
+        }
+        journal?.start()
+        shadow.start()
+        defer {
+            shadow.stop()
+            journal?.close()
+        }
 
         let interfaces: [BoundInterface]
         do {
@@ -98,12 +126,13 @@ struct Runtime {
         }
         let notifier = SystemdNotifier(logger: logger)
         let reloader = ChainReloader(engine: engine, tokens: apiTokens, reread: reread, logger: logger, notifier: notifier,
-                                     httpPort: configuredHTTPPort)
+                                     httpPort: configuredHTTPPort, shadow: shadow, scriptTokens: scripts.tokens)
         let watcher = DataWatcher(paths: data.sources.map(\.path), logger: logger) { _ = reloader.reload(by: $0) }
         reloader.dataWatcher = watcher
 
         let timeline = ClientTimeline()
         let decider = BootPipeline(chain: engine, directory: directory, logger: logger)
+        decider.observers = [shadow] + (journal.map { [JournalRecorder(journal: $0, engine: engine)] } ?? [])
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
         let started = Date()
         var services: [Service] = []
@@ -159,11 +188,13 @@ struct Runtime {
             }
             var api = ControlAPI(store: directory.state, tokens: apiTokens, reload: { reloader.reload(by: $0) }, logger: logger)
             api.leases = fullPool
+            api.shadow = shadow
+            api.journal = journal
             if configuration.api.protectStatus && configuration.api.tokens == nil {
                 throw ExitMessage("bootpolicy serve: api.protect_status needs api.tokens (serve --api-tokens FILE): without tokens nobody could read the status page")
             }
             let routes = OperatorRoutes(registry: registry, timeline: timeline, started: started,
-                                        guardedBy: configuration.api.protectStatus ? api : nil).routes
+                                        guardedBy: configuration.api.protectStatus ? api : nil, shadow: shadow).routes
                 .merging(api.routes) { a, _ in a }
             let rootNote = configuration.http.root.map { " root \($0)" } ?? ""
             for host in configuration.http.address.map({ [$0] }) ?? hosts {
@@ -248,8 +279,14 @@ final class ChainReloader: Sendable {
         set { watcherBox.withLockedValue { $0 = newValue } }
     }
 
+    /// The shadow chain, reloaded with the live one (nil: tests that have none).
+    let shadow: ShadowChain?
+    let scriptTokens: ScriptTokens
+
     init(engine: PolicyEngine, tokens: TokenBox, reread: @escaping @Sendable () throws -> Configuration, logger: Logger,
-         notifier: SystemdNotifier? = nil, httpPort: Int? = nil) {
+         notifier: SystemdNotifier? = nil, httpPort: Int? = nil, shadow: ShadowChain? = nil, scriptTokens: ScriptTokens = .random()) {
+        self.shadow = shadow
+        self.scriptTokens = scriptTokens
         self.engine = engine
         self.tokens = tokens
         self.reread = reread
@@ -291,23 +328,34 @@ final class ChainReloader: Sendable {
             let specs: [PolicySpec]
             let data: PolicyData
             let port = httpPort.withLockedValue { $0 }
+            // A reload does not rebind: the server facts of the running chain stay, bar the
+            // configured address.
+            var server = engine.chain.server
+            let shadowNext: ShadowChain.Prepared?
             do {
                 configuration = try reread()
                 specs = try PolicySetup.specs(from: configuration, httpPort: port)
                 data = try PolicySetup.data(from: configuration)
+                server.address = configuration.serverAddress
+                // The candidate is checked before anything changes: a broken shadow refuses
+                // the whole reload, as a broken live policy does.
+                do {
+                    shadowNext = try shadow?.prepare(specs: PolicySetup.shadowSpecs(from: configuration, httpPort: port),
+                                                     limits: PolicySetup.shadowLimits(from: configuration),
+                                                     scriptTokens: scriptTokens, data: data, server: server)
+                } catch {
+                    throw ConfigError("shadow chain: \(error)")
+                }
             } catch {
                 logger.error("reload refused, the running policies stay (\(who)): \(error)")
                 return .refused("\(error)")
             }
             reloadTokens(configuration.api.tokens)
-            // A reload does not rebind: the server facts of the running chain stay, bar the
-            // configured address.
-            var server = engine.chain.server
-            server.address = configuration.serverAddress
             switch engine.reload(specs: specs, data: data, server: server) {
             case .success:
+                if let shadowNext { shadow?.install(shadowNext) }
                 let chain = specs.map(\.name)
-                logger.notice("policies reloaded (\(who))", metadata: ["chain": "\(chain.joined(separator: " -> "))"])
+                logger.notice("policies reloaded (\(who))", metadata: ["chain": "\(chain.joined(separator: " -> "))", "version": "\(engine.chain.version)"])
                 DataWatcher.logLoaded(engine.chain, logger: logger)
                 dataWatcher?.watch(data.sources.map(\.path))
                 return .loaded(chain: chain)

@@ -35,6 +35,10 @@ public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
     public let server: ServerFacts
     /// Bytes one state's copy of the data takes (each of `limits.states` holds one).
     public let dataBytesPerState: Int
+    /// A content hash of what decides: every policy's name, file text and config, and every
+    /// data file's bytes (12 hex digits). The decision journal records it, so a decision can be
+    /// traced to the chain that made it; two servers with the same files have the same one.
+    public let version: String
 
     public init(
         specs: [PolicySpec], limits: PolicyLimits = PolicyLimits(), logger: Logger,
@@ -55,6 +59,7 @@ public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
             }
             sources.append(Source(spec: spec, file: file, dir: url.deletingLastPathComponent().path, bytes: Array(data)))
         }
+        self.version = Self.version(of: sources.map { ($0.spec, $0.bytes) }, data: data)
         var states: [LuaState] = []
         var names: [String] = []
         var dataCost = 0
@@ -113,6 +118,37 @@ public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
         run(request, traced: false).decision
     }
 
+    static func version(of policies: [(spec: PolicySpec, bytes: [UInt8])], data: PolicyData) -> String {
+        var all: [UInt8] = []
+        func add(_ s: String) { all += Array(s.utf8); all.append(0) }
+        for p in policies {
+            add(p.spec.name)
+            all += p.bytes
+            all.append(0)
+            add(canonical(.table(p.spec.config)))
+        }
+        for source in data.sources {
+            add(source.name)
+            add(source.key ?? "")
+            add(source.keyFormat.rawValue)
+            all += Array(FileManager.default.contents(atPath: source.path) ?? Data())
+            all.append(0)
+        }
+        return DecisionComparison.digest(all)
+    }
+
+    /// A value's text with table keys in order (a dictionary's own order changes per process).
+    static func canonical(_ v: PolicyValue) -> String {
+        switch v {
+        case .string(let s): return "\"" + s + "\""
+        case .integer(let i): return String(i)
+        case .number(let d): return String(d)
+        case .bool(let b): return String(b)
+        case .list(let l): return "[" + l.map(canonical).joined(separator: ",") + "]"
+        case .table(let t): return "{" + t.keys.sorted().map { "\($0)=" + canonical(t[$0]!) }.joined(separator: ",") + "}"
+        }
+    }
+
     /// Like `decide`, also saying what each policy did (for `bootpolicy explain`).
     public func decideTraced(_ request: BootRequest) -> (decision: BootDecision?, steps: [PolicyStep]) {
         run(request, traced: true)
@@ -123,6 +159,12 @@ public final class PolicyChain: TracingBootDecider, @unchecked Sendable {
     public func decideIfFree(_ request: BootRequest) -> (decision: BootDecision?, commit: UInt64)? {
         guard let st = tryAcquire() else { return nil }
         return (run(request, traced: false, on: st).decision, 0)
+    }
+
+    /// `decideIfFree`, saying what each policy did.
+    public func decideIfFreeTraced(_ request: BootRequest) -> (decision: BootDecision?, steps: [PolicyStep])? {
+        guard let st = tryAcquire() else { return nil }
+        return run(request, traced: true, on: st)
     }
 
     /// The state this thread starts at; threads start at different ones, so in the common

@@ -45,6 +45,10 @@ public final class PolicyEngine: TracingBootDecider, @unchecked Sendable {
         chain.decideTraced(request)
     }
 
+    public func decideIfFreeTraced(_ request: BootRequest) -> (decision: BootDecision?, steps: [PolicyStep])? {
+        chain.decideIfFreeTraced(request)
+    }
+
     /// Loads `specs` into fresh states; on any failure keeps the running chain and says why.
     @discardableResult
     /// `data` and `server` nil: the running chain's.

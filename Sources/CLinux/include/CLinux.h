@@ -70,6 +70,10 @@ int clinux_request_slice(uint64_t nanoseconds);
 /// 0 when the kernel does not say.
 uint64_t clinux_current_slice(void);
 
+/* The calling thread runs only when no other thread wants the CPU (SCHED_IDLE): for work that
+   must never slow answers (a shadow chain). 0 or errno. */
+int clinux_idle_priority(void);
+
 /// inotify_init1(IN_NONBLOCK | IN_CLOEXEC).
 int clinux_inotify_open(void);
 /// Watches directory `dir` for files written, created, moved in or out, removed.

@@ -32,6 +32,9 @@ struct ControlAPI: Sendable {
     /// Full DHCP's pool (nil: full DHCP is off). Its journal is `store`'s writer, so a lease
     /// change's mark is waited for like a state write's.
     var leases: LeasePool?
+    /// The shadow chain (`/api/v1/shadow`) and the decision journal (`.../decisions`).
+    var shadow: ShadowChain?
+    var journal: DecisionJournal?
     /// How long a write waits for its commit before it answers 503.
     var durableTimeout: TimeInterval = 5
 
@@ -60,6 +63,12 @@ struct ControlAPI: Sendable {
         case ("clients", 2):
             endpoint = "clients"
             response = request.method == .GET ? authorized(request, write: false) { _ in list(request) } : Self.notAllowed("GET")
+        case ("clients", 4) where parts[3] == "decisions":
+            endpoint = "decisions"
+            response = request.method == .GET ? authorized(request, write: false) { _ in decisions(request, mac: parts[2]) } : Self.notAllowed("GET")
+        case ("shadow", 2):
+            endpoint = "shadow"
+            response = request.method == .GET ? authorized(request, write: false) { _ in shadowReport(request) } : Self.notAllowed("GET")
         case ("clients", 4) where parts[3] == "state":
             endpoint = "state"
             response = state(request, mac: parts[2])
@@ -239,6 +248,62 @@ struct ControlAPI: Sendable {
         out += "],\"total\":\(sorted.count),\"next\":"
         out += start + limit < sorted.count ? JSONString.quote(page.last!) : "null"
         return Self.json(.ok, out + "}")
+    }
+
+    // MARK: shadow chain and decision journal
+
+    static let reportEncoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        e.dateEncodingStrategy = .iso8601
+        return e
+    }()
+
+    private func shadowReport(_ request: HTTPRequestContext) -> HTTPResponse {
+        guard let shadow, shadow.chain != nil else {
+            return Self.json(.ok, "{\"enabled\":false,\"chain\":[],\"compared\":0,\"shed\":0,\"clients\":[]}")
+        }
+        var mac: String?
+        if let raw = request.query["mac"] {
+            guard let m = MACAddress.normalize(raw) else { return Self.error(.badRequest, "not a MAC address: '\(raw)'") }
+            mac = m
+        }
+        guard let body = try? Self.reportEncoder.encode(shadow.report(mac: mac)) else {
+            return Self.error(.internalServerError, "the shadow report could not be encoded")
+        }
+        return Self.json(.ok, "{\"enabled\":true," + String(decoding: body.dropFirst(), as: UTF8.self))
+    }
+
+    private func decisions(_ request: HTTPRequestContext, mac raw: String) -> HTTPResponse {
+        guard let mac = MACAddress.normalize(raw) else {
+            return Self.error(.badRequest, "not a MAC address: '\(raw)' (52:54:00:12:34:56, 52-54-00-12-34-56 and 5254.0012.3456 are)")
+        }
+        guard let journal else { return Self.error(.notFound, "the decision journal is off (journal.enabled: false)") }
+        var limit = Self.defaultPage
+        if let text = request.query["limit"] {
+            guard let n = Int(text), (1...Self.maxPage).contains(n) else {
+                return Self.error(.badRequest, "limit must be a whole number from 1 to \(Self.maxPage), not '\(text)'")
+            }
+            limit = n
+        }
+        var since: Date?
+        if let text = request.query["since"] {
+            guard let t = WhyCommand.parseTime(text) else {
+                return Self.error(.badRequest, "since must be an ISO 8601 time (2026-12-01T10:00:00Z) or an age (90s, 30m, 12h, 7d), not '\(text)'")
+            }
+            since = t
+        }
+        let entries: [JournalEntry]
+        do {
+            entries = try journal.store.entries(mac: mac, since: since, limit: limit)
+        } catch {
+            return Self.error(.serviceUnavailable, "the decision journal \(journal.store.description) cannot be read: \(error)")
+        }
+        struct Page: Encodable { var mac: String; var journal: String; var decisions: [JournalEntry] }
+        guard let body = try? Self.reportEncoder.encode(Page(mac: mac, journal: journal.store.description, decisions: entries)) else {
+            return Self.error(.internalServerError, "the decisions could not be encoded")
+        }
+        return Self.json(.ok, String(decoding: body, as: UTF8.self))
     }
 
     // MARK: leases

@@ -1,4 +1,5 @@
 import NIOCore
+import Foundation
 
 /// What the policy chain decided for one request. Which fields matter depends on the hook:
 /// - dhcp: `ignore`, `filename`, `nextServer`, `serverName`, `ipxeScript`, `options`, and in
@@ -106,4 +107,62 @@ extension BootDecider {
 public struct NoDecider: BootDecider {
     public init() {}
     public func decide(_ request: BootRequest) -> BootDecision? { nil }
+}
+
+/// The decision as JSON (the decision journal, `/api/v1/clients/{mac}/decisions`): only the
+/// fields set; options by code as hex; content as base64.
+extension BootDecision: Codable {
+    enum CodingKeys: String, CodingKey {
+        case ignore, filename, nextServer = "next_server", serverName = "server_name", ipxeScript = "ipxe_script",
+             options, content, contentType = "content_type", path, refuse, status, note, policy, address
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            ignore: try c.decodeIfPresent(Bool.self, forKey: .ignore) ?? false,
+            filename: try c.decodeIfPresent(String.self, forKey: .filename),
+            nextServer: try c.decodeIfPresent(String.self, forKey: .nextServer),
+            serverName: try c.decodeIfPresent(String.self, forKey: .serverName),
+            ipxeScript: try c.decodeIfPresent(String.self, forKey: .ipxeScript),
+            options: try (c.decodeIfPresent([String: String].self, forKey: .options) ?? [:]).reduce(into: [:]) { out, kv in
+                guard let code = UInt8(kv.key), let bytes = Hex.decode(kv.value) else {
+                    throw DecodingError.dataCorruptedError(forKey: .options, in: c, debugDescription: "option \(kv.key): not a code and hex bytes")
+                }
+                out[code] = bytes
+            },
+            content: try c.decodeIfPresent(String.self, forKey: .content).map { text in
+                guard let data = Data(base64Encoded: text) else {
+                    throw DecodingError.dataCorruptedError(forKey: .content, in: c, debugDescription: "not base64")
+                }
+                return Array(data)
+            },
+            contentType: try c.decodeIfPresent(String.self, forKey: .contentType),
+            path: try c.decodeIfPresent(String.self, forKey: .path),
+            refuse: try c.decodeIfPresent(String.self, forKey: .refuse),
+            status: try c.decodeIfPresent(Int.self, forKey: .status),
+            note: try c.decodeIfPresent(String.self, forKey: .note),
+            policy: try c.decodeIfPresent(String.self, forKey: .policy),
+            address: try c.decodeIfPresent(String.self, forKey: .address))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        if ignore { try c.encode(true, forKey: .ignore) }
+        try c.encodeIfPresent(filename, forKey: .filename)
+        try c.encodeIfPresent(nextServer, forKey: .nextServer)
+        try c.encodeIfPresent(serverName, forKey: .serverName)
+        try c.encodeIfPresent(ipxeScript, forKey: .ipxeScript)
+        if !options.isEmpty {
+            try c.encode(Dictionary(uniqueKeysWithValues: options.map { (String($0.key), Hex.encode($0.value)) }), forKey: .options)
+        }
+        try c.encodeIfPresent(content.map { Data($0).base64EncodedString() }, forKey: .content)
+        try c.encodeIfPresent(contentType, forKey: .contentType)
+        try c.encodeIfPresent(path, forKey: .path)
+        try c.encodeIfPresent(refuse, forKey: .refuse)
+        try c.encodeIfPresent(status, forKey: .status)
+        try c.encodeIfPresent(note, forKey: .note)
+        try c.encodeIfPresent(policy, forKey: .policy)
+        try c.encodeIfPresent(address, forKey: .address)
+    }
 }

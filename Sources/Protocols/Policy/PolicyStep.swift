@@ -32,4 +32,26 @@ public struct PolicyStep: Sendable, Equatable {
 /// A decider that can also say what each policy did (`bootpolicy explain`, policy tests).
 public protocol TracingBootDecider: BootDecider {
     func decideTraced(_ request: BootRequest) -> (decision: BootDecision?, steps: [PolicyStep])
+    /// `decideIfFree`, saying what each policy did. The default traces nothing.
+    func decideIfFreeTraced(_ request: BootRequest) -> (decision: BootDecision?, steps: [PolicyStep])?
+}
+
+extension TracingBootDecider {
+    public func decideIfFreeTraced(_ request: BootRequest) -> (decision: BootDecision?, steps: [PolicyStep])? {
+        decideIfFree(request).map { ($0.decision, []) }
+    }
+}
+
+extension PolicyStep.Outcome {
+    /// One word (and the message) for logs and the decision journal.
+    public var text: String {
+        switch self {
+        case .noHook: return "no hook"
+        case .passed: return "passed"
+        case .decided: return "decided"
+        case .error(let m): return "error: \(m)"
+        case .budgetExceeded(let m): return "budget exceeded: \(m)"
+        case .memoryExceeded(let m): return "memory cap: \(m)"
+        }
+    }
 }
