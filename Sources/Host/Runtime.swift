@@ -303,7 +303,13 @@ final class ChainReloader: Sendable {
             do {
                 let specs = try PolicySetup.specs(from: configuration, httpPort: port)
                 let server = PolicySetup.server(from: configuration, httpPort: port)
+                // The shadow too: its URLs must carry the same port, or every one would differ.
+                let shadowNext = try shadow?.prepare(specs: PolicySetup.shadowSpecs(from: configuration, httpPort: port),
+                                                     limits: PolicySetup.shadowLimits(from: configuration),
+                                                     scriptTokens: scriptTokens, data: engine.chain.data, server: server)
                 if case .failure(let error) = engine.reload(specs: specs, server: server) { throw error }
+                if let shadowNext { shadow?.install(shadowNext) }
+                logger.info("policies told the HTTP port \(port)", metadata: ["version": "\(engine.chain.version)"])
             } catch {
                 logger.error("policies could not be told the HTTP port \(port): \(error)")
             }
