@@ -40,6 +40,7 @@ public protocol JournalStore: AnyObject, Sendable {
     /// Appends in one transaction, giving each entry the next id.
     func append(_ entries: [JournalEntry]) throws
     /// Deletes entries older than `before`, then all but the newest `keep`. Returns how many.
+    /// Called after a write that took the store past `keep`, and once a second.
     func prune(before: Date, keep: Int) throws -> Int
     /// Entries oldest first, for one MAC or all, from `since`, at most `limit` (the newest).
     func entries(mac: String?, since: Date?, limit: Int) throws -> [JournalEntry]
@@ -62,7 +63,7 @@ public final class DecisionJournal: @unchecked Sendable {
         public var flushEvery: TimeInterval
         public var batchLimit: Int
         public var queueLimit: Int
-        public init(maxAge: TimeInterval = 7 * 86_400, maxEntries: Int = 1_000_000, flushEvery: TimeInterval = 0.2,
+        public init(maxAge: TimeInterval = 7 * 86_400, maxEntries: Int = 1_000_000, flushEvery: TimeInterval = 0.1,
                     batchLimit: Int = 2048, queueLimit: Int = 16_384) {
             self.maxAge = maxAge
             self.maxEntries = maxEntries
@@ -160,6 +161,18 @@ public final class DecisionJournal: @unchecked Sendable {
     private func run() {
         var lastPrune = Date.distantPast
         var failing = false
+        // Entries in the store, as far as this thread knows: past the bound after a write, the
+        // oldest go at once, so the store never holds more than the bound and one batch.
+        var stored = (try? store.count()) ?? 0
+        func prune(_ before: Date) {
+            do {
+                let n = try store.prune(before: before, keep: settings.maxEntries)
+                if n > 0 { pruned.increment(by: n) }
+                stored = max(0, stored - n)
+            } catch {
+                logger.warning("decision journal: pruning failed: \(error)", metadata: ["journal": "\(store.description)"])
+            }
+        }
         while true {
             cond.lock()
             let deadline = Date().addingTimeInterval(settings.flushEvery)
@@ -178,6 +191,7 @@ public final class DecisionJournal: @unchecked Sendable {
                 do {
                     try store.append(entries)
                     appended.increment(by: entries.count)
+                    stored += entries.count
                     if failing { logger.notice("decision journal writes again", metadata: ["journal": "\(store.description)"]) }
                     failing = false
                 } catch {
@@ -191,6 +205,7 @@ public final class DecisionJournal: @unchecked Sendable {
                     }
                     failing = true
                 }
+                if stored > settings.maxEntries { prune(.distantPast) }
                 cond.lock()
                 written += UInt64(batch.count)
                 cond.broadcast()
@@ -199,12 +214,7 @@ public final class DecisionJournal: @unchecked Sendable {
             let now = Date()
             if now.timeIntervalSince(lastPrune) >= 1 || stop {
                 lastPrune = now
-                do {
-                    let n = try store.prune(before: now.addingTimeInterval(-settings.maxAge), keep: settings.maxEntries)
-                    if n > 0 { pruned.increment(by: n) }
-                } catch {
-                    logger.warning("decision journal: pruning failed: \(error)", metadata: ["journal": "\(store.description)"])
-                }
+                prune(now.addingTimeInterval(-settings.maxAge))
             }
             if stop { break }
         }

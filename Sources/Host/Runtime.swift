@@ -77,32 +77,9 @@ struct Runtime {
         DataWatcher.logLoaded(engine.chain, logger: logger)
 
         // The shadow chain and the decision journal: both only watch the live decisions.
-        let shadow = ShadowChain(live: directory.state, logger: logger)
-        do {
-            shadow.install(try shadow.prepare(specs: PolicySetup.shadowSpecs(from: configuration, httpPort: configuredHTTPPort),
-                                              limits: PolicySetup.shadowLimits(from: configuration), scriptTokens: scripts.tokens,
-                                              data: data, server: PolicySetup.server(from: configuration, httpPort: configuredHTTPPort)))
-        } catch {
-            throw ExitMessage("bootpolicy serve: cannot load the shadow chain: \(error)")
-        }
-        let journal: DecisionJournal?
-        do {
-            journal = try JournalSetup.journal(from: configuration, logger: logger)
-        } catch {
-            throw ExitMessage("bootpolicy serve: \(error)")
-        }
-        if let journal {
-            logger.notice("decision journal: \(journal.store.description)",
-                          metadata: ["max_entries": "\(journal.settings.maxEntries)", "max_age_s": "\(Int(journal.settings.maxAge))"])
-        } else {
-            logger.notice("decision journal: off (journal.enabled: false)")
-        }
-        journal?.start()
-        shadow.start()
-        defer {
-            shadow.stop()
-            journal?.close()
-        }
+        let (shadow, journal) = try Self.observers(configuration: configuration, directory: directory, scripts: scripts,
+                                                   data: data, httpPort: configuredHTTPPort, logger: logger)
+        defer { Self.stop(shadow, journal) }
 
         let interfaces: [BoundInterface]
         do {
@@ -244,6 +221,40 @@ struct Runtime {
         }
         notifier.stopping()
         try? await group.shutdownGracefully()
+    }
+
+    /// Built outside `run`: in that async function the same code crashed the release
+    /// compiler (LLVM's coroutine splitting, signal 11, Swift 6.3).
+    static func observers(configuration: Configuration, directory: ClientDirectory, scripts: ScriptKey.Setup, data: PolicyData,
+                          httpPort: Int?, logger: Logger) throws -> (ShadowChain, DecisionJournal?) {
+        let shadow = ShadowChain(live: directory.state, logger: logger)
+        do {
+            shadow.install(try shadow.prepare(specs: PolicySetup.shadowSpecs(from: configuration, httpPort: httpPort),
+                                              limits: PolicySetup.shadowLimits(from: configuration), scriptTokens: scripts.tokens,
+                                              data: data, server: PolicySetup.server(from: configuration, httpPort: httpPort)))
+        } catch {
+            throw ExitMessage("bootpolicy serve: cannot load the shadow chain: \(error)")
+        }
+        let journal: DecisionJournal?
+        do {
+            journal = try JournalSetup.journal(from: configuration, logger: logger)
+        } catch {
+            throw ExitMessage("bootpolicy serve: \(error)")
+        }
+        if let journal {
+            logger.notice("decision journal: \(journal.store.description)",
+                          metadata: ["max_entries": "\(journal.settings.maxEntries)", "max_age_s": "\(Int(journal.settings.maxAge))"])
+        } else {
+            logger.notice("decision journal: off (journal.enabled: false)")
+        }
+        journal?.start()
+        shadow.start()
+        return (shadow, journal)
+    }
+
+    static func stop(_ shadow: ShadowChain, _ journal: DecisionJournal?) {
+        shadow.stop()
+        journal?.close()
     }
 
     static func bootstrapLogging(format: String, level: String) -> Logger {

@@ -265,6 +265,6 @@ import Glibc
             lostMost = max(lostMost, lost)
             #expect(lost >= 0 && lost <= DecisionJournal.Settings().batchLimit, "round \(round): \(lost) of \(answered) lost")
         }
-        print("journal kill -9: at most \(lostMost) decisions lost in a round (flush every 0.2 s)")
+        print("journal kill -9: at most \(lostMost) decisions lost in a round (flush every 0.1 s)")
     }
 }
