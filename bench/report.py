@@ -168,6 +168,59 @@ def dora_section(rows, w, targets, mach):
     w("")
 
 
+def shadow_section(data, w, targets):
+    """A shadow chain and the decision journal against neither (bench/shadow_bench.py)."""
+    runs, rates = data["runs"], data["rates"]
+    kinds = [k for k in ("plain", "shadow") if any(r["config"] == k for r in runs)]
+    w("## Shadow chain and decision journal (bench/shadow_bench.py)")
+    w("")
+    w(f"`{data.get('command', 'bench/shadow_bench.py')}`, run {data.get('date', '?')} at commit {data.get('commit', '?')} "
+      f"(load average {data.get('load', '?')}). One binary, two configurations alternating within each of "
+      f"{data['repeats']} repeats: **plain** is `policies: [default]` with the journal off; **shadow** adds "
+      "`shadow: [arch-aware]` and the decision journal in a SQLite file. Saturation: bench/dhcp_blaster.c at each "
+      f"offered rate for {data['seconds']} s (100,000 client MACs); latency: perfdhcp DISCOVER→OFFER for 5 s at "
+      "1,000/s and 5,000/s. Medians over the repeats; the counters are the server's own, summed over the repeats.")
+    w("")
+    w("| offered/s | " + " | ".join(f"{k} answers/s | loss | CPU µs/answer" for k in kinds) + " | shadow compared / shed | journal written / dropped |")
+    w("|---:|" + "---:|---:|---:|" * len(kinds) + "---:|---:|")
+    for rate in rates:
+        parts = []
+        for k in kinds:
+            rs = [r for r in runs if r["config"] == k and r.get("test") == "saturation" and r["offered"] == rate]
+            parts.append(f"{fmt(med([r['answers_per_s'] for r in rs]))} | {fmt(med([r['loss'] for r in rs]) * 100, 1)}% | "
+                         f"{fmt(med([r['cpu_us_per_answer'] for r in rs]), 1)}")
+        rs = [r for r in runs if r["config"] == "shadow" and r.get("test") == "saturation" and r["offered"] == rate]
+        c = lambda key: sum(r.get("counters", {}).get(key, 0) for r in rs)
+        w(f"| {rate:,} | " + " | ".join(parts) + f" | {fmt(c('bootpolicy_shadow_compared_total'))} / {fmt(c('bootpolicy_shadow_shed_total'))} | "
+          f"{fmt(c('bootpolicy_journal_entries_total'))} / {fmt(c('bootpolicy_journal_dropped_total'))} |")
+    w("")
+    w("| perfdhcp rate | " + " | ".join(f"{k} p50 / p99 µs" for k in kinds) + " | p99 plain / shadow |")
+    w("|---:|" + "---:|" * len(kinds) + "---:|")
+    p99s = {}
+    for rate in (1000, 5000):
+        parts = []
+        for k in kinds:
+            rs = [r for r in runs if r["config"] == k and r.get("test") == "latency" and r["offered"] == rate]
+            p50, p99 = med([r["p50_us"] for r in rs]), med([r["p99_us"] for r in rs])
+            p99s[(k, rate)] = p99
+            parts.append(f"{fmt(p50)} / {fmt(p99)}")
+        x = (p99s.get(("plain", rate)) or 0) / max(1, p99s.get(("shadow", rate)) or 1)
+        w(f"| {rate:,} | " + " | ".join(parts) + f" | {x:.2f}x |")
+        targets.append((f"ProxyDHCP p99 at {rate:,}/s with a shadow chain and the journal, plain/shadow (>= 0.8x)", x, x >= 0.8))
+    sat = {k: max(med([r["answers_per_s"] for r in runs if r["config"] == k and r.get("test") == "saturation" and r["offered"] == rate])
+                  for rate in rates) for k in kinds}
+    if "plain" in sat and "shadow" in sat:
+        x = sat["shadow"] / sat["plain"]
+        w("")
+        w(f"Saturation (highest median answers/s): plain {fmt(sat['plain'])}, shadow + journal {fmt(sat['shadow'])}: **{x:.2f}x**.")
+        targets.append(("ProxyDHCP saturation with a shadow chain and the journal against neither (>= 0.8x)", x, x >= 0.8))
+    note = os.path.join(HERE, "SHADOW.md")
+    if os.path.exists(note):
+        w("")
+        w(open(note).read().strip())
+    w("")
+
+
 def main():
     machine = load("machine.json") or {}
     dhcp = load("dhcp.json")
@@ -327,6 +380,10 @@ def main():
     dora = load("dora.json")
     if dora:
         dora_section(dora, w, targets, load("dora-machine.json") or {})
+
+    shadow = load("shadow.json")
+    if shadow and "runs" in shadow:
+        shadow_section(shadow, w, targets)
 
     if storm:
         w("## Boot storm (bootpolicy, arch-aware policy)")

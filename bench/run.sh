@@ -6,7 +6,7 @@
 #
 # Usage (root): bench/run.sh
 # Env: BENCH_REPEATS (3), BENCH_SECONDS (3, per perfdhcp rate), BENCH_SKIP (e.g. "tftp storm";
-# sections: lua dhcp dora saturation storm tftp state)
+# sections: lua dhcp dora saturation shadow storm tftp state)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -84,6 +84,12 @@ if [[ "$SKIP" != *" saturation "* ]]; then
   sed -i "/^saturation:/d" "$RES/loads.txt" 2>/dev/null || true; note_load saturation
   echo "== ProxyDHCP saturation with bench/dhcp_blaster.c ($REPEATS repeats, log off)"
   timeout 900 python3 bench/saturation.py --binary "$BIN" --repeats "$REPEATS" --out "$RES/saturation.json"
+fi
+
+if [[ "$SKIP" != *" shadow "* ]]; then
+  sed -i "/^shadow:/d" "$RES/loads.txt" 2>/dev/null || true; note_load shadow
+  echo "== shadow chain + decision journal against neither ($REPEATS repeats, alternating)"
+  timeout 1500 python3 bench/shadow_bench.py --binary "$BIN" --repeats "$REPEATS" --rates 20000,60000,100000 --out "$RES/shadow.json"
 fi
 
 if [[ "$SKIP" != *" storm "* ]]; then

@@ -67,6 +67,11 @@ int clinux_request_slice(uint64_t nanoseconds) {
     return 0;
 }
 
+int clinux_nice_thread(int nice) {
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) != 0) return errno;
+    return 0;
+}
+
 int clinux_idle_priority(void) {
     struct clinux_sched_attr attr;
     memset(&attr, 0, sizeof attr);

@@ -186,6 +186,52 @@ public final class BootPipeline: TracingBootDecider, @unchecked Sendable {
     }
 }
 
+/// A request as an observer keeps it for its own thread. A DHCP request is kept as its
+/// datagram and the few facts the server added, and decoded again there: the request's many
+/// small allocations (options, classes, relay) are then freed by the thread that made them. An
+/// observer's thread runs at idle priority, and a free of another thread's memory takes that
+/// thread's malloc arena lock: held while the idle thread was preempted, it stalled the DHCP
+/// threads' next malloc for milliseconds (p99 at 5,000 answers/s went from 0.12 to 0.2-1.1 ms).
+public struct ObservedRequest: Sendable {
+    public let kind: BootRequest.Kind
+    public let mac: String
+    private let request: BootRequest?
+    public let datagram: [UInt8]?
+    private let serverPort: Int?
+    private let interface: String?
+    private let source: String?
+    private let serverAddress: String?
+
+    public init(_ r: BootRequest, datagram: [UInt8]?) {
+        kind = r.kind
+        mac = r.mac
+        if r.kind == .dhcp, let datagram {
+            request = nil
+            self.datagram = datagram
+            serverPort = r.serverPort
+            interface = r.interface
+            source = r.clientAddress
+            serverAddress = r.serverAddress
+        } else {
+            request = r
+            self.datagram = nil
+            serverPort = nil
+            interface = nil
+            source = nil
+            serverAddress = nil
+        }
+    }
+
+    /// The request as the chain saw it (nil: a datagram that no longer decodes).
+    public var rebuilt: BootRequest? {
+        if let request { return request }
+        guard let datagram, let message = try? DHCPMessage(bytes: datagram) else { return nil }
+        var r = BootRequest(dhcp: message, serverPort: serverPort, interface: interface, source: source)
+        r.serverAddress = serverAddress
+        return r
+    }
+}
+
 /// Told each decision a pipeline makes (`BootPipeline.observers`).
 public protocol DecisionObserver: AnyObject, Sendable {
     /// On the deciding thread, before the answer leaves: queue, never wait. `request` is as the

@@ -57,11 +57,24 @@ struct CheckCommand: ParsableCommand {
         var warnings: [String] = []
         // Each policy alone first, so every broken file is reported, not only the first.
         var specs: [PolicySpec] = []
-        for policy in configuration.policies.isEmpty ? [Configuration.Policy(file: "default")] : configuration.policies {
+        let live = configuration.policies.isEmpty ? [Configuration.Policy(file: "default")] : configuration.policies
+        var shadowCount = 0
+        for (policy, isShadow) in live.map({ ($0, false) }) + configuration.shadow.map({ ($0, true) }) {
             var single = configuration
             single.policies = [policy]
             do {
                 let spec = try PolicySetup.specs(from: single)
+                if isShadow {
+                    // A shadow policy is checked as hard as a live one: it runs on every request.
+                    let chain = try PolicyChain(specs: spec, limits: PolicySetup.shadowLimits(from: configuration), logger: logger,
+                                                data: data, server: server)
+                    let findings = PolicyExercise.run(chain, requests: requests)
+                    problems += findings.filter { !$0.warning }.map { "shadow: " + $0.message }
+                    warnings += findings.filter(\.warning).map { "shadow: " + $0.message }
+                    shadowCount += 1
+                    print("\(findings.contains { !$0.warning } ? "FAIL " : "ok   ") \(spec[0].path) (shadow)")
+                    continue
+                }
                 let chain = try PolicyChain(specs: spec, limits: PolicySetup.limits(from: configuration), logger: logger,
                                             data: data, server: server)
                 specs += spec
@@ -77,7 +90,8 @@ struct CheckCommand: ParsableCommand {
         }
         for w in warnings { FileHandle.standardError.write(Data("bootpolicy check: warning: \(w)\n".utf8)) }
         if problems.isEmpty {
-            print("check passed: \(specs.count) polic\(specs.count == 1 ? "y" : "ies") in the chain: \(specs.map(\.name).joined(separator: " -> "))")
+            print("check passed: \(specs.count) polic\(specs.count == 1 ? "y" : "ies") in the chain: \(specs.map(\.name).joined(separator: " -> "))"
+                  + (shadowCount > 0 ? "; \(shadowCount) in the shadow chain" : ""))
             return
         }
         for p in problems where !p.isEmpty { FileHandle.standardError.write(Data("bootpolicy check: \(p)\n".utf8)) }

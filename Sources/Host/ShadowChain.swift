@@ -34,8 +34,7 @@ final class ShadowChain: DecisionObserver, @unchecked Sendable {
     }
 
     struct Job {
-        var request: BootRequest
-        var datagram: [UInt8]?
+        var request: ObservedRequest
         var live: BootDecision?
     }
 
@@ -45,6 +44,8 @@ final class ShadowChain: DecisionObserver, @unchecked Sendable {
     }
 
     static let queueLimit = 1024
+    /// How often the worker looks for queued requests.
+    static let pollEvery: TimeInterval = 0.005
     /// Clients whose differences are kept (the newest seen).
     static let clientLimit = 10_000
 
@@ -57,9 +58,6 @@ final class ShadowChain: DecisionObserver, @unchecked Sendable {
     private let cond = NSCondition()
     private var queue: [Job] = []
     private var stopping = false
-    /// Clients a request of which was shed: their file requests are not compared until the
-    /// shadow has seen their next DHCP request (it would lack the script that request made).
-    private var behind: Set<String> = []
     private let ledgerLock = NIOLock()
     private var ledger: [String: [String: Difference]] = [:]
     private var comparedCount = 0
@@ -145,19 +143,21 @@ final class ShadowChain: DecisionObserver, @unchecked Sendable {
     func decided(_ request: BootRequest, datagram: [UInt8]?, decision: BootDecision?, steps: [PolicyStep]) {
         guard active.load(ordering: .acquiring) else { return }
         cond.lock()
+        // Nothing here allocates: the queue has its capacity (see `run`), and this runs on a
+        // thread that answers while the shadow's runs at idle priority.
         guard queue.count < Self.queueLimit else {
-            if !request.mac.isEmpty { behind.insert(request.mac) }
             shedCount += 1
             cond.unlock()
             shed.increment()
             return
         }
-        queue.append(Job(request: request, datagram: datagram, live: decision))
-        if queue.count == 1 { cond.signal() }
+        // No wake-up: the worker looks every `pollEvery`. A signal per request was a futex
+        // call on the answering thread, and woke the idle thread onto a core each time.
+        queue.append(Job(request: ObservedRequest(request, datagram: datagram), live: decision))
         cond.unlock()
     }
 
-    /// Waits until the queue is empty (tests, `bootpolicy` status); false on timeout.
+    /// Waits until the queue is empty (tests); false on timeout.
     func drain(timeout: TimeInterval) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
@@ -171,17 +171,29 @@ final class ShadowChain: DecisionObserver, @unchecked Sendable {
     }
 
     private var busy = false
+    /// Worker thread only: for each client, `shedCount` when its last DHCP request was
+    /// compared. A file request is compared only when nothing was shed since: else the shadow
+    /// may lack the script that client's shed DHCP request would have made.
+    private var comparedDHCPAt: [String: Int] = [:]
 
     private func run() {
+        // Two queues that take turns, each with its capacity: the swap under the lock
+        // allocates nothing, so a live thread never waits on this idle-priority one for long.
+        var jobs: [Job] = []
+        jobs.reserveCapacity(Self.queueLimit)
+        cond.lock()
+        queue.reserveCapacity(Self.queueLimit)
+        cond.unlock()
         while true {
+            jobs.removeAll(keepingCapacity: true)
             cond.lock()
-            while queue.isEmpty && !stopping { cond.wait() }
+            while queue.isEmpty && !stopping { _ = cond.wait(until: Date().addingTimeInterval(Self.pollEvery)) }
             if stopping { cond.unlock(); break }
-            let jobs = queue
-            queue = []
+            swap(&jobs, &queue)
             busy = true
+            let shedSoFar = shedCount
             cond.unlock()
-            for job in jobs { compare(job) }
+            for job in jobs { compare(job, shedSoFar: shedSoFar) }
             cond.lock()
             busy = false
             cond.unlock()
@@ -189,22 +201,20 @@ final class ShadowChain: DecisionObserver, @unchecked Sendable {
         done.signal()
     }
 
-    private func compare(_ job: Job) {
-        guard let shadow = running.withLockedValue({ $0 }) else { return }
-        let r = job.request
+    private func compare(_ job: Job, shedSoFar: Int) {
+        guard let shadow = running.withLockedValue({ $0 }), let r = job.request.rebuilt else { return }
         if r.kind == .dhcp {
+            if comparedDHCPAt.count >= Self.clientLimit * 4 { comparedDHCPAt.removeAll(keepingCapacity: true) }
+            comparedDHCPAt[r.mac] = shedSoFar
+        } else if let at = comparedDHCPAt[r.mac], at != shedSoFar {
             cond.lock()
-            behind.remove(r.mac)
+            shedCount += 1
             cond.unlock()
-        } else {
-            cond.lock()
-            let skip = behind.contains(r.mac)
-            if skip { shedCount += 1 }
-            cond.unlock()
-            if skip { shed.increment(); return }
+            shed.increment()
+            return
         }
         let decision: BootDecision?
-        if r.kind == .dhcp, let bytes = job.datagram {
+        if r.kind == .dhcp, let bytes = job.request.datagram {
             decision = shadow.pipeline.decide(r, datagram: ByteBuffer(bytes: bytes))
         } else {
             decision = shadow.pipeline.decide(r)

@@ -101,7 +101,7 @@ import Testing
         final class Stuck: JournalStore, @unchecked Sendable {
             let gate = DispatchSemaphore(value: 0)
             var description: String { "stuck" }
-            func append(_ entries: [JournalEntry]) throws { _ = gate.wait(timeout: .now() + 10) }
+            func append(_ records: [JournalRecord]) throws { _ = gate.wait(timeout: .now() + 10) }
             func prune(before: Date, keep: Int) throws -> Int { 0 }
             func entries(mac: String?, since: Date?, limit: Int) throws -> [JournalEntry] { [] }
             func count() throws -> Int { 0 }

@@ -55,7 +55,7 @@ import Testing
     static func split(_ s: String) -> [String] { s.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
 
     static let runnable: Set<String> = ["check", "explain", "test"]
-    static let subcommands: Set<String> = ["serve", "check", "explain", "test", "import", "record", "state"]
+    static let subcommands: Set<String> = ["serve", "check", "explain", "test", "import", "record", "state", "diff", "why"]
 
     func help(_ path: [String]) throws -> String {
         let p = ServerProcess(path + ["--help"])

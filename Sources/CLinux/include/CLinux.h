@@ -74,6 +74,9 @@ uint64_t clinux_current_slice(void);
    must never slow answers (a shadow chain). 0 or errno. */
 int clinux_idle_priority(void);
 
+/* The calling thread's nice value (Linux: per thread). 0 or errno. */
+int clinux_nice_thread(int nice);
+
 /// inotify_init1(IN_NONBLOCK | IN_CLOEXEC).
 int clinux_inotify_open(void);
 /// Watches directory `dir` for files written, created, moved in or out, removed.

@@ -6,7 +6,7 @@ enum OpenAPIDocument {
   "info": {
     "title": "bootpolicy control API",
     "version": "1",
-    "description": "Read and change what bootpolicy's policies keep per client, reload the policy chain, and read and free full-DHCP leases. With an API tokens file (serve --api-tokens FILE) every endpoint but this document needs `Authorization: Bearer <token>`; a read token reads, a write token also writes. Without one, reads are open and writes are off (403). A write answers 200 only once its change is durable in the state store. Every refusal is a JSON object with one `error` line saying why."
+    "description": "Read and change what bootpolicy's policies keep per client, reload the policy chain, read and free full-DHCP leases, read a machine's journaled decisions and the shadow chain's differences. With an API tokens file (serve --api-tokens FILE) every endpoint but this document needs `Authorization: Bearer <token>`; a read token reads, a write token also writes. Without one, reads are open and writes are off (403). A write answers 200 only once its change is durable in the state store. Every refusal is a JSON object with one `error` line saying why."
   },
   "servers": [
     {
@@ -325,6 +325,220 @@ enum OpenAPIDocument {
           },
           "released": {
             "type": "boolean"
+          }
+        }
+      },
+      "Difference": {
+        "type": "object",
+        "required": [
+          "field",
+          "kind",
+          "live",
+          "shadow",
+          "count",
+          "first_seen",
+          "last_seen"
+        ],
+        "properties": {
+          "field": {
+            "type": "string",
+            "description": "What differs: silence, filename, next_server, server_name, script, options, address, path, content, content_type, status or refuse."
+          },
+          "kind": {
+            "type": "string",
+            "enum": [
+              "dhcp",
+              "tftp",
+              "http"
+            ],
+            "description": "The request kind of the latest difference."
+          },
+          "live": {
+            "type": "string",
+            "description": "The live answer's value, as logged."
+          },
+          "shadow": {
+            "type": "string",
+            "description": "The shadow chain's value."
+          },
+          "count": {
+            "type": "integer",
+            "minimum": 1
+          },
+          "first_seen": {
+            "type": "string",
+            "format": "date-time"
+          },
+          "last_seen": {
+            "type": "string",
+            "format": "date-time"
+          }
+        }
+      },
+      "ShadowReport": {
+        "type": "object",
+        "required": [
+          "enabled",
+          "chain",
+          "compared",
+          "shed",
+          "clients"
+        ],
+        "properties": {
+          "enabled": {
+            "type": "boolean",
+            "description": "false without a `shadow:` chain (the lists are then empty)."
+          },
+          "chain": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            }
+          },
+          "version": {
+            "type": "string",
+            "description": "The shadow chain's content hash."
+          },
+          "compared": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "shed": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Requests not compared because the shadow was behind (it runs only on idle CPU)."
+          },
+          "clients": {
+            "type": "array",
+            "items": {
+              "type": "object",
+              "required": [
+                "mac",
+                "differences"
+              ],
+              "properties": {
+                "mac": {
+                  "type": "string"
+                },
+                "differences": {
+                  "type": "array",
+                  "items": {
+                    "$ref": "#/components/schemas/Difference"
+                  }
+                }
+              }
+            }
+          }
+        }
+      },
+      "Decision": {
+        "type": "object",
+        "required": [
+          "time",
+          "mac",
+          "kind",
+          "summary",
+          "version",
+          "steps",
+          "reply",
+          "request"
+        ],
+        "properties": {
+          "id": {
+            "type": "integer"
+          },
+          "time": {
+            "type": "string",
+            "format": "date-time"
+          },
+          "mac": {
+            "type": "string"
+          },
+          "kind": {
+            "type": "string",
+            "enum": [
+              "dhcp",
+              "tftp",
+              "http"
+            ]
+          },
+          "summary": {
+            "type": "string",
+            "description": "The request in one line."
+          },
+          "version": {
+            "type": "string",
+            "description": "The content hash of the chain that decided (policy files, their config, data files)."
+          },
+          "policy": {
+            "type": "string",
+            "description": "The policy that decided; absent when none did."
+          },
+          "steps": {
+            "type": "array",
+            "items": {
+              "type": "object",
+              "required": [
+                "policy",
+                "hook",
+                "outcome",
+                "micros"
+              ],
+              "properties": {
+                "policy": {
+                  "type": "string"
+                },
+                "hook": {
+                  "type": "string"
+                },
+                "outcome": {
+                  "type": "string"
+                },
+                "micros": {
+                  "type": "number"
+                }
+              }
+            }
+          },
+          "decision": {
+            "type": "object",
+            "description": "The decision's fields that were set (filename, next_server, ipxe_script, options as hex by code, ...).",
+            "additionalProperties": true
+          },
+          "reply": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            },
+            "description": "What the decision has the server send."
+          },
+          "request": {
+            "type": "object",
+            "description": "The request as a fixture (`bootpolicy import` format): replayable with `bootpolicy explain` and `diff`.",
+            "additionalProperties": true
+          }
+        }
+      },
+      "DecisionList": {
+        "type": "object",
+        "required": [
+          "mac",
+          "journal",
+          "decisions"
+        ],
+        "properties": {
+          "mac": {
+            "type": "string"
+          },
+          "journal": {
+            "type": "string",
+            "description": "Where the journal is kept (sqlite:PATH or memory)."
+          },
+          "decisions": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/Decision"
+            }
           }
         }
       }
@@ -686,6 +900,65 @@ enum OpenAPIDocument {
         }
       }
     },
+    "/api/v1/clients/{mac}/decisions": {
+      "get": {
+        "summary": "The machine's journaled decisions, oldest first: when, the chain version, what each policy said, the decision and the reply.",
+        "operationId": "listDecisions",
+        "parameters": [
+          {
+            "$ref": "#/components/parameters/mac"
+          },
+          {
+            "name": "since",
+            "in": "query",
+            "required": false,
+            "description": "An age before now (90s, 30m, 12h, 7d) or an ISO 8601 UTC time (2026-12-01T10:00:00Z).",
+            "schema": {
+              "type": "string",
+              "pattern": "^([0-9]{1,9}[smhd]|20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z)$"
+            }
+          },
+          {
+            "name": "limit",
+            "in": "query",
+            "required": false,
+            "description": "At most this many (the newest); default 100.",
+            "schema": {
+              "type": "integer",
+              "minimum": 1,
+              "maximum": 1000
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "The decisions.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/DecisionList"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "503": {
+            "$ref": "#/components/responses/Unavailable"
+          }
+        }
+      }
+    },
     "/api/v1/reload": {
       "post": {
         "summary": "Reload the policy chain from the configuration, as SIGHUP does.",
@@ -716,6 +989,44 @@ enum OpenAPIDocument {
                 }
               }
             }
+          }
+        }
+      }
+    },
+    "/api/v1/shadow": {
+      "get": {
+        "summary": "Where the shadow chain's answers differ from the live ones, per client and field.",
+        "operationId": "shadowReport",
+        "parameters": [
+          {
+            "name": "mac",
+            "in": "query",
+            "required": false,
+            "description": "Only this client.",
+            "schema": {
+              "type": "string"
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "The differences.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/ShadowReport"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
           }
         }
       }
