@@ -31,9 +31,11 @@ def config(kind, tmp):
             os.remove(journal + suffix)
     with open(path, "w") as f:
         f.write("policies: [ { file: default } ]\n")
-        if kind in ("shadow", "shadow-only"):
+        if kind in ("shadow", "shadow-only", "shadow-capped"):
             f.write("shadow: [ { file: arch-aware } ]\n")
-        if kind in ("shadow", "journal-only"):
+        if kind == "shadow-capped":
+            f.write("shadow_limits: { cpu_percent: 2 }\n")
+        if kind in ("shadow", "journal-only", "shadow-capped"):
             f.write(f"journal: {{ path: {journal} }}\n")
         else:
             f.write("journal: { enabled: false }\n")
@@ -60,7 +62,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--configs", default="plain,shadow",
-                    help="plain, shadow (shadow chain + journal), and for finding a cost: shadow-only, journal-only")
+                    help="plain, shadow (shadow chain + journal), and for finding a cost: shadow-only, journal-only, "
+                         "shadow-capped (shadow + journal, shadow_limits.cpu_percent 2)")
     ap.add_argument("--latency-only", action="store_true")
     ap.add_argument("--out")
     args = ap.parse_args()

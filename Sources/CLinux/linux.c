@@ -222,6 +222,12 @@ int clinux_send_datagrams(int fd, const clinux_outgoing *datagrams, int count, i
     return failed;
 }
 
+uint64_t clinux_thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 uint64_t clinux_monotonic_ns(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);

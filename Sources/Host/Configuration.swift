@@ -238,6 +238,8 @@ struct Configuration: Codable, Equatable {
     /// A candidate chain run beside the live one, never answering (docs/safe-changes.md).
     var shadow: [Policy] = []
     var shadowLimits = Limits()
+    /// `shadow_limits.cpu_percent`: the share of one core the shadow may use; past it, shed.
+    var shadowCPUPercent: Double = 2
     var journal = Journal()
     var data: [String: DataFile] = [:]
     var limits = Limits()
@@ -264,6 +266,15 @@ struct Configuration: Codable, Equatable {
         policies = try c.decodeIfPresent([Policy].self, forKey: .policies) ?? []
         shadow = try c.decodeIfPresent([Policy].self, forKey: .shadow) ?? []
         shadowLimits = try c.decodeIfPresent(Limits.self, forKey: .shadowLimits) ?? Limits()
+        struct CPU: Decodable {
+            var cpuPercent: Double?
+            enum CodingKeys: String, CodingKey { case cpuPercent = "cpu_percent" }
+        }
+        shadowCPUPercent = try c.decodeIfPresent(CPU.self, forKey: .shadowLimits)?.cpuPercent ?? 2
+        guard shadowCPUPercent >= 0.1, shadowCPUPercent <= 100 else {
+            throw DecodingError.dataCorruptedError(forKey: .shadowLimits, in: c,
+                                                   debugDescription: "shadow_limits.cpu_percent must be from 0.1 to 100 (got \(shadowCPUPercent))")
+        }
         journal = try c.decodeIfPresent(Journal.self, forKey: .journal) ?? Journal()
         data = try c.decodeIfPresent([String: DataFile].self, forKey: .data) ?? [:]
         limits = try c.decodeIfPresent(Limits.self, forKey: .limits) ?? Limits()
@@ -353,7 +364,7 @@ struct Configuration: Codable, Equatable {
         "http": ["enabled", "port", "root", "address", "request_timeout", "idle_timeout", "max_connections", "max_connections_per_client",
                  "max_body_bytes", "script_access", "script_key"],
         "limits": ["instructions", "time_ms", "memory_mb", "states"],
-        "shadow_limits": ["instructions", "time_ms", "memory_mb", "states"],
+        "shadow_limits": ["instructions", "time_ms", "memory_mb", "states", "cpu_percent"],
         "journal": ["enabled", "path", "max_age", "max_entries"],
         "log": ["format", "level"],
         "state": ["store", "ttl", "max_clients", "max_client_bytes", "sync"],

@@ -230,7 +230,8 @@ struct Runtime {
         let shadow = ShadowChain(live: directory.state, logger: logger)
         do {
             shadow.install(try shadow.prepare(specs: PolicySetup.shadowSpecs(from: configuration, httpPort: httpPort),
-                                              limits: PolicySetup.shadowLimits(from: configuration), scriptTokens: scripts.tokens,
+                                              limits: PolicySetup.shadowLimits(from: configuration),
+                                              cpuPercent: configuration.shadowCPUPercent, scriptTokens: scripts.tokens,
                                               data: data, server: PolicySetup.server(from: configuration, httpPort: httpPort)))
         } catch {
             throw ExitMessage("bootpolicy serve: cannot load the shadow chain: \(error)")
@@ -317,7 +318,7 @@ final class ChainReloader: Sendable {
                 // The shadow too: its URLs must carry the same port, or every one would differ.
                 let shadowNext = try shadow?.prepare(specs: PolicySetup.shadowSpecs(from: configuration, httpPort: port),
                                                      limits: PolicySetup.shadowLimits(from: configuration),
-                                                     scriptTokens: scriptTokens, data: engine.chain.data, server: server)
+                                                     cpuPercent: configuration.shadowCPUPercent, scriptTokens: scriptTokens, data: engine.chain.data, server: server)
                 if case .failure(let error) = engine.reload(specs: specs, server: server) { throw error }
                 if let shadowNext { shadow?.install(shadowNext) }
                 logger.info("policies told the HTTP port \(port)", metadata: ["version": "\(engine.chain.version)"])
@@ -359,7 +360,7 @@ final class ChainReloader: Sendable {
                 do {
                     shadowNext = try shadow?.prepare(specs: PolicySetup.shadowSpecs(from: configuration, httpPort: port),
                                                      limits: PolicySetup.shadowLimits(from: configuration),
-                                                     scriptTokens: scriptTokens, data: data, server: server)
+                                                     cpuPercent: configuration.shadowCPUPercent, scriptTokens: scriptTokens, data: data, server: server)
                 } catch {
                     throw ConfigError("shadow chain: \(error)")
                 }

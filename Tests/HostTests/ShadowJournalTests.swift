@@ -209,6 +209,15 @@ import Glibc
         #expect(s.text.contains("shadow chain"), "\(s.text)")
         #expect(s.text.contains("broken.lua:"), "\(s.text)")
 
+        // A CPU share that could never compare anything, or more than a core, is refused too.
+        for bad in ["0", "250"] {
+            try "policies: [ { file: default } ]\nshadow: [ { file: arch-aware } ]\nshadow_limits: { cpu_percent: \(bad) }\n"
+                .write(to: config, atomically: true, encoding: .utf8)
+            let c = ServerProcess(["serve", "--listen", "127.0.0.1", "--dhcp-port", "0", "--no-tftp", "--http-port", "0", "--config", config.path])
+            #expect(try c.runToEnd(timeout: 20) != 0)
+            #expect(c.text.contains("shadow_limits.cpu_percent must be from 0.1 to 100"), "\(c.text)")
+        }
+
         // Started without it, then reloaded with it: refused, the old chains stay.
         try "policies: [ { file: default } ]\n".write(to: config, atomically: true, encoding: .utf8)
         let t = ServerProcess(["serve", "--listen", "127.0.0.1", "--dhcp-port", "0", "--no-tftp", "--http-port", "0", "--config", config.path])

@@ -49,6 +49,9 @@ int clinux_batch_receive(clinux_batch *batch, int fd, int wait, int slots);
 /// CLOCK_MONOTONIC in nanoseconds (vDSO, no system call).
 uint64_t clinux_monotonic_ns(void);
 
+/* CPU time the calling thread has used, in nanoseconds. */
+uint64_t clinux_thread_cpu_ns(void);
+
 /// One datagram to send: `length` bytes at `bytes`, to `address`:`port` (network order).
 typedef struct {
     const void *bytes;
