@@ -192,6 +192,15 @@ import Glibc
         // The live store has no state for the machine.
         let state = try runTool(curl, ["-s", "-o", "/dev/null", "-w", "%{http_code}", base + "/api/v1/clients/52:54:00:12:34:56/state"])
         #expect(state.output == "404", "live state was written by the shadow: \(state.output)")
+
+        // The journal (in memory here: state is) answers through the API; bad paging is a 400.
+        func status(_ path: String) throws -> String {
+            try runTool(curl, ["-s", "-o", "/dev/null", "-w", "%{http_code}", base + path]).output
+        }
+        #expect(try status("/api/v1/clients/52:54:00:12:34:56/decisions?since=1h") == "200")
+        #expect(try status("/api/v1/clients/52:54:00:12:34:56/decisions?limit=0") == "400")
+        #expect(try status("/api/v1/clients/52:54:00:12:34:56/decisions?since=yesterday") == "400")
+        #expect(try status("/api/v1/clients/not-a-mac/decisions") == "400")
     }
 
     /// A shadow that does not load refuses to start the server, with its file and line; at

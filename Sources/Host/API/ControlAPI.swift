@@ -215,13 +215,25 @@ struct ControlAPI: Sendable {
         }
     }
 
+    /// A request refused, with the answer that says why.
+    struct Refusal: Error {
+        let response: HTTPResponse
+    }
+
+    /// A listing's `limit=`: `defaultPage` when absent; else the 400 that refuses it.
+    static func pageLimit(_ request: HTTPRequestContext) -> Result<Int, Refusal> {
+        guard let text = request.query["limit"] else { return .success(defaultPage) }
+        guard let n = Int(text), (1...maxPage).contains(n) else {
+            return .failure(.init(response: error(.badRequest, "limit must be a whole number from 1 to \(maxPage), not '\(text)'")))
+        }
+        return .success(n)
+    }
+
     private func list(_ request: HTTPRequestContext) -> HTTPResponse {
-        var limit = Self.defaultPage
-        if let text = request.query["limit"] {
-            guard let n = Int(text), (1...Self.maxPage).contains(n) else {
-                return Self.error(.badRequest, "limit must be a whole number from 1 to \(Self.maxPage), not '\(text)'")
-            }
-            limit = n
+        let limit: Int
+        switch Self.pageLimit(request) {
+        case .success(let n): limit = n
+        case .failure(let refused): return refused.response
         }
         var after: String?
         if let text = request.query["after"], !text.isEmpty {
@@ -279,12 +291,10 @@ struct ControlAPI: Sendable {
             return Self.error(.badRequest, "not a MAC address: '\(raw)' (52:54:00:12:34:56, 52-54-00-12-34-56 and 5254.0012.3456 are)")
         }
         guard let journal else { return Self.error(.notFound, "the decision journal is off (journal.enabled: false)") }
-        var limit = Self.defaultPage
-        if let text = request.query["limit"] {
-            guard let n = Int(text), (1...Self.maxPage).contains(n) else {
-                return Self.error(.badRequest, "limit must be a whole number from 1 to \(Self.maxPage), not '\(text)'")
-            }
-            limit = n
+        let limit: Int
+        switch Self.pageLimit(request) {
+        case .success(let n): limit = n
+        case .failure(let refused): return refused.response
         }
         var since: Date?
         if let text = request.query["since"] {
