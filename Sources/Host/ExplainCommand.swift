@@ -47,12 +47,10 @@ struct ExplainCommand: ParsableCommand {
         let engine: PolicyEngine
         let directory = ClientDirectory(logger: logger)
         do {
-            engine = try PolicyEngine(specs: try PolicySetup.specs(from: configuration), limits: PolicySetup.limits(from: configuration),
-                                      logger: logger, stateStore: directory.state,
-                                      // The server's own key when readable, so a URL shown here is one it accepts.
-                                      scriptTokens: (try? ScriptKey.setup(from: configuration, create: false))?.tokens ?? .random(),
-                                      data: try PolicySetup.data(from: configuration),
-                                      server: PolicySetup.server(from: configuration, httpPort: nil))
+            engine = try PolicySetup.offlineEngine(
+                from: configuration, stateStore: directory.state,
+                // The server's own key when readable, so a URL shown here is one it accepts.
+                scriptTokens: (try? ScriptKey.setup(from: configuration, create: false))?.tokens ?? .random(), logger: logger)
         } catch {
             throw ExitMessage("bootpolicy explain: \(error)")
         }
@@ -124,15 +122,9 @@ struct ExplainCommand: ParsableCommand {
         return out
     }
 
+    /// The outcome as the journal words it, the deciding step in capitals so it stands out.
     static func describe(_ o: PolicyStep.Outcome) -> String {
-        switch o {
-        case .noHook: return "no hook"
-        case .passed: return "passed"
-        case .decided: return "DECIDED"
-        case .error(let m): return "error: \(m)"
-        case .budgetExceeded(let m): return "budget exceeded: \(m)"
-        case .memoryExceeded(let m): return "memory cap: \(m)"
-        }
+        o == .decided ? "DECIDED" : o.text
     }
 
     static func describe(_ d: BootDecision) -> [String] {
