@@ -91,7 +91,6 @@ struct DiffCommand: ParsableCommand {
     struct Side {
         var engine: PolicyEngine
         var pipeline: BootPipeline
-        var policies: [String]
     }
 
     static func side(_ spec: String, tokens: ScriptTokens, logger: Logger) throws -> Side {
@@ -104,12 +103,9 @@ struct DiffCommand: ParsableCommand {
         }
         do {
             let directory = ClientDirectory(logger: logger)
-            let engine = try PolicyEngine(specs: try PolicySetup.specs(from: configuration), limits: PolicySetup.limits(from: configuration),
-                                          logger: logger, stateStore: directory.state, scriptTokens: tokens,
-                                          data: try PolicySetup.data(from: configuration),
-                                          server: PolicySetup.server(from: configuration, httpPort: nil))
-            return Side(engine: engine, pipeline: BootPipeline(chain: engine, directory: directory, logger: logger),
-                        policies: engine.chain.policies.map(\.name))
+            let engine = try PolicySetup.offlineEngine(from: configuration, stateStore: directory.state, scriptTokens: tokens,
+                                                       logger: logger)
+            return Side(engine: engine, pipeline: BootPipeline(chain: engine, directory: directory, logger: logger))
         } catch {
             throw ExitMessage("bootpolicy diff: \(spec): \(error)")
         }

@@ -1,5 +1,8 @@
+import Clients
 import Foundation
+import Logging
 import LuaBridge
+import Protocols
 
 /// From the configuration's `policies:` and `limits:` to what LuaBridge loads.
 enum PolicySetup {
@@ -76,6 +79,15 @@ enum PolicySetup {
             wallClock: l.timeMs.map { max(defaults.wallClock, 5 * Double($0)) } ?? defaults.wallClock,
             memoryBytes: l.memoryMB.map { $0 << 20 } ?? defaults.memoryBytes,
             states: l.states ?? defaults.states)
+    }
+
+    /// The chain a configuration names, loaded for a tool that decides without serving
+    /// (`explain`, `diff`): its data, limits and server facts, no HTTP port bound.
+    static func offlineEngine(from configuration: Configuration, stateStore: ClientStateStore, scriptTokens: ScriptTokens,
+                              logger: Logger) throws -> PolicyEngine {
+        try PolicyEngine(specs: try specs(from: configuration), limits: limits(from: configuration), logger: logger,
+                         stateStore: stateStore, scriptTokens: scriptTokens, data: try data(from: configuration),
+                         server: server(from: configuration, httpPort: nil))
     }
 
     static func policyValue(_ value: YAMLValue) -> PolicyValue? {
