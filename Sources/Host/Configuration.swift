@@ -147,7 +147,9 @@ struct Configuration: Codable, Equatable {
         var timeMs: Int?
         var memoryMB: Int?
         var states: Int?
-        enum CodingKeys: String, CodingKey { case instructions, timeMs = "time_ms", memoryMB = "memory_mb", states }
+        /// Only in `shadow_limits` (the schema refuses it in `limits`).
+        var cpuPercent: Double?
+        enum CodingKeys: String, CodingKey { case instructions, timeMs = "time_ms", memoryMB = "memory_mb", states, cpuPercent = "cpu_percent" }
     }
     /// Where per-client state and generated scripts are kept, and their bounds.
     struct State: Codable, Equatable {
@@ -239,7 +241,7 @@ struct Configuration: Codable, Equatable {
     var shadow: [Policy] = []
     var shadowLimits = Limits()
     /// `shadow_limits.cpu_percent`: the share of one core the shadow may use; past it, shed.
-    var shadowCPUPercent: Double = 2
+    var shadowCPUPercent: Double { shadowLimits.cpuPercent ?? 2 }
     var journal = Journal()
     var data: [String: DataFile] = [:]
     var limits = Limits()
@@ -266,11 +268,6 @@ struct Configuration: Codable, Equatable {
         policies = try c.decodeIfPresent([Policy].self, forKey: .policies) ?? []
         shadow = try c.decodeIfPresent([Policy].self, forKey: .shadow) ?? []
         shadowLimits = try c.decodeIfPresent(Limits.self, forKey: .shadowLimits) ?? Limits()
-        struct CPU: Decodable {
-            var cpuPercent: Double?
-            enum CodingKeys: String, CodingKey { case cpuPercent = "cpu_percent" }
-        }
-        shadowCPUPercent = try c.decodeIfPresent(CPU.self, forKey: .shadowLimits)?.cpuPercent ?? 2
         guard shadowCPUPercent >= 0.1, shadowCPUPercent <= 100 else {
             throw DecodingError.dataCorruptedError(forKey: .shadowLimits, in: c,
                                                    debugDescription: "shadow_limits.cpu_percent must be from 0.1 to 100 (got \(shadowCPUPercent))")
