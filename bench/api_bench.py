@@ -46,7 +46,7 @@ def start(binary, store, workdir):
     with open(tokens, "w") as f:
         f.write("write %s bench\n" % TOKEN)
     os.chmod(tokens, 0o600)
-    cmd = [binary, "serve", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", str(port),
+    cmd = [binary, "serve", "--user", "root", "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", str(port),
            "--api-tokens", tokens, "--state", store, "--log-level", "warning"]
     log = open(os.path.join(workdir, "serve.log"), "w")
     p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)

@@ -56,6 +56,10 @@ class Lab:
         sys.exit(1)
 
     def spawn(self, ns, cmd, log):
+        # Benches run as root with roots in root's 0700 temp folders: a serve keeps root there
+        # (started as root it would give root up for bootpolicy/nobody, who cannot read them).
+        if len(cmd) > 1 and cmd[1] == "serve" and "--user" not in cmd:
+            cmd = cmd + ["--user", "root"]
         # `ip netns exec` execs the command, so the Popen pid is the server's own pid.
         p = subprocess.Popen(["ip", "netns", "exec", ns] + cmd, stdout=log, stderr=subprocess.STDOUT,
                              preexec_fn=raise_nofile)

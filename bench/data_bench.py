@@ -79,7 +79,7 @@ def serve(binary, config, d, edit=None):
     """Starts serve, waits for `serving:`, returns (ready_s, rss_mb, per_state_kib, reload_s)."""
     log = open(os.path.join(d, "serve.log"), "w+")
     t0 = time.monotonic()
-    p = subprocess.Popen([binary, "serve", "--config", config, "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "0"],
+    p = subprocess.Popen([binary, "serve", "--user", "root", "--config", config, "--listen", "127.0.0.1", "--no-dhcp", "--no-tftp", "--http-port", "0"],
                          stdout=log, stderr=subprocess.STDOUT)
     try:
         port, ready = None, None

@@ -49,7 +49,8 @@ Options:
   --ci           bounded CI form: every scenario that can pass (site and full DHCP),
                  'N passed, N failed' at the end.
   --budget SEC   total time cap for --ci (default 1500).
-Environment: BOOTPOLICY (server binary), LAB_MARKER (marker text, default BOOTPOLICY-LAB-REACHED).
+Environment: BOOTPOLICY (server binary), LAB_MARKER (marker text, default BOOTPOLICY-LAB-REACHED),
+LAB_SERVE (a command that stands for "bootpolicy serve", e.g. setpriv ... /usr/bin/bootpolicy serve).
 EOF
 }
 
@@ -260,8 +261,19 @@ start_boot_server() {
       write_lab_config "$dir/lab.yaml"
       args+=(--config "$dir/lab.yaml")
     fi
-    printf '%s\n' "lab: bootpolicy ${args[*]}" >"$dir/server.cmd"
-    lab_spawn "$LAB_NS_BOOT" "$SERVER_LOG" "$BOOTPOLICY_BIN" "${args[@]}"
+    # LAB_SERVE replaces "bootpolicy serve" with another way to start it (the package test:
+    # setpriv as the unit's user; the image test: podman run --net=host IMAGE). By default the
+    # lab's server keeps root: its roots are in root's own temporary folder.
+    local serve
+    if [ -n "${LAB_SERVE:-}" ]; then
+      read -r -a serve <<<"$LAB_SERVE"
+      args=("${args[@]:1}")
+    else
+      serve=("$BOOTPOLICY_BIN" serve)
+      args=("${args[@]:1}" --user root)
+    fi
+    printf '%s\n' "lab: ${serve[*]} ${args[*]}" >"$dir/server.cmd"
+    lab_spawn "$LAB_NS_BOOT" "$SERVER_LOG" "${serve[@]}" "${args[@]}"
     pid=$LAB_LAST_PID
     lab_wait_listen "$LAB_NS_BOOT" "tcp 8080" "$pid" 30 || {
       tail -n 40 "$SERVER_LOG" >&2; lab_die "bootpolicy did not start listening on tcp 8080"; }

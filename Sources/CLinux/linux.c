@@ -267,3 +267,67 @@ int clinux_open_beneath(int dirfd, const char *path, int flags) {
     how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
     return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
 }
+
+// --- giving up root ------------------------------------------------------------------------
+// The kernel's capability ABI (linux/capability.h), version 3: two 32-bit words per set.
+#include <grp.h>
+#include <sys/prctl.h>
+#include <linux/capability.h>
+
+int clinux_become_user(uint32_t uid, uint32_t gid, uint64_t keep, const char **step) {
+    gid_t groups[1] = { gid };
+    *step = "setgroups";
+    if (setgroups(1, groups) != 0) return -1;
+    *step = "setresgid";
+    if (setresgid(gid, gid, gid) != 0) return -1;
+    // While still root (CAP_SETPCAP): the bounding set shrinks to the kept capabilities, so
+    // nothing this process or a child ever execs can regain another. Numbers past the kernel's
+    // last capability answer EINVAL.
+    for (int cap = 0; cap < 64; cap++) {
+        if (keep & ((uint64_t)1 << cap)) continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) { *step = "prctl(PR_CAPBSET_DROP)"; return -1; }
+    }
+    *step = "prctl(PR_SET_KEEPCAPS)";
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return -1;
+    *step = "setresuid";
+    if (setresuid(uid, uid, uid) != 0) return -1;
+    struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    for (int word = 0; word < 2; word++) {
+        uint32_t bits = (uint32_t)(keep >> (32 * word));
+        data[word].effective = bits;
+        data[word].permitted = bits;
+        data[word].inheritable = bits;
+    }
+    *step = "capset";
+    if (syscall(SYS_capset, &header, data) != 0) return -1;
+    for (int cap = 0; cap < 64; cap++) {
+        if (!(keep & ((uint64_t)1 << cap))) continue;
+        *step = "prctl(PR_CAP_AMBIENT_RAISE)";
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0) return -1;
+    }
+    *step = "prctl(PR_SET_KEEPCAPS, 0)";
+    if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) return -1;
+    // No setuid or file-capability binary can raise privileges again (as systemd's
+    // NoNewPrivileges=); it survives the execve too.
+    *step = "prctl(PR_SET_NO_NEW_PRIVS)";
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
+    *step = "";
+    return 0;
+}
+
+uint64_t clinux_effective_capabilities(void) {
+    struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct data[2];
+    if (syscall(SYS_capget, &header, data) != 0) return UINT64_MAX;
+    return (uint64_t)data[0].effective | ((uint64_t)data[1].effective << 32);
+}
+
+// --- build stamp ---------------------------------------------------------------------------
+// scripts/package.sh links in an object that defines this string (the commit); in any other
+// build the weak reference stays unresolved and reads as NULL. A linked object rather than a
+// -D flag: a define that changes with every commit would rebuild every C target.
+extern const char bootpolicy_build_commit[] __attribute__((weak));
+
+const char *clinux_build_commit(void) { return bootpolicy_build_commit ? bootpolicy_build_commit : ""; }

@@ -248,10 +248,13 @@ struct Configuration: Codable, Equatable {
     var log = Log()
     var state = State()
     var api = API()
+    /// Who `serve` runs as when started as root (`--user`): default `bootpolicy`, else
+    /// `nobody`; `root` keeps root (with a warning).
+    var user: String?
 
     enum CodingKeys: String, CodingKey {
         case interfaces, listen, proxy, serverAddress = "server_address", dhcp, tftp, http, policies, data, limits, log, state, api
-        case shadow, shadowLimits = "shadow_limits", journal
+        case shadow, shadowLimits = "shadow_limits", journal, user
     }
 
     init() {}
@@ -278,6 +281,7 @@ struct Configuration: Codable, Equatable {
         log = try c.decodeIfPresent(Log.self, forKey: .log) ?? Log()
         state = try c.decodeIfPresent(State.self, forKey: .state) ?? State()
         api = try c.decodeIfPresent(API.self, forKey: .api) ?? API()
+        user = try c.decodeIfPresent(String.self, forKey: .user)
     }
 
     /// Reads a YAML file; errors name the file and, where Yams knows it, the line.
@@ -355,7 +359,7 @@ struct Configuration: Codable, Equatable {
 
     static let schema: [String: Set<String>] = [
         "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "tftp", "http", "policies", "data", "limits", "log", "state", "api",
-             "shadow", "shadow_limits", "journal"],
+             "shadow", "shadow_limits", "journal", "user"],
         "dhcp": ["ports", "enabled", "threads", "ranges", "reservations", "ping", "ping_timeout_ms", "decline_quarantine"],
         "tftp": ["enabled", "root", "port", "max_transfers", "max_transfers_per_client", "threads"],
         "http": ["enabled", "port", "root", "address", "request_timeout", "idle_timeout", "max_connections", "max_connections_per_client",

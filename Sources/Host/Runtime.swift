@@ -17,9 +17,13 @@ struct Runtime {
     let configuration: Configuration
     /// Reads the config file and flags again, for SIGHUP.
     let reread: @Sendable () throws -> Configuration
+    /// Who this process runs as (Privileges.settle), for the first log line.
+    var standing: Privileges.Standing = .unprivileged
 
     func run() async throws {
         let logger = Self.bootstrapLogging(format: configuration.log.format, level: configuration.log.level)
+        let identity = Privileges.describe(standing)
+        if identity.warning { logger.warning("\(identity.text)") } else { logger.notice("\(identity.text)") }
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 

@@ -69,6 +69,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The key script tokens are signed with (created, mode 600, if absent). Default: beside the --state file; with state in memory or PostgreSQL, a key new each run. Servers sharing a database need the same file.", valueName: "file"))
     var scriptKey: String?
 
+    @Option(help: ArgumentHelp("Started as root, give root up for this user before opening anything, keeping only CAP_NET_BIND_SERVICE and CAP_NET_RAW (default: bootpolicy if that user exists, else nobody; root keeps root, with a warning).", valueName: "name"))
+    var user: String?
+
     @Option(help: ArgumentHelp("Log format: text (a line per exchange, like dnsmasq --log-dhcp) or json.", valueName: "format"))
     var logFormat: String?
 
@@ -113,6 +116,7 @@ struct ServeCommand: AsyncParsableCommand {
             c.state.store = URL(fileURLWithPath: String(dir.split(separator: ":").first ?? Substring(dir)))
                 .appendingPathComponent("state.db").path
         }
+        if let user { c.user = user }
         if let logFormat { c.log.format = logFormat }
         if let logLevel { c.log.level = logLevel }
         if c.policies.isEmpty { c.policies = [Configuration.Policy(file: "default")] }
@@ -131,14 +135,33 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Set when this image is the one root execed as the user: every refusal then says so,
+        // since what the user cannot read root could.
+        let gaveUpFor = ProcessInfo.processInfo.environment[Privileges.marker]
+        do {
+            try await serve()
+        } catch let error as ExitMessage {
+            guard let user = gaveUpFor else { throw error }
+            throw ExitMessage(error.description + "\n(serve gave root up for user \(user) at start: that user must be able to read the config, policies and roots and to write the state; --user root keeps root)")
+        }
+    }
+
+    private func serve() async throws {
         let config: Configuration
         do {
             config = try resolvedConfiguration()
         } catch {
             throw ExitMessage("bootpolicy serve: \(error)")
         }
+        // Before anything is opened: started as root, this execs itself as the user.
+        let standing: Privileges.Standing
+        do {
+            standing = try Privileges.settle(user: config.user)
+        } catch {
+            throw ExitMessage("bootpolicy serve: \(error)")
+        }
         let command = self
-        try await Runtime(configuration: config, reread: { try command.resolvedConfiguration() }).run()
+        try await Runtime(configuration: config, reread: { try command.resolvedConfiguration() }, standing: standing).run()
     }
 }
 

@@ -98,4 +98,20 @@ int clinux_open_beneath(int dirfd, const char *path, int flags);
 /// _GNU_SOURCE): a spawned daemon then holds no pipe or socket of its parent's. 0 or an errno.
 int clinux_spawn_close_from(void *actions, int from);
 
+
+/// Gives up root for `uid`/`gid`, keeping only the capabilities whose numbers are set in
+/// `keep` (bit n: CAP number n), raised in the ambient set so that they survive an execve(2).
+/// In order: supplementary groups become {gid}, then the gids, the bounding set shrinks to
+/// `keep`, then the uids (glibc applies each id change to every thread of the process), with
+/// PR_SET_KEEPCAPS held across the uid change in the calling thread, then capset(2),
+/// PR_CAP_AMBIENT_RAISE and PR_SET_NO_NEW_PRIVS. Returns 0, or -1 with errno and
+/// `*step` naming the call that failed.
+int clinux_become_user(uint32_t uid, uint32_t gid, uint64_t keep, const char **step);
+/// The calling thread's effective capability set as a bit mask (bit n: CAP number n), or
+/// UINT64_MAX when capget(2) fails.
+uint64_t clinux_effective_capabilities(void);
+
+/// The commit a packaged build was made from (scripts/package.sh), "" for other builds.
+const char *clinux_build_commit(void);
+
 #endif

@@ -26,7 +26,11 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     /// `launcher` runs the server through another tool, e.g. `["/usr/bin/prlimit", "--nofile=50:50", "--"]`.
+    /// A `serve` keeps root (`--user root`) unless the test names a user: the tests' temporary
+    /// folders are root's own. PrivilegeDropTests is the one that lets it give root up.
     init(_ arguments: [String], environment: [String: String] = [:], launcher: [String] = []) {
+        var arguments = arguments
+        if arguments.first == "serve" && !arguments.contains("--user") { arguments += ["--user", "root"] }
         if let tool = launcher.first {
             process.executableURL = URL(fileURLWithPath: tool)
             process.arguments = Array(launcher.dropFirst()) + [Self.binary.path] + arguments
@@ -64,8 +68,10 @@ final class ServerProcess: @unchecked Sendable {
     /// the server's output, when the server exits or says nothing in time. The `serving:`
     /// lines are logged before READY=1 but reach `text` through a pipe: `waitFor` them.
     @discardableResult
-    func startReady(timeout: Double = 30) throws -> Readiness {
-        let socket = try NotifySocket()
+    /// `abstractNotify`: an abstract socket, which a server that gave root up can still reach
+    /// (a socket file in root's folder it could not).
+    func startReady(timeout: Double = 30, abstractNotify: Bool = false) throws -> Readiness {
+        let socket = try abstractNotify ? NotifySocket(abstract: "bp-notify-\(UUID().uuidString.prefix(8))") : NotifySocket()
         notify = socket
         var env = process.environment ?? ProcessInfo.processInfo.environment
         env["NOTIFY_SOCKET"] = socket.path
