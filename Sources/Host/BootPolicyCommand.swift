@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLinux
 import LuaBridge
 
 @main
@@ -14,13 +15,21 @@ struct BootPolicyCommand: AsyncParsableCommand {
 }
 
 enum BootPolicyVersion {
-    static let string = "0.1.0"
+    /// The release; scripts/package.sh names the package after it.
+    static let number = "0.2.0"
+    /// The commit stamped by scripts/package.sh, nil in a build made otherwise.
+    static let commit: String? = {
+        let stamp = String(cString: clinux_build_commit())
+        return stamp.isEmpty ? nil : stamp
+    }()
+    /// `bootpolicy --version`: "0.2.0 (commit 1a2b3c4d5e6f)".
+    static let string = number + " (" + (commit.map { "commit \($0)" } ?? "development build, commit not stamped") + ")"
 }
 
 struct VersionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "version", abstract: "Print the version and the Lua it embeds.")
     func run() {
-        print("bootpolicy \(BootPolicyVersion.string) (Lua \(LuaInfo.versionNumber / 100).\(LuaInfo.versionNumber % 100))")
+        print("bootpolicy \(BootPolicyVersion.string), Lua \(LuaInfo.versionNumber / 100).\(LuaInfo.versionNumber % 100)")
     }
 }
 

@@ -11,7 +11,10 @@ enum PolicyLocator {
         if let env = ProcessInfo.processInfo.environment["BOOTPOLICY_POLICIES"], fm.fileExists(atPath: env + "/default.lua") {
             return env
         }
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        // The running image, not argv[0]: started through $PATH that is a bare "bootpolicy",
+        // which would be looked for in the working directory.
+        let image = (try? fm.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let exe = URL(fileURLWithPath: image).resolvingSymlinksInPath()
         var dir = exe.deletingLastPathComponent()
         let share = dir.appendingPathComponent("../share/bootpolicy/policies").standardizedFileURL.path
         if fm.fileExists(atPath: share + "/default.lua") { return share }

@@ -56,7 +56,7 @@ struct APIClient {
         }
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: "\(host):\(port)")
-        headers.add(name: "User-Agent", value: "bootpolicy/\(BootPolicyVersion.string)")
+        headers.add(name: "User-Agent", value: "bootpolicy/\(BootPolicyVersion.number)")
         headers.add(name: "Connection", value: "close")
         if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
         let bytes = body.map { Array($0.utf8) } ?? []

@@ -1,10 +1,10 @@
 import Foundation
 
-/// The kernel's IPv4 neighbour table (/proc/net/arp): which MAC an address belongs to. A client
+/// The kernel's IPv4 neighbour table (/proc/self/net/arp: the same table, and visible under systemd's ProcSubset=pid): which MAC an address belongs to. A client
 /// that sends us a TFTP or HTTP request has ARPed for our address first, so its entry is there
 /// even when we never saw its DHCP (another host's proxy, a static address).
 public enum NeighborTable {
-    public static func mac(for address: String, table: String = "/proc/net/arp") -> String? {
+    public static func mac(for address: String, table: String = "/proc/self/net/arp") -> String? {
         guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { return nil }
         return parse(text)[address]
     }
@@ -37,7 +37,7 @@ public final class NeighborCache: @unchecked Sendable {
     private var readAt: UInt64 = 0
     private let maxAge: UInt64 = 1_000_000_000, minGap: UInt64 = 50_000_000
 
-    public init(table: String = "/proc/net/arp") {
+    public init(table: String = "/proc/self/net/arp") {
         self.table = table
     }
 
