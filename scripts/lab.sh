@@ -273,10 +273,20 @@ start_boot_server() {
       args=("${args[@]:1}" --user root)
     fi
     printf '%s\n' "lab: ${serve[*]} ${args[*]}" >"$dir/server.cmd"
-    lab_spawn "$LAB_NS_BOOT" "$SERVER_LOG" "${serve[@]}" "${args[@]}"
+    if [ -n "${LAB_SERVE:-}" ]; then
+      # nsenter, not ip netns exec: only the network namespace changes, so a container
+      # runtime keeps the host's /sys and cgroups (ip netns exec mounts a fresh /sys).
+      nsenter --net="/run/netns/$LAB_NS_BOOT" "${serve[@]}" "${args[@]}" >"$SERVER_LOG" 2>&1 &
+      LAB_LAST_PID=$!
+      LAB_PIDS+=("$LAB_LAST_PID")
+    else
+      lab_spawn "$LAB_NS_BOOT" "$SERVER_LOG" "${serve[@]}" "${args[@]}"
+    fi
     pid=$LAB_LAST_PID
     lab_wait_listen "$LAB_NS_BOOT" "tcp 8080" "$pid" 30 || {
       tail -n 40 "$SERVER_LOG" >&2; lab_die "bootpolicy did not start listening on tcp 8080"; }
+    # Who serves: root kept, root given up, or started unprivileged (the package tests read it).
+    lab_log "bootpolicy $(grep -m 1 -oE '(running as|gave up root) .*' "$SERVER_LOG" || echo '(no identity line)')"
   fi
   lab_wait_listen "$LAB_NS_BOOT" "udp 67" "$pid" 30 || {
     tail -n 40 "$SERVER_LOG" >&2; lab_die "$server did not start listening on udp 67"; }

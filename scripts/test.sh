@@ -3,7 +3,7 @@
 # servers over loopback and namespaces, real curl/atftp/tftp-hpa/dnsmasq/chromium), the policy
 # tests (bootpolicy test), and the QEMU lab (real firmware through bootpolicy, in namespaces).
 # It installs what it needs first. Needs root (namespaces). Set BOOTPOLICY_SKIP_LAB=1 to skip
-# the lab, BOOTPOLICY_FUZZ=0 to skip the fuzz stage (BOOTPOLICY_FUZZ_SECONDS: its time per
+# the lab, BOOTPOLICY_SKIP_PACKAGE=1 the packaging stage (the .deb and the image, booted), BOOTPOLICY_FUZZ=0 to skip the fuzz stage (BOOTPOLICY_FUZZ_SECONDS: its time per
 # target, default 45). Starts a throwaway PostgreSQL (scripts/pg.sh) for the store tests. Ends with
 # "N passed, N failed" over all stages; exit 1 on any failure. Everything the tests need is
 # installed first, so a test that would skip for want of a tool, root or a data folder fails
@@ -92,6 +92,17 @@ if [ "${BOOTPOLICY_SKIP_LAB:-0}" != 1 ]; then
   st=${PIPESTATUS[0]}
   read -r p f < <(tally artifacts/lab.log || echo "0 0")
   count lab "$st" "${p:-0}" "${f:-0}"
+fi
+
+# The Debian package and the OCI image (docs/install.md): built from this checkout, installed,
+# the unit verified, and the lab's BIOS VM booted through each. About 15 minutes on 2 cores,
+# most of it the release build. BOOTPOLICY_SKIP_PACKAGE=1 skips it.
+if [ "${BOOTPOLICY_SKIP_PACKAGE:-0}" != 1 ]; then
+  stage "packaging: the .deb, the unit and the OCI image (Tests/Packaging/run.sh)"
+  Tests/Packaging/run.sh 2>&1 | tee artifacts/packaging.log | grep -vE '^lab: \['
+  st=${PIPESTATUS[0]}
+  read -r p f < <(tally artifacts/packaging.log || echo "0 0")
+  count packaging "$st" "${p:-0}" "${f:-0}"
 fi
 
 echo
