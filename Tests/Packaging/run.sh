@@ -21,7 +21,7 @@ passed=0 failed=0
 ok() { passed=$((passed + 1)); echo "ok    $*"; }
 bad() { failed=$((failed + 1)); echo "FAIL  $*"; }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
+finish() { echo "packaging: ${SECONDS} s"; echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
 
 CONTAINER=bp-lab-image
 conf=$(mktemp /tmp/bp-containers.XXXXXX.conf)
@@ -37,7 +37,9 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== scripts/package.sh"
+build_start=$SECONDS
 if ! scripts/package.sh; then bad "scripts/package.sh built the package and the image"; finish; fi
+echo "package.sh: $((SECONDS - build_start)) s"
 version=$(.build-package/release/bootpolicy version | awk '{print $2}')
 deb=dist/bootpolicy_${version}_amd64.deb
 oci=dist/bootpolicy-${version}.oci.tar
