@@ -116,7 +116,8 @@ let package = Package(
         .testTarget(
             name: "LuaBridgeTests",
             // CLuaShim for the pattern matcher's differential test (bp_pattern_diff).
-            dependencies: ["LuaBridge", "CLuaShim", "Clients", "Protocols"],
+            // TestSupport for `.requires` and bounded tool runs (grub-script-check, sh).
+            dependencies: ["LuaBridge", "CLuaShim", "Clients", "Protocols", "TestSupport"],
             resources: [.copy("Policies")]
         ),
         .testTarget(

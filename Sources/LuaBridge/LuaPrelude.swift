@@ -271,6 +271,138 @@ function Script:render()
 end
 Script.__tostring = Script.render
 
+-- grub ----------------------------------------------------------------------------------
+-- GRUB reads its config with a shell-like lexer: inside single quotes every byte is literal
+-- but the quote itself, which is written as '\'' (close, escaped quote, reopen), as in sh.
+-- So every value is one single-quoted word and cannot expand a variable, split, or start a
+-- command; a live variable is grub.var(name), written "${name}" (expanded, not split) and
+-- joined to its neighbours with no space, so 'a'"${b}"'c' stays one word. A newline or NUL
+-- in a value is refused: no value needs one, and a reader should see one command per line.
+local grub = {}
+local GVAR_TAG, GRAW_TAG, GCFG_TAG = {}, {}, {}
+local GVAR = { __name = "grub.var", __metatable = GVAR_TAG }
+local GRAW = { __name = "grub.text", __metatable = GRAW_TAG }
+local gquote
+GVAR.__tostring = function(v) return '"${' .. v.name .. '}"' end
+GRAW.__tostring = function(v) return v.text end
+local function gcat(a, b) return setmetatable({ text = gquote(a) .. gquote(b) }, GRAW) end
+GVAR.__concat, GRAW.__concat = gcat, gcat
+function grub.var(name)
+  if type(name) ~= "string" or not name:find("^[%a_][%w_]*$") then
+    error("grub.var: invalid variable name " .. tostring(name), 2)
+  end
+  return setmetatable({ name = name }, GVAR)
+end
+gquote = function(s)
+  local mt = getmetatable(s)
+  if mt == GVAR_TAG then return '"${' .. s.name .. '}"' end
+  if mt == GRAW_TAG then return s.text end
+  local ts = type(s)
+  if ts == "number" then s = tostring(tointeger(s) or s)
+  elseif ts == "boolean" then s = tostring(s)
+  elseif ts ~= "string" then perr("grub.quote: expected string, number or grub.var(), got " .. ts) end
+  if rfind(s, "\n", 1, true) or rfind(s, "\r", 1, true) or rfind(s, "\0", 1, true) then perr("grub.quote: a newline or NUL byte cannot appear in a GRUB argument") end
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+function grub.quote(s) return gquote(s) end
+
+-- Which machine a GRUB config request names, from its file name (any folder before it):
+-- grub.cfg-01-52-54-00-77-00-01 (GRUB's own search, and Debian's documentation),
+-- grub.cfg-52:54:00:77:00:01 (a config that loads "grub.cfg-${net_default_mac}"),
+-- grub.cfg-C0A84D64 (GRUB's search by hex IPv4 address) or plain grub.cfg.
+-- Returns { mac = ... } / { ip = ... } / { generic = true }, or nil for any other file.
+function grub.config_request(path)
+  if type(path) ~= "string" then return nil end
+  local name = path:match("([^/]*)$")
+  if name == "grub.cfg" then return { generic = true } end
+  local rest = name:match("^grub%.cfg%-(.+)$")
+  if not rest then return nil end
+  local dashed = rest:match("^01%-(%x%x%-%x%x%-%x%x%-%x%x%-%x%x%-%x%x)$")
+  local h = hex12(dashed or rest)
+  if h and (dashed or rest:find("^%x%x:%x%x:%x%x:%x%x:%x%x:%x%x$")) then return { mac = join(h, ":") } end
+  if rest:find("^%x%x%x%x%x%x%x%x$") then
+    local n = tointeger(tonumber(rest, 16))
+    return { ip = sfmt("%d.%d.%d.%d", (n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255) }
+  end
+  return nil
+end
+
+local Config = {}
+Config.__index = Config
+Config.__name = "grub.config"
+Config.__metatable = GCFG_TAG
+function grub.config() return setmetatable({ lines = {}, indent = "" }, Config) end
+local function gname(c, what)
+  if type(c) ~= "string" or not c:find("^[%a_][%w_%-]*$") then perr("grub: invalid " .. what .. " " .. tostring(c)) end
+  return c
+end
+-- `command arg...`, each argument one quoted word; nil arguments are left out.
+local function gemit(self, command, ...)
+  local parts = { command }
+  for i = 1, select("#", ...) do
+    local v = (select(i, ...))
+    if v ~= nil then parts[#parts + 1] = gquote(v) end
+  end
+  self.lines[#self.lines + 1] = self.indent .. concat(parts, " ")
+  return self
+end
+function Config:line(command, ...) return gemit(self, gname(command, "command name"), ...) end
+function Config:raw(text)
+  if type(text) ~= "string" then error("grub: raw expects a string", 2) end
+  self.lines[#self.lines + 1] = self.indent .. text
+  return self
+end
+function Config:comment(text) return self:raw("# " .. tostring(text):gsub("[\r\n]", " ")) end
+-- set name=value: the value one quoted word.
+function Config:set(name, value)
+  gname(name, "variable name")
+  self.lines[#self.lines + 1] = self.indent .. "set " .. name .. "=" .. gquote(value)
+  return self
+end
+function Config:timeout(seconds)
+  local s = tointeger(seconds)
+  if not s or s < -1 then perr("grub: timeout expects an integer number of seconds (-1: wait forever), got " .. tostring(seconds)) end
+  return self:set("timeout", s)
+end
+function Config:default(id) return self:set("default", id) end
+function Config:insmod(m) return gemit(self, "insmod", gname(m, "module name")) end
+function Config:echo(text) return gemit(self, "echo", text == nil and "" or text) end
+function Config:linux(path, ...) return gemit(self, "linux", path, ...) end
+function Config:linuxefi(path, ...) return gemit(self, "linuxefi", path, ...) end
+function Config:initrd(...) return gemit(self, "initrd", ...) end
+function Config:initrdefi(...) return gemit(self, "initrdefi", ...) end
+function Config:chainloader(path, ...) return gemit(self, "chainloader", path, ...) end
+function Config:configfile(path) return gemit(self, "configfile", path) end
+function Config:source(path) return gemit(self, "source", path) end
+function Config:boot() return gemit(self, "boot") end
+function Config:reboot() return gemit(self, "reboot") end
+function Config:exit() return gemit(self, "exit") end
+-- menuentry(title, {id=, class= "x" or {...}, unrestricted=true}, function(entry) ... end):
+-- the body's commands go inside the braces, indented.
+function Config:menuentry(title, opts, body)
+  if type(opts) == "function" and body == nil then opts, body = nil, opts end
+  if type(body) ~= "function" then perr("grub: menuentry expects a function that adds the entry's commands") end
+  opts = opts or {}
+  local parts = { "menuentry", gquote(title) }
+  if opts.class ~= nil then
+    local classes = type(opts.class) == "table" and opts.class or { opts.class }
+    for _, c in ipairs(classes) do parts[#parts + 1] = "--class " .. gquote(c) end
+  end
+  if opts.id ~= nil then parts[#parts + 1] = "--id " .. gquote(opts.id) end
+  if opts.unrestricted then parts[#parts + 1] = "--unrestricted" end
+  self.lines[#self.lines + 1] = self.indent .. concat(parts, " ") .. " {"
+  local outer = self.indent
+  self.indent = outer .. "    "
+  body(self)
+  self.indent = outer
+  self.lines[#self.lines + 1] = outer .. "}"
+  return self
+end
+function Config:render()
+  return "# generated by bootpolicy\n" .. concat(self.lines, "\n") .. (#self.lines > 0 and "\n" or "")
+end
+Config.__tostring = Config.render
+
 -- net -----------------------------------------------------------------------------------
 local net = {}
 local function ipv4(s)
@@ -387,6 +519,7 @@ local function base_env(pname, config, dir, data, server)
   env.mac = copy(mac)
   env.state = copy(state)
   env.ipxe = copy(ipxe)
+  env.grub = copy(grub)
   local cache, loading = {}, {}
   env.require = function(name)
     if type(name) ~= "string" then error("require: expected a module name, got " .. type(name), 2) end

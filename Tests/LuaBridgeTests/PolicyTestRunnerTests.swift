@@ -50,7 +50,7 @@ import Testing
     }
 
     @Test func findsTestFiles() {
-        #expect(PolicyTestRunner.testFiles(in: dir).map(\.lastPathComponent) == ["broken_test.lua", "default_test.lua", "failing_test.lua", "library_test.lua"])
+        #expect(PolicyTestRunner.testFiles(in: dir).map(\.lastPathComponent) == ["broken_test.lua", "default_test.lua", "failing_test.lua", "grub_test.lua", "library_test.lua"])
     }
 
     /// A failing test shows what the chain's policies logged during it; a passing one does not
