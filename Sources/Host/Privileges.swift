@@ -75,7 +75,9 @@ enum Privileges {
             guard geteuid() != 0 else {
                 throw ConfigError("gave root up for user \(from) but still run as uid 0; refusing to serve (--user root keeps root on purpose)")
             }
-            return .gaveUpRoot(user: from)
+            // Only our own exec says so: a marker inherited from elsewhere is not believed.
+            if let account = lookup(from), account.uid == geteuid() { return .gaveUpRoot(user: from) }
+            return .unprivileged
         }
         guard geteuid() == 0 else { return .unprivileged }
         if user == "root" { return .keptRoot }
