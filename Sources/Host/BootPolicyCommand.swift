@@ -10,7 +10,7 @@ struct BootPolicyCommand: AsyncParsableCommand {
         discussion: "Start with `bootpolicy serve --interface eth1 --tftp-root /srv/tftp`: beside the site's DHCP server it answers PXE clients exactly as dnsmasq's ProxyDHCP boot rule does (policies/default.lua). Write your own rule as a Lua policy, prove it with `bootpolicy test`, serve it with `--policy my.lua`.",
         version: BootPolicyVersion.string,
         subcommands: [ServeCommand.self, CheckCommand.self, TestCommand.self, ExplainCommand.self, DiffCommand.self, WhyCommand.self,
-                      RecordCommand.self, ImportCommand.self, StateCommand.self, VersionCommand.self]
+                      RecordCommand.self, ImportCommand.self, StateCommand.self, LeasesCommand.self, VersionCommand.self]
     )
 }
 

@@ -52,28 +52,30 @@ struct StateCommand: ParsableCommand {
     }
 
     /// Sends a request; a refusal becomes exit status 1 with the server's one-line reason.
-    static func call(_ connection: Connection, _ method: HTTPMethod, _ path: String, body: String? = nil) throws -> [String: Any] {
-        try call(connection, method, path, body: body, accepting: []).object
+    /// `command` names who speaks in an error (`bootpolicy leases: 404: ...`).
+    static func call(_ connection: Connection, _ method: HTTPMethod, _ path: String, body: String? = nil,
+                     command: String = "state") throws -> [String: Any] {
+        try call(connection, method, path, body: body, accepting: [], command: command).object
     }
 
     /// As `call`, but the statuses in `accepting` are answers too, not refusals.
     static func call(_ connection: Connection, _ method: HTTPMethod, _ path: String, body: String? = nil,
-                     accepting: Swift.Set<Int>) throws -> (status: Int, object: [String: Any]) {
+                     accepting: Swift.Set<Int>, command: String = "state") throws -> (status: Int, object: [String: Any]) {
         let response: APIClient.Response
         do {
             response = try connection.client().send(method, "/api/v1" + path, body: body)
         } catch let error as ExitMessage {
             throw error
         } catch {
-            throw ExitMessage("bootpolicy state: \(error)")
+            throw ExitMessage("bootpolicy \(command): \(error)")
         }
         let object = (try? JSONSerialization.jsonObject(with: Data(response.body.utf8))) as? [String: Any]
         if accepting.contains(response.status) { return (response.status, object ?? [:]) }
         guard (200..<300).contains(response.status) else {
             let why = object?["error"] as? String ?? response.body.trimmingCharacters(in: .whitespacesAndNewlines)
-            throw ExitMessage("bootpolicy state: \(response.status): \(why)")
+            throw ExitMessage("bootpolicy \(command): \(response.status): \(why)")
         }
-        guard let object else { throw ExitMessage("bootpolicy state: the server's answer is not a JSON object: \(response.body.prefix(200))") }
+        guard let object else { throw ExitMessage("bootpolicy \(command): the server's answer is not a JSON object: \(response.body.prefix(200))") }
         return (response.status, object)
     }
 

@@ -55,7 +55,7 @@ import Testing
     static func split(_ s: String) -> [String] { s.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
 
     static let runnable: Set<String> = ["check", "explain", "test"]
-    static let subcommands: Set<String> = ["serve", "check", "explain", "test", "import", "record", "state", "diff", "why"]
+    static let subcommands: Set<String> = ["serve", "check", "explain", "test", "import", "record", "state", "leases", "diff", "why"]
 
     func help(_ path: [String]) throws -> String {
         let p = ServerProcess(path + ["--help"])
@@ -75,7 +75,7 @@ import Testing
                 continue
             }
             var path = [sub]
-            if sub == "state", args.count > 1 { path.append(args[1]) }
+            if sub == "state" || sub == "leases", args.count > 1 { path.append(args[1]) }
             let operands = args.dropFirst(path.count).filter { !$0.hasPrefix("-") }
             let files = operands.filter { $0.contains("/") || $0.hasSuffix(".json") || $0.hasSuffix(".lua") || $0.hasSuffix(".yaml") }
             let placeholder = c.text.contains("...") || c.text.contains("<") || c.text.contains("$")
