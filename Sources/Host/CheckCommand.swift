@@ -36,6 +36,17 @@ struct CheckCommand: ParsableCommand {
                 problems.append("\(dir): not a directory")
             }
         }
+        // Full DHCP's ranges and reservations, as serve checks them at start.
+        var guessed: [String] = []
+        if !configuration.dhcp.ranges.isEmpty {
+            do {
+                let plan = try ServerFactory.dhcpPlan(configuration.dhcp, networks: ServerFactory.localNetworks(), guessing: true, guessed: &guessed)
+                print("ok    dhcp.ranges: \(plan.ranges.map { "\($0) (\($0.subnet))" }.joined(separator: ", "))"
+                      + (plan.reservations.isEmpty ? "" : "; \(plan.reservations.count) reservations"))
+            } catch {
+                problems.append("\(error)")
+            }
+        }
         var data = PolicyData.empty
         do {
             data = try PolicySetup.data(from: configuration)
@@ -54,7 +65,9 @@ struct CheckCommand: ParsableCommand {
             problems += unreadable
             requests = recorded + PolicyExercise.synthetic()
         }
-        var warnings: [String] = []
+        var warnings: [String] = guessed.map {
+            "dhcp.ranges \($0): no interface here is in its network, so it was checked as a /24; serve needs an interface in it or START,END,NETMASK"
+        }
         // Each policy alone first, so every broken file is reported, not only the first.
         var specs: [PolicySpec] = []
         let live = configuration.policies.isEmpty ? [Configuration.Policy(file: "default")] : configuration.policies

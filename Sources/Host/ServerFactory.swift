@@ -64,25 +64,29 @@ extension ServerFactory {
 }
 
 extension ServerFactory {
-    /// The full-DHCP pool for `dhcp.ranges`, or nil when none is configured. Every problem is
-    /// a refusal at start that names the range: a server that half-serves a subnet is worse
-    /// than one that does not start.
-    static func fullDHCP(configuration: Configuration, directory: ClientDirectory, logger: Logger) throws -> FullDHCPResponder? {
-        let dhcp = configuration.dhcp
-        guard !dhcp.ranges.isEmpty else { return nil }
-        func fail(_ what: String) -> ExitMessage { ExitMessage("bootpolicy serve: \(what)") }
-        let networks = localNetworks()
+    /// The ranges and reservations of `dhcp`, each checked as `serve` needs them; a problem
+    /// is an error naming the range. A range without a netmask takes it from the interface
+    /// whose network (in `networks`) holds it, as dnsmasq does. `bootpolicy check` runs this
+    /// too, so a config is refused before it reaches a server.
+    /// With `guessing` (check, away from the server), a range whose netmask nothing here
+    /// gives is checked as a /24 and named in `guessed` instead of refused.
+    static func dhcpPlan(_ dhcp: Configuration.DHCP, networks: [IPv4Network], guessing: Bool = false,
+                         guessed: inout [String]) throws -> (ranges: [DHCPRange], reservations: [String: IPv4Address]) {
         var ranges: [DHCPRange] = []
         for entry in dhcp.ranges {
             let spec: DHCPRange.Spec
-            do { spec = try DHCPRange.parse(entry.range) } catch { throw fail("--dhcp-range \(entry.range): \(error)") }
+            do { spec = try DHCPRange.parse(entry.range) } catch { throw DHCPPlanError("--dhcp-range \(entry.range): \(error)") }
             var prefix = spec.prefixLength
             if prefix == nil {
                 // The interface whose network holds the range gives the mask, as dnsmasq does.
                 prefix = networks.first { $0.contains(spec.start) && $0.contains(spec.end) }?.prefixLength
             }
+            if prefix == nil && guessing {
+                guessed.append(entry.range)
+                prefix = 24
+            }
             guard let prefix else {
-                throw fail("--dhcp-range \(entry.range): no interface here has an address in its network, so its netmask is unknown; add it (START,END,NETMASK)")
+                throw DHCPPlanError("--dhcp-range \(entry.range): no interface here has an address in its network, so its netmask is unknown; add it (START,END,NETMASK)")
             }
             do {
                 var range = try DHCPRange(start: spec.start, end: spec.end,
@@ -111,25 +115,42 @@ extension ServerFactory {
                 }
                 ranges.append(range)
             } catch {
-                throw fail("dhcp.ranges \(entry.range): \(error)")
+                throw DHCPPlanError("dhcp.ranges \(entry.range): \(error)")
             }
         }
         var reservations: [String: IPv4Address] = [:]
         for r in dhcp.reservations {
             guard let address = IPv4Address(r.address), ranges.contains(where: { $0.subnet.contains(address) }) else {
-                throw fail("dhcp.reservations \(r.mac): '\(r.address)' is not an address in a served subnet")
+                throw DHCPPlanError("dhcp.reservations \(r.mac): '\(r.address)' is not an address in a served subnet")
             }
             let mac = r.mac.lowercased()
             guard mac.split(separator: ":").count == 6, mac.allSatisfy({ $0.isHexDigit || $0 == ":" }) else {
-                throw fail("dhcp.reservations: '\(r.mac)' is not a MAC address (aa:bb:cc:dd:ee:ff)")
+                throw DHCPPlanError("dhcp.reservations: '\(r.mac)' is not a MAC address (aa:bb:cc:dd:ee:ff)")
             }
             if let other = reservations.first(where: { $0.value == address }) {
-                throw fail("dhcp.reservations: \(address) is reserved for both \(other.key) and \(mac)")
+                throw DHCPPlanError("dhcp.reservations: \(address) is reserved for both \(other.key) and \(mac)")
             }
             reservations[mac] = address
         }
-        guard (1...5000).contains(dhcp.pingTimeoutMs) else { throw fail("dhcp.ping_timeout_ms must be 1-5000 (got \(dhcp.pingTimeoutMs))") }
-        guard dhcp.declineQuarantine >= 0 else { throw fail("dhcp.decline_quarantine must not be negative") }
+        guard (1...5000).contains(dhcp.pingTimeoutMs) else { throw DHCPPlanError("dhcp.ping_timeout_ms must be 1-5000 (got \(dhcp.pingTimeoutMs))") }
+        guard dhcp.declineQuarantine >= 0 else { throw DHCPPlanError("dhcp.decline_quarantine must not be negative") }
+        return (ranges, reservations)
+    }
+
+    /// The full-DHCP pool for `dhcp.ranges`, or nil when none is configured. Every problem is
+    /// a refusal at start that names the range: a server that half-serves a subnet is worse
+    /// than one that does not start.
+    static func fullDHCP(configuration: Configuration, directory: ClientDirectory, logger: Logger) throws -> FullDHCPResponder? {
+        let dhcp = configuration.dhcp
+        guard !dhcp.ranges.isEmpty else { return nil }
+        let plan: (ranges: [DHCPRange], reservations: [String: IPv4Address])
+        do {
+            var guessed: [String] = []
+            plan = try dhcpPlan(dhcp, networks: localNetworks(), guessed: &guessed)
+        } catch {
+            throw ExitMessage("bootpolicy serve: \(error)")
+        }
+        let (ranges, reservations) = plan
         var probe: AddressProbe?
         if dhcp.ping {
             switch ICMPEchoProbe.open(timeout: Double(dhcp.pingTimeoutMs) / 1000) {
@@ -151,6 +172,12 @@ extension ServerFactory {
         logger.notice("full dhcp: \(ranges.map { "\($0) (\($0.subnet), lease \($0.leaseTime == DHCPRange.infinite ? "infinite" : "\($0.leaseTime) s"))" }.joined(separator: ", "))",
                       metadata: ["leases": "\(directory.loadedLeases.count)", "ping": "\(probe != nil)", "store": "\(directory.location)"])
         return FullDHCPResponder(pool: pool)
+    }
+
+    /// A `dhcp.ranges` / `dhcp.reservations` problem, worded for the log and for `check`.
+    struct DHCPPlanError: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
     }
 
     /// The IPv4 networks of this host's (or namespace's) interfaces.
