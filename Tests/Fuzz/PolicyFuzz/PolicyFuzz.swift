@@ -7,10 +7,12 @@ import NIOCore
 import Protocols
 
 /// The Lua request/decision bridge: random requests through the shipped policies
-/// (policies/default.lua, policies/arch-aware.lua) in the pipeline every server runs
+/// (policies/default.lua, policies/arch-aware.lua, policies/secure-boot.lua and its GRUB
+/// builder) in the pipeline every server runs
 /// (BootPipeline: enrich from what the client said before, decide, remember), with the default
 /// budgets (instructions, CPU and wall time, memory).
-/// Input: a chain byte (default / arch-aware / arch-aware with the example's config / both),
+/// Input: a chain byte (default / arch-aware / arch-aware with the example's config / both /
+/// secure-boot then default),
 /// then up to 4 requests, each a kind byte and its fields. A DHCP request is a 2-byte length and
 /// a datagram, turned into a request by the servers' own derivation (`BootRequest(dhcp:)`), or,
 /// when it does not decode, made of fields read from the bytes; TFTP and HTTP requests are
@@ -36,7 +38,11 @@ enum PolicyFuzz {
                 "cmdline": "auto=true priority=critical",
             ]),
         ])
-        return [[defaultPolicy], [archAware], [configured], [configured, defaultPolicy]].map { specs in
+        // The GRUB builder behind secure-boot.lua, with a cmdline full of GRUB's specials.
+        let secureBoot = PolicySpec(path: repo + "/policies/secure-boot.lua", config: [
+            "kernel": "debian/linux", "initrd": "debian/initrd.gz", "cmdline": "console=ttyS0 a'b \"c\" ${x} $y; {z}",
+        ])
+        return [[defaultPolicy], [archAware], [configured], [configured, defaultPolicy], [secureBoot, defaultPolicy]].map { specs in
             do {
                 let chain = try PolicyChain(specs: specs, limits: limits, logger: logger)
                 return BootPipeline(chain: chain, directory: ClientDirectory(limits: .init(clients: 256)), logger: logger)
@@ -118,7 +124,8 @@ enum PolicyFuzz {
         if flags & 0x80 != 0 {
             request.relay = BootRequest.Relay(giaddr: r.pick(["10.0.0.1", r.string(max: 20)]), circuitID: r.string(max: 32), remoteID: nil)
         }
-        request.path = r.pick(["/boot.ipxe", "ipxe.efi", "undionly.kpxe", "/", r.string()])
+        request.path = r.pick(["/boot.ipxe", "ipxe.efi", "undionly.kpxe", "/", "grub/grub.cfg", "/grub/grub.cfg-01-52-54-00-77-00-01",
+                               "grub/grub.cfg-52:54:00:77:00:02", "grub/grub.cfg-C0A84D32", "grub/grub.cfg-" + r.string(max: 24), r.string()])
         for _ in 0..<r.choose(4) { request.query[r.pick(["mac", "arch", "x", r.string(max: 16)])] = r.string(max: 64) }
         if kind == .http {
             request.method = r.pick(["GET", "HEAD", "POST", r.string(max: 8)])
