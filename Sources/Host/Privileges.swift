@@ -89,7 +89,8 @@ enum Privileges {
         var step: UnsafePointer<CChar>?
         if clinux_become_user(account.uid, account.gid, mask, &step) != 0 {
             let call = step.map { String(cString: $0) } ?? "?"
-            throw ConfigError("cannot give root up for user \(account.name) (uid \(account.uid)): \(call): \(String(cString: strerror(errno)))")
+            throw ConfigError("cannot give root up for user \(account.name) (uid \(account.uid)): \(call): \(String(cString: strerror(errno)))"
+                              + " (--user root keeps root: in a rootless container, root is already unprivileged on the host)")
         }
         var env = environment
         env[marker] = account.name
