@@ -468,8 +468,8 @@ bad:
 static const char *const REQ_FIELDS[] = {
     "kind", "mac", "xid", "message_type", "arch", "arch_code", "firmware", "vendor_class",
     "user_class", "ipxe", "ipxe_features", "uuid", "hostname", "relay", "interface",
-    "client_address", "server_address", "server_port", "options", "path", "query", "method", "headers",
-    "body", NULL};
+    "client_address", "server_address", "server_port", "options", "path", "query", "method", "scheme",
+    "headers", "body", NULL};
 
 /* __index of request tables: `options` is decoded on first use, and so is an empty
  * `user_class`, `ipxe_features`, `query` or `headers` (the host leaves those out); other known but absent

@@ -101,10 +101,26 @@ struct Configuration: Codable, Equatable {
         var scriptAccess = "token"
         /// The key script tokens are signed with (created if absent).
         var scriptKey: String?
+        /// HTTPS beside HTTP: the same routes and policies, `req.scheme == "https"`.
+        var tls: TLS?
+        struct TLS: Codable, Equatable {
+            /// PEM: the server certificate, then any intermediates.
+            var certificate: String
+            /// PEM private key of the certificate.
+            var key: String
+            var port: Int = 8443
+            init(certificate: String, key: String) { self.certificate = certificate; self.key = key }
+            init(from decoder: Decoder) throws {
+                let c = try decoder.container(keyedBy: CodingKeys.self)
+                certificate = try c.decode(String.self, forKey: .certificate)
+                key = try c.decode(String.self, forKey: .key)
+                port = try c.decodeIfPresent(Int.self, forKey: .port) ?? port
+            }
+        }
         enum CodingKeys: String, CodingKey {
             case enabled, port, root, address, requestTimeout = "request_timeout", idleTimeout = "idle_timeout"
             case maxConnections = "max_connections", maxConnectionsPerClient = "max_connections_per_client"
-            case maxBodyBytes = "max_body_bytes", scriptAccess = "script_access", scriptKey = "script_key"
+            case maxBodyBytes = "max_body_bytes", scriptAccess = "script_access", scriptKey = "script_key", tls
         }
         init() {}
         init(from decoder: Decoder) throws {
@@ -120,6 +136,7 @@ struct Configuration: Codable, Equatable {
             maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? maxBodyBytes
             scriptAccess = try c.decodeIfPresent(String.self, forKey: .scriptAccess) ?? scriptAccess
             scriptKey = try c.decodeIfPresent(String.self, forKey: .scriptKey)
+            tls = try c.decodeIfPresent(TLS.self, forKey: .tls)
         }
     }
     /// The control API under /api/v1 (docs/api.md).
@@ -363,7 +380,8 @@ struct Configuration: Codable, Equatable {
         "dhcp": ["ports", "enabled", "threads", "ranges", "reservations", "ping", "ping_timeout_ms", "decline_quarantine"],
         "tftp": ["enabled", "root", "port", "max_transfers", "max_transfers_per_client", "threads"],
         "http": ["enabled", "port", "root", "address", "request_timeout", "idle_timeout", "max_connections", "max_connections_per_client",
-                 "max_body_bytes", "script_access", "script_key"],
+                 "max_body_bytes", "script_access", "script_key", "tls"],
+        "http.tls": ["certificate", "key", "port"],
         "limits": ["instructions", "time_ms", "memory_mb", "states"],
         "shadow_limits": ["instructions", "time_ms", "memory_mb", "states", "cpu_percent"],
         "journal": ["enabled", "path", "max_age", "max_entries"],
@@ -390,6 +408,9 @@ struct Configuration: Codable, Equatable {
                     }
                 }
                 continue
+            }
+            if key == "http", case .table(let section) = value, case .table(let tls)? = section["tls"] {
+                out += tls.keys.sorted().filter { !schema["http.tls"]!.contains($0) }.map { "http.tls.\($0)" }
             }
             if key == "dhcp", case .table(let section) = value {
                 // Entries of dhcp.ranges and dhcp.reservations: a misspelt "gateway" for

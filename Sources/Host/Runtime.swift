@@ -178,7 +178,32 @@ struct Runtime {
                                         guardedBy: configuration.api.protectStatus ? api : nil, shadow: shadow).routes
                 .merging(api.routes) { a, _ in a }
             let rootNote = configuration.http.root.map { " root \($0)" } ?? ""
+            // HTTPS beside HTTP (http.tls): the same routes, policies and limits.
+            var identity: TLSIdentity?
+            if let tls = configuration.http.tls {
+                do {
+                    identity = try TLSIdentity(certificate: tls.certificate, key: tls.key)
+                } catch {
+                    throw ExitMessage("bootpolicy serve: \(error)")
+                }
+                logger.notice("https: \(identity!.summary) (\(tls.certificate))")
+                reloader.tls = identity
+            }
             for host in configuration.http.address.map({ [$0] }) ?? hosts {
+                if let identity, let tls = configuration.http.tls {
+                    var secure = HTTPServer.Configuration(host: host, port: tls.port, root: configuration.http.root,
+                                                          requestTimeout: h.requestTimeout, idleTimeout: h.idleTimeout,
+                                                          maxConnections: h.maxConnections, maxConnectionsPerClient: h.maxConnectionsPerClient,
+                                                          maxBodyBytes: h.maxBodyBytes, scriptAccess: scripts.access)
+                    secure.tls = identity
+                    services.append(try ServerFactory.checked("https", HTTPServer(
+                        configuration: secure,
+                        decider: decider, sink: timeline, macLookup: { ServerFactory.neighbours.mac(for: $0) ?? directory.mac(forAddress: $0) },
+                        routes: routes, group: group, logger: logger,
+                        onServerRunning: gate.slot("https") { addresses in
+                            "https \(addresses.map(\.description).joined(separator: ", "))\(rootNote)"
+                        })))
+                }
                 services.append(try ServerFactory.checked("http", HTTPServer(
                     configuration: .init(host: host, port: configuration.http.port, root: configuration.http.root,
                                          requestTimeout: h.requestTimeout, idleTimeout: h.idleTimeout,
@@ -294,6 +319,12 @@ final class ChainReloader: Sendable {
         get { watcherBox.withLockedValue { $0 } }
         set { watcherBox.withLockedValue { $0 = newValue } }
     }
+    private let tlsBox = NIOLockedValueBox<TLSIdentity?>(nil)
+    /// The HTTPS identity, read again from its files at each reload.
+    var tls: TLSIdentity? {
+        get { tlsBox.withLockedValue { $0 } }
+        set { tlsBox.withLockedValue { $0 = newValue } }
+    }
 
     /// The shadow chain, reloaded with the live one (nil: tests that have none).
     let shadow: ShadowChain?
@@ -373,6 +404,7 @@ final class ChainReloader: Sendable {
                 return .refused("\(error)")
             }
             reloadTokens(configuration.api.tokens)
+            reloadTLS()
             switch engine.reload(specs: specs, data: data, server: server) {
             case .success:
                 if let shadowNext { shadow?.install(shadowNext) }
@@ -385,6 +417,18 @@ final class ChainReloader: Sendable {
                 logger.error("reload refused, the running policies stay (\(who)): \(error)")
                 return .refused("\(error)")
             }
+        }
+    }
+
+    /// New certificate files take effect for the next connection; broken ones leave the
+    /// served identity as it was.
+    private func reloadTLS() {
+        guard let tls else { return }
+        do {
+            let summary = try tls.reload()
+            logger.notice("https: certificate reloaded: \(summary)")
+        } catch {
+            logger.error("https: certificate not reloaded, the served one stays: \(error)")
         }
     }
 

@@ -125,6 +125,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         // The config file's ports too: a bind of 70000 would trap, not refuse.
         for (key, port) in c.dhcp.ports.map({ ("dhcp.ports", $0) }) + [("tftp.port", c.tftp.port), ("http.port", c.http.port)]
+            + (c.http.tls.map { [("http.tls.port", $0.port)] } ?? [])
             where !(0...65535).contains(port) {
             throw ConfigError("\(key): port \(port) is out of range (0-65535; 0 lets the kernel pick one)")
         }

@@ -60,6 +60,7 @@ extension BootRequest {
             w.endTable(q, count: query.count)
         }
         if let method { key("method"); w.string(method) }
+        if let scheme { key("scheme"); w.string(scheme) }
         if !(omittingEmpty && headers.isEmpty) {
             key("headers")
             let h = w.beginTable()
@@ -175,6 +176,7 @@ extension BootRequest {
                 }
                 query = q
             case "method": method = try str(key, val)
+            case "scheme": scheme = try str(key, val)
             case "headers":
                 var h: [String: String] = [:]
                 for (hk, hv) in try strings(key, val) {

@@ -34,6 +34,10 @@
 ---@field options table<integer, string> every DHCP option as raw bytes
 ---@field path string? TFTP file / HTTP path (no query)
 ---@field query table<string, string> HTTP query parameters
+---@field method string? HTTP method
+---@field scheme "http"|"https"|nil HTTP: the listener the request came in on (https: http.tls)
+---@field headers table<string, string> HTTP headers, names in lower case
+---@field body string? HTTP request body
 
 ---@alias DHCPOptionValue string|integer|string[]
 

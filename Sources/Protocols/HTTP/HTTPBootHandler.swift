@@ -29,7 +29,12 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// itself again. Cancelling and scheduling a task per request was a cost of its own.
     private var timer: (task: Scheduled<Void>, at: NIODeadline)?
 
-    init(server: HTTPServer) { self.server = server }
+    /// A TLS connection: its requests say `https`, and files cannot go by sendfile.
+    private let secure: Bool
+    init(server: HTTPServer, secure: Bool = false) {
+        self.server = server
+        self.secure = secure
+    }
 
     /// Files up to this size are read and sent from memory, larger ones with sendfile.
     static let inlineFileBytes = 64 << 10
@@ -147,7 +152,7 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
             // The channel's cached address: the context's asks the kernel (getpeername) each time.
             let client = context.channel.remoteAddress?.ipAddress ?? ""
             let request = HTTPRequestContext(method: head.method, uri: head.uri, headers: head.headers, body: body,
-                                             clientAddress: client)
+                                             clientAddress: client, scheme: secure ? "https" : "http")
             body = []
             if let response = server.respondOnLoop(to: request) {
                 write(response, for: head, context: context)
@@ -276,6 +281,24 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
                 break
             }
             let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
+            if secure {
+                // TLS encrypts in user space, so no sendfile: the range is read in chunks on the
+                // worker pool, each written before the next is read (a slow client holds one
+                // chunk, not the file), and the response ends when the last is written.
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
+                let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                server.fileIO.readChunked(fileHandle: handle, fromOffset: Int64(start), byteCount: length, chunkSize: 256 << 10,
+                                          allocator: context.channel.allocator, eventLoop: context.eventLoop) { chunk in
+                    let (handler, context) = loopBound.value
+                    return context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(chunk))))
+                }.whenComplete { result in
+                    try? handle.close()
+                    let (handler, context) = loopBound.value
+                    if case .failure = result { context.close(promise: nil); return }
+                    handler.finish(context: context, keepAlive: keepAlive)
+                }
+                return
+            }
             // Corked while the head and the region go out (as nginx's tcp_nopush): the head
             // leaves with the file's first bytes in full segments, not in a packet of its own
             // that wakes the client once more per response. Uncorked when the region is written.

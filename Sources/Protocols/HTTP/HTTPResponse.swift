@@ -9,9 +9,13 @@ public struct HTTPRequestContext: Sendable {
     public var headers: HTTPHeaders
     public var body: [UInt8]
     public var clientAddress: String
+    /// "https" on the TLS listener, else "http".
+    public var scheme: String
 
-    public init(method: HTTPMethod, uri: String, headers: HTTPHeaders = [:], body: [UInt8] = [], clientAddress: String) {
+    public init(method: HTTPMethod, uri: String, headers: HTTPHeaders = [:], body: [UInt8] = [], clientAddress: String,
+                scheme: String = "http") {
         self.method = method
+        self.scheme = scheme
         self.headers = headers
         self.body = body
         self.clientAddress = clientAddress

@@ -5,6 +5,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
@@ -36,6 +37,8 @@ public final class HTTPServer: Service, @unchecked Sendable {
         public var workerThreads: Int
         /// When a `mac` in the query is believed (`http.script_access`).
         public var scriptAccess: ScriptAccess
+        /// Serve HTTPS with this identity (`http.tls`); nil: plain HTTP.
+        public var tls: TLSIdentity? = nil
         public init(host: String = "0.0.0.0", port: Int = 8080, root: String? = nil, scriptPath: String = "/boot.ipxe",
                     requestTimeout: TimeInterval = 10, idleTimeout: TimeInterval = 60,
                     maxConnections: Int = 4096, maxConnectionsPerClient: Int = 64, maxBodyBytes: Int = 1 << 20,
@@ -70,6 +73,8 @@ public final class HTTPServer: Service, @unchecked Sendable {
     let logger: Logger
     /// Where responses are decided; started by `run`, stopped when it returns.
     let workers: NIOThreadPool
+    /// Reads files for HTTPS, where sendfile cannot pass through TLS (on `workers`).
+    let fileIO: NonBlockingFileIO
     let group: EventLoopGroup
     private let boundPromise: EventLoopPromise<SocketAddress>
     let onServerRunning: OnServerRunning?
@@ -103,6 +108,7 @@ public final class HTTPServer: Service, @unchecked Sendable {
             .map { (prefix: String($0.key.dropLast()), route: $0.value) }
             .sorted { $0.prefix.count > $1.prefix.count }
         self.workers = NIOThreadPool(numberOfThreads: configuration.workerThreads)
+        self.fileIO = NonBlockingFileIO(threadPool: workers)
         self.group = group
         self.logger = logger
         self.boundPromise = group.next().makePromise()
@@ -184,21 +190,32 @@ public final class HTTPServer: Service, @unchecked Sendable {
                     // No outbound header validation: every header is the server's own, and the
                     // one a policy sets (content_type) is checked by `problem(with:)` first.
                     // The validator was a sixteenth of a small request's CPU.
-                    return child.pipeline.configureHTTPServerPipeline(withErrorHandling: true, withOutboundHeaderValidation: false).flatMap {
-                        child.pipeline.addHandler(HTTPBootHandler(server: self))
+                    let http = {
+                        child.pipeline.configureHTTPServerPipeline(withErrorHandling: true, withOutboundHeaderValidation: false).flatMap {
+                            child.pipeline.addHandler(HTTPBootHandler(server: self, secure: self.configuration.tls != nil))
+                        }
                     }
+                    // TLS first: the identity in force now (a reload changes the next connection's).
+                    if let tls = self.configuration.tls {
+                        do {
+                            try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
+                        } catch {
+                            return child.eventLoop.makeFailedFuture(error)
+                        }
+                    }
+                    return http()
                 }
                 .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .bind(host: configuration.host, port: configuration.port).get()
         } catch {
             boundPromise.fail(error)
-            throw ListenerBindError(service: "http", host: configuration.host, port: configuration.port, error: error)
+            throw ListenerBindError(service: configuration.tls == nil ? "http" : "https", host: configuration.host, port: configuration.port, error: error)
         }
         if let local = channel.localAddress { boundPromise.succeed(local) }
         let port = channel.localAddress?.port ?? configuration.port
         boundPort.store(port, ordering: .relaxed)
         listening.withLockedValue { $0 = true }
-        logger.info("http: listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        logger.info(configuration.tls == nil ? "http: listening" : "https: listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
         onServerRunning?([ListeningAddress(host: configuration.host, port: port)])
         // Cancellation closes the listener too: a service group cancels every service when one
         // of them throws (another listener's bind failing), and waits for each run() to return
@@ -262,6 +279,7 @@ public final class HTTPServer: Service, @unchecked Sendable {
             path: context.path, query: query
         )
         request.method = context.method.rawValue
+        request.scheme = context.scheme
         request.headers = Self.headerTable(context.headers)
         request.body = context.body
         return request

@@ -62,6 +62,8 @@ public struct BootRequest: Sendable, Equatable {
     public var query: [String: String]
     /// HTTP: the method (`GET`, `POST`, ...).
     public var method: String? = nil
+    /// HTTP: `"http"`, or `"https"` on the TLS listener.
+    public var scheme: String? = nil
     /// HTTP: the headers, names in lower case; a repeated header's values joined with ", ".
     public var headers: [String: String] = [:]
     /// HTTP: the request body, at most `http.max_body_bytes`.
