@@ -6,13 +6,16 @@ import TestSupport
 
 /// The Lua-side library (mac, ipxe, test API) runs its own assertions in library_test.lua.
 @Suite struct LuaPreludeTests {
-    @Test func libraryTestsPass() {
+    /// Runs a Lua test file of Policies/tests: it loads, holds `count` tests, and all pass.
+    static func runLuaTests(_ file: String, count: Int) {
         let runner = PolicyTestRunner(logger: TestPolicies.logger, loadFixture: PolicyTestRunnerTests.loader)
-        let r = runner.run(file: TestPolicies.dir.appendingPathComponent("tests/library_test.lua"))
+        let r = runner.run(file: TestPolicies.dir.appendingPathComponent("tests/" + file))
         #expect(r.error == nil, "\(r.error ?? "")")
-        #expect(r.tests.count == 5)
+        #expect(r.tests.count == count)
         for t in r.tests { #expect(t.passed, "\(t.name): \(t.message ?? "")") }
     }
+
+    @Test func libraryTestsPass() { Self.runLuaTests("library_test.lua", count: 5) }
 }
 
 /// The GRUB config builder against GRUB's own parser (grub-script-check, Debian's grub-common)
@@ -21,13 +24,7 @@ import TestSupport
 @Suite struct GrubBuilderTests {
     static let grubCheck = Requirement.tool("grub-script-check", install: "apt-get install grub-common")
 
-    @Test func libraryTestsPass() {
-        let runner = PolicyTestRunner(logger: TestPolicies.logger, loadFixture: PolicyTestRunnerTests.loader)
-        let r = runner.run(file: TestPolicies.dir.appendingPathComponent("tests/grub_test.lua"))
-        #expect(r.error == nil, "\(r.error ?? "")")
-        #expect(r.tests.count == 4)
-        for t in r.tests { #expect(t.passed, "\(t.name): \(t.message ?? "")") }
-    }
+    @Test func libraryTestsPass() { LuaPreludeTests.runLuaTests("grub_test.lua", count: 4) }
 
     static let hostile = ["plain", "it's", "'", "''", "\\", "\\'", "$root", "${prefix}/x", "`reboot`", "a; reboot",
                           "} menuentry 'x' {", "--class", "-", "#comment", "\"dq\"", "tab\there", "  spaces  ", "",
