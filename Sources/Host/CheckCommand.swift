@@ -36,6 +36,14 @@ struct CheckCommand: ParsableCommand {
                 problems.append("\(dir): not a directory")
             }
         }
+        // The HTTPS identity, loaded as serve loads it (expiry, key and certificate a pair).
+        if let tls = configuration.http.tls {
+            do {
+                print("ok    http.tls: \(try TLSIdentity(certificate: tls.certificate, key: tls.key).summary)")
+            } catch {
+                problems.append("\(error)")
+            }
+        }
         // Full DHCP's ranges and reservations, as serve checks them at start.
         var guessed: [String] = []
         if !configuration.dhcp.ranges.isEmpty {

@@ -109,7 +109,15 @@ import Glibc
         #expect(try expired.runToEnd(timeout: 30) != 0)
         #expect(expired.text.contains("http.tls.certificate \(pki.cert): expired on"), "\(expired.text)")
 
+        // bootpolicy check loads it the same way, so the refusal comes before a deploy.
+        let checked = ServerProcess(["check", "--no-run", "--config", config])
+        #expect(try checked.runToEnd(timeout: 30) == 1)
+        #expect(checked.text.contains("bootpolicy check: http.tls.certificate \(pki.cert): expired on"), "\(checked.text)")
+
         try pki.sign(days: 2, into: "server.pem")
+        let good = ServerProcess(["check", "--no-run", "--config", config])
+        #expect(try good.runToEnd(timeout: 30) == 0, "\(good.text)")
+        #expect(good.text.contains("ok    http.tls: ") && good.text.contains("common_name=127.0.0.1"), "\(good.text)")
         try pki.openssl(["genrsa", "-out", "server.key", "2048"])
         let mismatched = ServerProcess(["serve", "--config", config])
         #expect(try mismatched.runToEnd(timeout: 30) != 0)
