@@ -23,11 +23,18 @@
 --   title       the menu entry's title (default "bootpolicy: <mac>")
 --   timeout     seconds GRUB shows the menu (default 0)
 --   http_base   base URL for HTTP boot instead of server.http_url(req)
+--   https       true: HTTP boot firmware gets an https:// URL (server.https_url, http.tls);
+--               the firmware must trust the server's CA (OVMF: etc/edk2/https/cacerts)
 
 local shim = config.shim or "shimx64.efi"
 
 local function base_url(req)
   if config.http_base then return config.http_base end
+  if config.https then
+    local u = server.https_url(req)
+    if u then return u end
+    log.warn("secure-boot: config.https is set but the server has no HTTPS listener (http.tls); HTTP boot gets http://")
+  end
   return server.http_url(req) or ("http://" .. (req.server_address or "0.0.0.0") .. ":8080")
 end
 

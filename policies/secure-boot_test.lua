@@ -21,6 +21,14 @@ test("UEFI HTTP boot gets shim by URL", function()
   eq(chain:dhcp(fixture(F .. "ovmf-httpboot-discover.json", server)).filename, "http://192.168.77.2:8080/shimx64.efi")
 end)
 
+test("with config.https, HTTP boot gets shim by https:// from the TLS listener", function()
+  local c = policy_chain({ { file = "secure-boot.lua", config = { https = true } } }, { server = { https_port = 8443 } })
+  eq(c:dhcp(fixture(F .. "ovmf-httpboot-discover.json", server)).filename, "https://192.168.77.2:8443/shimx64.efi")
+  -- Without an HTTPS listener it says so and falls back to http://.
+  local plain = policy_chain { { file = "secure-boot.lua", config = { https = true } } }
+  eq(plain:dhcp(fixture(F .. "ovmf-httpboot-discover.json", server)).filename, "http://192.168.77.2:8080/shimx64.efi")
+end)
+
 test("BIOS and iPXE pass to the default policy", function()
   local d = chain:dhcp(fixture(F .. "pxe-bios-discover.json", server))
   eq(d.filename, "undionly.kpxe")

@@ -54,6 +54,7 @@ enum PolicySetup {
         ServerFacts(
             address: configuration.serverAddress,
             httpPort: configuration.http.enabled ? (httpPort ?? (configuration.http.port == 0 ? nil : configuration.http.port)) : nil,
+            httpsPort: configuration.http.enabled ? configuration.http.tls.flatMap { $0.port == 0 ? nil : $0.port } : nil,
             tftpPort: configuration.tftp.enabled && configuration.tftp.root != nil ? configuration.tftp.port : nil,
             dhcpPorts: configuration.dhcp.enabled ? configuration.dhcp.ports : [])
     }

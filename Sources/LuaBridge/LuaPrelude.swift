@@ -462,14 +462,17 @@ local function make_server(facts)
     if not s.tftp_port then return nil end
     return addr(req, "tftp_address")
   end
-  function s.http_url(req)
-    if not s.http_port then return nil end
-    local a = addr(req, "http_url")
+  local function url(req, fn, scheme, port, default)
+    if not port then return nil end
+    local a = addr(req, fn)
     if not a then return nil end
     if a:find(":", 1, true) then a = "[" .. a .. "]" end
-    if s.http_port == 80 then return "http://" .. a end
-    return "http://" .. a .. ":" .. tostring(s.http_port)
+    if port == default then return scheme .. "://" .. a end
+    return scheme .. "://" .. a .. ":" .. tostring(port)
   end
+  function s.http_url(req) return url(req, "http_url", "http", s.http_port, 80) end
+  -- nil unless the server has an HTTPS listener (http.tls).
+  function s.https_url(req) return url(req, "https_url", "https", s.https_port, 443) end
   return s
 end
 

@@ -55,13 +55,16 @@ public struct ServerFacts: Sendable, Equatable {
     /// `server_address` from the configuration; nil means "the address the request reached".
     public var address: String?
     public var httpPort: Int?
+    /// The HTTPS listener's port (`http.tls`), nil without one.
+    public var httpsPort: Int?
     public var tftpPort: Int?
     /// The proxyDHCP/DHCP ports, for policies that explain themselves.
     public var dhcpPorts: [Int]
 
-    public init(address: String? = nil, httpPort: Int? = nil, tftpPort: Int? = nil, dhcpPorts: [Int] = []) {
+    public init(address: String? = nil, httpPort: Int? = nil, httpsPort: Int? = nil, tftpPort: Int? = nil, dhcpPorts: [Int] = []) {
         self.address = address
         self.httpPort = httpPort
+        self.httpsPort = httpsPort
         self.tftpPort = tftpPort
         self.dhcpPorts = dhcpPorts
     }
@@ -70,6 +73,7 @@ public struct ServerFacts: Sendable, Equatable {
         var t: [String: PolicyValue] = [:]
         if let address { t["address"] = .string(address) }
         if let httpPort { t["http_port"] = .integer(httpPort) }
+        if let httpsPort { t["https_port"] = .integer(httpsPort) }
         if let tftpPort { t["tftp_port"] = .integer(tftpPort) }
         if !dhcpPorts.isEmpty { t["dhcp_ports"] = .list(dhcpPorts.map { .integer($0) }) }
         var w = LuaWire.Writer(capacity: 64)

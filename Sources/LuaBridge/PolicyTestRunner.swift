@@ -179,7 +179,8 @@ final class TestHost: LuaHost {
                 }
                 if case .table? = opts["server"], let facts = opts["server"] {
                     if let a = facts["address"]?.text { server.address = a }
-                    for (field, path) in [("http_port", \ServerFacts.httpPort), ("tftp_port", \ServerFacts.tftpPort)] {
+                    for (field, path) in [("http_port", \ServerFacts.httpPort), ("https_port", \ServerFacts.httpsPort),
+                                          ("tftp_port", \ServerFacts.tftpPort)] {
                         switch facts[field] {
                         case .int(let p)?: server[keyPath: path] = Int(p)
                         case .bool(false)?: server[keyPath: path] = nil

@@ -72,6 +72,7 @@ data = {}
 
 ---@class BootServer
 ---@field http_port integer? nil when HTTP is off
+---@field https_port integer? nil without an HTTPS listener (http.tls)
 ---@field tftp_port integer? nil when TFTP is off
 ---@field dhcp_ports integer[]?
 ---@field address string? server_address from the configuration
@@ -80,6 +81,10 @@ server = {}
 ---@param req BootRequest?
 ---@return string?
 function server.http_url(req) end
+---https://ADDRESS:PORT of the HTTPS listener (http.tls); nil without one.
+---@param req BootRequest?
+---@return string?
+function server.https_url(req) end
 ---The address TFTP answers on for this request; nil when TFTP is off.
 ---@param req BootRequest?
 ---@return string?
@@ -383,7 +388,7 @@ function PolicyChainHandle:advance(seconds) end
 
 ---@class PolicyChainOptions
 ---@field data table<string, string|{file: string, key: string?, key_format: "verbatim"|"mac"?}>?
----@field server {http_port: integer|false?, tftp_port: integer|false?, address: string?}?
+---@field server {http_port: integer|false?, https_port: integer|false?, tftp_port: integer|false?, address: string?}?
 
 ---@param entries PolicyChainEntry[]
 ---@param opts PolicyChainOptions?
