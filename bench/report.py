@@ -478,6 +478,27 @@ def main():
             w(open(path).read().strip())
             w("")
 
+    https = load("https.json")
+    if https:
+        w("## HTTPS (http.tls) against nginx, same certificate (bench/https_bench.py)")
+        w("")
+        w(f"`sudo python3 bench/https_bench.py --binary .build/release/bootpolicy --repeats {https['repeats']} --out bench/results/https.json`"
+          f" (also `bench/run.sh`, section `https`): both servers in bp-bench-srv over TLS with one RSA 2048 certificate,"
+          f" wrk from bp-bench-cli, {https['seconds']} s per run, {https['connections']} connections (16 for 64 MB),"
+          f" the servers alternated, medians of {https['repeats']}. {https.get('nginx', '')}. `handshakes` sends"
+          f" `Connection: close`, so every request is a full TLS handshake (wrk resumes no sessions).")
+        w("")
+        w("| case | bootpolicy req/s | nginx req/s | bootpolicy / nginx | bootpolicy MB/s | nginx MB/s | errors |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
+        for name, c in https["cases"].items():
+            w(f"| {name} | {fmt(c['bootpolicy_rps'])} | {fmt(c['nginx_rps'])} | {fmt(c['ratio'], 2)} |"
+              f" {fmt(c['bootpolicy_mb_s'])} | {fmt(c['nginx_mb_s'])} | {c['errors']} |")
+        w("")
+        for name, what in (("file-1m", "HTTPS 1 MB file"), ("file-64m", "HTTPS 64 MB file"), ("handshakes", "TLS handshakes/s")):
+            r = https["cases"].get(name, {}).get("ratio")
+            if r is not None:
+                targets.append((f"{what} >= 0.8x nginx (same certificate)", r, r >= 0.8))
+
     http = load("http.json")
     if http:
         cases = http["cases"]

@@ -6,7 +6,7 @@
 #
 # Usage (root): bench/run.sh
 # Env: BENCH_REPEATS (3), BENCH_SECONDS (3, per perfdhcp rate), BENCH_SKIP (e.g. "tftp storm";
-# sections: lua dhcp dora saturation shadow storm tftp state)
+# sections: lua dhcp dora saturation shadow https storm tftp state)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -90,6 +90,12 @@ if [[ "$SKIP" != *" shadow "* ]]; then
   sed -i "/^shadow:/d" "$RES/loads.txt" 2>/dev/null || true; note_load shadow
   echo "== shadow chain + decision journal against neither ($REPEATS repeats, alternating)"
   timeout 1500 python3 bench/shadow_bench.py --binary "$BIN" --repeats "$REPEATS" --rates 20000,60000,100000 --out "$RES/shadow.json"
+fi
+
+if [[ "$SKIP" != *" https "* ]]; then
+  sed -i "/^https:/d" "$RES/loads.txt" 2>/dev/null || true; note_load https
+  echo "== HTTPS (http.tls) against nginx with the same certificate ($REPEATS repeats, alternating)"
+  timeout 900 python3 bench/https_bench.py --binary "$BIN" --repeats "$REPEATS" --out "$RES/https.json"
 fi
 
 if [[ "$SKIP" != *" storm "* ]]; then
