@@ -482,7 +482,7 @@ def main():
     if https:
         w("## HTTPS (http.tls) against nginx, same certificate (bench/https_bench.py)")
         w("")
-        w(f"`sudo python3 bench/https_bench.py --binary .build/release/bootpolicy --repeats {https['repeats']} --out bench/results/https.json`"
+        w(f"`sudo python3 bench/https_bench.py --binary .build/release/bootpolicy --repeats {https['repeats']} --seconds {https['seconds']} --out bench/results/https.json`"
           f" (also `bench/run.sh`, section `https`): both servers in bp-bench-srv over TLS with one RSA 2048 certificate,"
           f" wrk from bp-bench-cli, {https['seconds']} s per run, {https['connections']} connections (16 for 64 MB),"
           f" the servers alternated, medians of {https['repeats']}. {https.get('nginx', '')}. `handshakes` sends"
