@@ -144,16 +144,44 @@ http {{
   scgi_temp_path {dir}/scgi;
   server {{
     listen {addr}:{port}{listen};
-    root {root};
+    root {root};{tls}
   }}
 }}
 """
 
 
-def write_nginx_conf(path, dir, addr, port, root, reuseport=False):
+def write_nginx_conf(path, dir, addr, port, root, reuseport=False, tls=None):
     """nginx as the benches run it beside bootpolicy: one worker per core, sendfile and
-    tcp_nopush on, access log off, every temp path in `dir`."""
+    tcp_nopush on, access log off, every temp path in `dir`. `tls`: (certificate, key) for
+    HTTPS on that port (TLS 1.2 and 1.3; sendfile then does not apply)."""
     import os
+    listen = (" ssl" if tls else "") + (" reuseport" if reuseport else "")
+    ssl = (f"\n    ssl_certificate {tls[0]};\n    ssl_certificate_key {tls[1]};\n    ssl_protocols TLSv1.2 TLSv1.3;"
+           if tls else "")
     with open(path, "w") as f:
         f.write(NGINX_CONF.format(workers=os.cpu_count() or 2, dir=dir, addr=addr, port=port, root=root,
-                                  listen=" reuseport" if reuseport else ""))
+                                  listen=listen, tls=ssl))
+
+
+def wrk(url, seconds, connections, headers=(), threads=2):
+    """One wrk run from the client namespace: requests/s, MB/s, non-2xx count, socket
+    errors and the median latency as wrk prints them."""
+    import re
+    cmd = ["ip", "netns", "exec", CLI, "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency"]
+    for h in headers:
+        cmd += ["-H", h]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    tr = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
+    scale = {"B": 1 / 1e6, "KB": 1 / 1024, "MB": 1, "GB": 1024}[tr.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: (.*)", out)
+    p50 = re.search(r"50%\s+([\d.]+)(\w+)", out)
+    return {"rps": rps, "mb_s": float(tr.group(1)) * scale, "non2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": sock.group(1) if sock else "", "p50": p50.group(0).split()[1] if p50 else ""}
+
+
+def median(xs):
+    """The middle value (the upper one of an even count), 0 for none."""
+    s = sorted(xs)
+    return s[len(s) // 2] if s else 0

@@ -14,33 +14,14 @@ bootpolicy / nginx:
 
     bench/http_bench.py --binary .build/release/bootpolicy [--repeats 3] [--seconds 8] [--cases small-file,script] [--out F]
 """
-import argparse, hashlib, hmac, json, os, random, re, subprocess, sys, tempfile, time
+import argparse, hashlib, hmac, os, random, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import CLI, SRV, SRV_ADDR, SRV_IF, Lab, write_nginx_conf, write_results  # noqa: E402
+from benchlib import CLI, SRV, SRV_ADDR, SRV_IF, Lab, median, wrk, write_nginx_conf, write_results  # noqa: E402
 
 BP_PORT, NGINX_PORT = 8080, 8081
 MAC = "52:54:00:78:00:01"
 
-
-
-def wrk(url, seconds, connections, threads=2):
-    r = subprocess.run(["ip", "netns", "exec", CLI, "wrk", "-t", str(threads), "-c", str(connections),
-                        "-d", f"{seconds}s", "--latency", url], capture_output=True, text=True, timeout=seconds + 60)
-    out = r.stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    tr = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
-    scale = {"B": 1 / 1e6, "KB": 1 / 1024, "MB": 1, "GB": 1024}[tr.group(2)]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock = re.search(r"Socket errors: (.*)", out)
-    p50 = re.search(r"50%\s+([\d.]+)(\w+)", out)
-    return {"rps": rps, "mb_s": float(tr.group(1)) * scale, "non2xx": int(errors.group(1)) if errors else 0,
-            "socket_errors": sock.group(1) if sock else "", "p50": p50.group(0).split()[1] if p50 else ""}
-
-
-def median(xs):
-    s = sorted(xs)
-    return s[len(s) // 2]
 
 
 def main():

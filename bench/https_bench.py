@@ -15,60 +15,15 @@ bootpolicy / nginx:
 
     bench/https_bench.py --binary .build/release/bootpolicy [--repeats 3] [--seconds 8] [--cases ...] [--out F]
 """
-import argparse, os, random, re, subprocess, sys, tempfile, time
+import argparse, os, random, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import CLI, SRV, SRV_ADDR, SRV_IF, Lab, write_results  # noqa: E402
+from benchlib import CLI, SRV, SRV_ADDR, SRV_IF, Lab, median, wrk, write_nginx_conf, write_results  # noqa: E402
 
 BP_PORT, NGINX_PORT = 8443, 8444
 
-NGINX_TLS = """worker_processes {workers};
-pid {dir}/nginx.pid;
-error_log {dir}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  keepalive_requests 1000000;
-  default_type application/octet-stream;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  server {{
-    listen {addr}:{port} ssl reuseport;
-    ssl_certificate {cert};
-    ssl_certificate_key {key};
-    ssl_protocols TLSv1.2 TLSv1.3;
-    root {root};
-  }}
-}}
-"""
-
-
 def openssl(work, *args):
     subprocess.run(["openssl", *args], cwd=work, check=True, capture_output=True)
-
-
-def wrk(url, seconds, connections, headers=(), threads=2):
-    cmd = ["ip", "netns", "exec", CLI, "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency"]
-    for h in headers:
-        cmd += ["-H", h]
-    r = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=seconds + 60)
-    out = r.stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    tr = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
-    scale = {"B": 1 / 1e6, "KB": 1 / 1024, "MB": 1, "GB": 1024}[tr.group(2)]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock = re.search(r"Socket errors: (.*)", out)
-    p50 = re.search(r"50%\s+([\d.]+)(\w+)", out)
-    return {"rps": rps, "mb_s": float(tr.group(1)) * scale, "non2xx": int(errors.group(1)) if errors else 0,
-            "socket_errors": sock.group(1) if sock else "", "p50": p50.group(0).split()[1] if p50 else ""}
-
-
-def median(xs):
-    s = sorted(xs)
-    return s[len(s) // 2]
 
 
 def main():
@@ -99,8 +54,7 @@ def main():
     openssl(work, "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
             "-out", "server.pem", "-days", "1", "-extfile", "ext")
     cert, key = os.path.join(work, "server.pem"), os.path.join(work, "server.key")
-    with open(os.path.join(work, "nginx.conf"), "w") as f:
-        f.write(NGINX_TLS.format(workers=os.cpu_count() or 2, dir=work, addr=SRV_ADDR, port=NGINX_PORT, root=root, cert=cert, key=key))
+    write_nginx_conf(os.path.join(work, "nginx.conf"), work, SRV_ADDR, NGINX_PORT, root, reuseport=True, tls=(cert, key))
     conf = os.path.join(work, "bootpolicy.yaml")
     with open(conf, "w") as f:
         # wrk is one address: the default 64 connections per client would refuse most of them.

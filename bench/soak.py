@@ -20,7 +20,7 @@ All traffic stays inside the bench namespaces (benchlib: 192.168.78.0/24, only t
 import argparse, asyncio, hashlib, json, os, random, signal, socket, struct, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import CLI, CLI_IF, SRV, SRV_ADDR, SRV_IF, Lab, status_kb  # noqa: E402
+from benchlib import CLI, CLI_IF, SRV, SRV_ADDR, SRV_IF, Lab, median, status_kb  # noqa: E402
 import storm  # noqa: E402  (its DHCP/TFTP/HTTP client pieces)
 
 BIG_FILE = "kernel"
@@ -157,11 +157,6 @@ def fds(pid):
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return -1
-
-
-def median(xs):
-    s = sorted(xs)
-    return s[len(s) // 2] if s else 0
 
 
 def svg(samples, reloads, path):
