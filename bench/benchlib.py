@@ -185,3 +185,26 @@ def median(xs):
     """The middle value (the upper one of an even count), 0 for none."""
     s = sorted(xs)
     return s[len(s) // 2] if s else 0
+
+
+def wrk_against_nginx(name, repeats, urls, seconds, connections, headers=()):
+    """One case of the HTTP benches: wrk on bootpolicy's URL, then nginx's, `repeats` times
+    alternating (so drift on a shared machine falls on both), each run printed; returns the
+    case record: median req/s and MB/s of each, the ratio bootpolicy / nginx, non-2xx count
+    and every run. `urls`: {"bootpolicy": url, "nginx": url}."""
+    runs = {"bootpolicy": [], "nginx": []}
+    for rep in range(repeats):
+        for server in ("bootpolicy", "nginx"):
+            r = wrk(urls[server], seconds, connections, headers)
+            runs[server].append(r)
+            print(f"{name} {server} rep={rep}: {r['rps']:.0f} req/s {r['mb_s']:.0f} MB/s p50 {r['p50']}"
+                  f"{' non-2xx ' + str(r['non2xx']) if r['non2xx'] else ''}"
+                  f"{' socket errors: ' + r['socket_errors'] if r['socket_errors'] else ''}", file=sys.stderr, flush=True)
+    bp_rps = median([r["rps"] for r in runs["bootpolicy"]])
+    ng_rps = median([r["rps"] for r in runs["nginx"]])
+    case = {"bootpolicy_rps": bp_rps, "nginx_rps": ng_rps, "ratio": round(bp_rps / ng_rps, 2) if ng_rps else None,
+            "bootpolicy_mb_s": median([r["mb_s"] for r in runs["bootpolicy"]]),
+            "nginx_mb_s": median([r["mb_s"] for r in runs["nginx"]]),
+            "errors": sum(r["non2xx"] for rs in runs.values() for r in rs), "runs": runs}
+    print(f"== {name}: bootpolicy {bp_rps:.0f}/s, nginx {ng_rps:.0f}/s, ratio {case['ratio']}", file=sys.stderr, flush=True)
+    return case

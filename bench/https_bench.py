@@ -18,7 +18,7 @@ bootpolicy / nginx:
 import argparse, os, random, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import CLI, SRV, SRV_ADDR, SRV_IF, Lab, median, wrk, write_nginx_conf, write_results  # noqa: E402
+from benchlib import CLI, SRV, SRV_ADDR, SRV_IF, Lab, wrk_against_nginx, write_nginx_conf, write_results  # noqa: E402
 
 BP_PORT, NGINX_PORT = 8443, 8444
 
@@ -84,24 +84,9 @@ def main():
                  ("file-1m", "/file-1m", ()), ("file-64m", "/file-64m", ())]
         wanted = set(args.cases.split(","))
         for name, path, headers in [c for c in cases if c[0] in wanted]:
-            runs = {"bootpolicy": [], "nginx": []}
-            for rep in range(args.repeats):
-                for server, port in (("bootpolicy", BP_PORT), ("nginx", NGINX_PORT)):
-                    c = args.connections if name != "file-64m" else min(args.connections, 16)
-                    r = wrk(f"https://{SRV_ADDR}:{port}{path}", args.seconds, c, headers)
-                    runs[server].append(r)
-                    print(f"{name} {server} rep={rep}: {r['rps']:.0f} req/s {r['mb_s']:.0f} MB/s p50 {r['p50']}"
-                          f"{' non-2xx ' + str(r['non2xx']) if r['non2xx'] else ''}"
-                          f"{' socket errors: ' + r['socket_errors'] if r['socket_errors'] else ''}", file=sys.stderr, flush=True)
-            bp_rps = median([r["rps"] for r in runs["bootpolicy"]])
-            ng_rps = median([r["rps"] for r in runs["nginx"]])
-            results["cases"][name] = {
-                "bootpolicy_rps": bp_rps, "nginx_rps": ng_rps, "ratio": round(bp_rps / ng_rps, 2) if ng_rps else None,
-                "bootpolicy_mb_s": median([r["mb_s"] for r in runs["bootpolicy"]]),
-                "nginx_mb_s": median([r["mb_s"] for r in runs["nginx"]]),
-                "errors": sum(r["non2xx"] for rs in runs.values() for r in rs), "runs": runs}
-            print(f"== {name}: bootpolicy {bp_rps:.0f}/s, nginx {ng_rps:.0f}/s, ratio {results['cases'][name]['ratio']}",
-                  file=sys.stderr, flush=True)
+            c = args.connections if name != "file-64m" else min(args.connections, 16)
+            urls = {"bootpolicy": f"https://{SRV_ADDR}:{BP_PORT}{path}", "nginx": f"https://{SRV_ADDR}:{NGINX_PORT}{path}"}
+            results["cases"][name] = wrk_against_nginx(name, args.repeats, urls, args.seconds, c, headers)
         results["bootpolicy_alive"] = bp.poll() is None
     write_results(results, args.out)
 
