@@ -162,11 +162,12 @@ struct FullDHCPClientTests {
         try rig.startServer()
         let script = try rig.write("udhcpc.sh", """
             #!/bin/sh
-            echo "$1 ip=$ip" >> \(rig.dir.path)/udhcpc.events
             case "$1" in
               bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/${mask:-24}" dev "$interface" ;;
               deconfig) ip addr flush dev "$interface" ;;
             esac
+            # Logged once the address is configured: the test reads the event, then the address.
+            echo "$1 ip=$ip" >> \(rig.dir.path)/udhcpc.events
             exit 0
             """)
         let client = try rig.background(["udhcpc", "-f", "-i", rig.net.clientIf, "-t", "5", "-T", "2", "-s", script], log: "udhcpc.log")
@@ -197,11 +198,13 @@ struct FullDHCPClientTests {
         try rig.startServer()
         let script = try rig.write("dhclient.sh", """
             #!/bin/sh
-            echo "$reason ip=$new_ip_address" >> \(rig.dir.path)/dhclient.events
             case "$reason" in
               BOUND|RENEW|REBIND|REBOOT) ip addr flush dev "$interface"; ip addr add "$new_ip_address/24" dev "$interface" ;;
               EXPIRE|FAIL|RELEASE|STOP) ip addr flush dev "$interface" ;;
             esac
+            # Logged once the address is configured: the test reads the event, then the address
+            # (logged first, a check between flush and add saw no address at all: CI, stop 34).
+            echo "$reason ip=$new_ip_address" >> \(rig.dir.path)/dhclient.events
             exit 0
             """)
         let leases = rig.dir.appendingPathComponent("dhclient.leases").path
