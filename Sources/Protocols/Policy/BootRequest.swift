@@ -30,7 +30,17 @@ public struct BootRequest: Sendable, Equatable {
         }
     }
 
+    /// The IP version the request came over: DHCPv4 or DHCPv6 (and TFTP/HTTP from an IPv4
+    /// or an IPv6 address).
+    public enum Family: String, Sendable, Codable, CaseIterable { case ipv4, ipv6 }
+
     public var kind: Kind
+    public var family: Family = .ipv4
+    /// DHCPv6: the client's DUID (option 1), colon-separated hex.
+    public var duid: String? = nil
+    /// DHCPv6: every option of the client's message by code (16-bit codes; `options` stays
+    /// empty). The first of a repeated option.
+    public var options6: [UInt16: [UInt8]] = [:]
     /// Client hardware address, lower-case colon form (`52:54:00:12:34:56`); empty when unknown.
     public var mac: String
     public var xid: UInt32?
