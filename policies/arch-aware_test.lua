@@ -82,3 +82,34 @@ test("the script token is per machine, the same for any MAC spelling, and ungues
   -- is HMAC-SHA256(key, "bootpolicy script v1\0" .. "52:54:00:77:00:01"), first 16 bytes, hex.
   eq(t, "0063c5681cf9d57765c681672823cb97")
 end)
+
+-- DHCPv6, on Solicits recorded from real firmware (fixtures/lab/v6/record.sh).
+local server6 = { server_address = "fd77::2" }
+
+test("DHCPv6: OVMF PXEv6 gets ipxe.efi by TFTP from our IPv6 address", function()
+  local req = fixture(F .. "ovmf-pxe6-solicit.json", server6)
+  eq(req.arch, "efi-x64")
+  eq(req.mac, "52:54:00:79:00:02") -- from its DUID-LLT
+  local d = chain:dhcp(req)
+  eq(d.filename, "ipxe.efi")
+  eq(chain:reply(req).url, "tftp://[fd77::2]/ipxe.efi")
+end)
+
+test("DHCPv6: UEFI HTTPv6 boot gets a bracketed http:// URL and the HTTPClient class", function()
+  local r = chain:reply(fixture(F .. "ovmf-http6-solicit.json", server6))
+  eq(r.url, "http://[fd77::2]:8080/ipxe.efi")
+  eq(r.vendor_class, "HTTPClient")
+end)
+
+test("DHCPv6: iPXE gets its script URL on our IPv6 address, MAC from its link-local address", function()
+  local req = fixture(F .. "ipxe6-bios-solicit.json", server6)
+  eq(req.mac, "52:54:00:79:00:01") -- DUID-UUID of zeros: the EUI-64 of fe80::5054:ff:fe79:1
+  local d = chain:dhcp(req)
+  assert(d.filename:find("^http://%[fd77::2%]:8080/boot%.ipxe%?mac=52%-54%-00%-79%-00%-01&arch=bios"), d.filename)
+end)
+
+test("DHCPv6: a configured IPv4 server_address does not leak into an IPv6 URL", function()
+  local c = policy_chain({ { file = "arch-aware.lua" } }, { server = { address = "192.168.77.2" } })
+  eq(c:dhcp(fixture(F .. "ovmf-http6-solicit.json", server6)).filename, "http://[fd77::2]:8080/ipxe.efi")
+  eq(c:dhcp(fixture(F .. "ovmf-httpboot-discover.json", server)).filename, "http://192.168.77.2:8080/ipxe.efi")
+end)

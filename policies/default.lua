@@ -25,11 +25,13 @@ return {
     local vc = req.vendor_class
     if vc and vc:find("HTTPClient", 1, true) == 1 then return nil end
     -- dnsmasq's --dhcp-match=IPXEBOOT,175 tests for the option's presence, nothing more.
-    local file = req.options[175] and ipxe_file or bios_file
+    -- iPXE: option 175 over DHCPv4; over DHCPv6 (which has no 175) its user class "iPXE".
+    local is_ipxe = req.options[175] ~= nil or (req.family == "ipv6" and req.ipxe)
+    local file = is_ipxe and ipxe_file or bios_file
     return {
       filename = file,
       next_server = config.next_server or req.server_address,
-      note = req.options[175] and "option 175: iPXE" or "no option 175",
+      note = is_ipxe and (req.family == "ipv6" and "user class iPXE" or "option 175: iPXE") or "no option 175",
     }
   end,
 }

@@ -88,3 +88,31 @@ test("relay facts: option 82 ids as text when printable, else hex; always as hex
   eq(uefi.relay.remote_id, "tor7.example")
   eq(chain:dhcp(uefi).filename, "undionly.kpxe", "the default rule, relayed or not")
 end)
+
+-- DHCPv6 (boot-only beside the site's DHCPv6 server), on Solicits recorded from real firmware.
+local server6 = { server_address = "fd77::2" }
+
+test("DHCPv6: iPXE (user class iPXE; DHCPv6 has no option 175) gets bootstrap.ipxe from our IPv6 address", function()
+  local req = fixture(F .. "ipxe6-bios-solicit.json", server6)
+  eq(req.family, "ipv6")
+  local d = chain:dhcp(req)
+  eq(d.filename, "bootstrap.ipxe")
+  eq(d.next_server, "fd77::2")
+  eq(d.note, "user class iPXE")
+  local r = chain:reply(req)
+  eq(r.message_type, "advertise")
+  eq(r.url, "tftp://[fd77::2]/bootstrap.ipxe")
+end)
+
+test("DHCPv6: OVMF PXEv6 gets undionly.kpxe as DHCPv4 UEFI does, in a PXEClient boot-only Advertise", function()
+  local r = chain:reply(fixture(F .. "ovmf-pxe6-solicit.json", server6))
+  eq(r.url, "tftp://[fd77::2]/undionly.kpxe")
+  eq(r.vendor_class, "PXEClient")
+  eq(r.options[3], nil) -- no IA_NA: the site server gives the address
+  eq(r.options[13], nil) -- no status code: EDK2 drops an Advertise with any non-Success one
+end)
+
+test("DHCPv6: HTTP boot and plain address Solicits are left alone", function()
+  silent(chain:dhcp(fixture(F .. "ovmf-http6-solicit.json", server6)))
+  eq(chain:reply(fixture(F .. "ovmf-ip6dxe-solicit.json", server6)).silent, "not_netboot")
+end)

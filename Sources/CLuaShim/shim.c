@@ -16,6 +16,7 @@
 #include <string.h>
 #include <malloc.h>
 #include <time.h>
+#include <arpa/inet.h>
 
 #define BP_HOOK_EVERY 1000          /* VM instructions between budget checks */
 #define BP_MEM_RESERVE (256 * 1024) /* head-room for error handling once the cap tripped */
@@ -469,7 +470,7 @@ static const char *const REQ_FIELDS[] = {
     "kind", "mac", "xid", "message_type", "arch", "arch_code", "firmware", "vendor_class",
     "user_class", "ipxe", "ipxe_features", "uuid", "hostname", "relay", "interface",
     "client_address", "server_address", "server_port", "options", "path", "query", "method", "scheme",
-    "headers", "body", NULL};
+    "headers", "body", "family", "duid", NULL};
 
 /* __index of request tables: `options` is decoded on first use, and so is an empty
  * `user_class`, `ipxe_features`, `query` or `headers` (the host leaves those out); other known but absent
@@ -585,6 +586,12 @@ static void push_fn_where(lua_State *L, int idx) {
     }
 }
 
+/* An IPv6 address in any RFC 4291 text form (next_server for a DHCPv6 client). */
+static int is_ipv6(const char *s) {
+    unsigned char out[16];
+    return s != NULL && strlen(s) < 64 && inet_pton(AF_INET6, s, out) == 1;
+}
+
 static int is_ipv4(const char *s) {
     int parts = 0, digits = 0, val = 0;
     for (;; s++) {
@@ -680,7 +687,7 @@ static int normalize_k(lua_State *L) {
         case DF_STR:
         case DF_IPV4:
             if (t != LUA_TSTRING) { WHERE(); DEC_ERR("decision.%s: expected string, got %s", k, luaL_typename(L, -2)); }
-            if (kind == DF_IPV4 && !is_ipv4(lua_tostring(L, -1))) { WHERE(); DEC_ERR("decision.%s: expected an IPv4 address, got '%s'", k, lua_tostring(L, -2)); }
+            if (kind == DF_IPV4 && !is_ipv4(lua_tostring(L, -1)) && !is_ipv6(lua_tostring(L, -1))) { WHERE(); DEC_ERR("decision.%s: expected an IPv4 or IPv6 address, got '%s'", k, lua_tostring(L, -2)); }
             /* Past 255 bytes no DHCP reply can carry the name whole (the BOOTP fields hold
              * 127 and 63, options 67 and 66 hold 255): refused, never cut. */
             if ((!strcmp(k, "filename") || !strcmp(k, "server_name")) && lua_rawlen(L, -1) > 255) {

@@ -32,12 +32,27 @@ public final class BootPipeline: TracingBootDecider, @unchecked Sendable {
     /// A datagram for a DHCP request that came without one (a fixture, a policy test): the
     /// options it was decoded from, encoded again.
     static func datagram(for r: BootRequest) -> [UInt8] {
+        if r.family == .ipv6 { return datagram(forIPv6: r) }
         var message = DHCPMessage(op: .request, xid: r.xid ?? 0,
                                   giaddr: r.relay.flatMap { IPv4Address($0.giaddr) } ?? .any,
                                   options: DHCPOptions(r.options.sorted { $0.key < $1.key }.map {
                                       DHCPOption(code: $0.key, value: $0.value) }))
         message.options.remove(52)
         return message.bytes
+    }
+
+    /// A DHCPv6 request's facts in DHCPv4's terms (93 architecture, 60 vendor class, 77 user
+    /// class, 97 UUID): what the directory learns from them is what a later TFTP or HTTP request
+    /// of the same machine is told, whichever family its DHCP spoke.
+    static func datagram(forIPv6 r: BootRequest) -> [UInt8] {
+        var options: [DHCPOption] = []
+        if let a = r.archCode { options.append(DHCPOption(code: 93, value: [UInt8(a >> 8), UInt8(a & 0xff)])) }
+        if let v = r.vendorClass { options.append(DHCPOption(code: 60, value: Array(v.utf8.prefix(255)))) }
+        if let u = r.userClass.first { options.append(DHCPOption(code: 77, value: Array(u.utf8.prefix(255)))) }
+        if let uuid = r.uuid.flatMap({ Hex.decode($0.replacingOccurrences(of: "-", with: "")) }), uuid.count == 16 {
+            options.append(DHCPOption(code: 97, value: [0] + uuid))
+        }
+        return DHCPMessage(op: .request, xid: r.xid ?? 0, options: DHCPOptions(options)).bytes
     }
 
     /// Told every decision the pipeline makes (the decision journal, a shadow chain), on the

@@ -52,6 +52,11 @@ extension BootRequest {
         if let clientAddress { key("client_address"); w.string(clientAddress) }
         if let serverAddress { key("server_address"); w.string(serverAddress) }
         if let serverPort { key("server_port"); w.int(Int64(serverPort)) }
+        if family == .ipv6 {
+            // Only for DHCPv6: nil `req.family` is IPv4, as every request was before.
+            key("family"); w.string(family.rawValue)
+            if let duid { key("duid"); w.string(duid) }
+        }
         if let path { key("path"); w.string(path) }
         if !(omittingEmpty && query.isEmpty) {
             key("query")
@@ -72,6 +77,13 @@ extension BootRequest {
     }
 
     func encodeLuaOptions(into w: inout LuaWire.Writer) {
+        if family == .ipv6 {
+            // A DHCPv6 request's own options, by their 16-bit codes (59, 61, 16, ...).
+            let m = w.beginTable()
+            for (code, bytes) in options6 { w.int(Int64(code)); w.string(bytes: bytes) }
+            w.endTable(m, count: options6.count)
+            return
+        }
         let m = w.beginTable()
         for (code, bytes) in options { w.int(Int64(code)); w.string(bytes: bytes) }
         w.endTable(m, count: options.count)
@@ -112,6 +124,9 @@ extension BootRequest {
             }
             return out
         }
+        // Options are read by 16-bit code and sorted into DHCPv4's or DHCPv6's once `family`,
+        // wherever it stands in the table, is known.
+        var wide: [UInt16: [UInt8]] = [:]
         for (k, val) in pairs {
             guard let key = k.text else { throw .init("request: keys must be field names") }
             switch key {
@@ -167,6 +182,11 @@ extension BootRequest {
             case "client_address": clientAddress = try str(key, val)
             case "server_address": serverAddress = try str(key, val)
             case "server_port": serverPort = Int(try int(key, val))
+            case "family":
+                let s = try str(key, val)
+                guard let f = Family(rawValue: s) else { throw .init("request.family: expected ipv4 or ipv6, got '\(s)'") }
+                family = f
+            case "duid": duid = try str(key, val)
             case "path": path = try str(key, val)
             case "query":
                 var q: [String: String] = [:]
@@ -189,18 +209,26 @@ extension BootRequest {
                 body = b
             case "options":
                 guard case .table(let p) = val else { throw .init("request.options: expected table, got \(val.typeName)") }
-                var o: [UInt8: [UInt8]] = [:]
                 for (ok, ov) in p {
-                    guard case .int(let c) = ok, let code = UInt8(exactly: c) else {
-                        throw .init("request.options: keys must be option codes 0..255")
+                    guard case .int(let c) = ok, let code = UInt16(exactly: c) else {
+                        throw .init("request.options: keys must be option codes (0..255; 0..65535 with family = \"ipv6\")")
                     }
                     guard case .string(let b) = ov else { throw .init("request.options[\(c)]: expected string, got \(ov.typeName)") }
-                    o[code] = b
+                    wide[code] = b
                 }
-                options = o
             default:
                 throw .init("request: unknown field '\(key)'")
             }
+        }
+        if family == .ipv6 {
+            options6 = wide
+        } else {
+            var o: [UInt8: [UInt8]] = [:]
+            for (code, bytes) in wide {
+                guard let c = UInt8(exactly: code) else { throw .init("request.options: keys must be option codes 0..255 (\(code) is a DHCPv6 code: add family = \"ipv6\")") }
+                o[c] = bytes
+            }
+            if !wide.isEmpty { options = o }
         }
     }
 }

@@ -454,8 +454,9 @@ local function make_server(facts)
   local s = {}
   for k, v in pairs(facts or {}) do s[k] = v end
   local function addr(req, fn)
-    if s.address then return s.address end
     if req ~= nil and type(req) ~= "table" then perr("server." .. fn .. ": expected the request (or nothing)") end
+    -- A DHCPv6 client cannot use a configured IPv4 server_address: it gets ours on its link.
+    if s.address and not (req and req.family == "ipv6" and not s.address:find(":", 1, true)) then return s.address end
     return req and req.server_address or nil
   end
   function s.tftp_address(req)

@@ -30,6 +30,8 @@ public struct PolicyTestRunner: Sendable {
 
     /// The address a test request reached when it names none (`server_address`), as in the lab.
     public static let labServerAddress = "192.168.77.2"
+    /// The same server on the lab's IPv6 link, for DHCPv6 requests.
+    public static let labServerAddress6 = "fd77::2"
 
     /// Limits for the policy chains the tests build.
     public var limits: PolicyLimits
@@ -215,7 +217,7 @@ final class TestHost: LuaHost {
             do { req = try BootRequest(lua: reqValue) } catch { return .failure(error) }
             // As `serve` fills in the address the request reached (and `explain` assumes):
             // the lab's server address unless the test names one.
-            if req.serverAddress == nil { req.serverAddress = PolicyTestRunner.labServerAddress }
+            if req.serverAddress == nil { req.serverAddress = req.family == .ipv6 ? PolicyTestRunner.labServerAddress6 : PolicyTestRunner.labServerAddress }
             let r = chains[Int(id) - 1].decideTraced(req)
             for step in r.steps {
                 switch step.outcome {
@@ -252,7 +254,7 @@ final class TestHost: LuaHost {
             }
             var req: BootRequest
             do { req = try BootRequest(lua: reqValue) } catch { return .failure(error) }
-            if req.serverAddress == nil { req.serverAddress = PolicyTestRunner.labServerAddress }
+            if req.serverAddress == nil { req.serverAddress = req.family == .ipv6 ? PolicyTestRunner.labServerAddress6 : PolicyTestRunner.labServerAddress }
             return TestReply.reply(to: req, pipeline: chains[Int(id) - 1])
         case .testState:
             guard case .int(let id)? = args[1], id >= 1, Int(id) <= chains.count, let what = args[2]?.text,
@@ -317,6 +319,7 @@ extension PolicyValue {
 /// screening and responder as `serve`.
 enum TestReply {
     static func reply(to req: BootRequest, pipeline: BootPipeline) -> Result<LuaWire.Value?, LuaHost.HostError> {
+        if req.family == .ipv6 { return reply6(to: req, pipeline: pipeline) }
         guard let server = IPv4Address(req.serverAddress ?? "") else {
             return .failure(LuaHost.HostError("chain:reply: server_address must be an IPv4 address"))
         }
@@ -359,7 +362,67 @@ enum TestReply {
     }
 }
 
+extension TestReply {
+    /// The boot-only DHCPv6 answer (`DHCPv6Responder`) as `serve` would send it.
+    static func reply6(to req: BootRequest, pipeline: BootPipeline) -> Result<LuaWire.Value?, LuaHost.HostError> {
+        guard let server = IPv6Address(req.serverAddress ?? "") else {
+            return .failure(LuaHost.HostError("chain:reply: server_address must be an IPv6 address for a DHCPv6 request"))
+        }
+        func s(_ text: String) -> LuaWire.Value { .string(Array(text.utf8)) }
+        func silent(_ why: DHCPv6Responder.Silence, _ policy: String? = nil) -> LuaWire.Value {
+            .table([(s("silent"), s(why.rawValue))] + (policy.map { [(s("policy"), s($0))] } ?? []))
+        }
+        let packet = DHCPv6Packet(message: req.dhcpv6Message())
+        let port = req.serverPort ?? 547
+        let arrival = DHCPv6Responder.Arrival(port: port, interface: req.interface,
+                                              source: req.clientAddress.flatMap(IPv6Address.init) ?? IPv6Address("fe80::1")!,
+                                              sourcePort: port == 4011 ? 4011 : 546, serverAddress: server)
+        let responder = DHCPv6Responder(serverDUID: DUID(bytes: [0, 3, 0, 1, 0x52, 0x54, 0, 0x77, 0, 2])!)
+        let screened: DHCPv6Responder.Screened
+        switch responder.screen(packet, arrival: arrival) {
+        case .failure(let why): return .success(silent(why))
+        case .success(let x): screened = x
+        }
+        let r = pipeline.decideTraced(req)
+        for step in r.steps {
+            switch step.outcome {
+            case .error(let m), .budgetExceeded(let m), .memoryExceeded(let m):
+                return .failure(LuaHost.HostError("policy '\(step.policy)' failed: \(m)"))
+            default: continue
+            }
+        }
+        switch responder.answer(screened, arrival: arrival, decision: r.decision).result {
+        case .failure(let why): return .success(silent(why, r.decision?.policy))
+        case .success(let reply):
+            let m = reply.packet.message
+            var t: [(LuaWire.Value, LuaWire.Value)] = [
+                (s("to"), s(reply.destination.description)), (s("port"), .int(Int64(reply.destinationPort))),
+                (s("message_type"), s(m.type.name)),
+                (s("options"), .table(m.options.map { (.int(Int64($0.code)), .string($0.value)) })),
+            ]
+            if let url = reply.bootFileURL { t.append((s("url"), s(url))) }
+            if let vc = m.options.vendorClass?.data.first { t.append((s("vendor_class"), .string(vc))) }
+            if let policy = r.decision?.policy { t.append((s("policy"), s(policy))) }
+            return .success(.table(t))
+        }
+    }
+}
+
 extension BootRequest {
+    /// The DHCPv6 message a request stands for: its options as received (in code order),
+    /// plus 61 and 16 from the named fields when a hand-made request lacks them.
+    func dhcpv6Message() -> DHCPv6Message {
+        var have = options6
+        if have[DHCPv6OptionCode.clientArchitecture] == nil, let a = archCode { have[DHCPv6OptionCode.clientArchitecture] = [UInt8(a >> 8), UInt8(a & 0xff)] }
+        if have[DHCPv6OptionCode.vendorClass] == nil, let v = vendorClass {
+            have[DHCPv6OptionCode.vendorClass] = DHCPv6Options.vendorClassValue(enterprise: 343, [Array(v.utf8)])
+        }
+        if have[DHCPv6OptionCode.clientID] == nil, let d = duid.flatMap(Hex.decode) { have[DHCPv6OptionCode.clientID] = d }
+        let type = DHCPv6MessageType.allCases.first { $0.name == messageType } ?? .solicit
+        return DHCPv6Message(type: type, transactionID: (xid ?? 0) & 0xff_ffff,
+                             options: DHCPv6Options(have.keys.sorted().map { DHCPv6Option(code: $0, value: have[$0]!) }))
+    }
+
     /// The DHCP message a request table stands for, as near as its fields tell: every option
     /// as received, plus 53, 60 and 93 from the named fields when a hand-made request lacks them.
     func dhcpMessage() -> DHCPMessage {

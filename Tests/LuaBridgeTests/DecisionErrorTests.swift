@@ -43,7 +43,7 @@ import Testing
                 ["next_server"] = "not an address",
               }
             end }
-            """).hasPrefix("p.lua:3: decision.next_server: expected an IPv4 address"))
+            """).hasPrefix("p.lua:3: decision.next_server: expected an IPv4 or IPv6 address"))
         // Not found in the text (built from a variable name): the function line, as before.
         #expect(try outcome("""
             return { dhcp = function(req)

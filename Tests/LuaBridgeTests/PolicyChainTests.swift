@@ -359,7 +359,7 @@ import Testing
     @Test(arguments: [
         ("typo", "decisions.lua:12: unknown decision field 'filenme'"),
         ("type", "decisions.lua:12: decision.filename: expected string, got number"),
-        ("server", "decision.next_server: expected an IPv4 address, got 'not-an-ip'"),
+        ("server", "decision.next_server: expected an IPv4 or IPv6 address, got 'not-an-ip'"),
         ("status", "decision.status: 999 is not an HTTP status"),
         ("option", "decision.options: option code 300 is outside 1..254"),
         ("optval", "decision.options[43]: expected string, integer or array of strings, got boolean"),

@@ -31,7 +31,9 @@
 ---@field client_address string?
 ---@field server_address string?
 ---@field server_port integer?
----@field options table<integer, string> every DHCP option as raw bytes
+---@field options table<integer, string> every DHCP option as raw bytes (DHCPv6: by its 16-bit code)
+---@field family "ipv6"|nil "ipv6" for a DHCPv6 request, nil for DHCPv4 (and TFTP/HTTP)
+---@field duid string? DHCPv6: the client's DUID, colon hex
 ---@field path string? TFTP file / HTTP path (no query)
 ---@field query table<string, string> HTTP query parameters
 ---@field method string? HTTP method
@@ -44,7 +46,7 @@
 ---@class BootDecision
 ---@field ignore boolean? dhcp: stay silent
 ---@field filename string? dhcp: boot file name
----@field next_server string? dhcp: TFTP server (IPv4)
+---@field next_server string? dhcp: TFTP server (IPv4; for a DHCPv6 client an IPv6 one, the host of its tftp:// URL)
 ---@field server_name string? dhcp: sname
 ---@field ipxe_script string|IpxeScript? a generated iPXE script
 ---@field options table<integer, DHCPOptionValue>? dhcp: extra options 1..254; integers are 4 bytes big-endian, string arrays are concatenated

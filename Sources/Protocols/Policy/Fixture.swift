@@ -18,9 +18,12 @@ public struct Fixture: Codable, Sendable, Equatable {
     public var mac: String?
     public var path: String?
     public var query: [String: String]?
+    /// "ipv6": `raw` is a DHCPv6 message (or a Relay-forward chain), `source` the IPv6 address it
+    /// came from, `server_port` 547 or 4011. Absent: DHCPv4.
+    public var family: BootRequest.Family?
 
     enum CodingKeys: String, CodingKey {
-        case name, origin, kind, source, interface, raw, decoded, mac, path, query
+        case name, origin, kind, source, interface, raw, decoded, mac, path, query, family
         case serverPort = "server_port"
     }
 
@@ -38,6 +41,19 @@ public struct Fixture: Codable, Sendable, Equatable {
         mac = try c.decodeIfPresent(String.self, forKey: .mac)
         path = try c.decodeIfPresent(String.self, forKey: .path)
         query = try c.decodeIfPresent([String: String].self, forKey: .query)
+        family = try c.decodeIfPresent(BootRequest.Family.self, forKey: .family)
+    }
+
+    /// A DHCPv6 fixture from the bytes of a message as it arrived.
+    public init(name: String, origin: String?, dhcpv6 bytes: [UInt8], serverPort: Int = 547, source: String?, interface: String? = nil) {
+        self.name = name
+        self.origin = origin
+        self.kind = .dhcp
+        self.family = .ipv6
+        self.serverPort = serverPort
+        self.source = source
+        self.interface = interface
+        self.raw = Hex.encode(bytes)
     }
 
     /// A DHCP fixture from a decoded message (as `bootpolicy import`/`record` write them).
@@ -90,6 +106,7 @@ public struct Fixture: Codable, Sendable, Equatable {
     /// The DHCP message in `raw`.
     public func message() throws -> DHCPMessage {
         guard kind == .dhcp else { throw DHCPError.malformed(field: "kind", reason: "\(kind.rawValue) fixture has no DHCP message") }
+        guard family != .ipv6 else { throw DHCPError.malformed(field: "family", reason: "an ipv6 fixture holds a DHCPv6 message, not a DHCPv4 one") }
         guard let raw else { throw DHCPError.malformed(field: "raw", reason: "missing") }
         guard let bytes = Hex.decode(raw) else { throw DHCPError.malformed(field: "raw", reason: "not hex") }
         return try DHCPMessage(bytes: bytes)
@@ -98,6 +115,11 @@ public struct Fixture: Codable, Sendable, Equatable {
     /// The request a server would have handed to the policies.
     public func bootRequest() throws -> BootRequest {
         switch kind {
+        case .dhcp where family == .ipv6:
+            guard let raw, let bytes = Hex.decode(raw) else { throw DHCPError.malformed(field: "raw", reason: "missing or not hex") }
+            let packet: DHCPv6Packet
+            do { packet = try DHCPv6Packet(bytes: bytes) } catch { throw DHCPError.malformed(field: "raw", reason: "DHCPv6: \(error)") }
+            return BootRequest(dhcpv6: packet, source: source.flatMap(IPv6Address.init), interface: interface, serverPort: serverPort ?? 547)
         case .dhcp:
             return BootRequest(dhcp: try message(), serverPort: serverPort ?? 67, interface: interface, source: source)
         case .tftp, .http:
