@@ -63,6 +63,27 @@ struct Configuration: Codable, Equatable {
             declineQuarantine = try c.decodeIfPresent(Int.self, forKey: .declineQuarantine) ?? declineQuarantine
         }
     }
+    /// DHCPv6 (`--dhcp6`): boot-only answers to netboot clients beside the site's DHCPv6
+    /// server, and stateful IA_NA addresses for the links of `ranges`.
+    struct DHCP6: Codable, Equatable {
+        var enabled = false
+        /// [DHCPv6, EDK2 boot-server follow-up]: 547 and 4011.
+        var ports: [Int] = [547, 4011]
+        /// `START,END[,PREFIXLEN][,LEASE]` with IPv6 addresses (`--dhcp-range fd77::100,fd77::1ff`).
+        var ranges: [String] = []
+        /// Without `interfaces`: the address to bind (e.g. ::1 for a trial run).
+        var listen: String?
+        enum CodingKeys: String, CodingKey { case enabled, ports, ranges, listen }
+        init() {}
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? enabled
+            ports = try c.decodeIfPresent([Int].self, forKey: .ports) ?? ports
+            ranges = try c.decodeIfPresent([String].self, forKey: .ranges) ?? []
+            listen = try c.decodeIfPresent(String.self, forKey: .listen)
+        }
+    }
+
     struct TFTP: Codable, Equatable {
         var enabled: Bool = true
         var root: String?
@@ -251,6 +272,7 @@ struct Configuration: Codable, Equatable {
     /// address of the interface the request arrived on.
     var serverAddress: String?
     var dhcp = DHCP()
+    var dhcp6 = DHCP6()
     var tftp = TFTP()
     var http = HTTP()
     var policies: [Policy] = []
@@ -270,7 +292,7 @@ struct Configuration: Codable, Equatable {
     var user: String?
 
     enum CodingKeys: String, CodingKey {
-        case interfaces, listen, proxy, serverAddress = "server_address", dhcp, tftp, http, policies, data, limits, log, state, api
+        case interfaces, listen, proxy, serverAddress = "server_address", dhcp, dhcp6, tftp, http, policies, data, limits, log, state, api
         case shadow, shadowLimits = "shadow_limits", journal, user
     }
 
@@ -283,6 +305,7 @@ struct Configuration: Codable, Equatable {
         proxy = try c.decodeIfPresent(Bool.self, forKey: .proxy) ?? true
         serverAddress = try c.decodeIfPresent(String.self, forKey: .serverAddress)
         dhcp = try c.decodeIfPresent(DHCP.self, forKey: .dhcp) ?? DHCP()
+        dhcp6 = try c.decodeIfPresent(DHCP6.self, forKey: .dhcp6) ?? DHCP6()
         tftp = try c.decodeIfPresent(TFTP.self, forKey: .tftp) ?? TFTP()
         http = try c.decodeIfPresent(HTTP.self, forKey: .http) ?? HTTP()
         policies = try c.decodeIfPresent([Policy].self, forKey: .policies) ?? []
@@ -375,9 +398,10 @@ struct Configuration: Codable, Equatable {
     }
 
     static let schema: [String: Set<String>] = [
-        "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "tftp", "http", "policies", "data", "limits", "log", "state", "api",
+        "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "dhcp6", "tftp", "http", "policies", "data", "limits", "log", "state", "api",
              "shadow", "shadow_limits", "journal", "user"],
         "dhcp": ["ports", "enabled", "threads", "ranges", "reservations", "ping", "ping_timeout_ms", "decline_quarantine"],
+        "dhcp6": ["enabled", "ports", "ranges", "listen"],
         "tftp": ["enabled", "root", "port", "max_transfers", "max_transfers_per_client", "threads"],
         "http": ["enabled", "port", "root", "address", "request_timeout", "idle_timeout", "max_connections", "max_connections_per_client",
                  "max_body_bytes", "script_access", "script_key", "tls"],

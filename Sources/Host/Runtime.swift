@@ -147,9 +147,27 @@ struct Runtime {
                                               })
             services.append(dhcp)
         }
+        if configuration.dhcp6.enabled {
+            let on = interfaces.isEmpty ? "[\(configuration.dhcp6.listen ?? "::")]" : interfaces.map(\.name).joined(separator: ", ")
+            let ranged = !configuration.dhcp6.ranges.isEmpty
+            services.append(try ServerFactory.dhcp6(configuration: configuration, interfaces: interfaces, decider: decider,
+                                                    timeline: timeline, group: group, directory: directory, logger: logger,
+                                                    onServerRunning: gate.slot("dhcpv6") { addresses in
+                                                        var ports: [Int] = []
+                                                        for a in addresses where !ports.contains(a.port) { ports.append(a.port) }
+                                                        return "dhcpv6\(ranged ? "" : " (boot-only)") \(ports.map(String.init).joined(separator: ",")) on \(on)"
+                                                    }))
+        }
         // TFTP and HTTP bind each interface's own address, never the wildcard: with --interface
-        // nothing answers on the host's other networks.
-        let hosts = interfaces.isEmpty ? [listenHost] : interfaces.map(\.address)
+        // nothing answers on the host's other networks. With DHCPv6, also its IPv6 address
+        // (the host of the tftp:// and http:// URLs DHCPv6 clients are given).
+        var hosts = interfaces.isEmpty ? [listenHost] : interfaces.map(\.address)
+        if configuration.dhcp6.enabled {
+            hosts += interfaces.compactMap(\.address6)
+            if interfaces.isEmpty, let l = configuration.dhcp6.listen, IPv6Address(l).map({ !$0.isAny }) == true, !hosts.contains(l) {
+                hosts.append(l)
+            }
+        }
         if configuration.tftp.enabled, let root = configuration.tftp.root {
             for host in hosts {
                 services.append(try ServerFactory.tftp(configuration: configuration, host: host, root: root,

@@ -51,6 +51,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Full DHCP: offer addresses without first checking with an ICMP echo that nothing answers on them.")
     var noPing = false
 
+    @Flag(help: "Also serve DHCPv6 (UDP 547, and 4011 for UEFI's follow-up) on every --interface: boot file URLs (option 59) for netboot clients beside the site's DHCPv6 server, and addresses for the links of IPv6 --dhcp-range entries.")
+    var dhcp6 = false
+
+    @Option(name: .customLong("dhcp6-port"), help: ArgumentHelp("DHCPv6 ports: the first has 547's role, the second 4011's (default 547 and 4011; 0: one the kernel picks).", valueName: "port"))
+    var dhcp6Ports: [Int] = []
+
+    @Option(name: .customLong("dhcp6-listen"), help: ArgumentHelp("Without --interface: bind DHCPv6 to this IPv6 address (e.g. ::1 for a trial run).", valueName: "address"))
+    var dhcp6Listen: String?
+
     @Flag(help: "Do not run the ProxyDHCP server.")
     var noDhcp = false
 
@@ -99,10 +108,20 @@ struct ServeCommand: AsyncParsableCommand {
         if let httpRoot { c.http.root = httpRoot }
         if noHttp { c.http.enabled = false }
         if !dhcpPorts.isEmpty { c.dhcp.ports = dhcpPorts }
-        if !dhcpRanges.isEmpty { c.dhcp.ranges = dhcpRanges.map(Configuration.DHCP.Range.init(range:)) }
+        // An IPv6 START makes a DHCPv6 range, as for dnsmasq.
+        let (v6Ranges, v4Ranges) = (dhcpRanges.filter { $0.split(separator: ",").first?.contains(":") == true },
+                                    dhcpRanges.filter { $0.split(separator: ",").first?.contains(":") != true })
+        if !v4Ranges.isEmpty { c.dhcp.ranges = v4Ranges.map(Configuration.DHCP.Range.init(range:)) }
+        if !v6Ranges.isEmpty {
+            c.dhcp6.ranges = v6Ranges
+            c.dhcp6.enabled = true
+        }
+        if dhcp6 { c.dhcp6.enabled = true }
+        if !dhcp6Ports.isEmpty { c.dhcp6.ports = dhcp6Ports }
+        if let dhcp6Listen { c.dhcp6.listen = dhcp6Listen }
         if noPing { c.dhcp.ping = false }
         if !proxy { c.proxy = false }
-        if !c.proxy && c.dhcp.ranges.isEmpty {
+        if !c.proxy && c.dhcp.ranges.isEmpty && c.dhcp6.ranges.isEmpty {
             throw ConfigError("--no-proxy answers only the subnets of full-DHCP ranges: give --dhcp-range START,END (or keep proxy mode)")
         }
         if noDhcp { c.dhcp.enabled = false }
@@ -124,7 +143,10 @@ struct ServeCommand: AsyncParsableCommand {
             throw ConfigError("TFTP needs a root: give --tftp-root DIR (or --no-tftp)")
         }
         // The config file's ports too: a bind of 70000 would trap, not refuse.
-        for (key, port) in c.dhcp.ports.map({ ("dhcp.ports", $0) }) + [("tftp.port", c.tftp.port), ("http.port", c.http.port)]
+        if c.dhcp6.enabled, !(1...2).contains(c.dhcp6.ports.count) {
+            throw ConfigError("dhcp6.ports: give one or two ports (547's role, then 4011's), not \(c.dhcp6.ports.count)")
+        }
+        for (key, port) in c.dhcp.ports.map({ ("dhcp.ports", $0) }) + c.dhcp6.ports.map({ ("dhcp6.ports", $0) }) + [("tftp.port", c.tftp.port), ("http.port", c.http.port)]
             + (c.http.tls.map { [("http.tls.port", $0.port)] } ?? [])
             where !(0...65535).contains(port) {
             throw ConfigError("\(key): port \(port) is out of range (0-65535; 0 lets the kernel pick one)")

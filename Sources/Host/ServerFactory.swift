@@ -191,3 +191,67 @@ extension ServerFactory {
         }
     }
 }
+
+extension ServerFactory {
+    /// The IPv6 ranges of `dhcp6.ranges`, each checked; an error names the range.
+    static func dhcp6Ranges(_ dhcp6: Configuration.DHCP6) throws -> [DHCPv6Range] {
+        var ranges: [DHCPv6Range] = []
+        for text in dhcp6.ranges {
+            let range: DHCPv6Range
+            do {
+                guard let r = try DHCPv6Range.parse(text) else { throw DHCPRangeError("START is not an IPv6 address") }
+                range = r
+            } catch {
+                throw DHCPPlanError("dhcp6.ranges \(text): \(error)")
+            }
+            if let other = ranges.first(where: { $0.isOnLink(range.start) || range.isOnLink($0.start) }) {
+                throw DHCPPlanError("dhcp6.ranges \(text): on the same link as \(other) (one range per prefix)")
+            }
+            ranges.append(range)
+        }
+        return ranges
+    }
+
+    /// Our DUID: DUID-LL of the first interface's MAC (stable while the NIC is), else DUID-UUID
+    /// from /etc/machine-id (stable for the installation), else a DUID-LL made up for this run.
+    static func serverDUID(interfaces: [BoundInterface]) -> DUID {
+        for i in interfaces {
+            if let mac = BoundInterface.hardwareAddress(of: i.name) { return DUID(bytes: [0, 3, 0, 1] + mac)! }
+        }
+        if let id = try? String(contentsOfFile: "/etc/machine-id", encoding: .utf8),
+           let bytes = Hex.decode(id.trimmingCharacters(in: .whitespacesAndNewlines)), bytes.count == 16 {
+            return DUID(bytes: [0, 4] + bytes)!
+        }
+        return DUID(bytes: [0, 3, 0, 1, 0x02] + (0..<5).map { _ in UInt8.random(in: 0...255) })!
+    }
+
+    static func dhcp6(configuration: Configuration, interfaces: [BoundInterface], decider: BootDecider, timeline: ClientTimeline,
+                      group: EventLoopGroup, directory: ClientDirectory, logger: Logger,
+                      onServerRunning: OnServerRunning? = nil) throws -> DHCPv6Server {
+        let ranges: [DHCPv6Range]
+        do { ranges = try dhcp6Ranges(configuration.dhcp6) } catch { throw ExitMessage("bootpolicy serve: \(error)") }
+        var pool: DHCPv6LeasePool?
+        if !ranges.isEmpty {
+            pool = DHCPv6LeasePool(ranges: ranges, declineQuarantine: TimeInterval(configuration.dhcp.declineQuarantine))
+            logger.warning("dhcpv6: IA_NA bindings are kept in memory only and forgotten at restart (clients keep their addresses and renew them)")
+            logger.notice("dhcpv6 ranges: \(ranges.map { "\($0) (/\($0.prefixLength), lease \($0.leaseTime == UInt32.max ? "infinite" : "\($0.leaseTime) s"))" }.joined(separator: ", "))")
+        }
+        let listen = configuration.dhcp6.listen
+        if interfaces.isEmpty {
+            guard let listen else {
+                throw ExitMessage("bootpolicy serve: --dhcp6 with --listen: name the IPv6 address to bind with --dhcp6-listen (e.g. ::1), or serve on --interface")
+            }
+            guard IPv6Address(listen) != nil else { throw ExitMessage("bootpolicy serve: --dhcp6-listen \(listen): not an IPv6 address") }
+        }
+        for i in interfaces where i.address6 == nil {
+            logger.warning("dhcpv6: \(i.name) has no global or unique-local IPv6 address: bare file names cannot become tftp:// URLs there (policies must give full URLs), and no DHCPv6 range serves it")
+        }
+        let duid = serverDUID(interfaces: interfaces)
+        let responder = DHCPv6Responder(serverDUID: duid, pool: pool, proxy: configuration.proxy)
+        logger.notice("dhcpv6: server DUID \(duid) (\(duid.typeName))\(pool == nil ? ", boot-only" : "")")
+        return DHCPv6Server(
+            configuration: .init(interfaces: interfaces.map { .init(name: $0.name, address: $0.address6.flatMap(IPv6Address.init)) },
+                                 bindAddress: listen ?? "::", ports: configuration.dhcp6.ports, responder: responder),
+            decider: decider, events: timeline, logger: logger, group: group, onServerRunning: onServerRunning)
+    }
+}
