@@ -38,6 +38,8 @@ public final class ClientDirectory: @unchecked Sendable {
     private let logger: Logger
     /// The full-DHCP leases the backend held at open (the lease pool starts from them).
     public private(set) var loadedLeases: [Lease] = []
+    /// The DHCPv6 bindings it held (the DHCPv6 pool starts from them).
+    public private(set) var loadedLeases6: [Lease6] = []
 
     /// A directory in memory only (tests, `explain`, policy tests, `serve` without `--state`).
     /// `now`: the state store's clock (policy tests move it to expire state).
@@ -79,6 +81,7 @@ public final class ClientDirectory: @unchecked Sendable {
         let store = ClientStateStore(limits: stateLimits, writer: writer, loaded: loaded.states, now: { Date() })
         let directory = ClientDirectory(limits: limits, state: store, scripts: loaded.scripts, logger: logger)
         directory.loadedLeases = loaded.leases
+        directory.loadedLeases6 = loaded.leases6
         writer.start()
         backend.follow(store)
         return directory
@@ -89,6 +92,12 @@ public final class ClientDirectory: @unchecked Sendable {
     public var leaseJournal: LeaseJournal {
         guard let writer = state.writer else { return MemoryLeaseJournal() }
         return WriterLeaseJournal(writer: writer)
+    }
+
+    /// Where the DHCPv6 pool makes bindings durable.
+    public var lease6Journal: Lease6Journal {
+        guard let writer = state.writer else { return MemoryLease6Journal() }
+        return WriterLease6Journal(writer: writer)
     }
 
     /// The store's lease feed when several servers share it (PostgreSQL), else nil.

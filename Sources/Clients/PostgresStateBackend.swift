@@ -283,7 +283,9 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
             return out
         }
         let leases = try withConnection { c in try await Self.leases(on: c, addresses: nil, logger: logger) }
-        return StoredClients(states: states, scripts: scripts, leases: leases)
+        var stored = StoredClients(states: states, scripts: scripts, leases: leases)
+        stored.leases6 = try withConnection { c in try await Self.leases6(on: c, logger: logger) }
+        return stored
     }
 
     /// Every live state row (the load at start; the follower's resync uses its own connection).
@@ -323,6 +325,10 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
                 // now is never overwritten.
                 lAddr.append(l.address.description); lClient.append(l.client); lMAC.append(l.mac)
                 lHost.append(l.hostname ?? ""); lHasHost.append(l.hostname != nil)
+                lExpires.append(min(l.expires.timeIntervalSince1970, 1e15)); lState.append(l.state.rawValue)
+            case .lease6(let l):
+                lAddr.append(l.address.description); lClient.append(l.client); lMAC.append(l.mac)
+                lHost.append(""); lHasHost.append(false)
                 lExpires.append(min(l.expires.timeIntervalSince1970, 1e15)); lState.append(l.state.rawValue)
             case .script(let mac, let script):
                 scMACs.append(mac); scFiles.append(script.filename ?? ""); scTexts.append(script.text)
@@ -588,6 +594,18 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
             guard let a = IPv4Address(address), let s = Lease.State(rawValue: state) else { continue }
             out.append(Lease(address: a, client: client, mac: mac, hostname: hostname,
                              expires: expires >= 1e15 ? .distantFuture : Date(timeIntervalSince1970: expires), state: s))
+        }
+        return out
+    }
+
+    /// The DHCPv6 rows (their addresses are IPv6 text).
+    static func leases6(on c: PostgresConnection, logger: Logger) async throws -> [Lease6] {
+        let rows = try await c.query("SELECT address, client_id, mac, expires, state FROM dhcp_lease WHERE address LIKE '%:%'", logger: logger)
+        var out: [Lease6] = []
+        for try await (address, client, mac, expires, state) in rows.decode((String, String, String, Double, String).self) {
+            guard let a = IPv6Address(address), let s = Lease.State(rawValue: state) else { continue }
+            out.append(Lease6(address: a, client: client, mac: mac,
+                              expires: expires >= 1e15 ? .distantFuture : Date(timeIntervalSince1970: expires), state: s))
         }
         return out
     }

@@ -211,7 +211,14 @@ public final class SQLiteStateBackend: StateBackend, @unchecked Sendable {
             while let row = try leases.next() {
                 let text: String = row["address"]
                 let stateText: String = row["state"]
-                guard let address = IPv4Address(text), let state = Lease.State(rawValue: stateText) else { continue }
+                guard let state = Lease.State(rawValue: stateText) else { continue }
+                guard let address = IPv4Address(text) else {
+                    if let v6 = IPv6Address(text) {
+                        out.leases6.append(Lease6(address: v6, client: row["client_id"], mac: row["mac"],
+                                                  expires: Date(timeIntervalSince1970: row["expires"]), state: state))
+                    }
+                    continue
+                }
                 out.leases.append(Lease(address: address, client: row["client_id"], mac: row["mac"], hostname: row["hostname"],
                                         expires: Date(timeIntervalSince1970: row["expires"]), state: state))
             }
@@ -243,6 +250,9 @@ public final class SQLiteStateBackend: StateBackend, @unchecked Sendable {
                 case .lease(let l):
                     // distantFuture (an infinite lease) is stored as the largest finite time.
                     try upsertLease.execute(arguments: [l.address.description, l.client, l.mac, l.hostname,
+                                                        min(l.expires.timeIntervalSince1970, 1e15), l.state.rawValue, now])
+                case .lease6(let l):
+                    try upsertLease.execute(arguments: [l.address.description, l.client, l.mac, nil as String?,
                                                         min(l.expires.timeIntervalSince1970, 1e15), l.state.rawValue, now])
                 case .state(let mac, let state):
                     try upsertState.execute(arguments: [mac, StateJSON.encode(state.values), state.expires.timeIntervalSince1970, now])

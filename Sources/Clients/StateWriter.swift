@@ -11,6 +11,9 @@ public enum StateChange: Sendable, Equatable {
     case script(mac: String, StoredScript)
     /// A full-DHCP lease (by address): written before the ACK that grants it leaves.
     case lease(Lease)
+    /// A DHCPv6 IA_NA binding (by address), in the same table as DHCPv4's: written before
+    /// the Reply that grants it leaves.
+    case lease6(Lease6)
 
     /// Changes with the same key replace each other in the queue: only the newest is written.
     var key: String {
@@ -18,6 +21,7 @@ public enum StateChange: Sendable, Equatable {
         case .state(let mac, _), .clearState(let mac): return "s/" + mac
         case .script(let mac, _): return "x/" + mac
         case .lease(let lease): return "l/" + lease.address.description
+        case .lease6(let lease): return "l/" + lease.address.description
         }
     }
 }
@@ -42,6 +46,8 @@ public struct StoredClients: Sendable {
     public var scripts: [String: StoredScript] = [:]
     /// Full-DHCP leases, expired ones included (a client gets its last address back).
     public var leases: [Lease] = []
+    /// DHCPv6 bindings, the same way.
+    public var leases6: [Lease6] = []
     public init(states: [String: ClientState] = [:], scripts: [String: StoredScript] = [:], leases: [Lease] = []) {
         self.states = states
         self.scripts = scripts
@@ -372,6 +378,14 @@ struct WriterLeaseJournal: LeaseJournal {
     var location: String { writer.backendDescription }
     /// A shared store (PostgreSQL) decides grants itself; SQLite leaves it to the pool.
     func claim(_ lease: Lease, now: Date) -> LeaseClaim? { (writer.backend as? SharedLeaseStore)?.claim(lease, now: now) }
+}
+
+/// DHCPv6 bindings through a state writer, as `WriterLeaseJournal`. Not claimed across
+/// servers sharing PostgreSQL: each server's DHCPv6 ranges must not overlap another's.
+struct WriterLease6Journal: Lease6Journal {
+    let writer: StateWriter
+    func record(_ lease: Lease6) -> UInt64 { writer.enqueueMarked(.lease6(lease)) }
+    func awaitDurable(through mark: UInt64) -> Bool { writer.wait(through: mark, timeout: WriterLeaseJournal.timeout) }
 }
 
 /// A store several servers hand out addresses from: it grants a lease only when no other

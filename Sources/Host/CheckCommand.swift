@@ -55,6 +55,14 @@ struct CheckCommand: ParsableCommand {
                 problems.append("\(error)")
             }
         }
+        if !configuration.dhcp6.ranges.isEmpty {
+            do {
+                let ranges = try ServerFactory.dhcp6Ranges(configuration.dhcp6)
+                print("ok    dhcp6.ranges: \(ranges.map { "\($0) (/\($0.prefixLength), \($0.size) addresses)" }.joined(separator: ", "))")
+            } catch {
+                problems.append("\(error)")
+            }
+        }
         var data = PolicyData.empty
         do {
             data = try PolicySetup.data(from: configuration)

@@ -147,16 +147,19 @@ struct Runtime {
                                               })
             services.append(dhcp)
         }
+        var pool6: DHCPv6LeasePool?
         if configuration.dhcp6.enabled {
             let on = interfaces.isEmpty ? "[\(configuration.dhcp6.listen ?? "::")]" : interfaces.map(\.name).joined(separator: ", ")
             let ranged = !configuration.dhcp6.ranges.isEmpty
-            services.append(try ServerFactory.dhcp6(configuration: configuration, interfaces: interfaces, decider: decider,
+            let server6 = try ServerFactory.dhcp6(configuration: configuration, interfaces: interfaces, decider: decider,
                                                     timeline: timeline, group: group, directory: directory, logger: logger,
                                                     onServerRunning: gate.slot("dhcpv6") { addresses in
                                                         var ports: [Int] = []
                                                         for a in addresses where !ports.contains(a.port) { ports.append(a.port) }
                                                         return "dhcpv6\(ranged ? "" : " (boot-only)") \(ports.map(String.init).joined(separator: ",")) on \(on)"
-                                                    }))
+                                                    })
+            pool6 = server6.configuration.responder.pool
+            services.append(server6)
         }
         // TFTP and HTTP bind each interface's own address, never the wildcard: with --interface
         // nothing answers on the host's other networks. With DHCPv6, also its IPv6 address
@@ -187,6 +190,7 @@ struct Runtime {
             }
             var api = ControlAPI(store: directory.state, tokens: apiTokens, reload: { reloader.reload(by: $0) }, logger: logger)
             api.leases = fullPool
+            api.leases6 = pool6
             api.shadow = shadow
             api.journal = journal
             if configuration.api.protectStatus && configuration.api.tokens == nil {

@@ -232,9 +232,15 @@ extension ServerFactory {
         do { ranges = try dhcp6Ranges(configuration.dhcp6) } catch { throw ExitMessage("bootpolicy serve: \(error)") }
         var pool: DHCPv6LeasePool?
         if !ranges.isEmpty {
-            pool = DHCPv6LeasePool(ranges: ranges, declineQuarantine: TimeInterval(configuration.dhcp.declineQuarantine))
-            logger.warning("dhcpv6: IA_NA bindings are kept in memory only and forgotten at restart (clients keep their addresses and renew them)")
-            logger.notice("dhcpv6 ranges: \(ranges.map { "\($0) (/\($0.prefixLength), lease \($0.leaseTime == UInt32.max ? "infinite" : "\($0.leaseTime) s"))" }.joined(separator: ", "))")
+            pool = DHCPv6LeasePool(ranges: ranges, journal: directory.lease6Journal, loaded: directory.loadedLeases6,
+                                   declineQuarantine: TimeInterval(configuration.dhcp.declineQuarantine))
+            if directory.location == "memory" {
+                logger.warning("dhcpv6: bindings are kept in memory only and forgotten at restart; give --state FILE to keep them")
+            }
+            if directory.sharedLeaseStore != nil {
+                logger.warning("dhcpv6: servers sharing PostgreSQL do not claim DHCPv6 addresses from each other yet: give each its own dhcp6.ranges")
+            }
+            logger.notice("dhcpv6 ranges (\(directory.loadedLeases6.count) bindings loaded): \(ranges.map { "\($0) (/\($0.prefixLength), lease \($0.leaseTime == UInt32.max ? "infinite" : "\($0.leaseTime) s"))" }.joined(separator: ", "))")
         }
         let listen = configuration.dhcp6.listen
         if interfaces.isEmpty {

@@ -32,6 +32,8 @@ struct ControlAPI: Sendable {
     /// Full DHCP's pool (nil: full DHCP is off). Its journal is `store`'s writer, so a lease
     /// change's mark is waited for like a state write's.
     var leases: LeasePool?
+    /// The DHCPv6 bindings (`--dhcp6` with IPv6 ranges), listed beside the leases.
+    var leases6: DHCPv6LeasePool?
     /// The shadow chain (`/api/v1/shadow`) and the decision journal (`.../decisions`).
     var shadow: ShadowChain?
     var journal: DecisionJournal?
@@ -337,8 +339,25 @@ struct ControlAPI: Sendable {
             guard text == "true" || text == "false" else { return Self.error(.badRequest, "active must be true or false, not '\(text)'") }
             onlyActive = text == "true"
         }
-        guard let pool = leases else { return Self.json(.ok, "{\"enabled\":false,\"ranges\":[],\"leases\":[]}") }
         let now = Date()
+        // DHCPv6 bindings, when there is a DHCPv6 pool: `"dhcp6":{"ranges":[...],"leases":[...]}`.
+        var v6 = ""
+        if let pool6 = leases6 {
+            let all6 = pool6.leases.sorted { $0.address < $1.address }
+            let shown6 = onlyActive ? all6.filter { $0.isLive(at: now) } : all6
+            let ranges6 = pool6.ranges.map { r in
+                "{\"start\":\(JSONString.quote(r.start.description)),\"end\":\(JSONString.quote(r.end.description)),"
+                    + "\"prefix_length\":\(r.prefixLength),\"lease_seconds\":\(r.leaseTime),\"size\":\(r.size),"
+                    + "\"active\":\(all6.filter { r.contains($0.address) && $0.isLive(at: now) }.count)}"
+            }
+            v6 = ",\"dhcp6\":{\"ranges\":[\(ranges6.joined(separator: ","))],\"leases\":[" + shown6.map { l in
+                let expires = l.expires == .distantFuture ? "never" : Self.isoFormatter.string(from: l.expires)
+                return "{\"address\":\(JSONString.quote(l.address.description)),\"mac\":\(JSONString.quote(l.mac)),"
+                    + "\"client_id\":\(JSONString.quote(l.client)),\"state\":\(JSONString.quote(l.state.rawValue)),"
+                    + "\"expires\":\(JSONString.quote(expires)),\"active\":\(l.isLive(at: now))}"
+            }.joined(separator: ",") + "]}"
+        }
+        guard let pool = leases else { return Self.json(.ok, "{\"enabled\":false,\"ranges\":[],\"leases\":[]\(v6)}") }
         let all = pool.all
         let ranges = pool.ranges.map { r in
             let active = all.filter { r.contains($0.address) && $0.isLive(at: now) }.count
@@ -347,7 +366,7 @@ struct ControlAPI: Sendable {
         }
         let shown = onlyActive ? all.filter { $0.isLive(at: now) } : all
         return Self.json(.ok, "{\"enabled\":true,\"ranges\":[\(ranges.joined(separator: ","))],\"leases\":["
-                         + shown.map { Self.leaseJSON($0, now: now) }.joined(separator: ",") + "]}")
+                         + shown.map { Self.leaseJSON($0, now: now) }.joined(separator: ",") + "]\(v6)}")
     }
 
     private func lease(_ request: HTTPRequestContext, address raw: String) -> HTTPResponse {

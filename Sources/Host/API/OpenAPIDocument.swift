@@ -310,6 +310,24 @@ enum OpenAPIDocument {
             "items": {
               "$ref": "#/components/schemas/Lease"
             }
+          },
+          "dhcp6": {
+            "type": "object",
+            "description": "Present with DHCPv6 ranges (serve --dhcp6 --dhcp-range START6,END6): the IA_NA bindings; a binding's client_id is the client's DUID in hex, '/', its IAID in hex.",
+            "properties": {
+              "ranges": {
+                "type": "array",
+                "items": {
+                  "type": "object"
+                }
+              },
+              "leases": {
+                "type": "array",
+                "items": {
+                  "type": "object"
+                }
+              }
+            }
           }
         }
       },
