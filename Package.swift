@@ -146,6 +146,7 @@ var fuzzTargets: [Target] {
     return [
         .target(name: "FuzzSupport", path: "Tests/Fuzz/Support"),
         .executableTarget(name: "DHCPFuzz", dependencies: ["FuzzSupport", "Protocols"] + nio, path: "Tests/Fuzz/DHCPFuzz"),
+        .executableTarget(name: "DHCPv6Fuzz", dependencies: ["FuzzSupport", "Protocols"], path: "Tests/Fuzz/DHCPv6Fuzz"),
         .executableTarget(name: "TFTPFuzz", dependencies: ["FuzzSupport", "Protocols"] + nio, path: "Tests/Fuzz/TFTPFuzz"),
         .executableTarget(
             name: "HTTPFuzz",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The libFuzzer targets (Tests/Fuzz, docs/fuzzing.md): scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
-# Targets: dhcp tftp http policy pcap config (default: all), each run SECONDS (default 60) with
+# Targets: dhcp dhcp6 tftp http policy pcap config (default: all), each run SECONDS (default 60) with
 # libFuzzer's own clock, one after another (one fuzzer at a time: the machine may have 2 CPUs).
 # One build, release with ASan and libFuzzer, into its own scratch path (.build-fuzz); seed
 # corpora are written from the fixtures at run time (artifacts/fuzz/seeds, ignored) by
@@ -24,7 +24,7 @@ export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan-suppressions.txt:${LSAN_OPTI
 
 seconds=60
 if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then seconds=$1; shift; fi
-all="dhcp tftp http policy pcap config"
+all="dhcp dhcp6 tftp http policy pcap config"
 targets=${*:-$all}
 scratch=${BOOTPOLICY_FUZZ_SCRATCH:-.build-fuzz}
 rss=${BOOTPOLICY_FUZZ_RSS_MB:-2048}
@@ -34,12 +34,12 @@ mkdir -p "$out"
 
 product() {
   case $1 in
-    dhcp) echo DHCPFuzz;; tftp) echo TFTPFuzz;; http) echo HTTPFuzz;; policy) echo PolicyFuzz;;
+    dhcp) echo DHCPFuzz;; dhcp6) echo DHCPv6Fuzz;; tftp) echo TFTPFuzz;; http) echo HTTPFuzz;; policy) echo PolicyFuzz;;
     pcap) echo PcapFuzz;; config) echo ConfigFuzz;; *) return 1;;
   esac
 }
 max_len() {
-  case $1 in dhcp) echo 1500;; tftp) echo 1024;; pcap) echo 65536;; config) echo 8192;; *) echo 4096;; esac
+  case $1 in dhcp|dhcp6) echo 1500;; tftp) echo 1024;; pcap) echo 65536;; config) echo 8192;; *) echo 4096;; esac
 }
 for t in $targets; do product "$t" >/dev/null || { echo "unknown target '$t' (known: $all)"; exit 2; }; done
 

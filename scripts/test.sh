@@ -76,7 +76,7 @@ count policy-tests "$st" "${p:-0}" "${f:-0}"
 # target that runs without coverage fails (scripts/fuzz.sh says why that once happened).
 if [ "${BOOTPOLICY_FUZZ:-1}" = 1 ]; then
   fuzz_seconds=${BOOTPOLICY_FUZZ_SECONDS:-45}
-  stage "fuzz: 6 libFuzzer targets, $fuzz_seconds s each (scripts/fuzz.sh)"
+  stage "fuzz: 7 libFuzzer targets, $fuzz_seconds s each (scripts/fuzz.sh)"
   fuzz_start=$(date +%s)
   scripts/fuzz.sh "$fuzz_seconds" 2>&1 | tee artifacts/fuzz.log | grep -vE '^(seeds|INFO|#)'
   st=${PIPESTATUS[0]}

@@ -46,10 +46,36 @@ enum FuzzSeeds {
                 capture(bytes)
             } else if file.hasSuffix(".yaml") || file.hasSuffix(".yml") {
                 write("config", bytes)
+            } else if file.hasSuffix(".solicit.hex"), let solicit = Hex.decode(String(decoding: bytes, as: UTF8.self)) {
+                dhcpv6(solicit)
             }
         }
         handMade()
         for (target, n) in counts.sorted(by: { $0.key < $1.key }) { print("\(target): \(n) seeds") }
+    }
+
+    /// A recorded DHCPv6 Solicit (fixtures/lab/v6): as it came, relayed, and as the Request,
+    /// Renew, Release and 4011 follow-up that would come next, each boot-only and stateful.
+    static func dhcpv6(_ solicit: [UInt8]) {
+        guard let packet = try? DHCPv6Packet(bytes: solicit) else { return }
+        var variants = [solicit]
+        let relay = DHCPv6RelayMessage(type: .relayForward, hopCount: 0, linkAddress: IPv6Address("fd77::1")!,
+                                       peerAddress: IPv6Address("fe80::5054:ff:fe79:2")!,
+                                       options: DHCPv6Options([DHCPv6Option(code: DHCPv6OptionCode.interfaceID, value: Array("eth7".utf8))]))
+        variants.append(DHCPv6Packet(relays: [relay], message: packet.message).bytes)
+        let ours: [UInt8] = [0, 3, 0, 1, 0x52, 0x54, 0, 0x77, 0, 2]
+        for type in [DHCPv6MessageType.request, .renew, .release, .decline, .confirm, .rebind, .informationRequest] {
+            var m = packet.message
+            m.type = type
+            if [.request, .renew, .release, .decline].contains(type) { m.options.append(DHCPv6OptionCode.serverID, ours) }
+            variants.append(m.bytes)
+        }
+        var rapid = packet.message
+        rapid.options.append(DHCPv6OptionCode.rapidCommit, [])
+        variants.append(rapid.bytes)
+        for v in variants {
+            for control: UInt8 in [0x08, 0x0a, 0x0e, 0x2a, 0x09] { write("dhcp6", [control] + v) }
+        }
     }
 
     static func capture(_ bytes: [UInt8]) {
