@@ -35,8 +35,8 @@ struct DiffCommand: ParsableCommand {
     @Flag(help: "Print one JSON document (for CI) instead of text.")
     var json = false
 
-    @Option(help: ArgumentHelp("The server address requests are taken to have reached (fixtures that carry none).", valueName: "address"))
-    var serverAddress: String = "192.168.77.2"
+    @Option(name: .customLong("server-address"), help: ArgumentHelp("The server address requests are taken to have reached (fixtures that carry none; default 192.168.77.2, fd77::2 for DHCPv6 ones).", valueName: "address"))
+    var serverAddressOption: String?
 
     @Option(help: ArgumentHelp("At most this many entries from each journal (the newest).", valueName: "n"))
     var journalLimit: Int = 1_000_000
@@ -132,7 +132,9 @@ struct DiffCommand: ParsableCommand {
         var changed: [String: Set<String>] = [:]
         for replay in replays {
             var req = replay.request
-            if req.serverAddress == nil { req.serverAddress = serverAddress }
+            if req.serverAddress == nil {
+                req.serverAddress = serverAddressOption ?? (req.family == .ipv6 ? PolicyTestRunner.labServerAddress6 : PolicyTestRunner.labServerAddress)
+            }
             machines.insert(req.mac.isEmpty ? "(no MAC)" : req.mac)
             let da = a.pipeline.decide(req)
             let db = b.pipeline.decide(req)

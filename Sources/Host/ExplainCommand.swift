@@ -21,8 +21,13 @@ struct ExplainCommand: ParsableCommand {
     @Option(help: ArgumentHelp("YAML config file (for per-policy config).", valueName: "file"))
     var config: String?
 
-    @Option(help: ArgumentHelp("The server address the request is taken to have reached.", valueName: "address"))
-    var serverAddress: String = "192.168.77.2"
+    @Option(name: .customLong("server-address"), help: ArgumentHelp("The server address the request is taken to have reached (default 192.168.77.2; fd77::2 for a DHCPv6 request).", valueName: "address"))
+    var serverAddressOption: String?
+
+    /// The lab's address, on the family of the request.
+    func address(for r: BootRequest) -> String {
+        serverAddressOption ?? (r.family == .ipv6 ? PolicyTestRunner.labServerAddress6 : PolicyTestRunner.labServerAddress)
+    }
 
     @Option(name: .customLong("after"), help: ArgumentHelp("Request fixtures the server saw first, in order (repeatable): a TFTP or HTTP request is explained with what the same client's DHCP request taught the server, as `serve` does.", valueName: "file"))
     var earlier: [String] = []
@@ -38,7 +43,7 @@ struct ExplainCommand: ParsableCommand {
         } catch {
             throw ExitMessage("bootpolicy explain: \(request): \(error)")
         }
-        if req.serverAddress == nil { req.serverAddress = serverAddress }
+        if req.serverAddress == nil { req.serverAddress = address(for: req) }
         print("request \(fixture.name)\(fixture.origin.map { " (\($0))" } ?? "")")
         for line in Self.describe(req) { print("  \(line)") }
 
@@ -59,7 +64,7 @@ struct ExplainCommand: ParsableCommand {
         for path in earlier {
             do {
                 var seen = try Fixture.load(from: URL(fileURLWithPath: path)).bootRequest()
-                if seen.serverAddress == nil { seen.serverAddress = serverAddress }
+                if seen.serverAddress == nil { seen.serverAddress = address(for: seen) }
                 let decision = pipeline.decide(seen)
                 print("after \(URL(fileURLWithPath: path).lastPathComponent): \(seen.kind.rawValue) \(seen.mac), \(decision.map { "decided by \($0.policy ?? "?")" } ?? "no decision")")
             } catch {
@@ -99,7 +104,7 @@ struct ExplainCommand: ParsableCommand {
         }
         print("decision by \(decision.policy ?? "?")")
         for line in Self.describe(decision) { print("  \(line)") }
-        if req.kind == .dhcp, let lines = ReplyPreview.lines(for: fixture, request: req, decision: decision, serverAddress: serverAddress) {
+        if req.kind == .dhcp, let lines = ReplyPreview.lines(for: fixture, request: req, decision: decision, serverAddress: address(for: req)) {
             print("reply")
             for line in lines { print("  \(line)") }
         }

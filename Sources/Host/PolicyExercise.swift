@@ -112,7 +112,7 @@ enum PolicyExercise {
                 let url = URL(fileURLWithPath: dir).appendingPathComponent(name)
                 do {
                     var r = try Fixture.load(from: url).bootRequest()
-                    if r.serverAddress == nil { r.serverAddress = "192.168.77.2" }
+                    if r.serverAddress == nil { r.serverAddress = r.family == .ipv6 ? PolicyTestRunner.labServerAddress6 : PolicyTestRunner.labServerAddress }
                     out.append((name, r))
                 } catch {
                     problems.append("\(url.path): \(error)")

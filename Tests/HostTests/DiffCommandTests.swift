@@ -15,7 +15,7 @@ import Testing
         for policy in ["default", "arch-aware"] {
             let r = try run(["diff", "--from", policy, "--to", policy, fixtures])
             #expect(r.status == 0, "\(r.output)")
-            #expect(r.output.contains("no answer changes: 4 machines, 11 requests"), "\(r.output)")
+            #expect(r.output.contains("no answer changes: 6 machines, 15 requests"), "\(r.output)")
         }
     }
 
@@ -24,19 +24,22 @@ import Testing
     @Test func defaultAgainstArchAwareNamesTheUEFIMachines() throws {
         let text = try run(["diff", "--from", "default", "--to", "arch-aware", fixtures])
         #expect(text.status == 1, "\(text.output)")
-        #expect(text.output.contains("3 of 4 machines change: 2 filename, 1 silence"), "\(text.output)")
+        #expect(text.output.contains("5 of 6 machines change: 4 filename, 2 silence"), "\(text.output)")
         #expect(text.output.contains("undionly.kpxe\n              -> ipxe.efi"), "\(text.output)")
 
         let json = try run(["diff", "--from", "default", "--to", "arch-aware", "--json", fixtures])
         #expect(json.status == 1)
         let report = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output)")
-        #expect(report["machines"] as? Int == 4)
-        #expect(report["changed_machines"] as? Int == 3)
-        #expect(report["fields"] as? [String: Int] == ["filename": 2, "silence": 1])
+        #expect(report["machines"] as? Int == 6)
+        #expect(report["changed_machines"] as? Int == 5)
+        #expect(report["fields"] as? [String: Int] == ["filename": 4, "silence": 2])
         let changes = try #require(report["changes"] as? [[String: Any]])
         let macs = Set(changes.compactMap { $0["mac"] as? String })
         #expect(macs.contains("52:54:00:77:00:02") && macs.contains("52:54:00:77:00:03"), "\(macs)")
         #expect(!macs.contains("52:54:00:12:34:56"), "the BIOS machine does not change")
+        // The DHCPv6 fixtures: OVMF PXEv6 gets ipxe.efi, iPXE its script on our IPv6 address.
+        #expect(text.output.contains("ovmf-pxe6-solicit.json: dhcp solicit efi-x64\n    filename: undionly.kpxe\n              -> ipxe.efi"), "\(text.output)")
+        #expect(text.output.contains("-> http://[fd77::2]:8080/boot.ipxe?mac=52-54-00-79-00-01&arch=bios"), "\(text.output)")
         #expect((report["from_version"] as? String)?.count == 12)
     }
 
