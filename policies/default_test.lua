@@ -92,6 +92,12 @@ end)
 -- DHCPv6 (boot-only beside the site's DHCPv6 server), on Solicits recorded from real firmware.
 local server6 = { server_address = "fd77::2" }
 
+test("every request says its family: DHCPv4, and TFTP/HTTP by the client's address", function()
+  eq(fixture(F .. "pxe-bios-discover.json", server).family, "ipv4")
+  eq(request { kind = "tftp", path = "x", client_address = "fd77::120" }.family, "ipv6")
+  eq(request { kind = "http", path = "/x", client_address = "::ffff:192.168.77.5" }.family, "ipv4")
+end)
+
 test("DHCPv6: iPXE (user class iPXE; DHCPv6 has no option 175) gets bootstrap.ipxe from our IPv6 address", function()
   local req = fixture(F .. "ipxe6-bios-solicit.json", server6)
   eq(req.family, "ipv6")

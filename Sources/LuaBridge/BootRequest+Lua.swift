@@ -52,11 +52,10 @@ extension BootRequest {
         if let clientAddress { key("client_address"); w.string(clientAddress) }
         if let serverAddress { key("server_address"); w.string(serverAddress) }
         if let serverPort { key("server_port"); w.int(Int64(serverPort)) }
-        if family == .ipv6 {
-            // Only for DHCPv6: nil `req.family` is IPv4, as every request was before.
-            key("family"); w.string(family.rawValue)
-            if let duid { key("duid"); w.string(duid) }
-        }
+        // "ipv4" or "ipv6": DHCPv4 or DHCPv6, and for TFTP and HTTP the family of the address
+        // the request came from (an IPv4-mapped one is IPv4).
+        key("family"); w.string(effectiveFamily.rawValue)
+        if let duid { key("duid"); w.string(duid) }
         if let path { key("path"); w.string(path) }
         if !(omittingEmpty && query.isEmpty) {
             key("query")
@@ -87,6 +86,12 @@ extension BootRequest {
         let m = w.beginTable()
         for (code, bytes) in options { w.int(Int64(code)); w.string(bytes: bytes) }
         w.endTable(m, count: options.count)
+    }
+
+    /// `family` for a DHCP request; for TFTP and HTTP, that of the client's address.
+    var effectiveFamily: Family {
+        guard kind != .dhcp, let a = clientAddress else { return family }
+        return a.contains(":") && !a.lowercased().hasPrefix("::ffff:") ? .ipv6 : .ipv4
     }
 
     /// The request as a plain Lua value including options (test runner).

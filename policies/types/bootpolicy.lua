@@ -32,7 +32,7 @@
 ---@field server_address string?
 ---@field server_port integer?
 ---@field options table<integer, string> every DHCP option as raw bytes (DHCPv6: by its 16-bit code)
----@field family "ipv6"|nil "ipv6" for a DHCPv6 request, nil for DHCPv4 (and TFTP/HTTP)
+---@field family "ipv4"|"ipv6" DHCPv4 or DHCPv6; for TFTP and HTTP the family of the client's address
 ---@field duid string? DHCPv6: the client's DUID, colon hex
 ---@field path string? TFTP file / HTTP path (no query)
 ---@field query table<string, string> HTTP query parameters
