@@ -52,9 +52,23 @@ struct ImportCommand: ParsableCommand {
                     FileHandle.standardError.write(Data("bootpolicy import: \(path): packet \(datagram.index): skipped: \(error)\n".utf8))
                 }
             }
-            print("\(path): \(reader.packetCount) packets, \(reader.datagrams.count) UDP, \(writer.written.count) fixtures, \(skipped) malformed")
+            // DHCPv6: client messages (and relays' Relay-forward) to 547, EDK2's Request to 4011.
+            for datagram in reader.datagrams6 where [547, 4011].contains(datagram.destinationPort) {
+                do {
+                    let packet = try DHCPv6Packet(bytes: datagram.payload)
+                    if let url = try writer.add(packet, bytes: datagram.payload, serverPort: Int(datagram.destinationPort),
+                                                source: datagram.source, prefix: prefix ?? base) {
+                        print("wrote \(url.path)")
+                        total += 1
+                    }
+                } catch {
+                    skipped += 1
+                    FileHandle.standardError.write(Data("bootpolicy import: \(path): packet \(datagram.index): skipped: DHCPv6: \(error)\n".utf8))
+                }
+            }
+            print("\(path): \(reader.packetCount) packets, \(reader.datagrams.count + reader.datagrams6.count) UDP, \(writer.written.count) fixtures, \(skipped) malformed")
         }
-        if total == 0 { print("no client requests to ports 67/4011 found") }
+        if total == 0 { print("no client requests to ports 67/4011 (DHCPv4) or 547/4011 (DHCPv6) found") }
     }
 }
 
@@ -62,7 +76,7 @@ struct ImportCommand: ParsableCommand {
 struct RecordCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "record",
-        abstract: "Listen (never answer) on an interface and write each distinct DHCP client request as a fixture.",
+        abstract: "Listen (never answer) on an interface and write each distinct DHCP or DHCPv6 client request as a fixture.",
         discussion: "Uses a packet socket, so it binds no port and runs beside a live DHCP server. Needs root (CAP_NET_RAW)."
     )
 
@@ -86,17 +100,25 @@ struct RecordCommand: ParsableCommand {
         setvbuf(stdout, nil, _IOLBF, 0)
         let sniffer: PacketSniffer
         do {
-            sniffer = try PacketSniffer(interface: interface, ports: [67, 4011])
+            sniffer = try PacketSniffer(interface: interface, ports: [67, 4011], ports6: [547, 4011])
         } catch {
             throw ExitMessage("bootpolicy record: \(error)")
         }
         var writer = try FixtureWriter(directory: out, origin: "recorded by bootpolicy record on \(interface) at \(ISO8601DateFormatter().string(from: Date()))")
         let deadline = duration.map { Date().addingTimeInterval($0) }
-        print("recording DHCP client requests on \(interface) into \(out) (listen only)")
+        print("recording DHCP and DHCPv6 client requests on \(interface) into \(out) (listen only)")
         while count.map({ writer.written.count < $0 }) ?? true {
             let left = deadline.map { $0.timeIntervalSinceNow } ?? 3600
             if left <= 0 { break }
             guard let datagram = sniffer.next(timeout: min(left, 3600)) else { continue }
+            if datagram.isIPv6 {
+                guard let packet = try? DHCPv6Packet(bytes: datagram.payload), let source = IPv6Address(datagram.source) else { continue }
+                if let url = try writer.add(packet, bytes: datagram.payload, serverPort: Int(datagram.destinationPort), source: source,
+                                            prefix: prefix, interface: interface) {
+                    print("wrote \(url.path)")
+                }
+                continue
+            }
             guard let message = try? DHCPMessage(bytes: datagram.payload) else { continue }
             if let url = try writer.add(message, serverPort: Int(datagram.destinationPort), source: datagram.source,
                                         interface: interface, prefix: prefix) {

@@ -37,6 +37,30 @@ struct FixtureWriter {
         return url
     }
 
+    /// The same for a DHCPv6 message as it arrived (`bytes`, relays included): client
+    /// messages only, distinct by (MAC or DUID, type, port, arch, vendor class, user class).
+    mutating func add(_ packet: DHCPv6Packet, bytes: [UInt8], serverPort: Int, source: IPv6Address, prefix: String,
+                      interface: String? = nil) throws -> URL? {
+        guard packet.message.type.isFromClient else { return nil }
+        let request = BootRequest(dhcpv6: packet, source: source, interface: interface, serverPort: serverPort)
+        let who = request.mac.isEmpty ? (request.duid ?? "?") : request.mac
+        let key = ["v6", who, request.messageType ?? "?", "\(serverPort)", request.arch ?? "-",
+                   request.vendorClass ?? "-", request.userClass.joined(separator: ",")].joined(separator: "|")
+        guard seen.insert(key).inserted else { return nil }
+        let name = Self.slug([prefix, "v6", request.firmware.rawValue, request.arch ?? "noarch", request.messageType ?? "dhcp",
+                              serverPort == 547 ? nil : "\(serverPort)", who.replacingOccurrences(of: ":", with: "").prefix(24).description]
+                                .compactMap { $0 }.joined(separator: "-"))
+        let fixture = Fixture(name: name, origin: origin, dhcpv6: bytes, serverPort: serverPort, source: source.description, interface: interface)
+        var url = directory.appendingPathComponent(name + ".json")
+        var n = 2
+        while FileManager.default.fileExists(atPath: url.path) && !written.contains(url) {
+            url = directory.appendingPathComponent("\(name)-\(n).json"); n += 1
+        }
+        try fixture.encoded().write(to: url)
+        written.append(url)
+        return url
+    }
+
     static func slug(_ s: String) -> String {
         String(s.lowercased().map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." ? $0 : "-" })
     }

@@ -162,6 +162,22 @@ import Testing
         #expect(e.text.contains("filename bootstrap.ipxe"), "\(e.text)")
     }
 
+    /// DHCPv6 captures too (the lab's OVMF and iPXE recordings): a fixture per distinct
+    /// Solicit, `family: ipv6`, that explain answers with a DHCPv6 Advertise.
+    @Test func importWritesDHCPv6Fixtures() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try run(["import", root.appendingPathComponent("fixtures/lab/v6/ovmf-pxe6.pcap").path,
+                         root.appendingPathComponent("fixtures/lab/v6/ipxe6.pcap").path, "--out", dir.path, "--prefix", "t"])
+        #expect(r.status == 0, "\(r.text)")
+        #expect(r.text.contains("ovmf-pxe6.pcap: 60 packets, 15 UDP, 3 fixtures, 0 malformed"), "\(r.text)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        #expect(files == ["t-v6-http-boot-efi-x64-http-solicit-525400790002.json", "t-v6-ipxe-bios-solicit-525400790001.json",
+                          "t-v6-uefi-efi-x64-solicit-525400790002.json", "t-v6-unknown-noarch-solicit-525400790002.json"], "\(files)")
+        let e = try run(["explain", "--policy", "arch-aware", "--request", dir.appendingPathComponent("t-v6-uefi-efi-x64-solicit-525400790002.json").path])
+        #expect(e.text.contains("advertise  boot-file-url tftp://[fd77::2]/ipxe.efi"), "\(e.text)")
+    }
+
     @Test func importRefusesWhatIsNotACapture() throws {
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }

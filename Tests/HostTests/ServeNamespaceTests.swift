@@ -90,7 +90,7 @@ extension ServeNamespaceTests {
         recorder.process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         try recorder.start()
         defer { recorder.stop() }
-        try #require(recorder.waitFor("recording DHCP client requests"), "\(recorder.text)")
+        try #require(recorder.waitFor("recording DHCP and DHCPv6 client requests"), "\(recorder.text)")
         // Nobody answers: record never does.
         #expect(try net.dhcpExchange(hex: fixtureHex("ovmf-pxe-discover"), wait: 1).isEmpty)
         _ = try net.dhcpExchange(hex: fixtureHex("ovmf-pxe-discover"), wait: 0.2)  // a retry: not distinct
@@ -102,6 +102,47 @@ extension ServeNamespaceTests {
         let recorded = try Fixture.load(from: out.appendingPathComponent(files[1]))
         #expect(recorded.raw == (try fixtureHex("ovmf-pxe-discover")))
         #expect(recorded.interface == net.serverIf)
+    }
+}
+
+extension ServeNamespaceTests {
+    /// DHCPv6 too: OVMF's recorded Solicit, multicast to ff02::1:2 from the client's link-local
+    /// address, becomes a `family: ipv6` fixture holding exactly those bytes.
+    @Test func recordTakesDHCPv6Solicits() throws {
+        let net = try NetnsPair(tag: "rec6", subnet: 81)
+        defer { net.teardown() }
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("bp-rec6-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let recorder = ServerProcess(["netns", "exec", net.server, ServerProcess.binary.path, "record",
+                                      "--interface", net.serverIf, "--out", out.path, "--count", "1", "--duration", "20"])
+        recorder.process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        try recorder.start()
+        defer { recorder.stop() }
+        try #require(recorder.waitFor("recording DHCP and DHCPv6 client requests"), "\(recorder.text)")
+        let hex = try String(contentsOf: ServerProcess.packageRoot.appendingPathComponent("fixtures/lab/v6/ovmf-pxe6.solicit.hex"),
+                             encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        // Sent every 0.5 s for at most 8 s: the link-local address must finish DAD first.
+        let send = try net.inClient(["python3", "-c", """
+            import binascii, socket, sys, time
+            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"\(net.clientIf)")
+            sent = 0
+            for _ in range(16):
+                try:
+                    s.sendto(binascii.unhexlify(sys.argv[1]), ("ff02::1:2%\(net.clientIf)", 547)); sent += 1
+                except OSError as e:
+                    print("not yet:", e)
+                time.sleep(0.5)
+            print("sent", sent)
+            """, hex], timeout: 30)
+        #expect(send.status == 0, "\(send.output)")
+        #expect(recorder.waitFor("1 fixtures written", timeout: 10), "\(recorder.text)\n\(send.output)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
+        #expect(files == ["recorded-v6-uefi-efi-x64-solicit-525400790002.json"], "\(files)")
+        let recorded = try Fixture.load(from: out.appendingPathComponent(try #require(files.first)))
+        #expect(recorded.family == .ipv6 && recorded.raw == hex && recorded.serverPort == 547)
+        #expect(recorded.source?.hasPrefix("fe80::") == true, "\(recorded.source ?? "-")")
+        #expect(try recorded.bootRequest().arch == "efi-x64")
     }
 }
 

@@ -13,6 +13,8 @@ public final class PacketSniffer {
         public var destination: String
         public var destinationPort: UInt16
         public var payload: [UInt8]
+        /// Came over IPv6 (its addresses are IPv6 text).
+        public var isIPv6 = false
     }
 
     public enum SnifferError: Error, CustomStringConvertible {
@@ -26,35 +28,47 @@ public final class PacketSniffer {
         }
     }
 
-    private let fd: Int32
+    private let fds: [Int32]
     private let ports: Set<UInt16>
+    /// UDP ports watched over IPv6 (DHCPv6); empty: IPv4 only.
+    private let ports6: Set<UInt16>
     private var buffer = [UInt8](repeating: 0, count: 65_536)
 
-    public init(interface: String, ports: Set<UInt16>) throws {
+    /// IPv4 datagrams to `ports`, and IPv6 ones to `ports6` (a second packet socket).
+    public init(interface: String, ports: Set<UInt16>, ports6: Set<UInt16> = []) throws {
         let index = if_nametoindex(interface)
         guard index != 0 else { throw SnifferError.noSuchInterface(interface) }
-        let ethPIP = UInt16(0x0800)
-        let fd = socket(AF_PACKET, Int32(SOCK_DGRAM.rawValue), Int32(ethPIP.bigEndian))
-        guard fd >= 0 else { throw SnifferError.socket(String(cString: strerror(errno))) }
-        // struct sockaddr_ll (linux/if_packet.h) is not imported into Swift; lay it out by hand:
-        // u16 family, be16 protocol, i32 ifindex, u16 hatype, u8 pkttype, u8 halen, u8 addr[8].
-        var sll = [UInt8](repeating: 0, count: 20)
-        withUnsafeBytes(of: UInt16(AF_PACKET)) { sll.replaceSubrange(0..<2, with: $0) }
-        withUnsafeBytes(of: ethPIP.bigEndian) { sll.replaceSubrange(2..<4, with: $0) }
-        withUnsafeBytes(of: Int32(index)) { sll.replaceSubrange(4..<8, with: $0) }
-        let rc = sll.withUnsafeBytes {
-            bind(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(20))
+        var fds: [Int32] = []
+        for protocolNumber in [UInt16(0x0800)] + (ports6.isEmpty ? [] : [UInt16(0x86DD)]) {
+            let fd = socket(AF_PACKET, Int32(SOCK_DGRAM.rawValue), Int32(protocolNumber.bigEndian))
+            guard fd >= 0 else {
+                let why = String(cString: strerror(errno))
+                fds.forEach { close($0) }
+                throw SnifferError.socket(why)
+            }
+            // struct sockaddr_ll (linux/if_packet.h) is not imported into Swift; lay it out by hand:
+            // u16 family, be16 protocol, i32 ifindex, u16 hatype, u8 pkttype, u8 halen, u8 addr[8].
+            var sll = [UInt8](repeating: 0, count: 20)
+            withUnsafeBytes(of: UInt16(AF_PACKET)) { sll.replaceSubrange(0..<2, with: $0) }
+            withUnsafeBytes(of: protocolNumber.bigEndian) { sll.replaceSubrange(2..<4, with: $0) }
+            withUnsafeBytes(of: Int32(index)) { sll.replaceSubrange(4..<8, with: $0) }
+            let rc = sll.withUnsafeBytes {
+                bind(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(20))
+            }
+            guard rc == 0 else {
+                let why = String(cString: strerror(errno))
+                close(fd)
+                fds.forEach { close($0) }
+                throw SnifferError.socket(why)
+            }
+            fds.append(fd)
         }
-        guard rc == 0 else {
-            let why = String(cString: strerror(errno))
-            close(fd)
-            throw SnifferError.socket(why)
-        }
-        self.fd = fd
+        self.fds = fds
         self.ports = ports
+        self.ports6 = ports6
     }
 
-    deinit { close(fd) }
+    deinit { fds.forEach { close($0) } }
 
     /// Waits up to `timeout` seconds for the next matching datagram; nil on timeout.
     public func next(timeout: Double) -> Datagram? {
@@ -62,12 +76,19 @@ public final class PacketSniffer {
         while true {
             let left = deadline.timeIntervalSinceNow
             guard left > 0 else { return nil }
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pfd, 1, Int32(min(left, 1) * 1000))
+            var pfds = fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            let ready = poll(&pfds, nfds_t(pfds.count), Int32(min(left, 1) * 1000))
             if ready <= 0 { continue }
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            guard n > 0 else { continue }
-            if let datagram = Self.parseIPv4UDP(buffer[0..<n], ports: ports) { return datagram }
+            for (i, p) in pfds.enumerated() where p.revents & Int16(POLLIN) != 0 {
+                let n = buffer.withUnsafeMutableBytes { recv(p.fd, $0.baseAddress, $0.count, 0) }
+                guard n > 0 else { continue }
+                if i == 0 {
+                    if let datagram = Self.parseIPv4UDP(buffer[0..<n], ports: ports) { return datagram }
+                } else if let d = PcapReader.ipv6UDP(Array(buffer[0..<n]), index: 0, time: nil), ports6.contains(d.destinationPort) {
+                    return Datagram(source: d.source.description, sourcePort: d.sourcePort, destination: d.destination.description,
+                                    destinationPort: d.destinationPort, payload: d.payload, isIPv6: true)
+                }
+            }
         }
     }
 

@@ -18,7 +18,7 @@ public enum PcapError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Reads classic pcap (either byte order, µs or ns timestamps) and pcapng (SHB, IDB, EPB,
-/// SPB; either byte order) and pulls out the IPv4/UDP datagrams. Link types: Ethernet
+/// SPB; either byte order) and pulls out the IPv4/UDP and IPv6/UDP datagrams. Link types: Ethernet
 /// (with 802.1Q/802.1ad tags), Linux cooked SLL and SLL2, raw IPv4. Packets of other kinds,
 /// fragments and truncated frames are skipped; only a broken file structure throws.
 public struct PcapReader: Sendable {
@@ -34,18 +34,31 @@ public struct PcapReader: Sendable {
         public var payload: [UInt8]
     }
 
+    /// A UDP datagram over IPv6 (DHCPv6 on 546/547/4011).
+    public struct Datagram6: Sendable, Equatable {
+        public var index: Int
+        public var timestamp: Double?
+        public var source: IPv6Address
+        public var sourcePort: UInt16
+        public var destination: IPv6Address
+        public var destinationPort: UInt16
+        public var payload: [UInt8]
+    }
+
     public enum LinkType: UInt32, Sendable {
         case ethernet = 1, raw = 101, linuxSLL = 113, ipv4 = 228, linuxSLL2 = 276
         case rawOpenBSD = 14, rawBSD = 12
     }
 
     public let datagrams: [Datagram]
+    /// The IPv6/UDP datagrams, apart so that what `datagrams` holds stays what it was.
+    public let datagrams6: [Datagram6]
     public let packetCount: Int
 
     public init(bytes: [UInt8]) throws {
         var reader = Cursor(bytes: bytes)
         guard let magicLE = reader.peekUInt32(littleEndian: true) else { throw PcapError.tooShort(field: "magic") }
-        var out: [Datagram] = []
+        var out: [Extracted] = []
         var count = 0
         switch magicLE {
         case 0xA1B2_C3D4, 0xA1B2_3C4D, 0xD4C3_B2A1, 0x4D3C_B2A1:
@@ -55,13 +68,14 @@ public struct PcapReader: Sendable {
         default:
             throw PcapError.badMagic(magicLE)
         }
-        datagrams = out
+        datagrams = out.compactMap { if case let .v4(d) = $0 { return d } else { return nil } }
+        datagrams6 = out.compactMap { if case let .v6(d) = $0 { return d } else { return nil } }
         packetCount = count
     }
 
     // MARK: classic pcap
 
-    static func readClassic(_ r: inout Cursor, magicLE: UInt32, into out: inout [Datagram], count: inout Int) throws {
+    static func readClassic(_ r: inout Cursor, magicLE: UInt32, into out: inout [Extracted], count: inout Int) throws {
         let little = magicLE == 0xA1B2_C3D4 || magicLE == 0xA1B2_3C4D
         let nanos = magicLE == 0xA1B2_3C4D || magicLE == 0x4D3C_B2A1
         guard r.remaining >= 24 else { throw PcapError.tooShort(field: "global header") }
@@ -85,7 +99,7 @@ public struct PcapReader: Sendable {
 
     // MARK: pcapng
 
-    static func readNG(_ r: inout Cursor, into out: inout [Datagram], count: inout Int) throws {
+    static func readNG(_ r: inout Cursor, into out: inout [Extracted], count: inout Int) throws {
         var little = true
         var interfaces: [(link: LinkType?, resolution: Double)] = []
         var index = 0
@@ -157,28 +171,64 @@ public struct PcapReader: Sendable {
 
     // MARK: link, IPv4, UDP
 
-    static func extract(_ frame: [UInt8], link: LinkType, index: Int, time: Double?) -> Datagram? {
+    enum Extracted { case v4(Datagram), v6(Datagram6) }
+
+    static func extract(_ frame: [UInt8], link: LinkType, index: Int, time: Double?) -> Extracted? {
         var f = Cursor(bytes: frame)
+        var etherType: UInt16?
         switch link {
         case .ethernet:
             f.skip(12)
-            var etherType = f.readUInt16(littleEndian: false)
+            etherType = f.readUInt16(littleEndian: false)
             while etherType == 0x8100 || etherType == 0x88A8 || etherType == 0x9100 {
                 f.skip(2)
                 etherType = f.readUInt16(littleEndian: false)
             }
-            guard etherType == 0x0800 else { return nil }
         case .linuxSLL:
             f.skip(14)
-            guard f.readUInt16(littleEndian: false) == 0x0800 else { return nil }
+            etherType = f.readUInt16(littleEndian: false)
         case .linuxSLL2:
-            guard f.readUInt16(littleEndian: false) == 0x0800 else { return nil }
+            etherType = f.readUInt16(littleEndian: false)
             f.skip(18)
         case .raw, .ipv4, .rawBSD, .rawOpenBSD:
             break
         }
         guard f.remaining > 0 else { return nil }
-        return ipv4UDP(Array(frame[f.offset...]), index: index, time: time)
+        let packet = Array(frame[f.offset...])
+        switch etherType {
+        case 0x0800?: return ipv4UDP(packet, index: index, time: time).map { .v4($0) }
+        case 0x86DD?: return ipv6UDP(packet, index: index, time: time).map { .v6($0) }
+        case nil where [.raw, .ipv4, .rawBSD, .rawOpenBSD].contains(link):
+            // Raw IP: the version nibble says which (link type 228 is IPv4 only).
+            if packet[0] >> 4 == 6, link != .ipv4 { return ipv6UDP(packet, index: index, time: time).map { .v6($0) } }
+            return ipv4UDP(packet, index: index, time: time).map { .v4($0) }
+        default: return nil
+        }
+    }
+
+    /// UDP in IPv6: the fixed header, then hop-by-hop, routing and destination options
+    /// headers skipped; fragments (and anything else) are not read.
+    static func ipv6UDP(_ packet: [UInt8], index: Int, time: Double?) -> Datagram6? {
+        guard packet.count >= 48, packet[0] >> 4 == 6 else { return nil }
+        let payloadLength = Int(packet[4]) << 8 | Int(packet[5])
+        let end = min(packet.count, 40 + payloadLength)
+        var next = packet[6]
+        var at = 40
+        var hops = 0
+        while next == 0 || next == 43 || next == 60 {
+            guard hops < 8, at + 8 <= end else { return nil }
+            next = packet[at]
+            at += (Int(packet[at + 1]) + 1) * 8
+            hops += 1
+        }
+        guard next == 17, at + 8 <= end else { return nil }
+        let udpLength = Int(packet[at + 4]) << 8 | Int(packet[at + 5])
+        let payloadEnd = udpLength >= 8 ? min(end, at + udpLength) : end
+        return Datagram6(
+            index: index, timestamp: time,
+            source: IPv6Address(bytes: packet[8..<24])!, sourcePort: UInt16(packet[at]) << 8 | UInt16(packet[at + 1]),
+            destination: IPv6Address(bytes: packet[24..<40])!, destinationPort: UInt16(packet[at + 2]) << 8 | UInt16(packet[at + 3]),
+            payload: Array(packet[(at + 8)..<payloadEnd]))
     }
 
     static func ipv4UDP(_ packet: [UInt8], index: Int, time: Double?) -> Datagram? {
