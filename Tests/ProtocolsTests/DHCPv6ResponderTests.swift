@@ -63,6 +63,14 @@ enum V6 {
         #expect(answer(bootOnly, solicit, port: 4011) == .failure(.unsupportedMessageType))
     }
 
+    @Test func aDecisionsOptionsBecomeDHCPv6OptionsButNotTheServersOwn() throws {
+        let params = DHCPv6Options.bootFileParametersValue(["8", "console=ttyS0"])
+        let d = BootDecision(filename: "ipxe.efi", options: [60: params, 23: IPv6Address("fd77::53")!.bytes, 2: [9, 9], 59: Array("x".utf8)])
+        let o = try answer(bootOnly, try V6.packet("ovmf-pxe6"), d).get().packet.message.options
+        #expect(o.bootFileParameters == ["8", "console=ttyS0"] && o[code: 23] == IPv6Address("fd77::53")!.bytes)
+        #expect(o.serverDUID == V6.serverDUID && o.all(DHCPv6OptionCode.bootFileURL) == [Array("tftp://[fd77::2]/ipxe.efi".utf8)])
+    }
+
     @Test func ovmfHTTPBootGetsItsURLAndTheHTTPClientClass() throws {
         let solicit = try V6.packet("ovmf-http6")
         #expect(solicit.message.options.clientArchitectures?.first?.code == 16)

@@ -100,6 +100,9 @@ public struct DHCPv6Responder: Sendable {
     }
 
     public static let maximumReply = 1232
+    /// Options a decision cannot set in a DHCPv6 reply: identities, addresses, status, relay
+    /// framing, the boot file URL (that is `filename`) and the vendor class (set by firmware kind).
+    public static let serverOwned: Set<UInt16> = [1, 2, 3, 4, 5, 6, 9, 13, 14, 16, 18, 25, 26, 59]
     public static let pxeEnterprise: UInt32 = 343
 
     public let serverDUID: DUID
@@ -194,6 +197,11 @@ public struct DHCPv6Responder: Sendable {
             case let .failure(reason):
                 return Outcome(result: .failure(reason))
             case nil: break
+            }
+            // The decision's own options, as DHCPv6 options of those codes (60 boot file
+            // parameters, 23 DNS servers, ...); the ones this server owns are never taken.
+            for (code, value) in decision.options.sorted(by: { $0.key < $1.key }) where !Self.serverOwned.contains(UInt16(code)) {
+                boot.append(UInt16(code), value)
             }
         }
         let vendor = m.options.vendorClass?.data.first.map { String(decoding: $0, as: UTF8.self) } ?? ""
