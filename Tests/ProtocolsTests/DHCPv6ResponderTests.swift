@@ -287,6 +287,70 @@ enum V6 {
         try await group.shutdownGracefully()
     }
 
+    /// Hostile input: relays nested past HOP_COUNT_LIMIT, truncated headers, options longer
+    /// than the packet, and 10,000 mutations of the recorded Solicits. Every datagram is counted
+    /// exactly once, none crashes the server, and it still answers a real Solicit afterwards.
+    @Test func malformedAndMutatedPacketsAreDroppedAndCounted() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = DHCPv6Server(configuration: .init(bindAddress: "::1", ports: [0], responder: DHCPv6Responder(
+                                      serverDUID: V6.serverDUID, pool: DHCPv6LeasePool(ranges: [try V6.range()]))),
+                                  decider: FixedDecider(decision: BootDecision(filename: "ipxe.efi")), logger: Self.quiet, group: group)
+        try await server.start()
+        let port = try #require(server.listening.first?.port)
+        let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var to = sockaddr_in6()
+        to.sin6_family = sa_family_t(AF_INET6)
+        to.sin6_port = in_port_t(UInt16(port).bigEndian)
+        withUnsafeMutableBytes(of: &to.sin6_addr) { $0[15] = 1 }
+        func send(_ bytes: [UInt8]) {
+            _ = bytes.withUnsafeBytes { b in
+                withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+            }
+        }
+        let solicit = try V6.fixture("ovmf-pxe6")
+        var inner = solicit
+        for _ in 0..<9 {  // nine relays: one past the limit
+            inner = DHCPv6RelayMessage(type: .relayForward, hopCount: 0, linkAddress: .any, peerAddress: V6.client,
+                                       options: DHCPv6Options([DHCPv6Option(code: DHCPv6OptionCode.relayMessage, value: inner)])).bytes
+        }
+        var hostile: [[UInt8]] = [inner, [1], [1, 2, 3], [12] + [UInt8](repeating: 0, count: 20), Array(solicit.prefix(7)),
+                                  Array(solicit.prefix(4)) + [0, 1, 0xff, 0xff, 1, 2], [99, 0, 0, 1]]
+        var rng = SystemRandomNumberGenerator()
+        let seeds = [solicit, try V6.fixture("ovmf-http6"), try V6.fixture("ipxe6"), try V6.fixture("ovmf-ip6")]
+        for i in 0..<10_000 {
+            var m = seeds[i % seeds.count]
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                switch Int.random(in: 0..<3, using: &rng) {
+                case 0: m[Int.random(in: 0..<m.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                case 1: m = Array(m.prefix(Int.random(in: 0..<m.count, using: &rng)))
+                default: m.insert(UInt8.random(in: 0...255, using: &rng), at: Int.random(in: 0...m.count, using: &rng))
+                }
+                if m.isEmpty { m = [0] }
+            }
+            hostile.append(m)
+        }
+        for (i, h) in hostile.enumerated() {
+            send(h)
+            if i % 200 == 199 { try await Task.sleep(for: .milliseconds(20)) }  // a burst, then room for the queue
+        }
+        // Bounded wait until every datagram is accounted for.
+        var stats = server.statistics
+        for _ in 0..<100 {
+            stats = server.statistics
+            if stats.received == hostile.count { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(stats.received == hostile.count, "received \(stats.received) of \(hostile.count) (loopback drops?)")
+        #expect(stats.accountedFor == stats.received, "\(stats)")
+        #expect(stats.malformed >= 7, "\(stats)")
+        #expect(try Self.exchange(solicit, port: port).flatMap { try DHCPv6Packet(bytes: $0).message.type } == .advertise)
+        print("dhcpv6 hostile input: \(hostile.count) sent, \(stats.malformed) malformed, \(stats.answered) answered, silenced \(stats.silenced.map { "\($0.key.rawValue)=\($0.value)" }.sorted().joined(separator: " "))")
+        await server.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     @Test func aPortInUseIsABindErrorNamingIt() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let responder = DHCPv6Responder(serverDUID: V6.serverDUID)
