@@ -83,6 +83,9 @@ public struct DHCPv6Responder: Sendable {
         case replyTooLarge = "reply_too_large"
         /// The binding could not be made durable in time (the client retries).
         case stateNotDurable = "state_not_durable"
+        /// More requests waiting for a decision than `DHCPv6Server.maximumPending`: a flood
+        /// is shed at the door instead of queueing without bound (clients retry).
+        case overloaded
     }
 
     /// What `screen` found: the request, and whether the policy should be asked.

@@ -62,6 +62,10 @@ public final class DHCPv6Server: Service, @unchecked Sendable {
         public var accountedFor: Int { answered + malformed + sendFailures + silenced.values.reduce(0, +) }
     }
 
+    /// Requests queued for the deciding threads at most; past it new ones are shed (counted as
+    /// `overloaded`). At ~20 µs a decision this is well under a second of work.
+    public static let maximumPending = 4096
+
     public let configuration: Configuration
     let core: Core
     let group: EventLoopGroup
@@ -279,6 +283,19 @@ public final class DHCPv6Server: Service, @unchecked Sendable {
 
         var statistics: Statistics { lock.withLock { stats } }
 
+        /// Requests handed to the deciding threads and not yet answered.
+        let pending = Atomic<Int>(0)
+
+        /// Room for one more request, or the datagram is counted and shed.
+        func admit() -> Bool {
+            if pending.wrappingAdd(1, ordering: .relaxed).newValue <= DHCPv6Server.maximumPending { return true }
+            pending.wrappingSubtract(1, ordering: .relaxed)
+            lock.withLock { stats.received += 1 }
+            receivedCounter.increment()
+            silence(.overloaded)
+            return false
+        }
+
         func countSent(_ type: DHCPv6MessageType) {
             lock.withLock { stats.answered += 1 }
             replyCounters[type]?.increment()
@@ -391,7 +408,11 @@ public final class DHCPv6Server: Service, @unchecked Sendable {
             let bytes = Array(envelope.data.readableBytesView)
             let channel = context.channel
             let core = self.core
-            threads.runIfActive(eventLoop: context.eventLoop) { core.process(bytes, arrival: arrival) }
+            guard core.admit() else { return }
+            threads.runIfActive(eventLoop: context.eventLoop) { () -> DHCPv6Responder.Reply? in
+                defer { core.pending.wrappingSubtract(1, ordering: .relaxed) }
+                return core.process(bytes, arrival: arrival)
+            }
                 .whenSuccess { reply in
                     guard let reply else { return }
                     var to = remote.address
