@@ -3,11 +3,11 @@
 #
 # Topology (all of it exists only inside namespaces this file creates):
 #
-#   bp-lab-site: site0 192.168.77.1/24   (site DHCP: addresses only)
+#   bp-lab-site: site0 192.168.77.1/24 fd77::1/64   (site DHCP/DHCPv6 + RA: addresses only)
 #        |
 #   bp-lab-net:  br0 <- site-br, boot-br, tap0 (QEMU's NIC)
 #        |
-#   bp-lab-boot: boot0 192.168.77.2/24   (boot server: dnsmasq reference or bootpolicy)
+#   bp-lab-boot: boot0 192.168.77.2/24 fd77::2/64   (boot server: dnsmasq reference or bootpolicy)
 #
 # Every process started here is remembered by PID in LAB_PIDS and only those are ever killed.
 
@@ -16,6 +16,8 @@ LAB_NS_SITE=bp-lab-site
 LAB_NS_BOOT=bp-lab-boot
 LAB_SITE_IP=192.168.77.1
 LAB_BOOT_IP=192.168.77.2
+LAB_SITE_IP6=fd77::1
+LAB_BOOT_IP6=fd77::2
 LAB_LOCK=/run/bp-lab.lock
 LAB_PIDS=()
 LAB_NETNS_CREATED=()
@@ -68,9 +70,13 @@ lab_net_up() {
     ip -n "$LAB_NS_NET" link set "$port" up
   done
   ip -n "$LAB_NS_SITE" addr add "$LAB_SITE_IP/24" dev site0
-  ip -n "$LAB_NS_SITE" addr add fd77::1/64 dev site0 nodad
+  ip -n "$LAB_NS_SITE" addr add "$LAB_SITE_IP6/64" dev site0 nodad
   ip -n "$LAB_NS_SITE" link set site0 up
   ip -n "$LAB_NS_BOOT" addr add "$LAB_BOOT_IP/24" dev boot0
+  # nodad: the address is usable at once (bootpolicy --dhcp6 binds TFTP/HTTP to it at start),
+  # and the boot server takes no address or route from the site's router advertisements.
+  ip -n "$LAB_NS_BOOT" addr add "$LAB_BOOT_IP6/64" dev boot0 nodad
+  ip netns exec "$LAB_NS_BOOT" sysctl -qw net.ipv6.conf.boot0.accept_ra=0
   ip -n "$LAB_NS_BOOT" link set boot0 up
 }
 
