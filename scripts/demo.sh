@@ -4,7 +4,7 @@
 # (nothing touches the machine's real interfaces), and print the boot's timeline.
 #
 #   scripts/demo.sh            BIOS (SeaBIOS + iPXE) through bootpolicy + policies/arch-aware.lua
-#   scripts/demo.sh --all      also UEFI PXE and UEFI HTTP boot (OVMF)
+#   scripts/demo.sh --all      also UEFI PXE, UEFI HTTP boot and UEFI PXE over IPv6 (OVMF)
 #   scripts/demo.sh --keep     leave the lab up until Ctrl-C to look at the status page
 #   scripts/demo.sh --reference   the same boot through the dnsmasq reference instead
 # Any other argument goes to scripts/lab.sh (e.g. --policy FILE, --record DIR, --timeout SEC).

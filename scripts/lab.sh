@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Boots real firmware (SeaBIOS + iPXE ROM, OVMF PXE, OVMF HTTP boot) in QEMU through a boot
-# server, entirely inside network namespaces this script creates and always removes.
+# Boots real firmware (SeaBIOS + iPXE ROM, OVMF PXE over IPv4 and IPv6, OVMF HTTP boot) in QEMU
+# through a boot server, entirely inside network namespaces this script creates and always removes.
 #
-#   scripts/lab.sh [--scenario bios|uefi|uefi-http|all] [--server bootpolicy|dnsmasq]
+#   scripts/lab.sh [--scenario bios|uefi|uefi-http|uefi-ipv6|all] [--server bootpolicy|dnsmasq]
 #                  [--dhcp site|full] [--policy FILE] [--config FILE] [--record DIR] [--timeout SEC] [--keep]
 #                  [--no-ra] [--ci [--budget SEC]]
 #
@@ -33,19 +33,23 @@ usage() {
   cat <<'EOF'
 Options:
   --scenario S   bios (SeaBIOS + QEMU's iPXE NIC ROM), uefi (OVMF's own PXE client, NIC ROM
-                 off), uefi-http (OVMF HTTP boot, PXE off), all (one after another). Default bios.
+                 off), uefi-http (OVMF HTTP boot, PXE off), uefi-ipv6 (OVMF PXE over IPv6:
+                 DHCPv6 beside a site DHCPv6 server, TFTP over IPv6; bootpolicy --dhcp6),
+                 all (one after another). Default bios.
   --server S     bootpolicy (default; binary from $BOOTPOLICY or .build/debug/bootpolicy) or
                  dnsmasq (the reference ProxyDHCP configuration bootpolicy replaces).
   --dhcp M       site (default: a site DHCP server hands out addresses, the boot server is a
                  ProxyDHCP beside it) or full (no site server: bootpolicy is the only DHCP
-                 server, --no-proxy --dhcp-range 192.168.77.100,192.168.77.150; bootpolicy only).
+                 server, --no-proxy --dhcp-range 192.168.77.100,192.168.77.150, and for
+                 uefi-ipv6 also --dhcp-range fd77::100,fd77::1ff,64,1h; bootpolicy only).
   --policy FILE  policy for bootpolicy (default policies/arch-aware.lua).
   --config FILE  bootpolicy YAML config; replaces the lab's generated one.
-  --record DIR   save each scenario's DHCP packets (udp 67/68/4011) as DIR/<scenario>.pcap,
+  --record DIR   save each scenario's DHCP packets (udp 67/68/4011/546/547) as DIR/<scenario>.pcap,
                  and the client requests in it as fixtures in DIR/requests/ (bootpolicy import).
   --timeout SEC  bound per scenario (default 300).
   --keep         after the (single) scenario, keep VM and servers up until Ctrl-C (max 1 h).
-  --no-ra        no IPv6 router advertisement on the lab LAN (iPXE then waits ~13 s for one).
+  --no-ra        no IPv6 router advertisement on the lab LAN (iPXE then waits ~13 s for one;
+                 uefi-ipv6 keeps its site DHCPv6 server, only the RA with M and O goes).
   --ci           bounded CI form: every scenario that can pass (site and full DHCP),
                  'N passed, N failed' at the end.
   --budget SEC   total time cap for --ci (default 1500).
@@ -72,7 +76,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-case "$SCENARIO" in bios|uefi|uefi-http|all) ;; *) lab_die "--scenario must be bios, uefi, uefi-http or all" ;; esac
+case "$SCENARIO" in bios|uefi|uefi-http|uefi-ipv6|all) ;; *) lab_die "--scenario must be bios, uefi, uefi-http, uefi-ipv6 or all" ;; esac
 case "$SERVER" in bootpolicy|dnsmasq) ;; *) lab_die "--server must be bootpolicy or dnsmasq" ;; esac
 case "$DHCP_MODE" in site|full) ;; *) lab_die "--dhcp must be site or full" ;; esac
 if [ "$DHCP_MODE" = full ] && [ "$SERVER" = dnsmasq ]; then lab_die "--dhcp full runs bootpolicy as the only DHCP server (the dnsmasq reference is ProxyDHCP)"; fi
@@ -80,7 +84,7 @@ if ! [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || [ "$TIMEOUT" -lt 10 ]; then lab_die "--time
 [[ "$BUDGET" =~ ^[0-9]+$ ]] || lab_die "--budget must be a number of seconds"
 [ "$(id -u)" -eq 0 ] || lab_die "needs root (ip netns, tap devices)"
 if [ "$KEEP" -eq 1 ] && { [ "$SCENARIO" = all ] || [ "$CI_MODE" -eq 1 ]; }; then
-  lab_die "--keep runs one scenario: pick bios, uefi or uefi-http"
+  lab_die "--keep runs one scenario: pick bios, uefi, uefi-http or uefi-ipv6"
 fi
 [ -z "$POLICY" ] || [ -f "$POLICY" ] || lab_die "--policy: no such file '$POLICY'"
 [ -z "$CONFIG" ] || [ -f "$CONFIG" ] || lab_die "--config: no such file '$CONFIG'"
@@ -149,7 +153,15 @@ cleanup() {
 
 # --- per-scenario pieces --------------------------------------------------------------------
 
-mac_of() { case "$1" in bios) echo 52:54:00:77:00:01 ;; uefi) echo 52:54:00:77:00:02 ;; uefi-http) echo 52:54:00:77:00:03 ;; esac; }
+mac_of() { case "$1" in bios) echo 52:54:00:77:00:01 ;; uefi) echo 52:54:00:77:00:02 ;; uefi-http) echo 52:54:00:77:00:03 ;; uefi-ipv6) echo 52:54:00:77:00:04 ;; esac; }
+
+# The link-local address a MAC's EUI-64 interface id gives (OVMF and iPXE form theirs so).
+eui64_of() {
+  local IFS=: b
+  read -r -a b <<<"$1"
+  printf 'fe80::%x:%x:%x:%x\n' $(( (0x${b[0]} ^ 2) << 8 | 0x${b[1]} )) $(( 0x${b[2]} << 8 | 0xff )) \
+    $(( 0xfe << 8 | 0x${b[3]} )) $(( 0x${b[4]} << 8 | 0x${b[5]} ))
+}
 
 # What a scenario must show to pass. "reach": the marker on the console. The dnsmasq reference
 # cannot boot UEFI clients; there the lab asserts the known failure happens the known way.
@@ -167,11 +179,17 @@ qemu_args() {
       # graphics=off makes SeaBIOS copy the text screen to the serial port (sercon).
       echo "-machine pc,graphics=off -m 256 -boot n"
       echo "-device virtio-net-pci,netdev=n0,mac=$mac,bootindex=1" ;;
-    uefi|uefi-http)
+    uefi|uefi-http|uefi-ipv6)
       # romfile= : no iPXE ROM, so OVMF's own VirtioNetDxe + PXE/HTTP boot stack does the work.
       # IPv6Support=no drops the PXEv6/HTTPv6 boot entries (each would cost a DHCPv6 timeout).
+      # uefi-ipv6 keeps them and drops PXEv4 instead: its first entry is then "UEFI PXEv6".
       echo "-machine q35 -m 512 -bios /usr/share/ovmf/OVMF.fd"
-      echo "-fw_cfg name=opt/org.tianocore/IPv6Support,string=no"
+      if [ "$scenario" = uefi-ipv6 ]; then
+        echo "-fw_cfg name=opt/org.tianocore/IPv6Support,string=yes"
+        echo "-fw_cfg name=opt/org.tianocore/IPv4PXESupport,string=no"
+      else
+        echo "-fw_cfg name=opt/org.tianocore/IPv6Support,string=no"
+      fi
       # HTTP boot entries come after PXE ones; turning PXE off makes HTTPv4 the first entry.
       [ "$scenario" = uefi-http ] && echo "-fw_cfg name=opt/org.tianocore/IPv4PXESupport,string=no"
       echo "-device virtio-net-pci,netdev=n0,mac=$mac,romfile=,bootindex=1" ;;
@@ -207,7 +225,7 @@ EOF
 }
 
 start_site_dhcp() {
-  local dir=$1 mode=${2:-site} ra=()
+  local dir=$1 mode=${2:-site} scenario=${3:-} ra=()
   if [ "$mode" = full ]; then
     # No site DHCP server: bootpolicy hands out the addresses. The site namespace still sends
     # the router advertisement (dnsmasq with an RA-only range answers no DHCPv4 at all).
@@ -220,7 +238,13 @@ start_site_dhcp() {
     return 0
   fi
   # Site DHCP: addresses only, no boot options, like a real office router.
-  if [ "$RA" -eq 1 ]; then
+  if [ "$scenario" = uefi-ipv6 ]; then
+    # The site's DHCPv6 server too: stateful addresses from fd77::100-1ff, no boot options. Its
+    # RA (dnsmasq's default for a DHCPv6 range) sets M and O and leaves A off, so clients take
+    # their address from DHCPv6 only; router lifetime 0: on-link prefix, not a default router.
+    ra=("--dhcp-range=fd77::100,fd77::1ff,64,1h")
+    [ "$RA" -eq 1 ] && ra+=(--enable-ra --ra-param=site0,10,0)
+  elif [ "$RA" -eq 1 ]; then
     # A router advertisement without M/O flags lets iPXE's IPv6 autoconfiguration finish at
     # once instead of waiting for it to time out (~13 s) before the first download.
     ra=(--enable-ra "--dhcp-range=fd77::,ra-only,64")
@@ -232,11 +256,15 @@ start_site_dhcp() {
     "${ra[@]}" --log-dhcp --log-facility=-
   lab_wait_listen "$LAB_NS_SITE" "udp 67" "$LAB_LAST_PID" 10 || {
     tail -n 20 "$dir/site-dhcp.log" >&2; lab_die "site DHCP server did not start"; }
+  if [ "$scenario" = uefi-ipv6 ]; then
+    lab_wait_listen "$LAB_NS_SITE" "udp 547" "$LAB_LAST_PID" 10 || {
+      tail -n 20 "$dir/site-dhcp.log" >&2; lab_die "site DHCPv6 server did not start"; }
+  fi
 }
 
 SERVER_LOG=""
 start_boot_server() {
-  local server=$1 dir=$2 mode=${3:-site} root=$2/root pid
+  local server=$1 dir=$2 mode=${3:-site} scenario=${4:-} root=$2/root pid
   SERVER_LOG="$dir/server.log"
   if [ "$server" = dnsmasq ]; then
     # The reference: dnsmasq's ProxyDHCP rule in its working form.
@@ -253,6 +281,13 @@ start_boot_server() {
       # same OFFER/ACK.
       args=(serve --interface boot0 --no-proxy --dhcp-range 192.168.77.100,192.168.77.150,255.255.255.0,10m
             --state "$dir/state.db" --tftp-root "$root" --http-port 8080 --http-root "$root")
+    fi
+    # DHCPv6 on boot0 as well (547 and 4011), boot-only beside the site's DHCPv6 server; TFTP
+    # and HTTP then also listen on fd77::2, the host of the tftp://[fd77::2]/... URLs. In full
+    # DHCP mode bootpolicy is the link's DHCPv6 server too (stateful range, IA_NA + option 59).
+    if [ "$scenario" = uefi-ipv6 ]; then
+      args+=(--dhcp6)
+      [ "$mode" = full ] && args+=(--dhcp-range fd77::100,fd77::1ff,64,1h)
     fi
     if [ -n "$CONFIG" ]; then
       args+=(--config "$CONFIG")
@@ -290,6 +325,10 @@ start_boot_server() {
   fi
   lab_wait_listen "$LAB_NS_BOOT" "udp 67" "$pid" 30 || {
     tail -n 40 "$SERVER_LOG" >&2; lab_die "$server did not start listening on udp 67"; }
+  if [ "$server" = bootpolicy ] && [ "$scenario" = uefi-ipv6 ]; then
+    lab_wait_listen "$LAB_NS_BOOT" "udp 547" "$pid" 30 || {
+      tail -n 40 "$SERVER_LOG" >&2; lab_die "bootpolicy --dhcp6 did not start listening on udp 547"; }
+  fi
   BOOT_SERVER_PID=$pid
 }
 
@@ -297,11 +336,12 @@ start_capture() {
   local dir=$1 i
   # Text for the timeline (DHCP, TFTP read requests, HTTP requests toward the server) ...
   lab_spawn "$LAB_NS_BOOT" "$dir/packets.err" sh -c \
-    "exec tcpdump -Z root -l -n -tt -vvv -A -s 0 -i boot0 'udp port 67 or udp port 68 or udp port 4011 or udp dst port 69 or tcp dst port 8080' >'$dir/packets.txt'"
+    "exec tcpdump -Z root -l -n -tt -vvv -A -s 0 -i boot0 'udp port 67 or udp port 68 or udp port 4011 or udp port 546 or udp port 547 or udp dst port 69 or tcp dst port 8080' >'$dir/packets.txt'"
   local text_pid=$LAB_LAST_PID
-  # ... and the firmware's DHCP exchange as a pcap, the project's recording of real firmware.
+  # ... and the firmware's DHCP and DHCPv6 exchanges as a pcap, the project's recording of real
+  # firmware (4011 is EDK2's PXE follow-up in both families).
   lab_spawn "$LAB_NS_BOOT" "$dir/pcap.err" tcpdump -Z root -U -n -s 0 -i boot0 -w "$dir/dhcp.pcap" \
-    'udp port 67 or udp port 68 or udp port 4011'
+    'udp port 67 or udp port 68 or udp port 4011 or udp port 546 or udp port 547'
   PCAP_PID=$LAB_LAST_PID
   for ((i = 0; i < 50; i++)); do
     grep -q 'listening on' "$dir/packets.err" 2>/dev/null && grep -q 'listening on' "$dir/pcap.err" 2>/dev/null && return 0
@@ -337,8 +377,16 @@ update_stages() {
       dhcp-ipxe) stage dhcp "$t" "DHCP seen: iPXE, vendor class $b"
                  stage ipxe "$t" "iPXE DHCP (option 175 / user class iPXE)"
                  ipxe_t=$t ;;
+      dhcp6-fw)
+        # OVMF's IP stack solicits too (after an RA with M set), without a vendor class.
+        if [ "$b" = - ]; then stage dhcp6-stack "$t" "DHCPv6 Solicit seen: firmware's IPv6 stack (no vendor class)"
+        else stage dhcp6 "$t" "DHCPv6 Solicit seen: firmware, vendor class $b"; fi ;;
+      dhcp6-ipxe) stage dhcp6-ipxe "$t" "DHCPv6 Solicit seen: iPXE, vendor class $b" ;;
+      dhcp6-adv) stage dhcp6-adv "$t" "DHCPv6 Advertise with a boot file URL to $a: $b" ;;
+      dhcp6-req4011) stage dhcp6-req "$t" "DHCPv6 Request to port 4011 from $a" ;;
+      dhcp6-rep4011) stage dhcp6-rep "$t" "DHCPv6 Reply from port 4011 to $a: $b" ;;
       tftp|http)
-        stage file "$t" "first file by ${kind^^}: $a"
+        stage file "$t" "first file by ${kind^^}: $a${b:+ (client $b)}"
         if [ -n "$ipxe_t" ]; then
           stage script "$t" "script fetched by ${kind^^}: $a"
         fi ;;
@@ -385,6 +433,39 @@ lease_check() {
     return 1
   fi
   echo "  leases: $mac holds $address (from bootpolicy, the only DHCP server)"
+  [ "${3:-}" = uefi-ipv6 ] || return 0
+  # The DHCPv6 binding OVMF's PXE took is gone by now: OVMF releases it before it starts the
+  # boot file (bootpolicy drops a released binding), and iPXE then takes its IPv6 address by
+  # SLAAC from the RA-only advertisement. The log shows the grant and the Release.
+  local release
+  release=$(grep -m 1 -E "DHCPv6\([^)]*\) release $mac .*-> REPLY" "$SERVER_LOG" || true)
+  echo "  leases: DHCPv6 $(if [ -n "$release" ]; then echo "binding released by the firmware: $(cut -c1-160 <<<"$release")"; else echo "binding: no Release logged"; fi)"
+}
+
+# uefi-ipv6: the firmware's own boot went over IPv6 through bootpolicy. Its log must show the
+# boot-only Advertise with a tftp://[fd77::2]/ URL, the answer to EDK2's 4011 Request, and a
+# completed TFTP transfer of an .efi file to an fd77:: client address.
+# Full DHCP: the Advertise and the Reply to the Request (to 547) carry the client's address,
+# and EDK2 boots from that address offer without the 4011 exchange.
+V6_FAIL=""
+v6_check() {
+  local mac=$1 mode=$2 log=$SERVER_LOG adv rep tftp
+  V6_FAIL=""
+  if [ "$mode" = full ]; then
+    adv=$(grep -m 1 -E "DHCPv6\([^)]*\) solicit $mac .*-> ADVERTISE fd77:[0-9a-f:]+ url=tftp://\[$LAB_BOOT_IP6\]/" "$log" || true)
+    rep=$(grep -m 1 -E "DHCPv6\([^)]*\) request $mac .*-> REPLY fd77:[0-9a-f:]+ url=tftp://\[$LAB_BOOT_IP6\]/" "$log" || true)
+  else
+    adv=$(grep -m 1 -E "DHCPv6\([^)]*\) solicit $mac .*-> ADVERTISE url=tftp://\[$LAB_BOOT_IP6\]/" "$log" || true)
+    rep=$(grep -m 1 -E "DHCPv6\([^)]*\) request $mac .*-> REPLY url=tftp://\[$LAB_BOOT_IP6\]/.* to \[[0-9a-f:]+\]:4011" "$log" || true)
+  fi
+  tftp=$(grep -m 1 -E "TFTP transfer" "$log" | grep -E 'fd77:' | grep -E '\.efi' | grep -E 'outcome=ok|"ok"|: ok' || true)
+  [ -z "$tftp" ] && tftp=$(grep -E "TFTP transfer" "$log" | grep -E 'fd77:' | grep -E '\.efi' | grep -m 1 -E '\bok\b' || true)
+  if [ -n "$adv" ]; then echo "  v6: $(cut -c1-220 <<<"$adv")"; else V6_FAIL+=" no DHCPv6 ADVERTISE with tftp://[$LAB_BOOT_IP6]/ for $mac;"; fi
+  if [ -n "$rep" ]; then echo "  v6: $(cut -c1-220 <<<"$rep")"
+  elif [ "$mode" = full ]; then V6_FAIL+=" no DHCPv6 REPLY with an address and the URL;"
+  else V6_FAIL+=" no DHCPv6 REPLY to the 4011 Request;"; fi
+  if [ -n "$tftp" ]; then echo "  v6: $(cut -c1-220 <<<"$tftp")"; else V6_FAIL+=" no completed TFTP transfer of an .efi file to an fd77:: address;"; fi
+  [ -z "$V6_FAIL" ]
 }
 
 # Runs one scenario against one server; returns 0 when it met its expectation.
@@ -392,8 +473,9 @@ run_scenario() {
   local scenario=$1 server=$2 mode=${3:-site}
   local name=$server
   [ "$mode" = full ] && name="$server-full"
-  local dir="$WORK/$scenario-$name" mac expect
+  local dir="$WORK/$scenario-$name" mac expect eui
   mac=$(mac_of "$scenario")
+  eui=$(eui64_of "$mac")
   expect=$(expectation "$server" "$scenario")
   mkdir -p "$dir"
   chmod 755 "$dir"
@@ -401,8 +483,8 @@ run_scenario() {
   SEEN=()
   echo "== $scenario / $name (MAC $mac, expect: $([ "$expect" = reach ] && echo "marker reached" || echo "reference fails the known way"), timeout ${TIMEOUT}s)"
   local first_pid_index=${#LAB_PIDS[@]}
-  start_site_dhcp "$dir" "$mode"
-  start_boot_server "$server" "$dir" "$mode"
+  start_site_dhcp "$dir" "$mode" "$scenario"
+  start_boot_server "$server" "$dir" "$mode" "$scenario"
   start_capture "$dir"
 
   local start qargs
@@ -417,10 +499,11 @@ run_scenario() {
 
   local end_entry='failed to load Boot[0-9A-F]+ "UEFI (PXE|HTTP)v4'
   [ "$scenario" = bios ] && end_entry='No more network devices'
+  [ "$scenario" = uefi-ipv6 ] && end_entry='failed to load Boot[0-9A-F]+ "UEFI PXEv6'
   local deadline=$((SECONDS + TIMEOUT)) scenario_t0=$SECONDS result="" why="" now serial
   while [ "$SECONDS" -lt "$deadline" ]; do
     sleep 1
-    awk -v mac="$mac" -f "$LAB_DIR/events.awk" "$dir/packets.txt" >"$dir/events.txt" 2>/dev/null || true
+    awk -v mac="$mac" -v eui="$eui" -f "$LAB_DIR/events.awk" "$dir/packets.txt" >"$dir/events.txt" 2>/dev/null || true
     update_stages "$dir/events.txt" "$start"
     serial=$(clean_serial "$dir/serial.log")
     now=$(awk -v s="$start" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - s }')
@@ -444,23 +527,26 @@ run_scenario() {
   done
   [ -n "$result" ] || result=timeout
 
-  local ok=1 api_ok=0
+  local ok=1 api_ok=0 v6_ok=0
   if [ "$server" = bootpolicy ] && [ "$result" = reached ]; then
     api_check "$mac" "$dir" || api_ok=1
-    if [ "$mode" = full ]; then lease_check "$mac" "$dir" || api_ok=1; fi
+    if [ "$mode" = full ]; then lease_check "$mac" "$dir" "$scenario" || api_ok=1; fi
   fi
+  if [ "$server" = bootpolicy ] && [ "$scenario" = uefi-ipv6 ]; then v6_check "$mac" "$mode" || v6_ok=1; fi
   if [ "$KEEP" -eq 1 ]; then keep_up "$scenario" "$mac" "$dir"; fi
 
   # Stop this scenario's processes (QEMU first) so the pcap is complete before it is copied.
   local i
   for ((i = ${#LAB_PIDS[@]} - 1; i >= first_pid_index; i--)); do lab_stop_pid "${LAB_PIDS[$i]}"; done
   LAB_PIDS=("${LAB_PIDS[@]:0:$first_pid_index}")
-  awk -v mac="$mac" -f "$LAB_DIR/events.awk" "$dir/packets.txt" >"$dir/events.txt" 2>/dev/null || true
+  awk -v mac="$mac" -v eui="$eui" -f "$LAB_DIR/events.awk" "$dir/packets.txt" >"$dir/events.txt" 2>/dev/null || true
   update_stages "$dir/events.txt" "$start"
 
   case "$expect:$result" in
     reach:reached)
-      if [ "$api_ok" -ne 0 ]; then
+      if [ "$v6_ok" -ne 0 ]; then
+        why="marker reached but the firmware's boot did not go over IPv6 through bootpolicy:$V6_FAIL"
+      elif [ "$api_ok" -ne 0 ]; then
         why="marker reached but the server's API does not show the script fetch (or, full DHCP, the lease)"
       elif [ "$server" = bootpolicy ] && { [ -z "$POLICY" ] || [[ "$POLICY" == *arch-aware.lua ]]; } \
         && ! grep -aqF "bootpolicy: script for $mac (" <<<"$(clean_serial "$dir/serial.log")"; then
@@ -474,6 +560,10 @@ run_scenario() {
       if [ "$scenario" = uefi ] && grep -q ' tftp undionly.kpxe' "$dir/events.txt" \
         && grep -aq 'failed to load Boot[0-9A-F]* "UEFI PXEv4' <<<"$(clean_serial "$dir/serial.log")"; then
         ok=0; why="reference weakness reproduced: OVMF (arch 7) was given undionly.kpxe and could not run it"
+      elif [ "$scenario" = uefi-ipv6 ] && grep -q 'dhcp6-fw .* PXEClient' "$dir/events.txt" \
+        && ! grep -q ' tftp ' "$dir/events.txt" \
+        && grep -aq 'failed to load Boot[0-9A-F]* "UEFI PXEv6' <<<"$(clean_serial "$dir/serial.log")"; then
+        ok=0; why="reference weakness reproduced: dnsmasq's proxy is DHCPv4 only, OVMF's PXEv6 Solicit got no boot file URL"
       elif [ "$scenario" = uefi-http ] && grep -q 'dhcp-fw .* HTTPClient' "$dir/events.txt" \
         && ! grep -q ' http ' "$dir/events.txt"; then
         ok=0; why="reference weakness reproduced: dnsmasq's proxy ignores HTTPClient, OVMF got no boot URI"
@@ -535,17 +625,19 @@ echo "lab: QEMU $(qemu-system-x86_64 --version | head -n 1 | awk '{print $4}'), 
 
 if [ "$CI_MODE" -eq 1 ]; then
   passed=0 failed=0 skipped=0
-  runs=("bios dnsmasq" "uefi dnsmasq" "uefi-http dnsmasq")
+  # uefi-ipv6 fits: OVMF reaches the marker over IPv6 in ~16 s (site) / ~24 s (full) under TCG,
+  # and the reference's PXEv6 entry fails in ~12 s.
+  runs=("bios dnsmasq" "uefi dnsmasq" "uefi-http dnsmasq" "uefi-ipv6 dnsmasq")
   if find_bootpolicy; then
-    runs+=("bios bootpolicy" "uefi bootpolicy" "uefi-http bootpolicy")
-    runs+=("bios bootpolicy full" "uefi bootpolicy full" "uefi-http bootpolicy full")
+    runs+=("bios bootpolicy" "uefi bootpolicy" "uefi-http bootpolicy" "uefi-ipv6 bootpolicy")
+    runs+=("bios bootpolicy full" "uefi bootpolicy full" "uefi-http bootpolicy full" "uefi-ipv6 bootpolicy full")
   elif [ -n "${BOOTPOLICY:-}" ]; then
     # A binary was named (scripts/test.sh does): one that does not work is a failure, not a skip.
     echo "FAIL */bootpolicy: $BOOTPOLICY_WHY"
-    failed=$((failed + 6))
+    failed=$((failed + 8))
   else
     echo "SKIP */bootpolicy: $BOOTPOLICY_WHY"
-    skipped=$((skipped + 6))
+    skipped=$((skipped + 8))
   fi
   ci_end=$((SECONDS + BUDGET))
   for r in "${runs[@]}"; do
@@ -565,7 +657,7 @@ fi
 if [ "$SERVER" = bootpolicy ]; then
   find_bootpolicy || lab_die "bootpolicy: $BOOTPOLICY_WHY (set BOOTPOLICY=/path/to/bootpolicy, or use --server dnsmasq)"
 fi
-if [ "$SCENARIO" = all ]; then scenarios=(bios uefi uefi-http); else scenarios=("$SCENARIO"); fi
+if [ "$SCENARIO" = all ]; then scenarios=(bios uefi uefi-http uefi-ipv6); else scenarios=("$SCENARIO"); fi
 status=0
 for sc in "${scenarios[@]}"; do
   run_scenario "$sc" "$SERVER" "$DHCP_MODE" || status=1
