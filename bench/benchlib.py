@@ -2,13 +2,16 @@
 
 Everything runs inside bp-bench-srv (server, 192.168.78.1 on bpb-s) and bp-bench-cli (load
 generator, 192.168.78.10 on bpb-c); these addresses exist only there. `Lab` is a context
-manager: the namespaces are deleted on exit, on exceptions and on SIGTERM.
+manager: the namespaces are deleted on exit, on exceptions and on SIGTERM. `Lab(ipv6=True)`
+also gives the two ends fd78::1/64 and fd78::10/64 (no duplicate address detection, so they
+and the link-local addresses are usable at once), again only inside the namespaces.
 """
 import os, resource, signal, subprocess, sys
 
 SRV, CLI = "bp-bench-srv", "bp-bench-cli"
 SRV_IF, CLI_IF = "bpb-s", "bpb-c"
 SRV_ADDR, CLI_ADDR = "192.168.78.1", "192.168.78.10"
+SRV_ADDR6, CLI_ADDR6, PREFIX6 = "fd78::1", "fd78::10", "fd78::/64"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -21,7 +24,7 @@ def netns_down():
         subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
 
 
-def netns_up():
+def netns_up(ipv6=False):
     netns_down()
     sh("ip", "netns", "add", SRV)
     sh("ip", "netns", "add", CLI)
@@ -30,8 +33,28 @@ def netns_up():
     sh("ip", "link", "set", CLI_IF, "netns", CLI)
     for ns, ifname, addr in ((SRV, SRV_IF, SRV_ADDR), (CLI, CLI_IF, CLI_ADDR)):
         sh("ip", "-n", ns, "addr", "add", addr + "/24", "dev", ifname)
+        if ipv6:
+            # Before the link comes up: its link-local address skips DAD too.
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{ifname}.accept_dad=0")
         sh("ip", "-n", ns, "link", "set", ifname, "up")
         sh("ip", "-n", ns, "link", "set", "lo", "up")
+    if ipv6:
+        for ns, ifname, addr in ((SRV, SRV_IF, SRV_ADDR6), (CLI, CLI_IF, CLI_ADDR6)):
+            sh("ip", "-n", ns, "-6", "addr", "add", addr + "/64", "dev", ifname, "nodad")
+        wait_ipv6_ready()
+
+
+def wait_ipv6_ready(timeout=10):
+    """Until neither end has a tentative IPv6 address (link-local included), at most `timeout` s."""
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        out = "".join(subprocess.run(["ip", "-n", ns, "-6", "addr", "show", "dev", ifname], capture_output=True,
+                                     text=True).stdout for ns, ifname in ((SRV, SRV_IF), (CLI, CLI_IF)))
+        if "tentative" not in out and out.count("scope link") >= 2:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def raise_nofile():
@@ -43,12 +66,13 @@ def raise_nofile():
 class Lab:
     """Namespaces up on enter; every started process stopped and namespaces deleted on exit."""
 
-    def __init__(self):
+    def __init__(self, ipv6=False):
         self.procs = []
+        self.ipv6 = ipv6
 
     def __enter__(self):
         signal.signal(signal.SIGTERM, self._on_term)
-        netns_up()
+        netns_up(ipv6=self.ipv6)
         return self
 
     def _on_term(self, *_):
