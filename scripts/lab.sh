@@ -49,7 +49,8 @@ Options:
   --timeout SEC  bound per scenario (default 300).
   --keep         after the (single) scenario, keep VM and servers up until Ctrl-C (max 1 h).
   --no-ra        no IPv6 router advertisement on the lab LAN (iPXE then waits ~13 s for one;
-                 uefi-ipv6 keeps its site DHCPv6 server, only the RA with M and O goes).
+                 uefi-ipv6 keeps its site DHCPv6 server but then fails in the firmware:
+                 without the RA's on-link prefix OVMF never sends the 4011 Request, PXE-E16).
   --ci           bounded CI form: every scenario that can pass (site and full DHCP),
                  'N passed, N failed' at the end.
   --budget SEC   total time cap for --ci (default 1500).
