@@ -6,7 +6,7 @@
 #
 # Usage (root): bench/run.sh
 # Env: BENCH_REPEATS (3), BENCH_SECONDS (3, per perfdhcp rate), BENCH_SKIP (e.g. "tftp storm";
-# sections: lua dhcp dora saturation shadow https storm tftp state)
+# sections: lua dhcp dora dhcp6 saturation shadow https storm tftp state)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -25,7 +25,7 @@ trap cleanup EXIT INT TERM
 
 echo "== deps"
 BOOTPOLICY_EXTRA_DEPS="python3" scripts/deps.sh bench
-for bin in perfdhcp dnsmasq python3 curl ip; do
+for bin in perfdhcp dnsmasq kea-dhcp6 python3 curl ip; do
   command -v "$bin" >/dev/null || { echo "bench/run.sh: $bin missing" >&2; exit 1; }
 done
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -78,6 +78,12 @@ if [[ "$SKIP" != *" dora "* ]]; then
   timeout 1200 python3 bench/dora_bench.py --binary "$BIN" --repeats "$REPEATS" --out "$RES/dora.json"
   printf '{"command": "bench/dora_bench.py --repeats %s", "date": "%s", "commit": "%s", "load": "%s"}\n' "$REPEATS" \
     "$(date -u '+%F %H:%M UTC')" "$(git rev-parse --short HEAD)" "$(cut -d' ' -f1-3 /proc/loadavg)" >"$RES/dora-machine.json"
+fi
+
+if [[ "$SKIP" != *" dhcp6 "* ]]; then
+  sed -i "/^dhcp6:/d" "$RES/loads.txt" 2>/dev/null || true; note_load dhcp6
+  echo "== DHCPv6: perfdhcp -6 Solicit/Advertise against bootpolicy (stateful, boot-only) and kea-dhcp6 ($REPEATS repeats)"
+  timeout 1500 python3 bench/dhcp6_bench.py --binary "$BIN" --repeats "$REPEATS" --out "$RES/dhcp6.json"
 fi
 
 if [[ "$SKIP" != *" saturation "* ]]; then
