@@ -168,6 +168,75 @@ def dora_section(rows, w, targets, mach):
     w("")
 
 
+def dhcp6_section(data, w, targets):
+    """DHCPv6 Solicit/Advertise against kea-dhcp6 (bench/dhcp6_bench.py)."""
+    runs, rates = data["runs"], data["rates"]
+    servers = [k for k in ("bootpolicy", "bootpolicy-boot", "kea") if any(r["server"] == k for r in runs)]
+    kinds = [k for k in ("netboot", "plain") if any(r["solicit"] == k for r in runs)]
+    v = data.get("versions", {})
+    names = {"bootpolicy": "bootpolicy (stateful)", "bootpolicy-boot": "bootpolicy boot-only", "kea": "Kea"}
+
+    def cell(server, kind, rate):
+        rs = [r for r in runs if r["server"] == server and r["solicit"] == kind and r["offered"] == rate]
+        return {key: med([r.get(key) for r in rs]) for key in
+                ("answers_per_s", "loss", "p50_us", "p99_us", "cpu_us_per_answer", "peak_rss_kb")} if rs else None
+
+    w("## DHCPv6 Solicit/Advertise (perfdhcp -6 → bootpolicy / kea-dhcp6)")
+    w("")
+    w(f"`{data.get('command', 'bench/dhcp6_bench.py')}` (also `bench/run.sh`, section `dhcp6`), run {data.get('date', '?')} "
+      f"at commit {data.get('commit', '?')} on {data.get('nproc', '?')} cores (load average {data.get('load_before', '?')} before, "
+      f"{data.get('load_after', '?')} after). {v.get('perfdhcp', 'perfdhcp')} in bp-bench-cli sends Solicits from fd78::10 "
+      "to ff02::1:2 out of bpb-c (`perfdhcp -6 -l bpb-c -i`: Solicit/Advertise only; Kea listens on the group and its "
+      "link-local address only, so multicast is what both answer) from "
+      f"{data.get('clients', 0):,} DUIDs (`-R`), {data.get('seconds', '?')} s per rate; the servers alternate within each of "
+      f"{data.get('repeats', '?')} repeats; medians over the repeats; p50/p99 from perfdhcp's per-exchange timers (`-x t`), "
+      "CPU from the server's /proc/PID/stat (all threads) over the run. **netboot** Solicits carry option 61 (arch 7) and "
+      "vendor class 343 `PXEClient:Arch:00007:UNDI:003000` (OVMF's PXEv6), so bootpolicy runs its Lua policy (`default`) "
+      "for each; **plain** ones are perfdhcp's own address Solicit (no policy call; boot-only mode does not answer those). "
+      f"**bootpolicy** (stateful): `serve --dhcp6 --no-dhcp --dhcp-range {data.get('pool', '?').replace('-', ',')},64,1h "
+      "--state memory`, an IA_NA address from the pool plus the boot file URL; **bootpolicy boot-only**: the same without the "
+      "range (boot file URL and vendor class, no address); **Kea**: kea-dhcp6 "
+      f"{v.get('kea-dhcp6', '?')} (Debian {v.get('kea-dhcp6-server', '?')}), memfile with `persist: true`, multi-threading "
+      "on (2 threads, queue 64), subnet fd78::/64 with the same pool, option 59 `bootfile-url` always sent. No server writes "
+      "anything for a Solicit/Advertise.")
+    w("")
+    for kind in kinds:
+        ss = [k for k in servers if any(r["server"] == k and r["solicit"] == kind for r in runs)]
+        w(f"{kind.capitalize()} Solicits:")
+        w("")
+        w("| offered/s | " + " | ".join(f"{names[k]} answers/s | loss | p50 / p99 µs | CPU µs/answer" for k in ss)
+          + (" | bootpolicy / Kea |" if "kea" in ss and "bootpolicy" in ss else " |"))
+        w("|---:|" + "---:|---:|---:|---:|" * len(ss) + ("---:|" if "kea" in ss and "bootpolicy" in ss else ""))
+        for rate in rates:
+            parts = []
+            for k in ss:
+                c = cell(k, kind, rate) or {}
+                parts.append(f"{fmt(c.get('answers_per_s'))} | {fmt((c.get('loss') or 0) * 100, 1)}% | "
+                             f"{fmt(c.get('p50_us'))} / {fmt(c.get('p99_us'))} | {fmt(c.get('cpu_us_per_answer'), 1)}")
+            tail = ""
+            if "kea" in ss and "bootpolicy" in ss:
+                b, k = cell("bootpolicy", kind, rate) or {}, cell("kea", kind, rate) or {}
+                tail = f" | {ratio(b['answers_per_s'] / k['answers_per_s']) if b.get('answers_per_s') and k.get('answers_per_s') else '–'}"
+            w(f"| {rate:,} | " + " | ".join(parts) + tail + " |")
+        w("")
+        sat = {k: max((cell(k, kind, r) or {}).get("answers_per_s") or 0 for r in rates) for k in ss}
+        rss = {k: max((cell(k, kind, r) or {}).get("peak_rss_kb") or 0 for r in rates) for k in ss}
+        w(f"Saturation (highest median answers/s over the rates), {kind}: "
+          + ", ".join(f"{names[k]} {fmt(sat[k])}" for k in ss)
+          + (f": bootpolicy/Kea **{sat['bootpolicy'] / sat['kea']:.2f}x**" if sat.get("kea") and "bootpolicy" in sat else "")
+          + (f", boot-only/Kea {sat['bootpolicy-boot'] / sat['kea']:.2f}x" if sat.get("kea") and "bootpolicy-boot" in sat else "")
+          + ". Peak RSS: " + ", ".join(f"{names[k]} {rss[k] / 1024:.0f} MB" for k in ss) + ".")
+        w("")
+        if sat.get("kea") and "bootpolicy" in sat:
+            x = sat["bootpolicy"] / sat["kea"]
+            what = "netboot, Lua policy per Solicit" if kind == "netboot" else "plain address Solicits"
+            targets.append((f"DHCPv6 Solicit/Advertise answers/s at saturation >= 1.5x kea-dhcp6 (stateful, {what})", x, x >= 1.5))
+    note = os.path.join(HERE, "DHCPV6.md")
+    if os.path.exists(note):
+        w(open(note).read().strip())
+        w("")
+
+
 def shadow_section(data, w, targets):
     """A shadow chain and the decision journal against neither (bench/shadow_bench.py)."""
     runs, rates = data["runs"], data["rates"]
@@ -380,6 +449,10 @@ def main():
     dora = load("dora.json")
     if dora:
         dora_section(dora, w, targets, load("dora-machine.json") or {})
+
+    dhcp6 = load("dhcp6.json")
+    if dhcp6 and "runs" in dhcp6:
+        dhcp6_section(dhcp6, w, targets)
 
     shadow = load("shadow.json")
     if shadow and "runs" in shadow:
