@@ -17,6 +17,9 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/neighbour.h>
 
 int clinux_epoll_create(void) {
     return epoll_create1(EPOLL_CLOEXEC);
@@ -331,3 +334,58 @@ uint64_t clinux_effective_capabilities(void) {
 extern const char bootpolicy_build_commit[] __attribute__((weak));
 
 const char *clinux_build_commit(void) { return bootpolicy_build_commit ? bootpolicy_build_commit : ""; }
+
+int clinux_neighbours6(unsigned char *out, int max) {
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0) return -errno;
+    struct timeval tv = { .tv_sec = 1, .tv_usec = 0 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct {
+        struct nlmsghdr h;
+        struct ndmsg n;
+    } req;
+    memset(&req, 0, sizeof req);
+    req.h.nlmsg_len = NLMSG_LENGTH(sizeof(struct ndmsg));
+    req.h.nlmsg_type = RTM_GETNEIGH;
+    req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.h.nlmsg_seq = 1;
+    req.n.ndm_family = AF_INET6;
+    struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+    if (sendto(fd, &req, req.h.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    static __thread char buf[32768];
+    int count = 0, done = 0, rounds = 0;
+    while (!done && rounds++ < 4096) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+        if (n == 0) break;
+        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (unsigned)n); h = NLMSG_NEXT(h, n)) {
+            if (h->nlmsg_type == NLMSG_DONE) { done = 1; break; }
+            if (h->nlmsg_type == NLMSG_ERROR) { done = 1; break; }
+            if (h->nlmsg_type != RTM_NEWNEIGH) continue;
+            struct ndmsg *nd = NLMSG_DATA(h);
+            if (nd->ndm_family != AF_INET6 || (nd->ndm_state & (NUD_INCOMPLETE | NUD_FAILED))) continue;
+            const unsigned char *dst = NULL, *ll = NULL;
+            int attrlen = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(struct ndmsg));
+            for (struct rtattr *a = (struct rtattr *)((char *)nd + NLMSG_ALIGN(sizeof(struct ndmsg)));
+                 RTA_OK(a, attrlen); a = RTA_NEXT(a, attrlen)) {
+                if (a->rta_type == NDA_DST && RTA_PAYLOAD(a) == 16) dst = RTA_DATA(a);
+                if (a->rta_type == NDA_LLADDR && RTA_PAYLOAD(a) == 6) ll = RTA_DATA(a);
+            }
+            if (dst && ll && count < max) {
+                memcpy(out + count * 22, dst, 16);
+                memcpy(out + count * 22 + 16, ll, 6);
+                count++;
+            }
+        }
+    }
+    close(fd);
+    return count;
+}

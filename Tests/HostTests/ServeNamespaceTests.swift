@@ -146,6 +146,36 @@ extension ServeNamespaceTests {
     }
 }
 
+extension ServeNamespaceTests {
+    /// A DHCPv6 client's TFTP request comes from the address the site server gave it, which
+    /// only the kernel's IPv6 neighbour table ties to a MAC: the transfer is that machine's.
+    @Test func aTFTPTransferOverIPv6IsKnownByItsMAC() throws {
+        let mac = "52:54:00:81:00:10"
+        let net = try NetnsPair(tag: "tftp6", subnet: 82, clientMAC: mac)
+        defer { net.teardown() }
+        for (ns, ifname, a) in [(net.server, net.serverIf, "fd82::1/64"), (net.client, net.clientIf, "fd82::10/64")] {
+            let r = try runTool("/usr/sbin/ip", ["-n", ns, "addr", "add", a, "dev", ifname, "nodad"])
+            #expect(r.status == 0, "\(r.output)")
+        }
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("bp-tftp6-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        try Data("ipxe over v6\n".utf8).write(to: root.appendingPathComponent("ipxe.efi"))
+        let server = ServerProcess(["netns", "exec", net.server, ServerProcess.binary.path, "serve", "--interface", net.serverIf,
+                                    "--no-dhcp", "--dhcp6", "--dhcp6-port", "0", "--dhcp6-port", "0", "--tftp-root", root.path,
+                                    "--policy", "arch-aware", "--user", "root"])
+        server.process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        try server.start()
+        defer { server.stop() }
+        try #require(server.waitFor("serving: tftp fd82::1:69"), "\(server.text)")
+        let got = try net.inClient(["tftp", "-6", "fd82::1", "-m", "binary", "-c", "get", "ipxe.efi", "/dev/stdout"], timeout: 20)
+        #expect(got.output.contains("ipxe over v6"), "\(got.output)")
+        #expect(server.waitFor("mac=\(mac)", timeout: 10), "the transfer was not tied to the client's MAC:\n\(server.text)")
+        let clients = try net.inClient(["curl", "-sS", "--max-time", "5", "http://\(net.serverAddress):8080/api/clients"]).output
+        #expect(clients.contains("\"mac\" : \"\(mac)\""), "\(clients)")
+    }
+}
+
 extension Data {
     init(hexString: String) {
         var bytes: [UInt8] = []

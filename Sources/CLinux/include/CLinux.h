@@ -111,6 +111,12 @@ int clinux_become_user(uint32_t uid, uint32_t gid, uint64_t keep, const char **s
 /// UINT64_MAX when capget(2) fails.
 uint64_t clinux_effective_capabilities(void);
 
+/// The kernel's IPv6 neighbour table (an RTM_GETNEIGH dump over NETLINK_ROUTE, the table
+/// `ip -6 neigh` shows): up to `max` entries written to `out` as 16 address bytes followed by
+/// 6 MAC bytes each, only entries with an Ethernet link-layer address that are not incomplete
+/// or failed. Returns the number written, or -errno. Needs no privilege.
+int clinux_neighbours6(unsigned char *out, int max);
+
 /// The commit a packaged build was made from (scripts/package.sh), "" for other builds.
 const char *clinux_build_commit(void);
 

@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 
 /// The kernel's IPv4 neighbour table (/proc/self/net/arp: the same table, and visible under systemd's ProcSubset=pid): which MAC an address belongs to. A client
@@ -7,6 +8,24 @@ public enum NeighborTable {
     public static func mac(for address: String, table: String = "/proc/self/net/arp") -> String? {
         guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { return nil }
         return parse(text)[address]
+    }
+
+    /// The IPv6 neighbours (NDP) as address text -> MAC: a DHCPv6 client's TFTP and HTTP
+    /// requests come from the address the site server gave it, which only this table ties to
+    /// its MAC. Empty when netlink cannot be read.
+    public static func ipv6(limit: Int = 16_384) -> [String: String] {
+        var raw = [UInt8](repeating: 0, count: limit * 22)
+        let n = raw.withUnsafeMutableBufferPointer { Int(clinux_neighbours6($0.baseAddress, Int32(limit))) }
+        guard n > 0 else { return [:] }
+        var out: [String: String] = [:]
+        for i in 0..<n {
+            let entry = raw[(i * 22)..<(i * 22 + 22)]
+            guard let address = IPv6Address(bytes: entry.prefix(16)) else { continue }
+            let mac = Array(entry.suffix(6))
+            guard mac != [0, 0, 0, 0, 0, 0] else { continue }
+            out[address.description] = Hex.encode(mac, separator: ":")
+        }
+        return out
     }
 
     /// "IP address  HW type  Flags  HW address  Mask  Device" rows; incomplete entries skipped.
@@ -37,11 +56,26 @@ public final class NeighborCache: @unchecked Sendable {
     private var readAt: UInt64 = 0
     private let maxAge: UInt64 = 1_000_000_000, minGap: UInt64 = 50_000_000
 
+    /// Also the IPv6 table (netlink), unless a test points `table` at a file of its own.
+    private let ipv6: Bool
+
     public init(table: String = "/proc/self/net/arp") {
         self.table = table
+        self.ipv6 = table == "/proc/self/net/arp"
     }
 
-    public func mac(for address: String) -> String? {
+    public func mac(for given: String) -> String? {
+        // IPv6 text in its canonical form (the table's keys), without a zone; an IPv4-mapped
+        // address is the IPv4 one.
+        var address = given
+        if given.contains(":") {
+            let bare = String(given.split(separator: "%").first ?? Substring(given))
+            if bare.lowercased().hasPrefix("::ffff:"), !bare.dropFirst(7).contains(":") {
+                address = String(bare.dropFirst(7))
+            } else if let v6 = IPv6Address(bare) {
+                address = v6.description
+            }
+        }
         lock.lock()
         defer { lock.unlock() }
         let now = DispatchTime.now().uptimeNanoseconds
@@ -49,6 +83,7 @@ public final class NeighborCache: @unchecked Sendable {
         if readAt != 0, age < maxAge, let known = snapshot[address] { return known }
         if readAt != 0, age < minGap { return snapshot[address] }
         snapshot = (try? String(contentsOfFile: table, encoding: .utf8)).map(NeighborTable.parse) ?? [:]
+        if ipv6 { for (a, m) in NeighborTable.ipv6() { snapshot[a] = m } }
         readAt = now
         return snapshot[address]
     }

@@ -379,6 +379,7 @@ public final class TFTPServer: Service, Sendable {
                                 summary: "RRQ \(file) -> \(outcome.rawValue) \(bytes) B in \(millis) ms", fields: fields))
         var metadata: Logger.Metadata = ["client": "\(client)", "file": "\(file)", "bytes": "\(bytes)", "ms": "\(millis)",
                                          "outcome": "\(outcome.rawValue)"]
+        if !mac.isEmpty { metadata["mac"] = "\(mac)" }
         if let detail { metadata["detail"] = "\(detail)" }
         logger.log(level: outcome == .ok ? .info : .notice, "TFTP transfer", metadata: metadata)
     }
