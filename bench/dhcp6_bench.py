@@ -29,13 +29,15 @@ Servers, alternating within each repeat (a shared machine: medians over repeats)
   fd78::/64 with the same pool on bpb-s, and option 59 `bootfile-url` always sent.
 
 For each server, kind and rate: Advertises/s, loss, p50/p99 (perfdhcp's per-exchange timers,
-`-x t`), server CPU per Advertise (/proc/PID/stat) and peak RSS. JSON to stdout or --out.
-Needs root; everything it creates is removed on exit.
+`-x t`), server CPU per Advertise (/proc/PID/stat) and peak RSS. Then, past perfdhcp's own
+ceiling, netboot Solicits from bench/dhcp6_blaster.c (sendmmsg batches, recvmmsg counting, a
+few µs per exchange; `--blaster-rates`, "" to skip): answers/s, loss and CPU per answer only.
+JSON to stdout or --out. Needs root; everything it creates is removed on exit.
 """
 import argparse, json, os, re, shutil, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (wait_answering, CLI, CLI_IF, SRV, SRV_ADDR6, SRV_IF, PREFIX6, Lab, cpu_seconds,  # noqa: E402
+from benchlib import (wait_answering, CLI, CLI_ADDR6, CLI_IF, SRV, SRV_ADDR6, SRV_IF, PREFIX6, Lab, cpu_seconds,  # noqa: E402
                       status_kb, write_results)
 
 # bootpolicy takes at most 2^20 addresses in one range, so the pool is fd78::1:0-fd78::10:ffff
@@ -108,6 +110,15 @@ def perfdhcp(rate, seconds, clients=100000, netboot=True, timers=True):
             "p50_us": pct(lat, 0.50), "p99_us": pct(lat, 0.99)}
 
 
+def blast(blaster, rate, seconds, clients=100000):
+    out = subprocess.run(["ip", "netns", "exec", CLI, blaster, CLI_ADDR6, CLI_IF, str(rate), str(seconds), str(clients)],
+                         capture_output=True, text=True, timeout=seconds + 30)
+    fields = dict(kv.split("=") for kv in out.stdout.split())
+    sent, received, elapsed = int(fields["sent"]), int(fields["received"]), float(fields["seconds"])
+    return {"offered": rate, "seconds": elapsed, "sent": sent, "received": received,
+            "answers_per_s": received / elapsed, "loss": 1 - received / sent if sent else 1.0}
+
+
 def wait_ready(p, netboot, timeout=30):
     return wait_answering(p, lambda: perfdhcp(20, 1, clients=20, netboot=netboot, timers=False)["received"] > 0, timeout)
 
@@ -133,14 +144,22 @@ def main():
     ap.add_argument("--clients", type=int, default=100000)
     ap.add_argument("--servers", default="kea,bootpolicy,bootpolicy-boot")
     ap.add_argument("--kinds", default="netboot,plain")
+    ap.add_argument("--blaster-rates", default="30000,50000,70000,90000")
+    ap.add_argument("--blaster-seconds", type=int, default=3)
     ap.add_argument("--commit", help="the commit the binary was built from (default: HEAD)")
     ap.add_argument("--out")
     ap.add_argument("--logdir", default="/tmp/bp-bench-logs")
     args = ap.parse_args()
     os.makedirs(args.logdir, exist_ok=True)
     binary = os.path.abspath(args.binary)
-    rates = [int(r) for r in args.rates.split(",")]
-    kinds = args.kinds.split(",")
+    rates = [int(r) for r in args.rates.split(",") if r]
+    kinds = [k for k in args.kinds.split(",") if k]
+    blaster_rates = [int(r) for r in args.blaster_rates.split(",") if r]
+    blaster = None
+    if blaster_rates:
+        blaster = os.path.join(tempfile.mkdtemp(prefix="bp-blaster6-"), "dhcp6_blaster")
+        subprocess.run(["gcc", "-O2", "-pthread", "-o", blaster,
+                        os.path.join(os.path.dirname(os.path.abspath(__file__)), "dhcp6_blaster.c")], check=True)
     load_before = " ".join(open("/proc/loadavg").read().split()[:3])
     runs = []
     with Lab(ipv6=True) as lab:
@@ -161,7 +180,7 @@ def main():
                             cpu0 = cpu_seconds(p.pid)
                             r = perfdhcp(rate, args.seconds, args.clients, netboot=solicit == "netboot")
                             cpu = cpu_seconds(p.pid) - cpu0
-                            r.update(server=kind, solicit=solicit, repeat=rep,
+                            r.update(server=kind, solicit=solicit, repeat=rep, test="perfdhcp",
                                      cpu_us_per_answer=(cpu * 1e6 / r["received"]) if r["received"] else None,
                                      peak_rss_kb=status_kb(p.pid, "VmHWM"))
                             runs.append(r)
@@ -169,6 +188,17 @@ def main():
                                   f"loss={r['loss'] * 100:5.1f}% p50={r['p50_us'] or 0:7.0f}us p99={r['p99_us'] or 0:8.0f}us "
                                   f"cpu/answer={r['cpu_us_per_answer'] or 0:6.1f}us rss={r['peak_rss_kb'] / 1024:.0f}MB",
                                   file=sys.stderr, flush=True)
+                    for rate in blaster_rates:
+                        cpu0 = cpu_seconds(p.pid)
+                        r = blast(blaster, rate, args.blaster_seconds, args.clients)
+                        cpu = cpu_seconds(p.pid) - cpu0
+                        r.update(server=kind, solicit="netboot", repeat=rep, test="blaster",
+                                 cpu_us_per_answer=(cpu * 1e6 / r["received"]) if r["received"] else None,
+                                 peak_rss_kb=status_kb(p.pid, "VmHWM"))
+                        runs.append(r)
+                        print(f"{kind:15} blaster rep={rep} offered={rate:6} answers/s={r['answers_per_s']:8.0f} "
+                              f"loss={r['loss'] * 100:5.1f}% cpu/answer={r['cpu_us_per_answer'] or 0:6.1f}us",
+                              file=sys.stderr, flush=True)
                     lab.stop(p)
                 finally:
                     shutil.rmtree(work, ignore_errors=True)
@@ -177,7 +207,7 @@ def main():
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit,
                "load_before": load_before, "load_after": " ".join(open("/proc/loadavg").read().split()[:3]),
                "nproc": os.cpu_count(), "repeats": args.repeats, "seconds": args.seconds, "clients": args.clients,
-               "rates": rates, "pool": f"{POOL_START}-{POOL_END}", "versions": versions(), "runs": runs}
+               "rates": rates, "blaster_rates": blaster_rates, "blaster_seconds": args.blaster_seconds, "pool": f"{POOL_START}-{POOL_END}", "versions": versions(), "runs": runs}
     write_results(results, args.out)
 
 
