@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import Protocols
 
@@ -152,5 +153,44 @@ import Testing
         #expect(back.addresses.first?.address.description == "fd77::100")
         #expect(back.addresses.first?.validLifetime == 600)
         #expect(back.options.status?.code == 0 && back.options.status?.message == "ok")
+    }
+}
+
+/// A public DHCPv6 capture (tcpdump's test suite: an Arista switch's zero-touch provisioning,
+/// RFC 5970 option 59), decoded and checked against what tcpdump itself prints for it.
+@Suite struct DHCPv6CaptureTests {
+    @Test func theTcpdumpRFC5970CaptureDecodesAsTcpdumpReadsIt() throws {
+        let url = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/captures/the-tcpdump-group_tcpdump__dhcpv4v6-rfc5970-rfc8572.pcap")
+        let reader = try PcapReader(bytes: Array(try Data(contentsOf: url)))
+        #expect(reader.datagrams.count == 4 && reader.datagrams6.count == 10, "\(reader.datagrams.count) + \(reader.datagrams6.count)")
+        let packets = try reader.datagrams6.map { try DHCPv6Packet(bytes: $0.payload) }
+        #expect(packets.map { $0.message.type.name } == ["solicit", "solicit", "advertise", "request", "reply", "solicit", "advertise",
+                                                         "request", "reply", "information-request"])
+        #expect(packets.map { String(format: "%06x", $0.message.transactionID) } == ["6aebe6", "aca407", "aca407", "5f98e6", "5f98e6",
+                                                                                     "28792a", "654242", "becafa", "becafa", "0b5fcf"])
+        // tcpdump: "(option-request opt_59 DNS-search-list DNS-server) (elapsed-time 754)
+        // (IA_NA IAID:16842752 T1:3600 T2:5400)"
+        let solicit = packets[5].message.options
+        #expect(solicit.requestedOptions == [59, 24, 23] && solicit.elapsedTime == 754)
+        let ia = try #require(solicit.iaNAs.first)
+        #expect(ia.iaid == 16_842_752 && ia.t1 == 3600 && ia.t2 == 5400 && ia.addresses.isEmpty)
+        #expect(solicit.clientDUID?.typeName == "llt" && solicit.clientDUID?.ethernetAddress == [0, 0, 1, 1, 0, 0])
+        // "(IA_ADDR 1234:5678::4 pltime:18000 vltime:28800) ... (server-ID hwaddr/time type 1
+        // time 701792110 42d361623810) (opt_59) ... (DNS-server 1234:5678::2)"
+        let advertise = packets[6].message.options
+        let address = try #require(advertise.iaNAs.first?.addresses.first)
+        #expect(address.address == IPv6Address("1234:5678::4") && address.preferredLifetime == 18_000 && address.validLifetime == 28_800)
+        #expect(advertise.serverDUID?.ethernetAddress == [0x42, 0xd3, 0x61, 0x62, 0x38, 0x10])
+        #expect(advertise.bootFileURL == "my-startup-config")
+        #expect(advertise[code: DHCPv6OptionCode.dnsServers] == IPv6Address("1234:5678::2")!.bytes)
+        // "(client-ID hwaddr type 1 000044010000) ... (user-class)"
+        let inf = packets[9].message.options
+        #expect(inf.clientDUID?.typeName == "ll" && inf.clientDUID?.ethernetAddress == [0, 0, 0x44, 1, 0, 0])
+        #expect(inf.contains(DHCPv6OptionCode.userClass))
+        // As policies see it: the MAC from the DUID, what it asked for as options by code.
+        let r = BootRequest(dhcpv6: packets[9], source: reader.datagrams6[9].source, interface: nil, serverPort: 547)
+        #expect(r.mac == "00:00:44:01:00:00" && r.messageType == "information-request" && r.options6[6] == [0, 59, 0, 24, 0, 23])
+        // Every message re-encodes to the bytes it came from.
+        for (p, d) in zip(packets, reader.datagrams6) { #expect(p.bytes == d.payload) }
     }
 }
