@@ -27,14 +27,7 @@ struct FixtureWriter {
                               serverPort == 67 ? nil : "\(serverPort)", request.mac.replacingOccurrences(of: ":", with: "")]
                                 .compactMap { $0 }.joined(separator: "-"))
         let fixture = Fixture(name: name, origin: origin, message: message, serverPort: serverPort, source: source, interface: interface)
-        var url = directory.appendingPathComponent(name + ".json")
-        var n = 2
-        while FileManager.default.fileExists(atPath: url.path) && !written.contains(url) {
-            url = directory.appendingPathComponent("\(name)-\(n).json"); n += 1
-        }
-        try fixture.encoded().write(to: url)
-        written.append(url)
-        return url
+        return try write(fixture, as: name)
     }
 
     /// The same for a DHCPv6 message as it arrived (`bytes`, relays included): client
@@ -51,6 +44,11 @@ struct FixtureWriter {
                               serverPort == 547 ? nil : "\(serverPort)", who.replacingOccurrences(of: ":", with: "").prefix(24).description]
                                 .compactMap { $0 }.joined(separator: "-"))
         let fixture = Fixture(name: name, origin: origin, dhcpv6: bytes, serverPort: serverPort, source: source.description, interface: interface)
+        return try write(fixture, as: name)
+    }
+
+    /// `name.json`, or `name-2.json`... when a file of another run already has that name.
+    private mutating func write(_ fixture: Fixture, as name: String) throws -> URL {
         var url = directory.appendingPathComponent(name + ".json")
         var n = 2
         while FileManager.default.fileExists(atPath: url.path) && !written.contains(url) {

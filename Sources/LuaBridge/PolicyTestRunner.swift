@@ -335,13 +335,7 @@ enum TestReply {
         // The server does not ask the policies about a packet it would not answer anyway.
         if case .failure(let s) = responder.screen(message, arrival: arrival) { return .success(silent(s)) }
         let r = pipeline.decideTraced(req)
-        for step in r.steps {
-            switch step.outcome {
-            case .error(let m), .budgetExceeded(let m), .memoryExceeded(let m):
-                return .failure(LuaHost.HostError("policy '\(step.policy)' failed: \(m)"))
-            default: continue
-            }
-        }
+        if let failed = failure(in: r.steps) { return .failure(failed) }
         switch responder.reply(to: message, arrival: arrival, decision: r.decision) {
         case .failure(let s):
             return .success(silent(s, r.decision?.policy))
@@ -363,6 +357,18 @@ enum TestReply {
 }
 
 extension TestReply {
+    /// The first policy that failed (an error, its budget or its memory), as the test's error.
+    static func failure(in steps: [PolicyStep]) -> LuaHost.HostError? {
+        for step in steps {
+            switch step.outcome {
+            case .error(let m), .budgetExceeded(let m), .memoryExceeded(let m):
+                return LuaHost.HostError("policy '\(step.policy)' failed: \(m)")
+            default: continue
+            }
+        }
+        return nil
+    }
+
     /// The boot-only DHCPv6 answer (`DHCPv6Responder`) as `serve` would send it.
     static func reply6(to req: BootRequest, pipeline: BootPipeline) -> Result<LuaWire.Value?, LuaHost.HostError> {
         guard let server = IPv6Address(req.serverAddress ?? "") else {
@@ -384,13 +390,7 @@ extension TestReply {
         case .success(let x): screened = x
         }
         let r = pipeline.decideTraced(req)
-        for step in r.steps {
-            switch step.outcome {
-            case .error(let m), .budgetExceeded(let m), .memoryExceeded(let m):
-                return .failure(LuaHost.HostError("policy '\(step.policy)' failed: \(m)"))
-            default: continue
-            }
-        }
+        if let failed = failure(in: r.steps) { return .failure(failed) }
         switch responder.answer(screened, arrival: arrival, decision: r.decision).result {
         case .failure(let why): return .success(silent(why, r.decision?.policy))
         case .success(let reply):

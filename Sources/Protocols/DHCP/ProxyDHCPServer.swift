@@ -183,12 +183,19 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
     /// Creates and binds every socket, inside `networkNamespace` when set (a socket belongs to
     /// the namespace of the thread that created it, so a short-lived thread joins it).
     static func openSockets(_ configuration: Configuration) async throws -> SocketPlan {
-        guard let namespace = configuration.networkNamespace else { return try makeSockets(configuration) }
+        try await inNetworkNamespace(configuration.networkNamespace) { try makeSockets(configuration) }
+    }
+
+    /// Runs `body` where sockets it makes belong to the namespace at `path` (nil: here): a
+    /// socket belongs to the namespace of the thread that created it, so a short-lived thread
+    /// joins it. Shared with the DHCPv6 server.
+    static func inNetworkNamespace<T: Sendable>(_ path: String?, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        guard let path else { return try body() }
         return try await withCheckedThrowingContinuation { continuation in
             let thread = Thread {
                 do {
-                    try enterNetworkNamespace(namespace)
-                    continuation.resume(returning: try makeSockets(configuration))
+                    try enterNetworkNamespace(path)
+                    continuation.resume(returning: try body())
                 } catch {
                     continuation.resume(throwing: error)
                 }

@@ -92,12 +92,7 @@ public struct Lease6: Sendable, Equatable {
         self.state = state
     }
 
-    public func isLive(at now: Date) -> Bool {
-        switch state {
-        case .bound, .declined: return expires > now
-        case .released: return false
-        }
-    }
+    public func isLive(at now: Date) -> Bool { state.holds(until: expires, at: now) }
 
     public static func key(duid: [UInt8], iaid: UInt32) -> String {
         Lease.hex(duid) + "/" + Lease.hex(be32(iaid))

@@ -148,18 +148,7 @@ public final class DHCPv6Server: Service, @unchecked Sendable {
     // MARK: sockets
 
     static func openSockets(_ configuration: Configuration) async throws -> [PlannedSocket] {
-        guard let namespace = configuration.networkNamespace else { return try makeSockets(configuration) }
-        return try await withCheckedThrowingContinuation { continuation in
-            let thread = Thread {
-                do {
-                    try ProxyDHCPServer.enterNetworkNamespace(namespace)
-                    continuation.resume(returning: try makeSockets(configuration))
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-            thread.start()
-        }
+        try await ProxyDHCPServer.inNetworkNamespace(configuration.networkNamespace) { try makeSockets(configuration) }
     }
 
     static func makeSockets(_ configuration: Configuration) throws -> [PlannedSocket] {
@@ -200,6 +189,12 @@ public final class DHCPv6Server: Service, @unchecked Sendable {
             }
         }
         try option(Int32(IPPROTO_IPV6), IPV6_V6ONLY, "IPV6_V6ONLY")
+        // A rack powering on: room for its Solicits while the deciding threads catch up
+        // (as ProxyDHCP's sockets; best effort past rmem_max without root).
+        var rcvbuf: CInt = ProxyDHCPServer.receiveBufferBytes
+        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, socklen_t(MemoryLayout<CInt>.size)) != 0 {
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, socklen_t(MemoryLayout<CInt>.size))
+        }
         if port != 0 { try option(SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR") }
         var index: UInt32 = 0
         if let interface {

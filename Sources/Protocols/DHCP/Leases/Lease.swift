@@ -3,6 +3,15 @@ import Foundation
 /// One address's record in full DHCP mode: who holds it and until when.
 public struct Lease: Sendable, Equatable {
     public enum State: String, Sendable, Equatable {
+        /// Whether an address in this state, until `expires`, is kept from other clients at `now`
+        /// (DHCPv4 leases and DHCPv6 bindings alike).
+        public func holds(until expires: Date, at now: Date) -> Bool {
+            switch self {
+            case .bound, .declined: return expires > now
+            case .released: return false
+            }
+        }
+
         /// ACKed: the client holds the address until `expires`.
         case bound
         /// The client gave it back (DHCPRELEASE); free, but offered to the same client first.
@@ -33,12 +42,7 @@ public struct Lease: Sendable, Equatable {
     }
 
     /// Held by its client (or quarantined) at `now`: not to be given to anyone else.
-    public func isLive(at now: Date) -> Bool {
-        switch state {
-        case .bound, .declined: return expires > now
-        case .released: return false
-        }
-    }
+    public func isLive(at now: Date) -> Bool { state.holds(until: expires, at: now) }
 
     /// The client key of a request: option 61, else htype + chaddr (RFC 2131 §4.2).
     public static func clientKey(of message: DHCPMessage) -> String {
