@@ -1,11 +1,12 @@
 # Turns `tcpdump -l -n -tt -vvv -A` text from the boot server's namespace into one event per line:
 #   <epoch> dhcp-fw|dhcp-ipxe <mac> <vendor-class>
 #   <epoch> dhcp6-fw|dhcp6-ipxe <mac> <vendor-class>   a DHCPv6 Solicit from the client (port 547)
-#   <epoch> dhcp6-adv <client-address> <boot-file-url>   an Advertise that carries a boot file URL
+#   <epoch> dhcp6-adv <client-address> <boot-file-url> <vendor-class>   an Advertise that carries a boot file URL
 #   <epoch> dhcp6-req4011 <client-address> -           a DHCPv6 Request to port 4011 (EDK2's PXE follow-up)
 #   <epoch> dhcp6-rep4011 <client-address> <boot-file-url>   its answer from port 4011
 #   <epoch> tftp <path> <client-address>
-#   <epoch> http <path>
+#   <epoch> http <path> <client-address>              a GET toward the server (IPv4 or IPv6 client)
+#   <epoch> dhcp-reply <client-mac> -                  a DHCPv4 answer from any server (ports 67 -> 68)
 # A DHCP request counts as iPXE when it carries option 175 or user class "iPXE" (what the
 # dnsmasq reference matches with --dhcp-match=IPXEBOOT,175); anything else is the firmware.
 # A DHCPv6 Solicit is the client's when its client-ID holds the MAC (DUID-LL/LLT) or it comes
@@ -20,7 +21,7 @@ function flush() {
   if (v6 != "") {
     if (v6 == "solicit" && (mac == "" || v6mine))
       print ts, (ipxe ? "dhcp6-ipxe" : "dhcp6-fw"), mac, (vendor == "" ? "-" : vendor)
-    else if (v6 == "advertise" && url != "") print ts, "dhcp6-adv", v6dst, url
+    else if (v6 == "advertise" && url != "") print ts, "dhcp6-adv", v6dst, url, (vendor == "" ? "-" : vendor)
     else if (v6 == "req4011") print ts, "dhcp6-req4011", v6src, "-"
     else if (v6 == "rep4011") print ts, "dhcp6-rep4011", v6dst, (url == "" ? "-" : url)
   }
@@ -33,6 +34,7 @@ function portof(hp) { sub(/:$/, "", hp); sub(/^.*\./, "", hp); return hp }
   flush(); ts = $1
   for (i = 1; i <= NF; i++) if ($i == ">") { src = $(i - 1); dst = $(i + 1) }
   v6src = hostof(src); v6dst = hostof(dst)
+  lastsrc = v6src
   sp = portof(src); dp = portof(dst)
   if (dp == 547 && / dhcp6 solicit /) {
     v6 = "solicit"
@@ -45,10 +47,13 @@ function portof(hp) { sub(/:$/, "", hp); sub(/^.*\./, "", hp); return hp }
   next
 }
 /^[0-9]+\.[0-9]+ IP/ { flush(); ts = $1; next }
+# tcpdump -vvv puts an IPv4 packet's addresses on its second line: remember the sender.
+/^ +[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+ > / { lastsrc = hostof($1) }
 / > [0-9.]+\.69: .*RRQ "/ {
   p = $0; sub(/^.*RRQ "/, "", p); sub(/".*$/, "", p)
   c = $0; sub(/ > .*$/, "", c); sub(/^.* /, "", c); print ts, "tftp", p, hostof(c); next
 }
+/BOOTP\/DHCP, Reply/ { print ts, "dhcp-reply", "-", "-"; next }
 /BOOTP\/DHCP, Request from/ {
   req = 1
   for (i = 1; i <= NF; i++) if ($i == "from") { reqmac = $(i + 1); sub(/,$/, "", reqmac) }
@@ -63,6 +68,6 @@ v6 != "" && /(PXEClient|HTTPClient)/ { match($0, /(PXEClient|HTTPClient)(:[A-Za-
 v6 != "" && /iPXE/ { ipxe = 1 }
 v6 != "" && /(tftp|http):\/\/\[/ { match($0, /(tftp|http):\/\/\[[0-9a-fA-F:]+\][^ ]*/); u = substr($0, RSTART, RLENGTH); sub(/\.\..*$/, "", u); url = u }
 /GET \/[^ ]* HTTP\/1\.[01]/ {
-  p = $0; sub(/^.*GET /, "", p); sub(/ HTTP\/1\.[01].*$/, "", p); print ts, "http", p; next
+  p = $0; sub(/^.*GET /, "", p); sub(/ HTTP\/1\.[01].*$/, "", p); print ts, "http", p, (lastsrc == "" ? "-" : lastsrc); next
 }
 END { flush() }
