@@ -2,8 +2,8 @@
 # Boots real firmware (SeaBIOS + iPXE ROM, OVMF PXE over IPv4 and IPv6, OVMF HTTP boot) in QEMU
 # through a boot server, entirely inside network namespaces this script creates and always removes.
 #
-#   scripts/lab.sh [--scenario bios|uefi|uefi-http|uefi-ipv6|all] [--server bootpolicy|dnsmasq]
-#                  [--dhcp site|full] [--policy FILE] [--config FILE] [--record DIR] [--timeout SEC] [--keep]
+#   scripts/lab.sh [--scenario bios|uefi|uefi-http|uefi-ipv6|uefi-ipv6-only|uefi-http-ipv6|all]
+#                  [--server bootpolicy|dnsmasq] [--dhcp site|full] [--policy FILE] [--config FILE] [--record DIR] [--timeout SEC] [--keep]
 #                  [--no-ra] [--ci [--budget SEC]]
 #
 # See docs/lab.md for the topology, what each scenario proves and measured times.
@@ -35,7 +35,11 @@ Options:
   --scenario S   bios (SeaBIOS + QEMU's iPXE NIC ROM), uefi (OVMF's own PXE client, NIC ROM
                  off), uefi-http (OVMF HTTP boot, PXE off), uefi-ipv6 (OVMF PXE over IPv6:
                  DHCPv6 beside a site DHCPv6 server, TFTP over IPv6; bootpolicy --dhcp6),
-                 all (one after another). Default bios.
+                 uefi-ipv6-only (the same firmware on an IPv6-only LAN: no DHCPv4 at all,
+                 bootpolicy the stateful DHCPv6 server, iPXE fetches its script over IPv6),
+                 uefi-http-ipv6 (OVMF HTTP boot over IPv6 on that IPv6-only LAN),
+                 all (one after another). Default bios. The two IPv6-only scenarios
+                 ignore --dhcp and need bootpolicy.
   --server S     bootpolicy (default; binary from $BOOTPOLICY or .build/debug/bootpolicy) or
                  dnsmasq (the reference ProxyDHCP configuration bootpolicy replaces).
   --dhcp M       site (default: a site DHCP server hands out addresses, the boot server is a
@@ -50,12 +54,15 @@ Options:
   --keep         after the (single) scenario, keep VM and servers up until Ctrl-C (max 1 h).
   --no-ra        no IPv6 router advertisement on the lab LAN (iPXE then waits ~13 s for one;
                  uefi-ipv6 keeps its site DHCPv6 server but then fails in the firmware:
-                 without the RA's on-link prefix OVMF never sends the 4011 Request, PXE-E16).
-  --ci           bounded CI form: every scenario that can pass (site and full DHCP),
-                 'N passed, N failed' at the end.
+                 without the RA's on-link prefix OVMF never sends the 4011 Request, PXE-E16;
+                 the IPv6-only scenarios then have no router at all and are not expected to pass).
+  --ci           bounded CI form: every scenario that can pass (site and full DHCP, and
+                 the two IPv6-only ones), 'N passed, N failed' at the end.
   --budget SEC   total time cap for --ci (default 1500).
 Environment: BOOTPOLICY (server binary), LAB_MARKER (marker text, default BOOTPOLICY-LAB-REACHED),
 LAB_SERVE (a command that stands for "bootpolicy serve", e.g. setpriv ... /usr/bin/bootpolicy serve).
+Diagnosis: LAB_KEEP_LOGS=1 keeps the logs of passing runs too, LAB_PCAP_ALL=1 records every
+packet on boot0 (not only DHCP), LAB_HTTP6_IPV4=off adds IPv4Support=no to uefi-http-ipv6.
 EOF
 }
 
@@ -77,7 +84,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-case "$SCENARIO" in bios|uefi|uefi-http|uefi-ipv6|all) ;; *) lab_die "--scenario must be bios, uefi, uefi-http, uefi-ipv6 or all" ;; esac
+case "$SCENARIO" in bios|uefi|uefi-http|uefi-ipv6|uefi-ipv6-only|uefi-http-ipv6|all) ;; *) lab_die "--scenario must be bios, uefi, uefi-http, uefi-ipv6, uefi-ipv6-only, uefi-http-ipv6 or all" ;; esac
 case "$SERVER" in bootpolicy|dnsmasq) ;; *) lab_die "--server must be bootpolicy or dnsmasq" ;; esac
 case "$DHCP_MODE" in site|full) ;; *) lab_die "--dhcp must be site or full" ;; esac
 if [ "$DHCP_MODE" = full ] && [ "$SERVER" = dnsmasq ]; then lab_die "--dhcp full runs bootpolicy as the only DHCP server (the dnsmasq reference is ProxyDHCP)"; fi
@@ -85,7 +92,7 @@ if ! [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || [ "$TIMEOUT" -lt 10 ]; then lab_die "--time
 [[ "$BUDGET" =~ ^[0-9]+$ ]] || lab_die "--budget must be a number of seconds"
 [ "$(id -u)" -eq 0 ] || lab_die "needs root (ip netns, tap devices)"
 if [ "$KEEP" -eq 1 ] && { [ "$SCENARIO" = all ] || [ "$CI_MODE" -eq 1 ]; }; then
-  lab_die "--keep runs one scenario: pick bios, uefi, uefi-http or uefi-ipv6"
+  lab_die "--keep runs one scenario: pick bios, uefi, uefi-http, uefi-ipv6, uefi-ipv6-only or uefi-http-ipv6"
 fi
 [ -z "$POLICY" ] || [ -f "$POLICY" ] || lab_die "--policy: no such file '$POLICY'"
 [ -z "$CONFIG" ] || [ -f "$CONFIG" ] || lab_die "--config: no such file '$CONFIG'"
@@ -142,7 +149,7 @@ cleanup() {
   lab_stop_all
   lab_net_down
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-    if [ "$KEEP_WORK" -eq 1 ] || [ "$rc" -ne 0 ]; then
+    if [ "$KEEP_WORK" -eq 1 ] || [ "$rc" -ne 0 ] || [ -n "${LAB_KEEP_LOGS:-}" ]; then
       rm -rf "$WORK/root"
       lab_log "logs kept in $WORK"
     else
@@ -154,7 +161,13 @@ cleanup() {
 
 # --- per-scenario pieces --------------------------------------------------------------------
 
-mac_of() { case "$1" in bios) echo 52:54:00:77:00:01 ;; uefi) echo 52:54:00:77:00:02 ;; uefi-http) echo 52:54:00:77:00:03 ;; uefi-ipv6) echo 52:54:00:77:00:04 ;; esac; }
+mac_of() { case "$1" in bios) echo 52:54:00:77:00:01 ;; uefi) echo 52:54:00:77:00:02 ;; uefi-http) echo 52:54:00:77:00:03 ;; uefi-ipv6) echo 52:54:00:77:00:04 ;;
+  uefi-ipv6-only) echo 52:54:00:77:00:05 ;; uefi-http-ipv6) echo 52:54:00:77:00:06 ;; esac; }
+
+# The scenarios that run on an IPv6-only LAN: the site namespace is only a router (RA with M
+# and O, its DHCP servers answer nobody), bootpolicy is the only DHCPv6 server (stateful
+# range fd77::100-1ff) and nothing answers DHCPv4, so iPXE can only configure over IPv6.
+v6only() { case "$1" in uefi-ipv6-only|uefi-http-ipv6) return 0 ;; *) return 1 ;; esac; }
 
 # The link-local address a MAC's EUI-64 interface id gives (OVMF and iPXE form theirs so).
 eui64_of() {
@@ -180,14 +193,24 @@ qemu_args() {
       # graphics=off makes SeaBIOS copy the text screen to the serial port (sercon).
       echo "-machine pc,graphics=off -m 256 -boot n"
       echo "-device virtio-net-pci,netdev=n0,mac=$mac,bootindex=1" ;;
-    uefi|uefi-http|uefi-ipv6)
+    uefi|uefi-http|uefi-ipv6|uefi-ipv6-only|uefi-http-ipv6)
       # romfile= : no iPXE ROM, so OVMF's own VirtioNetDxe + PXE/HTTP boot stack does the work.
       # IPv6Support=no drops the PXEv6/HTTPv6 boot entries (each would cost a DHCPv6 timeout).
       # uefi-ipv6 keeps them and drops PXEv4 instead: its first entry is then "UEFI PXEv6".
       echo "-machine q35 -m 512 -bios /usr/share/ovmf/OVMF.fd"
-      if [ "$scenario" = uefi-ipv6 ]; then
+      if [ "$scenario" = uefi-ipv6 ] || [ "$scenario" = uefi-ipv6-only ]; then
         echo "-fw_cfg name=opt/org.tianocore/IPv6Support,string=yes"
         echo "-fw_cfg name=opt/org.tianocore/IPv4PXESupport,string=no"
+      elif [ "$scenario" = uefi-http-ipv6 ]; then
+        # HTTP boot over IPv6: both PXE entries off, so the entries are HTTPv4, then HTTPv6.
+        # HTTPv4 waits out its DHCPv4 retries (~70 s: nothing answers DHCPv4 here) before
+        # HTTPv6 runs. IPv4Support=no would drop HTTPv4, but then OVMF 2022.11's HTTPv6 entry
+        # fails at once ("Unexpected network error", no Solicit sent; measured with bootpolicy
+        # up, RA with M+O or O only): LAB_HTTP6_IPV4=off reproduces that.
+        echo "-fw_cfg name=opt/org.tianocore/IPv6Support,string=yes"
+        echo "-fw_cfg name=opt/org.tianocore/IPv4PXESupport,string=no"
+        echo "-fw_cfg name=opt/org.tianocore/IPv6PXESupport,string=no"
+        if [ "${LAB_HTTP6_IPV4:-on}" = off ]; then echo "-fw_cfg name=opt/org.tianocore/IPv4Support,string=no"; fi
       else
         echo "-fw_cfg name=opt/org.tianocore/IPv6Support,string=no"
       fi
@@ -234,6 +257,19 @@ start_site_dhcp() {
     lab_spawn "$LAB_NS_SITE" "$dir/site-ra.log" dnsmasq --no-daemon --conf-file=/dev/null \
       --pid-file= --port=0 --interface=site0 --bind-interfaces \
       --enable-ra "--dhcp-range=fd77::,ra-only,64" --log-facility=-
+    sleep 0.5
+    kill -0 "$LAB_LAST_PID" 2>/dev/null || { tail -n 20 "$dir/site-ra.log" >&2; lab_die "the RA sender did not start"; }
+    return 0
+  fi
+  if [ "$mode" = v6only ]; then
+    # IPv6-only LAN: the site is only a router. dnsmasq needs a stateful DHCPv6 range to send
+    # an RA with M and O (A off, router lifetime 0); --dhcp-ignore=tag:!known (no --dhcp-host
+    # entries) makes it answer no DHCPv6 client, and it has no DHCPv4 range at all.
+    [ "$RA" -eq 1 ] || return 0
+    lab_spawn "$LAB_NS_SITE" "$dir/site-ra.log" dnsmasq --no-daemon --conf-file=/dev/null \
+      --pid-file= --port=0 --interface=site0 --bind-interfaces \
+      "--dhcp-range=fd77::100,fd77::1ff,64,1h" "--dhcp-ignore=tag:!known" \
+      --enable-ra --ra-param=site0,10,0 --dhcp-leasefile="$dir/site.leases" --log-dhcp --log-facility=-
     sleep 0.5
     kill -0 "$LAB_LAST_PID" 2>/dev/null || { tail -n 20 "$dir/site-ra.log" >&2; lab_die "the RA sender did not start"; }
     return 0
@@ -290,6 +326,12 @@ start_boot_server() {
       args+=(--dhcp6)
       [ "$mode" = full ] && args+=(--dhcp-range fd77::100,fd77::1ff,64,1h)
     fi
+    if [ "$mode" = v6only ]; then
+      # IPv6-only LAN: no DHCPv4 server (--no-dhcp), the link's stateful DHCPv6 server: IA_NA
+      # addresses with the boot URL in the same Advertise/Reply (iPXE has no proxy support).
+      args=(serve --interface boot0 --no-dhcp --no-proxy --dhcp6 --dhcp-range fd77::100,fd77::1ff,64,1h
+            --state "$dir/state.db" --tftp-root "$root" --http-port 8080 --http-root "$root")
+    fi
     if [ -n "$CONFIG" ]; then
       args+=(--config "$CONFIG")
       [ -z "$POLICY" ] || args+=(--policy "$POLICY")
@@ -324,9 +366,11 @@ start_boot_server() {
     # Who serves: root kept, root given up, or started unprivileged (the package tests read it).
     lab_log "bootpolicy $(grep -m 1 -oE '(running as|gave up root) .*' "$SERVER_LOG" || echo '(no identity line)')"
   fi
-  lab_wait_listen "$LAB_NS_BOOT" "udp 67" "$pid" 30 || {
-    tail -n 40 "$SERVER_LOG" >&2; lab_die "$server did not start listening on udp 67"; }
-  if [ "$server" = bootpolicy ] && [ "$scenario" = uefi-ipv6 ]; then
+  if [ "$mode" != v6only ]; then
+    lab_wait_listen "$LAB_NS_BOOT" "udp 67" "$pid" 30 || {
+      tail -n 40 "$SERVER_LOG" >&2; lab_die "$server did not start listening on udp 67"; }
+  fi
+  if [ "$server" = bootpolicy ] && { [ "$scenario" = uefi-ipv6 ] || [ "$mode" = v6only ]; }; then
     lab_wait_listen "$LAB_NS_BOOT" "udp 547" "$pid" 30 || {
       tail -n 40 "$SERVER_LOG" >&2; lab_die "bootpolicy --dhcp6 did not start listening on udp 547"; }
   fi
@@ -341,8 +385,10 @@ start_capture() {
   local text_pid=$LAB_LAST_PID
   # ... and the firmware's DHCP and DHCPv6 exchanges as a pcap, the project's recording of real
   # firmware (4011 is EDK2's PXE follow-up in both families).
-  lab_spawn "$LAB_NS_BOOT" "$dir/pcap.err" tcpdump -Z root -U -n -s 0 -i boot0 -w "$dir/dhcp.pcap" \
-    'udp port 67 or udp port 68 or udp port 4011 or udp port 546 or udp port 547'
+  # LAB_PCAP_ALL=1 (diagnosis) records every packet on boot0 instead (ICMPv6 ND, TCP, TFTP data).
+  local filter='udp port 67 or udp port 68 or udp port 4011 or udp port 546 or udp port 547'
+  [ -n "${LAB_PCAP_ALL:-}" ] && filter=''
+  lab_spawn "$LAB_NS_BOOT" "$dir/pcap.err" tcpdump -Z root -U -n -s 0 -i boot0 -w "$dir/dhcp.pcap" $filter
   PCAP_PID=$LAB_LAST_PID
   for ((i = 0; i < 50; i++)); do
     grep -q 'listening on' "$dir/packets.err" 2>/dev/null && grep -q 'listening on' "$dir/pcap.err" 2>/dev/null && return 0
@@ -370,8 +416,8 @@ stage() {
 # Reads events.awk output and prints the stages reached so far. Times are the packets' own
 # timestamps minus VM start, so the poll interval does not blur them.
 update_stages() {
-  local events=$1 start=$2 t kind a b ipxe_t=""
-  while read -r t kind a b; do
+  local events=$1 start=$2 t kind a b c ipxe_t=""
+  while read -r t kind a b c; do
     t=$(awk -v t="$t" -v s="$start" 'BEGIN { printf "%.1f", t - s }')
     case "$kind" in
       dhcp-fw)   stage dhcp "$t" "DHCP seen: firmware, vendor class $b" ;;
@@ -382,14 +428,18 @@ update_stages() {
         # OVMF's IP stack solicits too (after an RA with M set), without a vendor class.
         if [ "$b" = - ]; then stage dhcp6-stack "$t" "DHCPv6 Solicit seen: firmware's IPv6 stack (no vendor class)"
         else stage dhcp6 "$t" "DHCPv6 Solicit seen: firmware, vendor class $b"; fi ;;
-      dhcp6-ipxe) stage dhcp6-ipxe "$t" "DHCPv6 Solicit seen: iPXE, vendor class $b" ;;
-      dhcp6-adv) stage dhcp6-adv "$t" "DHCPv6 Advertise with a boot file URL to $a: $b" ;;
+      dhcp6-ipxe) stage dhcp6-ipxe "$t" "DHCPv6 Solicit seen: iPXE, vendor class $b"
+                  ipxe_t=$t ;;
+      dhcp6-adv)
+        if [[ "$b" == *.ipxe* ]]; then stage dhcp6-adv-ipxe "$t" "DHCPv6 Advertise with the script URL to $a: $b"
+        else stage dhcp6-adv "$t" "DHCPv6 Advertise with a boot file URL to $a: $b$([ "${c:--}" = - ] || echo " (vendor class $c)")"; fi ;;
+      dhcp-reply) stage dhcp-reply "$t" "DHCPv4 answer seen on the LAN" ;;
       dhcp6-req4011) stage dhcp6-req "$t" "DHCPv6 Request to port 4011 from $a" ;;
       dhcp6-rep4011) stage dhcp6-rep "$t" "DHCPv6 Reply from port 4011 to $a: $b" ;;
       tftp|http)
         stage file "$t" "first file by ${kind^^}: $a${b:+ (client $b)}"
         if [ -n "$ipxe_t" ]; then
-          stage script "$t" "script fetched by ${kind^^}: $a"
+          stage script "$t" "script fetched by ${kind^^}: $a${b:+ (client $b)}"
         fi ;;
     esac
   done <"$events"
@@ -443,6 +493,21 @@ lease_check() {
   echo "  leases: DHCPv6 $(if [ -n "$release" ]; then echo "binding released by the firmware: $(cut -c1-160 <<<"$release")"; else echo "binding: no Release logged"; fi)"
 }
 
+# IPv6-only: iPXE keeps its DHCPv6 binding (it never releases it), so /api/v1/leases lists it
+# under dhcp6, bound.
+v6_lease_check() {
+  local mac=$1 dir=$2 json bound
+  json=$(ip netns exec "$LAB_NS_BOOT" curl -sf --max-time 5 "http://$LAB_BOOT_IP:8080/api/v1/leases?active=true" 2>/dev/null) || {
+    echo "  leases: FAIL: /api/v1/leases did not answer"; return 1; }
+  printf '%s\n' "$json" >"$dir/api-leases.json"
+  bound=$(printf '%s' "$json" | jq -r --arg m "$mac" '[.dhcp6.leases[]? | select(.state == "bound" and (.address | startswith("fd77:")) and .mac == $m)] | map(.address + " bound, client_id " + (.client_id // "?")) | join("; ")' 2>/dev/null || true)
+  if [ -z "$bound" ]; then
+    echo "  leases: FAIL: no DHCPv6 binding for $mac in /api/v1/leases"
+    return 1
+  fi
+  echo "  leases: DHCPv6 bindings of $mac: $bound (bootpolicy, the only DHCPv6 server)"
+}
+
 # uefi-ipv6: the firmware's own boot went over IPv6 through bootpolicy. Its log must show the
 # boot-only Advertise with a tftp://[fd77::2]/ URL, the answer to EDK2's 4011 Request, and a
 # completed TFTP transfer of an .efi file to an fd77:: client address.
@@ -469,9 +534,60 @@ v6_check() {
   [ -z "$V6_FAIL" ]
 }
 
+# IPv6-only scenarios: every step of the chain went over IPv6 through bootpolicy, and nothing
+# answered DHCPv4. bootpolicy's log must show the firmware's Advertise and Reply with an fd77::
+# address and its boot URL (tftp://[fd77::2]/ for PXEv6, http://[fd77::2]:8080/ for HTTPv6, the
+# latter with vendor class HTTPClient in the Advertise on the wire), the boot file fetched from
+# an fd77:: address, iPXE's Advertise and Reply with the script URL http://[fd77::2]:8080/...,
+# and the script's GET on the wire from the address of that Reply; /api/clients must list that
+# address with the script fetch.
+V6ONLY_FAIL=""
+v6only_check() {
+  local scenario=$1 mac=$2 dir=$3 log=$SERVER_LOG events=$3/events.txt fw_url adv rep file ipxe_adv ipxe_rep addr get api
+  V6ONLY_FAIL=""
+  if [ "$scenario" = uefi-http-ipv6 ]; then fw_url="http://\[$LAB_BOOT_IP6\]:8080/[^ ]*\.efi"; else fw_url="tftp://\[$LAB_BOOT_IP6\]/[^ ]*\.efi"; fi
+  adv=$(grep -m 1 -E "DHCPv6\([^)]*\) solicit $mac .*firmware=(uefi|http-boot) -> ADVERTISE fd77:[0-9a-f:]+ url=$fw_url" "$log" || true)
+  rep=$(grep -m 1 -E "DHCPv6\([^)]*\) request $mac .*firmware=(uefi|http-boot) -> REPLY fd77:[0-9a-f:]+ url=$fw_url" "$log" || true)
+  if [ "$scenario" = uefi-http-ipv6 ]; then
+    file=$(grep -m 1 -E '^[0-9.]+ http /[^ ]*\.efi fd77:' "$events" || true)
+    grep -qE '^[0-9.]+ dhcp6-adv [^ ]+ http://[^ ]+ HTTPClient' "$events" \
+      || V6ONLY_FAIL+=" the firmware's Advertise on the wire has no vendor class HTTPClient;"
+  else
+    file=$(grep -E "TFTP transfer" "$log" | grep -E 'client=fd77:' | grep -E '\.efi' | grep -m 1 -E 'outcome=ok' || true)
+  fi
+  ipxe_adv=$(grep -m 1 -E "DHCPv6\([^)]*\) solicit $mac .*firmware=ipxe -> ADVERTISE fd77:[0-9a-f:]+ url=http://\[$LAB_BOOT_IP6\]:8080/[^ ]*\.ipxe" "$log" || true)
+  ipxe_rep=$(grep -m 1 -E "DHCPv6\([^)]*\) request $mac .*firmware=ipxe -> REPLY fd77:[0-9a-f:]+ url=http://\[$LAB_BOOT_IP6\]:8080/[^ ]*\.ipxe" "$log" || true)
+  addr=$(grep -oE -- '-> REPLY fd77:[0-9a-f:]+' <<<"$ipxe_rep" | awk '{print $3}')
+  [ -z "$addr" ] || get=$(grep -m 1 -E "^[0-9.]+ http /[^ ]*\.ipxe[^ ]* $addr\$" "$events" || true)
+  if [ -n "$adv" ]; then echo "  v6: firmware: $(cut -c1-230 <<<"${adv#*] }")"; else V6ONLY_FAIL+=" no firmware ADVERTISE with an fd77:: address and its boot URL;"; fi
+  if [ -n "$rep" ]; then echo "  v6: firmware: $(cut -c1-230 <<<"${rep#*] }")"; else V6ONLY_FAIL+=" no firmware REPLY with an fd77:: address and its boot URL;"; fi
+  if [ -n "$file" ]; then echo "  v6: boot file over IPv6: $(cut -c1-200 <<<"$file")"; else V6ONLY_FAIL+=" the boot file was not fetched from an fd77:: address;"; fi
+  if [ -n "$ipxe_adv" ]; then echo "  v6: iPXE: $(cut -c1-230 <<<"${ipxe_adv#*] }")"; else V6ONLY_FAIL+=" no ADVERTISE with the script URL for iPXE;"; fi
+  if [ -n "$ipxe_rep" ]; then echo "  v6: iPXE: $(cut -c1-230 <<<"${ipxe_rep#*] }")"; else V6ONLY_FAIL+=" no REPLY with the script URL for iPXE;"; fi
+  if [ -n "${get:-}" ]; then echo "  v6: script GET on the wire from $addr: $(awk '{print $3}' <<<"$get" | cut -c1-120)"
+  else V6ONLY_FAIL+=" no GET of the .ipxe script from iPXE's DHCPv6 address ${addr:-?};"; fi
+  # /api/clients: the client record with that address lists the script fetch.
+  if [ -n "$addr" ] && [ -s "$dir/api-clients.json" ]; then
+    api=$(jq -r --arg a "$addr" '[.clients[]? | select(.address == $a) | .events[] | select(.stage == "http") | .summary] | map(select(test("\\.ipxe"))) | .[0] // empty' "$dir/api-clients.json" 2>/dev/null || true)
+    if [ -n "$api" ]; then echo "  v6: /api/clients: client address $addr: $api"; else V6ONLY_FAIL+=" /api/clients has no client at $addr with the script fetch;"; fi
+  fi
+  # Nothing answered DHCPv4 on this LAN (the site has no DHCPv4 range, bootpolicy runs --no-dhcp).
+  if grep -q ' dhcp-reply ' "$events"; then V6ONLY_FAIL+=" a DHCPv4 answer was seen on the IPv6-only LAN;"
+  else echo "  v6: no DHCPv4 answer on the LAN ($(grep -c -E ' dhcp-(fw|ipxe) ' "$events") DHCPv4 requests from the VM went unanswered)"; fi
+  [ -z "$V6ONLY_FAIL" ]
+}
+
 # Runs one scenario against one server; returns 0 when it met its expectation.
 run_scenario() {
   local scenario=$1 server=$2 mode=${3:-site}
+  if v6only "$scenario"; then
+    if [ "$server" = dnsmasq ]; then
+      # The reference's ProxyDHCP is DHCPv4 only: on an IPv6-only LAN it has nothing to show.
+      echo "SKIP $scenario/dnsmasq: an IPv6-only LAN needs a DHCPv6 server (bootpolicy only)"
+      return 0
+    fi
+    mode=v6only
+  fi
   local name=$server
   [ "$mode" = full ] && name="$server-full"
   local dir="$WORK/$scenario-$name" mac expect eui
@@ -500,7 +616,8 @@ run_scenario() {
 
   local end_entry='failed to load Boot[0-9A-F]+ "UEFI (PXE|HTTP)v4'
   [ "$scenario" = bios ] && end_entry='No more network devices'
-  [ "$scenario" = uefi-ipv6 ] && end_entry='failed to load Boot[0-9A-F]+ "UEFI PXEv6'
+  if [ "$scenario" = uefi-ipv6 ] || [ "$scenario" = uefi-ipv6-only ]; then end_entry='failed to load Boot[0-9A-F]+ "UEFI PXEv6'; fi
+  [ "$scenario" = uefi-http-ipv6 ] && end_entry='failed to load Boot[0-9A-F]+ "UEFI HTTPv6'
   local deadline=$((SECONDS + TIMEOUT)) scenario_t0=$SECONDS result="" why="" now serial
   while [ "$SECONDS" -lt "$deadline" ]; do
     sleep 1
@@ -534,6 +651,12 @@ run_scenario() {
     if [ "$mode" = full ]; then lease_check "$mac" "$dir" "$scenario" || api_ok=1; fi
   fi
   if [ "$server" = bootpolicy ] && [ "$scenario" = uefi-ipv6 ]; then v6_check "$mac" "$mode" || v6_ok=1; fi
+  if [ "$mode" = v6only ]; then
+    if [ "$result" = reached ]; then
+      v6only_check "$scenario" "$mac" "$dir" || { v6_ok=1; V6_FAIL=$V6ONLY_FAIL; }
+      v6_lease_check "$mac" "$dir" || api_ok=1
+    fi
+  fi
   if [ "$KEEP" -eq 1 ]; then keep_up "$scenario" "$mac" "$dir"; fi
 
   # Stop this scenario's processes (QEMU first) so the pcap is complete before it is copied.
@@ -546,7 +669,7 @@ run_scenario() {
   case "$expect:$result" in
     reach:reached)
       if [ "$v6_ok" -ne 0 ]; then
-        why="marker reached but the firmware's boot did not go over IPv6 through bootpolicy:$V6_FAIL"
+        why="marker reached but the boot did not go over IPv6 through bootpolicy:$V6_FAIL"
       elif [ "$api_ok" -ne 0 ]; then
         why="marker reached but the server's API does not show the script fetch (or, full DHCP, the lease)"
       elif [ "$server" = bootpolicy ] && { [ -z "$POLICY" ] || [[ "$POLICY" == *arch-aware.lua ]]; } \
@@ -627,18 +750,20 @@ echo "lab: QEMU $(qemu-system-x86_64 --version | head -n 1 | awk '{print $4}'), 
 if [ "$CI_MODE" -eq 1 ]; then
   passed=0 failed=0 skipped=0
   # uefi-ipv6 fits: OVMF reaches the marker over IPv6 in ~16 s (site) / ~24 s (full) under TCG,
-  # and the reference's PXEv6 entry fails in ~12 s.
+  # and the reference's PXEv6 entry fails in ~12 s. The IPv6-only ones: ~51 s (PXEv6) and
+  # ~116 s (HTTPv6, most of it OVMF's HTTPv4 entry timing out first), bootpolicy only.
   runs=("bios dnsmasq" "uefi dnsmasq" "uefi-http dnsmasq" "uefi-ipv6 dnsmasq")
   if find_bootpolicy; then
     runs+=("bios bootpolicy" "uefi bootpolicy" "uefi-http bootpolicy" "uefi-ipv6 bootpolicy")
     runs+=("bios bootpolicy full" "uefi bootpolicy full" "uefi-http bootpolicy full" "uefi-ipv6 bootpolicy full")
+    runs+=("uefi-ipv6-only bootpolicy" "uefi-http-ipv6 bootpolicy")
   elif [ -n "${BOOTPOLICY:-}" ]; then
     # A binary was named (scripts/test.sh does): one that does not work is a failure, not a skip.
     echo "FAIL */bootpolicy: $BOOTPOLICY_WHY"
-    failed=$((failed + 8))
+    failed=$((failed + 10))
   else
     echo "SKIP */bootpolicy: $BOOTPOLICY_WHY"
-    skipped=$((skipped + 8))
+    skipped=$((skipped + 10))
   fi
   ci_end=$((SECONDS + BUDGET))
   for r in "${runs[@]}"; do
@@ -658,7 +783,7 @@ fi
 if [ "$SERVER" = bootpolicy ]; then
   find_bootpolicy || lab_die "bootpolicy: $BOOTPOLICY_WHY (set BOOTPOLICY=/path/to/bootpolicy, or use --server dnsmasq)"
 fi
-if [ "$SCENARIO" = all ]; then scenarios=(bios uefi uefi-http uefi-ipv6); else scenarios=("$SCENARIO"); fi
+if [ "$SCENARIO" = all ]; then scenarios=(bios uefi uefi-http uefi-ipv6 uefi-ipv6-only uefi-http-ipv6); else scenarios=("$SCENARIO"); fi
 status=0
 for sc in "${scenarios[@]}"; do
   run_scenario "$sc" "$SERVER" "$DHCP_MODE" || status=1
