@@ -123,6 +123,37 @@ def wait_ready(p, netboot, timeout=30):
     return wait_answering(p, lambda: perfdhcp(20, 1, clients=20, netboot=netboot, timers=False)["received"] > 0, timeout)
 
 
+def others_busy():
+    """Names of CPU-heavy neighbours on this shared machine (another helper's QEMU), from
+    /proc: read only, recorded with each run so a noisy one can be told from a quiet one."""
+    busy = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv0 = f.read().split(b"\0", 1)[0].decode(errors="replace")
+            except OSError:
+                continue
+            if os.path.basename(argv0).startswith("qemu-system"):
+                busy.append(os.path.basename(argv0))
+    return busy
+
+
+def wait_quiet(limit):
+    """Up to `limit` seconds for no such neighbour; True when quiet."""
+    deadline = time.time() + limit
+    while others_busy():
+        if time.time() >= deadline:
+            return False
+        time.sleep(5)
+    return True
+
+
+def quiet(limit):
+    if limit and not wait_quiet(limit):
+        print(f"still not quiet after {limit} s; measuring anyway (the run says so)", file=sys.stderr, flush=True)
+
+
 def versions():
     def first(*cmd):
         try:
@@ -146,6 +177,9 @@ def main():
     ap.add_argument("--kinds", default="netboot,plain")
     ap.add_argument("--blaster-rates", default="30000,50000,70000,90000")
     ap.add_argument("--blaster-seconds", type=int, default=3)
+    ap.add_argument("--quiet-wait", type=int, default=0,
+                    help="before each measured run, wait up to this many seconds for no QEMU on the machine "
+                         "(each run records the neighbours it saw, at its start or end)")
     ap.add_argument("--commit", help="the commit the binary was built from (default: HEAD)")
     ap.add_argument("--out")
     ap.add_argument("--logdir", default="/tmp/bp-bench-logs")
@@ -177,27 +211,33 @@ def main():
                         if solicit == "plain" and kind == "bootpolicy-boot":
                             continue  # boot-only answers netboot Solicits only
                         for rate in rates:
-                            cpu0 = cpu_seconds(p.pid)
+                            quiet(args.quiet_wait)
+                            cpu0, nb0 = cpu_seconds(p.pid), others_busy()
                             r = perfdhcp(rate, args.seconds, args.clients, netboot=solicit == "netboot")
                             cpu = cpu_seconds(p.pid) - cpu0
-                            r.update(server=kind, solicit=solicit, repeat=rep, test="perfdhcp",
+                            r.update(server=kind, solicit=solicit, repeat=rep, test="perfdhcp", neighbours=sorted(set(nb0 + others_busy())),
+                                     load1=float(open("/proc/loadavg").read().split()[0]),
                                      cpu_us_per_answer=(cpu * 1e6 / r["received"]) if r["received"] else None,
                                      peak_rss_kb=status_kb(p.pid, "VmHWM"))
                             runs.append(r)
                             print(f"{kind:15} {solicit:7} rep={rep} offered={rate:6} answers/s={r['answers_per_s']:8.0f} "
                                   f"loss={r['loss'] * 100:5.1f}% p50={r['p50_us'] or 0:7.0f}us p99={r['p99_us'] or 0:8.0f}us "
-                                  f"cpu/answer={r['cpu_us_per_answer'] or 0:6.1f}us rss={r['peak_rss_kb'] / 1024:.0f}MB",
+                                  f"cpu/answer={r['cpu_us_per_answer'] or 0:6.1f}us rss={r['peak_rss_kb'] / 1024:.0f}MB"
+                                  f"{' NOISY' if r['neighbours'] else ''}",
                                   file=sys.stderr, flush=True)
                     for rate in blaster_rates:
-                        cpu0 = cpu_seconds(p.pid)
+                        quiet(args.quiet_wait)
+                        cpu0, nb0 = cpu_seconds(p.pid), others_busy()
                         r = blast(blaster, rate, args.blaster_seconds, args.clients)
                         cpu = cpu_seconds(p.pid) - cpu0
-                        r.update(server=kind, solicit="netboot", repeat=rep, test="blaster",
+                        r.update(server=kind, solicit="netboot", repeat=rep, test="blaster", neighbours=sorted(set(nb0 + others_busy())),
+                                 load1=float(open("/proc/loadavg").read().split()[0]),
                                  cpu_us_per_answer=(cpu * 1e6 / r["received"]) if r["received"] else None,
                                  peak_rss_kb=status_kb(p.pid, "VmHWM"))
                         runs.append(r)
                         print(f"{kind:15} blaster rep={rep} offered={rate:6} answers/s={r['answers_per_s']:8.0f} "
-                              f"loss={r['loss'] * 100:5.1f}% cpu/answer={r['cpu_us_per_answer'] or 0:6.1f}us",
+                              f"loss={r['loss'] * 100:5.1f}% cpu/answer={r['cpu_us_per_answer'] or 0:6.1f}us"
+                              f"{' NOISY' if r['neighbours'] else ''}",
                               file=sys.stderr, flush=True)
                     lab.stop(p)
                 finally:
