@@ -545,6 +545,9 @@ V6ONLY_FAIL=""
 v6only_check() {
   local scenario=$1 mac=$2 dir=$3 log=$SERVER_LOG events=$3/events.txt fw_url adv rep file ipxe_adv ipxe_rep addr get api
   V6ONLY_FAIL=""
+  # The marker can be on the console before the poll loop has read the script's GET: read the
+  # packets again now (tcpdump writes them line-buffered).
+  awk -v mac="$mac" -v eui="$(eui64_of "$mac")" -f "$LAB_DIR/events.awk" "$dir/packets.txt" >"$events" 2>/dev/null || true
   if [ "$scenario" = uefi-http-ipv6 ]; then fw_url="http://\[$LAB_BOOT_IP6\]:8080/[^ ]*\.efi"; else fw_url="tftp://\[$LAB_BOOT_IP6\]/[^ ]*\.efi"; fi
   adv=$(grep -m 1 -E "DHCPv6\([^)]*\) solicit $mac .*firmware=(uefi|http-boot) -> ADVERTISE fd77:[0-9a-f:]+ url=$fw_url" "$log" || true)
   rep=$(grep -m 1 -E "DHCPv6\([^)]*\) request $mac .*firmware=(uefi|http-boot) -> REPLY fd77:[0-9a-f:]+ url=$fw_url" "$log" || true)
