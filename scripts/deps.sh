@@ -7,7 +7,7 @@ want=(liblua5.4-dev lua5.4 libsqlite3-dev pkg-config iproute2 curl)
 case "${1:-test}" in
   test)  want+=(dnsmasq-base grub-common atftp tftp-hpa tftpd-hpa chromium fonts-dejavu-core postgresql postgresql-client udhcpc isc-dhcp-client) ;;
   demo)  want+=(dnsmasq-base qemu-system-x86 ipxe ovmf) ;;
-  bench) want+=(dnsmasq-base atftp tftp-hpa tftpd-hpa kea-admin kea-dhcp4-server gcc wrk nginx postgresql postgresql-client) ;;
+  bench) want+=(dnsmasq-base atftp tftp-hpa tftpd-hpa kea-admin kea-dhcp4-server kea-dhcp6-server gcc wrk nginx postgresql postgresql-client) ;;
   *) echo "deps.sh: unknown set '$1' (test, demo, bench)" >&2; exit 2 ;;
 esac
 [ -n "${BOOTPOLICY_EXTRA_DEPS:-}" ] && want+=($BOOTPOLICY_EXTRA_DEPS)
