@@ -204,7 +204,9 @@ def dhcp6_section(data, w, targets):
       f"{v.get('kea-dhcp6', '?')} (Debian {v.get('kea-dhcp6-server', '?')}), memfile with `persist: true`, multi-threading "
       "on (2 threads, queue 64), subnet fd78::/64 with the same pool, option 59 `bootfile-url` always sent. No server writes "
       "anything for a Solicit/Advertise."
-      + (f" The machine is shared: {sum(1 for r in data['runs'] if r.get('neighbours'))} of {len(data['runs'])} runs saw "
+      + (f" The machine is shared: {sum(1 for r in data['runs'] if r.get('neighbours'))} of {len(data['runs'])} runs ("
+         + ", ".join(f"{names[k]} {sum(1 for r in data['runs'] if r['server'] == k and r.get('neighbours'))} of "
+                     f"{sum(1 for r in data['runs'] if r['server'] == k)}" for k in servers) + ") saw "
          "another helper's QEMU (`qemu-system-x86_64 -accel tcg`, a whole core) at their start or end, and count only in "
          "cells without a quiet run." if any("neighbours" in r for r in data["runs"]) else ""))
     w("")
