@@ -70,7 +70,11 @@ public final class BootPipeline: TracingBootDecider, @unchecked Sendable {
             let r = run(enriched(request), traced: false)
             return (r.decision, r.commit)
         }
-        if !request.mac.isEmpty {
+        if request.family == .ipv6 {
+            // The directory learns DHCPv4 facts: those of this DHCPv6 message, restated. The
+            // observers (the journal) keep the DHCPv6 bytes themselves.
+            if !request.mac.isEmpty { Self.datagram(forIPv6: request).withUnsafeBytes { directory.learn(mac: request.mac, datagram: $0) } }
+        } else if !request.mac.isEmpty {
             datagram.withUnsafeReadableBytes { directory.learn(mac: request.mac, datagram: $0) }
         }
         let r = run((request, observers.isEmpty ? nil : Array(datagram.readableBytesView)), traced: false)
@@ -240,10 +244,28 @@ public struct ObservedRequest: Sendable {
     /// The request as the chain saw it (nil: a datagram that no longer decodes).
     public var rebuilt: BootRequest? {
         if let request { return request }
-        guard let datagram, let message = try? DHCPMessage(bytes: datagram) else { return nil }
+        guard let datagram else { return nil }
+        if let v6 = Self.dhcpv6(datagram) {
+            var r = BootRequest(dhcpv6: v6, source: source.flatMap(IPv6Address.init), interface: interface, serverPort: serverPort)
+            r.serverAddress = serverAddress
+            return r
+        }
+        guard let message = try? DHCPMessage(bytes: datagram) else { return nil }
         var r = BootRequest(dhcp: message, serverPort: serverPort, interface: interface, source: source)
         r.serverAddress = serverAddress
         return r
+    }
+}
+
+extension ObservedRequest {
+    /// A DHCPv6 message (or Relay-forward chain), told from a DHCPv4 one by its first byte and
+    /// length: a DHCPv4 message is at least 240 bytes and starts with op 1 or 2, which are
+    /// Solicit and Advertise in DHCPv6, so only a short one or another type is DHCPv6 at once;
+    /// otherwise the DHCPv4 magic cookie at 236 decides.
+    static func dhcpv6(_ bytes: [UInt8]) -> DHCPv6Packet? {
+        guard let first = bytes.first else { return nil }
+        if bytes.count >= 240, first == 1 || first == 2, bytes[236..<240].elementsEqual([99, 130, 83, 99]) { return nil }
+        return try? DHCPv6Packet(bytes: bytes)
     }
 }
 

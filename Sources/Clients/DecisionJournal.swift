@@ -60,7 +60,9 @@ public struct JournalRecord: Sendable, Equatable {
     /// The entry it stands for, with the store's `id`.
     public func entry(id: Int64?) -> JournalEntry {
         var fixture: Fixture
-        if kind == .dhcp, let message = try? DHCPMessage(bytes: request) {
+        if kind == .dhcp, ObservedRequest.dhcpv6(request) != nil {
+            fixture = Fixture(name: "journal", origin: nil, dhcpv6: request, serverPort: serverPort ?? 547, source: source, interface: interface)
+        } else if kind == .dhcp, let message = try? DHCPMessage(bytes: request) {
             fixture = Fixture(name: "journal", origin: nil, message: message, serverPort: serverPort, source: source, interface: interface)
             fixture.decoded = nil
         } else {

@@ -87,6 +87,14 @@ import Glibc
         #expect(metrics.contains(#"bootpolicy_dhcp6_dropped_total{reason="not_netboot"} 2"#), "\(metrics.split(separator: "\n").filter { $0.contains("dhcp6") })")
         #expect(metrics.contains(#"bootpolicy_dhcp6_replies_total{type="advertise"} 2"#))
         #expect(server.text.contains("DHCPv6(-) solicit 52:54:00:79:00:02 arch=efi-x64 firmware=uefi -> ADVERTISE"), "\(server.text)")
+        // The decision journal keeps the DHCPv6 message itself, under the client's MAC.
+        var journal = ""
+        for _ in 0..<50 {
+            journal = try runTool("/usr/bin/curl", ["-s", "-m", "10", "http://127.0.0.1:\(http)/api/v1/clients/52:54:00:79:00:02/decisions"]).output
+            if journal.contains("solicit efi-x64 uefi") { break }
+            Thread.sleep(forTimeInterval: 0.1)  // the journal writes off the answer's path
+        }
+        #expect(journal.contains("\"summary\":\"solicit efi-x64 uefi\"") && journal.contains("\"family\":\"ipv6\""), "\(journal)")
     }
 
     @Test func aDHCPv6ListenerNeedsAnAddress() throws {

@@ -192,6 +192,22 @@ enum V6 {
         #expect(try answer(r, DHCPv6Packet(message: confirm), nil).get().packet.message.options.status?.code == DHCPv6Status.notOnLink.rawValue)
     }
 
+    /// A Solicit flood from made-up DUIDs: offers past their hold are dropped, the table stays
+    /// bounded, and a real client is offered an address again once the hold is over.
+    @Test func offersFromAFloodAreBoundedAndExpire() throws {
+        let range = try DHCPv6Range(start: IPv6Address("fd77::1:0")!, end: IPv6Address("fd77::f:ffff")!, leaseTime: 600)
+        let pool = DHCPv6LeasePool(ranges: [range], offerHold: 60)
+        let t0 = Date(timeIntervalSince1970: 1_900_000_000)
+        for n in 0..<(DHCPv6LeasePool.maximumOffers + 10) {
+            _ = pool.offer(client: "flood-\(n)", in: range, now: t0.addingTimeInterval(Double(n) / 10_000))
+        }
+        #expect(pool.offerCount == DHCPv6LeasePool.maximumOffers)
+        #expect(pool.offer(client: "real", in: range, now: t0.addingTimeInterval(7)) == .failure(.exhausted))
+        // Past the hold: the flood's offers go, the real client is served, the table shrinks.
+        #expect((try? pool.offer(client: "real", in: range, now: t0.addingTimeInterval(120)).get()) != nil)
+        #expect(pool.offerCount == 1, "\(pool.offerCount)")
+    }
+
     @Test func aRelayedSolicitIsAnsweredThroughItsRelays() throws {
         let inner = try V6.packet("ovmf-pxe6").message
         let relay = DHCPv6RelayMessage(type: .relayForward, hopCount: 0, linkAddress: IPv6Address("fd77::1")!,

@@ -187,16 +187,37 @@ public final class DHCPv6LeasePool: @unchecked Sendable {
                     }
                 }
             }
-            guard let address = chosen else {
+            if offers[client] == nil, offers.count >= Self.maximumOffers { pruneOffers(now: now) }
+            guard let address = chosen, offers[client] != nil || offers.count < Self.maximumOffers else {
                 exhaustedCounter.increment()
                 return .failure(.exhausted)
             }
-            if let old = offers[client] { offered[old.address] = nil }
+            if let old = offers[client], offered[old.address] == client { offered[old.address] = nil }
             offers[client] = (address, now.addingTimeInterval(offerHold))
             offered[address] = client
             return .success(address)
         }
     }
+
+    /// Advertised addresses set aside at once, at most: a flood of Solicits from made-up DUIDs
+    /// costs memory up to here (about 300 bytes each), then expired offers are dropped and,
+    /// while every one is still held, new clients wait (counted as exhausted).
+    public static let maximumOffers = 65_536
+    private var prunedAt = Date.distantPast
+
+    /// Drops offers past their hold (at most once a second: a full table of live offers is
+    /// not scanned again for every Solicit).
+    private func pruneOffers(now: Date) {
+        guard now.timeIntervalSince(prunedAt) >= 1 else { return }
+        prunedAt = now
+        for (client, o) in offers where o.until <= now {
+            offers[client] = nil
+            if offered[o.address] == client { offered[o.address] = nil }
+        }
+    }
+
+    /// Advertised addresses set aside now (tests, metrics).
+    public var offerCount: Int { lock.withLock { offers.count } }
 
     /// Binds `address` to `client` until now + the range's lease; the journal mark to wait for.
     public func bind(client: String, mac: String, address: IPv6Address, in range: DHCPv6Range, now: Date = Date()) -> Result<(Lease6, UInt64), Failure> {
@@ -208,7 +229,7 @@ public final class DHCPv6LeasePool: @unchecked Sendable {
             let expires = range.leaseTime == UInt32.max ? Date.distantFuture : now.addingTimeInterval(TimeInterval(range.leaseTime))
             let lease = Lease6(address: address, client: client, mac: mac, expires: expires)
             put(lease)
-            if let o = offers.removeValue(forKey: client) { offered[o.address] = nil }
+            if let o = offers.removeValue(forKey: client), offered[o.address] == client { offered[o.address] = nil }
             leasesGauge.record(byAddress.count)
             return lease
         }

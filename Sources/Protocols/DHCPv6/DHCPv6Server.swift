@@ -331,7 +331,8 @@ public final class DHCPv6Server: Service, @unchecked Sendable {
                 if s.netboot, s.packet.message.type != .release, s.packet.message.type != .decline, s.packet.message.type != .confirm {
                     var r = request
                     r.serverAddress = arrival.serverAddress?.description
-                    decision = decider.decide(r)
+                    // With the datagram: the decision journal keeps the DHCPv6 message itself.
+                    decision = decider.decide(r, datagram: ByteBuffer(bytes: bytes))
                 }
                 outcome = responder.answer(s, arrival: arrival, decision: decision)
             }
