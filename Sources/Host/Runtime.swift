@@ -152,7 +152,7 @@ struct Runtime {
             let on = interfaces.isEmpty ? "[\(configuration.dhcp6.listen ?? "::")]" : interfaces.map(\.name).joined(separator: ", ")
             let ranged = !configuration.dhcp6.ranges.isEmpty
             let server6 = try ServerFactory.dhcp6(configuration: configuration, interfaces: interfaces, decider: decider,
-                                                    timeline: timeline, group: group, directory: directory, logger: logger,
+                                                    timeline: timeline, directory: directory, logger: logger,
                                                     onServerRunning: gate.slot("dhcpv6") { addresses in
                                                         var ports: [Int] = []
                                                         for a in addresses where !ports.contains(a.port) { ports.append(a.port) }

@@ -226,7 +226,7 @@ extension ServerFactory {
     }
 
     static func dhcp6(configuration: Configuration, interfaces: [BoundInterface], decider: BootDecider, timeline: ClientTimeline,
-                      group: EventLoopGroup, directory: ClientDirectory, logger: Logger,
+                      directory: ClientDirectory, logger: Logger,
                       onServerRunning: OnServerRunning? = nil) throws -> DHCPv6Server {
         let ranges: [DHCPv6Range]
         do { ranges = try dhcp6Ranges(configuration.dhcp6) } catch { throw ExitMessage("bootpolicy serve: \(error)") }
@@ -258,6 +258,6 @@ extension ServerFactory {
         return DHCPv6Server(
             configuration: .init(interfaces: interfaces.map { .init(name: $0.name, address: $0.address6.flatMap(IPv6Address.init)) },
                                  bindAddress: listen ?? "::", ports: configuration.dhcp6.ports, responder: responder),
-            decider: decider, events: timeline, logger: logger, group: group, onServerRunning: onServerRunning)
+            decider: decider, events: timeline, logger: logger, onServerRunning: onServerRunning)
     }
 }

@@ -271,13 +271,12 @@ enum V6 {
     }
 
     @Test func answersOverRealSocketsAndCountsEverything() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let responder = DHCPv6Responder(serverDUID: V6.serverDUID, pool: DHCPv6LeasePool(ranges: [try DHCPv6Range(
             start: IPv6Address("fd77::100")!, end: IPv6Address("fd77::1ff")!)]))
         let events = EventLog()
         let server = DHCPv6Server(configuration: .init(bindAddress: "::1", ports: [0, 0], responder: responder),
                                   decider: FixedDecider(decision: BootDecision(filename: "ipxe.efi", policy: "fixed")),
-                                  events: events, logger: Self.quiet, group: group)
+                                  events: events, logger: Self.quiet)
         try await server.start()
         let ports = server.listening.map(\.port)
         #expect(ports.count == 2 && !ports.contains(0))
@@ -300,17 +299,15 @@ enum V6 {
         #expect(stats.received == 4 && stats.answered == 2 && stats.malformed == 1 && stats.silenced[.notNetboot] == 1, "\(stats)")
         #expect(stats.accountedFor == stats.received)
         #expect(events.events.count == 2 && events.events.first?.mac == "52:54:00:79:00:02")
-        try await group.shutdownGracefully()
     }
 
     /// Hostile input: relays nested past HOP_COUNT_LIMIT, truncated headers, options longer
     /// than the packet, and 10,000 mutations of the recorded Solicits. Every datagram is counted
     /// exactly once, none crashes the server, and it still answers a real Solicit afterwards.
     @Test func malformedAndMutatedPacketsAreDroppedAndCounted() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server = DHCPv6Server(configuration: .init(bindAddress: "::1", ports: [0], responder: DHCPv6Responder(
                                       serverDUID: V6.serverDUID, pool: DHCPv6LeasePool(ranges: [try V6.range()]))),
-                                  decider: FixedDecider(decision: BootDecision(filename: "ipxe.efi")), logger: Self.quiet, group: group)
+                                  decider: FixedDecider(decision: BootDecision(filename: "ipxe.efi")), logger: Self.quiet)
         try await server.start()
         let port = try #require(server.listening.first?.port)
         let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
@@ -368,18 +365,16 @@ enum V6 {
         #expect(try Self.exchange(solicit, port: port).flatMap { try DHCPv6Packet(bytes: $0).message.type } == .advertise)
         print("dhcpv6 hostile input: \(hostile.count) sent, \(stats.malformed) malformed, \(stats.answered) answered, silenced \(stats.silenced.map { "\($0.key.rawValue)=\($0.value)" }.sorted().joined(separator: " "))")
         await server.shutdown()
-        try await group.shutdownGracefully()
     }
 
     @Test func aPortInUseIsABindErrorNamingIt() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let responder = DHCPv6Responder(serverDUID: V6.serverDUID)
         let first = DHCPv6Server(configuration: .init(bindAddress: "::1", ports: [0], responder: responder),
-                                 decider: FixedDecider(decision: nil), logger: Self.quiet, group: group)
+                                 decider: FixedDecider(decision: nil), logger: Self.quiet)
         try await first.start()
         let port = try #require(first.listening.first?.port)
         let second = DHCPv6Server(configuration: .init(bindAddress: "::1", ports: [port], responder: responder),
-                                  decider: FixedDecider(decision: nil), logger: Self.quiet, group: group)
+                                  decider: FixedDecider(decision: nil), logger: Self.quiet)
         // SO_REUSEADDR lets two UDP sockets share a port on Linux only if both set it; the
         // first (port 0) did not.
         do {
@@ -390,6 +385,5 @@ enum V6 {
             #expect(error.description.contains("\(port)") && error.errno == EADDRINUSE, "\(error)")
         }
         await first.shutdown()
-        try await group.shutdownGracefully()
     }
 }

@@ -83,9 +83,6 @@ public struct DHCPv6Responder: Sendable {
         case replyTooLarge = "reply_too_large"
         /// The binding could not be made durable in time (the client retries).
         case stateNotDurable = "state_not_durable"
-        /// More requests waiting for a decision than `DHCPv6Server.maximumPending`: a flood
-        /// is shed at the door instead of queueing without bound (clients retry).
-        case overloaded
     }
 
     /// What `screen` found: the request, and whether the policy should be asked.
@@ -177,7 +174,7 @@ public struct DHCPv6Responder: Sendable {
     public static func bootFileURL(_ decision: BootDecision, serverAddress: IPv6Address?) -> Result<String, Silence>? {
         guard let name = decision.filename, !name.isEmpty else { return nil }
         if name.contains("://") { return .success(name) }
-        let host = decision.nextServer.flatMap { IPv6Address($0.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))) }
+        let host = decision.nextServer.flatMap { IPv6Address($0.hasPrefix("[") ? String($0.dropFirst().prefix { $0 != "]" }) : $0) }
             .flatMap { $0.isLinkLocal || $0.isAny ? nil : $0 } ?? serverAddress
         guard let host else { return .failure(.noServerAddress) }
         return .success("tftp://\(host.bracketed)/" + (name.hasPrefix("/") ? String(name.dropFirst()) : name))
@@ -185,7 +182,9 @@ public struct DHCPv6Responder: Sendable {
 
     /// Builds the answer. `decision` is the policy's for a netboot client (nil when it was not
     /// asked or none decided). In stateful mode this takes and binds addresses.
-    public func answer(_ s: Screened, arrival: Arrival, decision: BootDecision?, now: Date = Date()) -> Outcome {
+    /// `mac`: the client's, as `BootRequest(dhcpv6:)` found it, for the lease record (found
+    /// again when not given).
+    public func answer(_ s: Screened, arrival: Arrival, decision: BootDecision?, mac known: String? = nil, now: Date = Date()) -> Outcome {
         let m = s.packet.message
         if decision?.ignore == true { return Outcome(result: .failure(.ignoredByPolicy)) }
 
@@ -225,7 +224,7 @@ public struct DHCPv6Responder: Sendable {
 
         guard let pool else { return Outcome(result: .failure(.notServed)) }
         let duid = m.options[code: DHCPv6OptionCode.clientID] ?? []
-        let mac = BootRequestMAC.of(s.packet, source: arrival.source)
+        let mac = known ?? BootRequest(dhcpv6: s.packet, source: arrival.source, interface: nil, serverPort: nil).mac
         var o = header(m)
         var mark: UInt64 = 0
         var given: IPv6Address?
@@ -332,12 +331,5 @@ public struct DHCPv6Responder: Sendable {
         guard packet.bytes.count <= Self.maximumReply else { return .failure(.replyTooLarge) }
         return .success(Reply(packet: packet, destination: arrival.source, destinationPort: arrival.sourcePort,
                               bootFileURL: url, address: address))
-    }
-}
-
-/// The MAC of a DHCPv6 client as `BootRequest(dhcpv6:)` finds it, for lease records.
-enum BootRequestMAC {
-    static func of(_ packet: DHCPv6Packet, source: IPv6Address) -> String {
-        BootRequest(dhcpv6: packet, source: source, interface: nil, serverPort: nil).mac
     }
 }
