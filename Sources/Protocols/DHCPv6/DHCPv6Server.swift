@@ -3,7 +3,6 @@ import Foundation
 import Logging
 import Metrics
 import NIOCore
-import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
