@@ -261,13 +261,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         if port != 0 { try option(SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR") }
         try option(SOL_SOCKET, SO_BROADCAST, "SO_BROADCAST")
         try option(Int32(IPPROTO_IP), ReceiveThread.ipPacketInfo, "IP_PKTINFO")
-        // A rack powering on sends its DISCOVERs at once; the default ~208 KB receive buffer
-        // overflows and the kernel drops them before we read (UdpRcvbufErrors). Ask for 4 MiB,
-        // past rmem_max when we may (root), else as much as rmem_max allows. Best effort.
-        var rcvbuf: CInt = Self.receiveBufferBytes
-        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, socklen_t(MemoryLayout<CInt>.size)) != 0 {
-            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, socklen_t(MemoryLayout<CInt>.size))
-        }
+        enlargeReceiveBuffer(fd)
         if let interface {
             let ok = interface.withCString { name in
                 setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, socklen_t(strlen(name) + 1)) == 0
@@ -295,6 +289,17 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             throw failure(nil, e)
         }
         return fd
+    }
+
+    /// A rack powering on sends its requests at once; the default ~208 KB receive buffer
+    /// overflows and the kernel drops them before we read (UdpRcvbufErrors). Asks for 4 MiB,
+    /// past rmem_max when we may (root), else as much as rmem_max allows. Best effort. Shared
+    /// with the DHCPv6 server.
+    static func enlargeReceiveBuffer(_ fd: CInt) {
+        var rcvbuf: CInt = receiveBufferBytes
+        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, socklen_t(MemoryLayout<CInt>.size)) != 0 {
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, socklen_t(MemoryLayout<CInt>.size))
+        }
     }
 
     /// The port `fd` is bound to (getsockname), nil if it cannot be read.

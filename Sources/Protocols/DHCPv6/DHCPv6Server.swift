@@ -189,15 +189,10 @@ public final class DHCPv6Server: Service, @unchecked Sendable {
                 if sent == bytes.count {
                     core.countSent(reply.packet.message.type)
                 } else {
-                    core.countSendFailure(SendError(errno: errno), to: "[\(reply.destination)]:\(reply.destinationPort)")
+                    core.countSendFailure(ProxyDHCPServer.SocketError(operation: "sendto", errno: errno), to: "[\(reply.destination)]:\(reply.destinationPort)")
                 }
             }
         }
-    }
-
-    struct SendError: Error, CustomStringConvertible {
-        let errno: Int32
-        var description: String { String(cString: strerror(errno)) }
     }
 
     // MARK: sockets
@@ -244,12 +239,8 @@ public final class DHCPv6Server: Service, @unchecked Sendable {
             }
         }
         try option(Int32(IPPROTO_IPV6), IPV6_V6ONLY, "IPV6_V6ONLY")
-        // A rack powering on: room for its Solicits while the deciding threads catch up
-        // (as ProxyDHCP's sockets; best effort past rmem_max without root).
-        var rcvbuf: CInt = ProxyDHCPServer.receiveBufferBytes
-        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, socklen_t(MemoryLayout<CInt>.size)) != 0 {
-            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, socklen_t(MemoryLayout<CInt>.size))
-        }
+        // A rack powering on: room for its Solicits while the answering threads catch up.
+        ProxyDHCPServer.enlargeReceiveBuffer(fd)
         if port != 0 { try option(SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR") }
         var index: UInt32 = 0
         if let interface {
@@ -362,7 +353,9 @@ public final class DHCPv6Server: Service, @unchecked Sendable {
                     "from": "[\(arrival.source)]:\(arrival.sourcePort)", "error": "\(error)"])
                 return nil
             }
-            let request = BootRequest(dhcpv6: packet, source: arrival.source, interface: arrival.interface, serverPort: arrival.port)
+            // Built only for what needs it (a decision, a log line that is written, an event):
+            // most packets a busy link brings are screened out before.
+            lazy var request = BootRequest(dhcpv6: packet, source: arrival.source, interface: arrival.interface, serverPort: arrival.port)
             let screened = responder.screen(packet, arrival: arrival)
             var decision: BootDecision?
             let outcome: DHCPv6Responder.Outcome
@@ -378,22 +371,25 @@ public final class DHCPv6Server: Service, @unchecked Sendable {
                 }
                 outcome = responder.answer(s, arrival: arrival, decision: decision, mac: request.mac)
             }
-            let head = "DHCPv6(\(arrival.interface ?? "-")) \(request.messageType ?? "?") \(request.mac.isEmpty ? (request.duid ?? "-") : request.mac) arch=\(request.arch ?? "-") firmware=\(request.firmware.rawValue)"
+            // Inside the log calls' autoclosures: with info off it costs nothing per packet.
+            func head() -> String {
+                "DHCPv6(\(arrival.interface ?? "-")) \(request.messageType ?? "?") \(request.mac.isEmpty ? (request.duid ?? "-") : request.mac) arch=\(request.arch ?? "-") firmware=\(request.firmware.rawValue)"
+            }
             switch outcome.result {
             case let .failure(reason):
                 silence(reason)
                 let level: Logger.Level = (reason == .ignoredByPolicy || reason == .noDecision || reason == .noServerAddress
                                            || reason == .poolExhausted || reason == .replyTooLarge) ? .info : .debug
-                logger.log(level: level, "\(head) -> silent (\(reason.rawValue))", metadata: ["policy": "\(decision?.policy ?? "-")"])
+                logger.log(level: level, "\(head()) -> silent (\(reason.rawValue))", metadata: ["policy": "\(decision?.policy ?? "-")"])
                 if reason == .ignoredByPolicy || reason == .noDecision { record(request, decision, end: reason.rawValue, outcome: reason.rawValue) }
                 return nil
             case let .success(reply):
                 if outcome.mark != 0, let pool = responder.pool, !pool.journal.awaitDurable(through: outcome.mark) {
                     silence(.stateNotDurable)
-                    logger.warning("\(head) -> silent (state_not_durable): the binding could not be made durable in time")
+                    logger.warning("\(head()) -> silent (state_not_durable): the binding could not be made durable in time")
                     return nil
                 }
-                logger.info("\(head) -> \(reply.packet.message.type.name.uppercased())\(reply.address.map { " \($0)" } ?? "") url=\(reply.bootFileURL ?? "-") to [\(reply.destination)]:\(reply.destinationPort)",
+                logger.info("\(head()) -> \(reply.packet.message.type.name.uppercased())\(reply.address.map { " \($0)" } ?? "") url=\(reply.bootFileURL ?? "-") to [\(reply.destination)]:\(reply.destinationPort)",
                             metadata: ["policy": "\(decision?.policy ?? "-")"])
                 record(request, decision, end: reply.bootFileURL ?? "-", outcome: "answered")
                 return reply
