@@ -104,6 +104,10 @@ public struct DHCPv6Responder: Sendable {
     /// framing, the boot file URL (that is `filename`) and the vendor class (set by firmware kind).
     public static let serverOwned: Set<UInt16> = [1, 2, 3, 4, 5, 6, 9, 13, 14, 16, 18, 25, 26, 59]
     public static let pxeEnterprise: UInt32 = 343
+    static let httpClient = Array("HTTPClient".utf8)
+    /// Option 16 as a boot offer carries it (enterprise 343, one class), encoded once.
+    static let pxeClientClass = DHCPv6Options.vendorClassValue(enterprise: pxeEnterprise, [Array("PXEClient".utf8)])
+    static let httpClientClass = DHCPv6Options.vendorClassValue(enterprise: pxeEnterprise, [httpClient])
 
     public let serverDUID: DUID
     /// Stateful ranges; nil or empty: boot-only.
@@ -121,8 +125,8 @@ public struct DHCPv6Responder: Sendable {
     public static func isNetboot(_ m: DHCPv6Message) -> Bool {
         let o = m.options
         if o.contains(DHCPv6OptionCode.clientArchitecture) { return true }
-        if let vc = o.vendorClass, let first = vc.data.first,
-           first.starts(with: Array("PXEClient".utf8)) || first.starts(with: Array("HTTPClient".utf8)) { return true }
+        if let first = o.vendorClass?.data.first,
+           ProxyDHCPResponder.vendorPrefixBytes.contains(where: { first.starts(with: $0.bytes) }) { return true }
         if o.userClasses?.contains("iPXE") == true { return true }
         return o.requestedOptions.contains(DHCPv6OptionCode.bootFileURL)
     }
@@ -206,8 +210,7 @@ public struct DHCPv6Responder: Sendable {
                 boot.append(UInt16(code), value)
             }
         }
-        let vendor = m.options.vendorClass?.data.first.map { String(decoding: $0, as: UTF8.self) } ?? ""
-        let isHTTP = vendor.hasPrefix("HTTPClient")
+        let isHTTP = m.options.vendorClass?.data.first?.starts(with: Self.httpClient) == true
 
         guard let range = s.range else {
             // Boot-only: nothing without a boot file (the client's own server says the rest).
@@ -216,8 +219,7 @@ public struct DHCPv6Responder: Sendable {
             var o = header(m)
             o.list += boot.list
             // The class that makes EDK2 take this as a PXE (or HTTP) boot offer.
-            o.append(DHCPv6OptionCode.vendorClass, DHCPv6Options.vendorClassValue(
-                enterprise: Self.pxeEnterprise, [Array((isHTTP ? "HTTPClient" : "PXEClient").utf8)]))
+            o.append(DHCPv6OptionCode.vendorClass, isHTTP ? Self.httpClientClass : Self.pxeClientClass)
             let type: DHCPv6MessageType = m.type == .solicit ? .advertise : .reply
             return Outcome(result: finish(s, arrival: arrival, type: type, options: o, url: url, address: nil))
         }
@@ -302,7 +304,7 @@ public struct DHCPv6Responder: Sendable {
         o.list += boot.list
         if isHTTP, url != nil {
             // EDK2 HTTP boot ignores a URL unless the offer says HTTPClient.
-            o.append(DHCPv6OptionCode.vendorClass, DHCPv6Options.vendorClassValue(enterprise: Self.pxeEnterprise, [Array("HTTPClient".utf8)]))
+            o.append(DHCPv6OptionCode.vendorClass, Self.httpClientClass)
         }
         let type: DHCPv6MessageType = (m.type == .solicit && !rapid) ? .advertise : .reply
         return Outcome(result: finish(s, arrival: arrival, type: type, options: o, url: url, address: given), mark: mark)
