@@ -22,8 +22,8 @@ public struct DHCPv6Range: Sendable, Equatable, CustomStringConvertible {
         guard start.high == end.high, start.low <= end.low else {
             throw DHCPRangeError("range \(start)-\(end): the end must follow the start within one /64")
         }
-        guard (8...128).contains(prefixLength), prefixLength <= 64 || start.isIn(end, prefixLength: prefixLength) else {
-            throw DHCPRangeError("range \(start)-\(end): prefix length \(prefixLength) must be 8-128 and hold both ends")
+        guard (8...128).contains(prefixLength) else {
+            throw DHCPRangeError("range \(start)-\(end): prefix length \(prefixLength) must be 8-128")
         }
         guard end.isIn(start, prefixLength: prefixLength) else {
             throw DHCPRangeError("range \(start)-\(end): both ends must lie in one /\(prefixLength)")
@@ -132,6 +132,8 @@ public final class DHCPv6LeasePool: @unchecked Sendable {
     private var offers: [String: (address: IPv6Address, until: Date)] = [:]
     private var offered: [IPv6Address: String] = [:]
     private var cursor: [UInt64]
+    /// Per range: no address can be found before this time (a walk found the range full).
+    private var exhaustedUntil: [Date?]
     private let leasesGauge = Gauge(label: "bootpolicy_dhcp6_leases")
     private let exhaustedCounter = Counter(label: "bootpolicy_dhcp6_pool_exhausted_total")
 
@@ -142,6 +144,7 @@ public final class DHCPv6LeasePool: @unchecked Sendable {
         self.declineQuarantine = declineQuarantine
         self.offerHold = offerHold
         cursor = ranges.map { _ in 0 }
+        exhaustedUntil = ranges.map { _ in nil }
         let now = Date()
         for lease in loaded where lease.isLive(at: now) && ranges.contains(where: { $0.contains(lease.address) }) { put(lease) }
         leasesGauge.record(byAddress.count)
@@ -171,10 +174,18 @@ public final class DHCPv6LeasePool: @unchecked Sendable {
                lease.isLive(at: now), range.contains(held) {
                 return .success(held)
             }
+            // A new client past the offer cap waits: decided before any scan, so a flood
+            // costs a lookup per Solicit, not a walk over the range.
+            let isNew = offers[client] == nil
+            if isNew, offers.count >= Self.maximumOffers { pruneOffers(now: now) }
+            guard !isNew || offers.count < Self.maximumOffers else {
+                exhaustedCounter.increment()
+                return .failure(.exhausted)
+            }
             var chosen: IPv6Address?
             if let requested, range.contains(requested), isFree(requested, for: client, now: now) { chosen = requested }
             if chosen == nil, let o = offers[client], range.contains(o.address), isFree(o.address, for: client, now: now) { chosen = o.address }
-            if chosen == nil, let i = ranges.firstIndex(of: range) {
+            if chosen == nil, let i = ranges.firstIndex(of: range), (exhaustedUntil[i] ?? .distantPast) <= now {
                 let size = range.size
                 var step: UInt64 = 0
                 while step < size {
@@ -186,9 +197,10 @@ public final class DHCPv6LeasePool: @unchecked Sendable {
                         break
                     }
                 }
+                // A whole range found held is not walked again for a second (as LeasePool).
+                if chosen == nil { exhaustedUntil[i] = now.addingTimeInterval(1) }
             }
-            if offers[client] == nil, offers.count >= Self.maximumOffers { pruneOffers(now: now) }
-            guard let address = chosen, offers[client] != nil || offers.count < Self.maximumOffers else {
+            guard let address = chosen else {
                 exhaustedCounter.increment()
                 return .failure(.exhausted)
             }
