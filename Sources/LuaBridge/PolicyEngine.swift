@@ -67,7 +67,7 @@ public final class PolicyEngine: TracingBootDecider, @unchecked Sendable {
             if !running.data.wire.isEmpty || !next.data.wire.isEmpty {
                 DispatchQueue.global().asyncAfter(deadline: .now() + 1) { bp_malloc_trim() }
             }
-            logger.info("policies reloaded", metadata: ["policies": "\(next.policies.map(\.name))"])
+            logger.debug("policy chain swapped", metadata: ["policies": "\(next.policies.map(\.name))"])
             return .success(())
         } catch {
             logger.error("policy reload failed, keeping the running policies: \(error)")
