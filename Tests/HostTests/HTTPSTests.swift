@@ -78,6 +78,27 @@ import Glibc
         #expect(try curl([http + "/scheme"]).output == "http\n")
         // Not trusted without the CA: curl's "unable to get local issuer certificate".
         #expect(try curl([https + "/scheme"]).status == 60)
+        // The server counts and logs that refusal (and only it: the two good connections
+        // above are not counted); a connection reset before the handshake counts too.
+        #expect(server.waitFor("https: TLS handshake failed", timeout: 5), "\(server.text)")
+        let refusedOnce = try curl([http + "/metrics"]).output
+        #expect(refusedOnce.contains("\nbootpolicy_https_handshake_failures_total 1\n"), "\(refusedOnce)")
+        let port = try ready.port("https")
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var to = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(port).bigEndian),
+                             sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        let connected = withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        #expect(connected == 0)
+        var reset = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, socklen_t(MemoryLayout<linger>.size))
+        close(fd)
+        var counted = ""
+        for _ in 0..<50 {
+            counted = try curl([http + "/metrics"]).output
+            if counted.contains("\nbootpolicy_https_handshake_failures_total 2\n") { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        #expect(counted.contains("\nbootpolicy_https_handshake_failures_total 2\n"), "\(counted)")
         // A file past the inline size, whole and by Range, byte for byte.
         let out = pki.dir.appendingPathComponent("got.bin").path
         #expect(try curl(["--cacert", pki.ca, "-o", out, https + "/big.bin"]).status == 0)

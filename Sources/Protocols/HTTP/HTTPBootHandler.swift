@@ -4,6 +4,8 @@ import Glibc
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
+import NIOTLS
 
 /// Collects one request (its body bounded by `maxBodyBytes`), decides what to send on the
 /// event loop when that cannot block (else on the server's worker threads), and writes it on
@@ -109,7 +111,26 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
         timer?.task.cancel()
         timer = nil
         deadline = nil
+        noteFailedHandshake(context, nil)
         context.fireChannelInactive()
+    }
+
+    /// TLS: whether the handshake completed, and whether this connection's failure to is
+    /// already counted. A client that refuses the certificate may send an alert (NIOSSL's
+    /// handshakeFailed) or only reset the connection (EDK2 does), so both count.
+    private var handshakeDone = false
+    private var handshakeNoted = false
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted? = event as? TLSUserEvent { handshakeDone = true }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private func noteFailedHandshake(_ context: ChannelHandlerContext, _ error: Error?) {
+        guard secure, !handshakeDone, !handshakeNoted else { return }
+        handshakeNoted = true
+        server.noteHandshakeFailure(error.map { "\($0)" } ?? "connection closed before the handshake completed",
+                                    client: context.channel.remoteAddress?.ipAddress ?? "?")
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -339,6 +360,7 @@ final class HTTPBootHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// A request the HTTP decoder could not parse: NIO's error handler has answered 400;
     /// close, so the rest of the garbage is not read as another request.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        noteFailedHandshake(context, error)
         context.close(promise: nil)
     }
 }

@@ -122,6 +122,28 @@ public final class HTTPServer: Service, @unchecked Sendable {
     private let refusedConnections = Counter(label: "bootpolicy_http_connections_refused_total")
     private let timedOut = Counter(label: "bootpolicy_http_timeouts_total")
     private let oversized = Counter(label: "bootpolicy_http_bodies_refused_total")
+    private let handshakeFailures = Counter(label: "bootpolicy_https_handshake_failures_total")
+    /// Handshake failures logged in the current minute: a client that distrusts the
+    /// certificate (or a scanner) fails every connection, and the log must not become it.
+    private let handshakeLog = NIOLockedValueBox<(minute: UInt64, lines: Int)>((0, 0))
+
+    /// A TLS connection ended before its handshake completed (a client that does not trust the
+    /// certificate sends an alert such as "unknown ca", or resets): counted, and logged at most
+    /// 10 times a minute.
+    func noteHandshakeFailure(_ error: String, client: String) {
+        handshakeFailures.increment()
+        let minute = NIODeadline.now().uptimeNanoseconds / 60_000_000_000
+        let log = handshakeLog.withLockedValue { state -> Bool in
+            if state.minute != minute { state = (minute, 0) }
+            state.lines += 1
+            return state.lines <= 10
+        }
+        guard log else { return }
+        logger.notice("https: TLS handshake failed", metadata: [
+            "client": "\(client)", "error": "\(error)",
+            "hint": "a client that refuses the certificate needs the CA that signed it (OVMF: etc/edk2/https/cacerts)",
+        ])
+    }
 
     /// Counts a new connection in, or says it is one too many (overall or from its address).
     /// A connection let in is counted out when it closes.
@@ -328,8 +350,8 @@ public final class HTTPServer: Service, @unchecked Sendable {
         }
         sink.record(BootEvent(
             stage: .http, mac: mac, clientAddress: context.clientAddress,
-            summary: "\(context.method) \(context.path) -> \(response.status.code) (\(served))",
-            fields: ["path": context.path, "status": "\(response.status.code)", "policy": served]))
+            summary: "\(context.method) \(context.path) -> \(response.status.code) (\(served)\(context.scheme == "https" ? ", https" : ""))",
+            fields: ["path": context.path, "status": "\(response.status.code)", "policy": served, "scheme": context.scheme]))
         requestCounter(status: Int(response.status.code), servedBy: served == "static" || served == "none" ? served : "policy").increment()
         return response
     }
