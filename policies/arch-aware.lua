@@ -6,6 +6,7 @@
 --   UEFI IA32 (arch 6)           -> config.efi_ia32
 --   UEFI ARM64 (arch 11)         -> config.efi_arm64
 --   UEFI HTTP boot (HTTPClient)  -> http://SERVER:PORT/<efi binary for that arch>
+--                                   (https://SERVER:TLSPORT/... with config.https)
 --   iPXE (option 175 or user class iPXE) -> http://SERVER:PORT/boot.ipxe?mac=..&arch=..&token=..
 --   http hook: /boot.ipxe        -> a script made for that MAC (see config.script)
 --
@@ -14,6 +15,11 @@
 --   http_base                            full base URL instead of server.http_url(req), the
 --                                        server's own http://ADDRESS:PORT
 --   http_port                            only when the server's HTTP is off: the port to name
+--   https                                true: UEFI HTTP boot firmware gets its boot file by
+--                                        https:// (server.https_url, needs http.tls); the
+--                                        firmware must trust the server's CA (OVMF:
+--                                        etc/edk2/https/cacerts). iPXE's script URL stays
+--                                        http://: a stock iPXE trusts no private CA.
 --   next_server                          TFTP server (default: the address the request reached)
 --   script = {                           what /boot.ipxe does for a machine
 --     echo = { "lines", "to", "print" },  -- ${mac} etc. are expanded by iPXE
@@ -42,6 +48,16 @@ local function base_url(req)
   if config.http_base then return config.http_base end
   return server.http_url(req)
     or "http://" .. (req.server_address or "0.0.0.0") .. ":" .. tostring(config.http_port or 8080)
+end
+
+-- The base for HTTP boot firmware: https:// when config.https and the server serves TLS.
+local function firmware_base_url(req)
+  if config.https then
+    local u = server.https_url(req)
+    if u then return u end
+    log.warn("arch-aware: config.https is set but the server has no HTTPS listener (http.tls); HTTP boot gets http://")
+  end
+  return base_url(req)
 end
 
 local function script_for(req)
@@ -79,7 +95,8 @@ return {
     if req.firmware == "http-boot" then
       local file = files[http_arch[req.arch] or ""]
       if not file then return nil end
-      return { filename = base_url(req) .. "/" .. file, note = "UEFI HTTP boot" }
+      local url = firmware_base_url(req)
+      return { filename = url .. "/" .. file, note = url:find("^https:") and "UEFI HTTPS boot" or "UEFI HTTP boot" }
     end
     local file = files[req.arch or (req.firmware == "bios" and "bios") or ""]
     if not file then

@@ -25,6 +25,18 @@ test("UEFI HTTP boot gets a URL to the EFI binary", function()
   eq(d.filename, "http://192.168.77.2:8080/ipxe.efi")
 end)
 
+test("with config.https, HTTP boot firmware gets https:// and iPXE keeps http://", function()
+  local c = policy_chain({ { file = "arch-aware.lua", config = { https = true } } }, { server = { https_port = 8443 } })
+  local d = c:dhcp(fixture(F .. "ovmf-httpboot-discover.json", server))
+  eq(d.filename, "https://192.168.77.2:8443/ipxe.efi")
+  eq(d.note, "UEFI HTTPS boot")
+  local i = c:dhcp(fixture(F .. "qemu-ipxe-bios-discover.json", server))
+  eq(i.filename:sub(1, 32), "http://192.168.77.2:8080/boot.ip")
+  -- Without an HTTPS listener it says so and falls back to http://.
+  local plain = policy_chain { { file = "arch-aware.lua", config = { https = true } } }
+  eq(plain:dhcp(fixture(F .. "ovmf-httpboot-discover.json", server)).filename, "http://192.168.77.2:8080/ipxe.efi")
+end)
+
 test("ARM64 UEFI gets its own binary", function()
   local d = chain:dhcp(fixture(F .. "ovmf-pxe-discover.json", { arch = "efi-arm64", arch_code = 11, server_address = "192.168.77.2" }))
   eq(d.filename, "ipxe-arm64.efi")
