@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Boots real firmware (SeaBIOS + iPXE ROM, OVMF PXE over IPv4 and IPv6, OVMF HTTP boot) in QEMU
-# through a boot server, entirely inside network namespaces this script creates and always removes.
+# Boots real firmware (SeaBIOS + iPXE ROM, OVMF PXE over IPv4 and IPv6, OVMF HTTP and HTTPS boot,
+# OVMF with Secure Boot enforced) in QEMU through a boot server, entirely inside network
+# namespaces this script creates and always removes.
 #
-#   scripts/lab.sh [--scenario bios|uefi|uefi-http|uefi-ipv6|uefi-ipv6-only|uefi-http-ipv6|all]
+#   scripts/lab.sh [--scenario bios|uefi|uefi-http|uefi-ipv6|uefi-ipv6-only|uefi-http-ipv6|
+#                   uefi-secureboot|uefi-secureboot-unsigned|uefi-https|uefi-https-untrusted|uefi-https-wrong-ca|all]
 #                  [--server bootpolicy|dnsmasq] [--dhcp site|full] [--policy FILE] [--config FILE] [--record DIR] [--timeout SEC] [--keep]
 #                  [--no-ra] [--ci [--budget SEC]]
 #
@@ -29,7 +31,7 @@ BUDGET=1500
 MARKER=${LAB_MARKER:-BOOTPOLICY-LAB-REACHED}
 
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
   cat <<'EOF'
 Options:
   --scenario S   bios (SeaBIOS + QEMU's iPXE NIC ROM), uefi (OVMF's own PXE client, NIC ROM
@@ -38,8 +40,16 @@ Options:
                  uefi-ipv6-only (the same firmware on an IPv6-only LAN: no DHCPv4 at all,
                  bootpolicy the stateful DHCPv6 server, iPXE fetches its script over IPv6),
                  uefi-http-ipv6 (OVMF HTTP boot over IPv6 on that IPv6-only LAN),
-                 all (one after another). Default bios. The two IPv6-only scenarios
-                 ignore --dhcp and need bootpolicy.
+                 uefi-secureboot (OVMF with Secure Boot enforced and Microsoft's keys:
+                 Debian's shim -> GRUB -> the grub.cfg secure-boot.lua writes for the
+                 machine -> Debian's signed kernel and a tiny initrd; bootpolicy is the
+                 DHCP server, --dhcp is ignored), uefi-secureboot-unsigned (the same
+                 firmware handed the unsigned ipxe.efi must refuse it),
+                 uefi-https (OVMF HTTP boot of an https:// URL, the lab's CA given to the
+                 firmware by fw_cfg), uefi-https-untrusted (no CA: nothing loads),
+                 uefi-https-wrong-ca (another CA: the handshake fails),
+                 all (one after another). Default bios. The IPv6-only, Secure Boot and
+                 HTTPS scenarios need bootpolicy.
   --server S     bootpolicy (default; binary from $BOOTPOLICY or .build/debug/bootpolicy) or
                  dnsmasq (the reference ProxyDHCP configuration bootpolicy replaces).
   --dhcp M       site (default: a site DHCP server hands out addresses, the boot server is a
@@ -84,7 +94,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-case "$SCENARIO" in bios|uefi|uefi-http|uefi-ipv6|uefi-ipv6-only|uefi-http-ipv6|all) ;; *) lab_die "--scenario must be bios, uefi, uefi-http, uefi-ipv6, uefi-ipv6-only, uefi-http-ipv6 or all" ;; esac
+case "$SCENARIO" in bios|uefi|uefi-http|uefi-ipv6|uefi-ipv6-only|uefi-http-ipv6|uefi-secureboot|uefi-secureboot-unsigned|uefi-https|uefi-https-untrusted|uefi-https-wrong-ca|all) ;;
+  *) lab_die "--scenario must be bios, uefi, uefi-http, uefi-ipv6, uefi-ipv6-only, uefi-http-ipv6, uefi-secureboot, uefi-secureboot-unsigned, uefi-https, uefi-https-untrusted, uefi-https-wrong-ca or all" ;; esac
 case "$SERVER" in bootpolicy|dnsmasq) ;; *) lab_die "--server must be bootpolicy or dnsmasq" ;; esac
 case "$DHCP_MODE" in site|full) ;; *) lab_die "--dhcp must be site or full" ;; esac
 if [ "$DHCP_MODE" = full ] && [ "$SERVER" = dnsmasq ]; then lab_die "--dhcp full runs bootpolicy as the only DHCP server (the dnsmasq reference is ProxyDHCP)"; fi
@@ -102,7 +113,8 @@ fi
 # --- what the lab needs ---------------------------------------------------------------------
 
 install_deps() {
-  local want=(qemu-system-x86 ipxe ovmf dnsmasq-base iproute2 tcpdump curl jq) missing=() p
+  # gcc and libc6-dev build the Secure Boot initrd's static /init.
+  local want=(qemu-system-x86 ipxe ovmf dnsmasq-base iproute2 tcpdump curl jq gcc libc6-dev) missing=() p
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
@@ -162,7 +174,17 @@ cleanup() {
 # --- per-scenario pieces --------------------------------------------------------------------
 
 mac_of() { case "$1" in bios) echo 52:54:00:77:00:01 ;; uefi) echo 52:54:00:77:00:02 ;; uefi-http) echo 52:54:00:77:00:03 ;; uefi-ipv6) echo 52:54:00:77:00:04 ;;
-  uefi-ipv6-only) echo 52:54:00:77:00:05 ;; uefi-http-ipv6) echo 52:54:00:77:00:06 ;; esac; }
+  uefi-ipv6-only) echo 52:54:00:77:00:05 ;; uefi-http-ipv6) echo 52:54:00:77:00:06 ;;
+  uefi-secureboot) echo 52:54:00:77:00:07 ;; uefi-secureboot-unsigned) echo 52:54:00:77:00:08 ;;
+  uefi-https) echo 52:54:00:77:00:09 ;; uefi-https-untrusted) echo 52:54:00:77:00:0a ;; uefi-https-wrong-ca) echo 52:54:00:77:00:0b ;; esac; }
+
+# The HTTPS boot scenarios: OVMF HTTP boot of an https:// URL. uefi-https-untrusted is the
+# same run without any CA given to the firmware, uefi-https-wrong-ca with another CA than the
+# one that signed the server's certificate.
+https_boot() { case "$1" in uefi-https|uefi-https-untrusted|uefi-https-wrong-ca) return 0 ;; *) return 1 ;; esac; }
+
+# The scenarios whose firmware enforces Secure Boot with Microsoft's keys enrolled.
+secureboot() { case "$1" in uefi-secureboot|uefi-secureboot-unsigned) return 0 ;; *) return 1 ;; esac; }
 
 # The scenarios that run on an IPv6-only LAN: the site namespace is only a router (RA with M
 # and O, its DHCP servers answer nobody), bootpolicy is the only DHCPv6 server (stateful
@@ -179,9 +201,14 @@ eui64_of() {
 
 # What a scenario must show to pass. "reach": the marker on the console. The dnsmasq reference
 # cannot boot UEFI clients; there the lab asserts the known failure happens the known way.
+# uefi-secureboot-unsigned is the negative control: the firmware must refuse the unsigned
+# ipxe.efi it is handed ("refusal"); uefi-https-untrusted: it must refuse the server's
+# certificate ("untrusted").
 expectation() {
   local server=$1 scenario=$2
-  if [ "$server" = dnsmasq ] && [ "$scenario" != bios ]; then echo weakness; else echo reach; fi
+  if [ "$scenario" = uefi-secureboot-unsigned ]; then echo refusal
+  elif [ "$scenario" = uefi-https-untrusted ] || [ "$scenario" = uefi-https-wrong-ca ]; then echo untrusted
+  elif [ "$server" = dnsmasq ] && [ "$scenario" != bios ]; then echo weakness; else echo reach; fi
 }
 
 # QEMU arguments for a scenario (firmware and NIC).
@@ -193,6 +220,25 @@ qemu_args() {
       # graphics=off makes SeaBIOS copy the text screen to the serial port (sercon).
       echo "-machine pc,graphics=off -m 256 -boot n"
       echo "-device virtio-net-pci,netdev=n0,mac=$mac,bootindex=1" ;;
+    uefi-secureboot|uefi-secureboot-unsigned)
+      # Debian's Secure Boot build of OVMF (SMM, so the variable store cannot be written around
+      # the firmware) with the variables that enrol Microsoft's keys and turn enforcement on.
+      # The variables are a copy: the firmware writes its boot entries there.
+      echo "-machine q35,smm=on -m 512 -global driver=cfi.pflash01,property=secure,value=on"
+      echo "-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.ms.fd"
+      echo "-drive if=pflash,format=raw,unit=1,file=$3/OVMF_VARS_4M.ms.fd"
+      echo "-fw_cfg name=opt/org.tianocore/IPv6Support,string=no"
+      echo "-device virtio-net-pci,netdev=n0,mac=$mac,romfile=,bootindex=1" ;;
+    uefi-https|uefi-https-untrusted|uefi-https-wrong-ca)
+      # HTTP boot (PXE and IPv6 off: HTTPv4 is the first entry). The lab's CA reaches the
+      # firmware as EDK2 reads trusted CAs for HTTPS boot: fw_cfg etc/edk2/https/cacerts, an
+      # EFI_SIGNATURE_LIST of X.509 certificates (scripts/lab/edk2-cacerts.py).
+      echo "-machine q35 -m 512 -bios /usr/share/ovmf/OVMF.fd"
+      echo "-fw_cfg name=opt/org.tianocore/IPv6Support,string=no"
+      echo "-fw_cfg name=opt/org.tianocore/IPv4PXESupport,string=no"
+      [ "$scenario" = uefi-https ] && echo "-fw_cfg name=etc/edk2/https/cacerts,file=$LAB_TLS/cacerts.bin"
+      [ "$scenario" = uefi-https-wrong-ca ] && echo "-fw_cfg name=etc/edk2/https/cacerts,file=$LAB_TLS/other-cacerts.bin"
+      echo "-device virtio-net-pci,netdev=n0,mac=$mac,romfile=,bootindex=1" ;;
     uefi|uefi-http|uefi-ipv6|uefi-ipv6-only|uefi-http-ipv6)
       # romfile= : no iPXE ROM, so OVMF's own VirtioNetDxe + PXE/HTTP boot stack does the work.
       # IPv6Support=no drops the PXEv6/HTTPv6 boot entries (each would cost a DHCPv6 timeout).
@@ -221,18 +267,127 @@ qemu_args() {
 }
 
 prepare_root() {
-  local root=$1
+  local root=$1 scenario=${2:-}
   mkdir -p "$root"
   cp /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi /usr/lib/ipxe/snponly.efi "$root/"
   sed "s/BOOTPOLICY-LAB-REACHED/$MARKER/" "$LAB_DIR/bootstrap.ipxe" >"$root/bootstrap.ipxe"
+  if [ "$scenario" = uefi-secureboot ]; then
+    # The names secure-boot.lua hands out by default: shim loads grubx64.efi from beside itself.
+    cp "$SB_DIR/shimx64.efi" "$SB_DIR/grubx64.efi" "$SB_DIR/linux" "$SB_DIR/initrd.gz" "$root/"
+  fi
   chmod -R a+rX "$root"
+}
+
+# --- HTTPS boot: the lab's own CA ------------------------------------------------------------
+# A CA made for this lab run, a server certificate it signed for https://192.168.77.2:8443
+# (subject alternative name IP 192.168.77.2: EDK2 checks the host it connects to), and the CA
+# in the form OVMF reads from fw_cfg.
+LAB_TLS=""
+LAB_TLS_PORT=8443
+https_files() {
+  [ -n "$LAB_TLS" ] && [ -s "$LAB_TLS/cacerts.bin" ] && return 0
+  LAB_TLS=$WORK/tls
+  mkdir -p "$LAB_TLS"
+  (
+    cd "$LAB_TLS"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=bootpolicy lab CA" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=$LAB_BOOT_IP"
+    printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE\n' "$LAB_BOOT_IP" >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext
+    # A stranger's CA, for uefi-https-wrong-ca: same name, another key.
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout other-ca.key -out other-ca.pem -days 2 -subj "/CN=bootpolicy lab CA" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+  ) >"$WORK/tls.log" 2>&1 || { cat "$WORK/tls.log" >&2; lab_die "https: could not make the lab's CA and certificate (openssl)"; }
+  python3 "$LAB_DIR/edk2-cacerts.py" "$LAB_TLS/ca.pem" "$LAB_TLS/cacerts.bin"
+  python3 "$LAB_DIR/edk2-cacerts.py" "$LAB_TLS/other-ca.pem" "$LAB_TLS/other-cacerts.bin"
+  chmod 644 "$LAB_TLS"/*
+}
+
+# --- Secure Boot: Debian's signed chain ------------------------------------------------------
+# shim-signed's shimx64.efi (signed by Microsoft), grub-efi-amd64-signed's netboot GRUB (signed
+# by Debian, trusted through shim) and the signed kernel linux-image-amd64 depends on: fetched
+# with `apt-get download` (nothing is installed on the host) and unpacked into a cache named by
+# their versions. The initrd is the lab's own: one static /init (scripts/lab/sb-init.c) that
+# prints the marker; initrds are not signature-checked.
+SB_CACHE=${LAB_SB_CACHE:-/var/cache/bootpolicy-lab/secureboot}
+SB_DIR=""
+SB_VERSIONS=""
+secureboot_files() {
+  local kernel shim_v grub_v kernel_v dir tmp deb
+  kernel=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  if [ -z "$kernel" ]; then apt-get update -qq; kernel=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'); fi
+  [ -n "$kernel" ] || lab_die "secure boot: apt knows no linux-image-amd64 (apt sources?)"
+  shim_v=$(apt-cache policy shim-signed | awk '/Candidate:/ {print $2}')
+  grub_v=$(apt-cache policy grub-efi-amd64-signed | awk '/Candidate:/ {print $2}')
+  kernel_v=$(apt-cache policy "$kernel" | awk '/Candidate:/ {print $2}')
+  SB_VERSIONS="shim-signed $shim_v, grub-efi-amd64-signed $grub_v, $kernel $kernel_v"
+  dir=$SB_CACHE/$(printf '%s' "$SB_VERSIONS" | sha256sum | cut -c1-16)
+  if [ ! -s "$dir/linux" ] || [ ! -s "$dir/shimx64.efi" ] || [ ! -s "$dir/grubx64.efi" ]; then
+    lab_log "secure boot: fetching $SB_VERSIONS"
+    tmp=$(mktemp -d /tmp/bp-lab-sb.XXXXXX)
+    chmod 777 "$tmp"
+    if ! (cd "$tmp" && apt-get download -q shim-signed grub-efi-amd64-signed "$kernel" >download.log 2>&1); then
+      tail -n 5 "$tmp/download.log" >&2; rm -rf "$tmp"; lab_die "secure boot: apt-get download failed"
+    fi
+    for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$tmp/x"; done
+    mkdir -p "$dir"
+    cp "$tmp/x/usr/lib/shim/shimx64.efi.signed" "$dir/shimx64.efi"
+    cp "$tmp/x/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed" "$dir/grubx64.efi"
+    cp "$tmp"/x/boot/vmlinuz-* "$dir/linux"
+    rm -rf "$tmp"
+  fi
+  # Built each run: the marker is compiled in (LAB_MARKER can change it).
+  cc -static -Os -s "-DMARKER=\"$MARKER\"" -o "$dir/init" "$LAB_DIR/sb-init.c" \
+    || lab_die "secure boot: cannot build the initrd's static /init (gcc, libc6-dev)"
+  python3 "$LAB_DIR/mkinitrd.py" "$dir/init" "$dir/initrd.gz"
+  SB_DIR=$dir
 }
 
 # The config the lab gives bootpolicy: the chosen policy, told to print the marker and then
 # stay in the iPXE shell (so the console shows where the client stopped).
 write_lab_config() {
-  local file=$1 policy=${POLICY:-$REPO/policies/arch-aware.lua}
+  local file=$1 scenario=${2:-} policy=${POLICY:-$REPO/policies/arch-aware.lua}
   [ -f "$policy" ] || lab_die "policy $policy does not exist (give --policy FILE)"
+  if [ "$scenario" = uefi-secureboot ] && [ -z "$POLICY" ]; then
+    # The shipped Secure Boot policy: shim, then GRUB, then the grub.cfg it writes for this
+    # machine, whose kernel arguments carry the marker for the lab's initrd to print.
+    cat >"$file" <<EOF
+# Generated by scripts/lab.sh for one lab run.
+policies:
+  - file: $REPO/policies/secure-boot.lua
+    config:
+      cmdline: "console=ttyS0 panic=-1"
+  - file: $REPO/policies/arch-aware.lua
+    config:
+      http_port: 8080
+log:
+  format: text
+  level: debug
+EOF
+    return 0
+  fi
+  if https_boot "$scenario" && [ -z "$POLICY" ]; then
+    # HTTPS beside HTTP; arch-aware hands HTTP boot firmware https:// (config.https) and iPXE
+    # its per-machine script over plain HTTP (Debian's iPXE trusts no private CA).
+    cat >"$file" <<EOF
+# Generated by scripts/lab.sh for one lab run.
+http:
+  tls: {certificate: $LAB_TLS/server.pem, key: $LAB_TLS/server.key, port: $LAB_TLS_PORT}
+policies:
+  - file: $policy
+    config:
+      http_port: 8080
+      https: true
+      script:
+        echo: ["$MARKER \${mac} platform=\${platform} buildarch=\${buildarch}"]
+        finally: shell
+log:
+  format: text
+  level: debug
+EOF
+    return 0
+  fi
   cat >"$file" <<EOF
 # Generated by scripts/lab.sh for one lab run.
 policies:
@@ -336,7 +491,7 @@ start_boot_server() {
       args+=(--config "$CONFIG")
       [ -z "$POLICY" ] || args+=(--policy "$POLICY")
     else
-      write_lab_config "$dir/lab.yaml"
+      write_lab_config "$dir/lab.yaml" "$scenario"
       args+=(--config "$dir/lab.yaml")
     fi
     # LAB_SERVE replaces "bootpolicy serve" with another way to start it (the package test:
@@ -381,7 +536,7 @@ start_capture() {
   local dir=$1 i
   # Text for the timeline (DHCP, TFTP read requests, HTTP requests toward the server) ...
   lab_spawn "$LAB_NS_BOOT" "$dir/packets.err" sh -c \
-    "exec tcpdump -Z root -l -n -tt -vvv -A -s 0 -i boot0 'udp port 67 or udp port 68 or udp port 4011 or udp port 546 or udp port 547 or udp dst port 69 or tcp dst port 8080' >'$dir/packets.txt'"
+    "exec tcpdump -Z root -l -n -tt -vvv -A -s 0 -i boot0 'udp port 67 or udp port 68 or udp port 4011 or udp port 546 or udp port 547 or udp dst port 69 or tcp dst port 8080 or (tcp dst port $LAB_TLS_PORT and tcp[tcpflags] & tcp-syn != 0)' >'$dir/packets.txt'"
   local text_pid=$LAB_LAST_PID
   # ... and the firmware's DHCP and DHCPv6 exchanges as a pcap, the project's recording of real
   # firmware (4011 is EDK2's PXE follow-up in both families).
@@ -434,6 +589,7 @@ update_stages() {
         if [[ "$b" == *.ipxe* ]]; then stage dhcp6-adv-ipxe "$t" "DHCPv6 Advertise with the script URL to $a: $b"
         else stage dhcp6-adv "$t" "DHCPv6 Advertise with a boot file URL to $a: $b$([ "${c:--}" = - ] || echo " (vendor class $c)")"; fi ;;
       dhcp-reply) stage dhcp-reply "$t" "DHCPv4 answer seen on the LAN" ;;
+      tls-syn) stage tls "$t" "TCP connection to the HTTPS port $LAB_TLS_PORT from $a (encrypted: the file is not seen)" ;;
       dhcp6-req4011) stage dhcp6-req "$t" "DHCPv6 Request to port 4011 from $a" ;;
       dhcp6-rep4011) stage dhcp6-rep "$t" "DHCPv6 Reply from port 4011 to $a: $b" ;;
       tftp|http)
@@ -445,8 +601,10 @@ update_stages() {
   done <"$events"
 }
 
+# want: what the fetched paths must include (default an iPXE script; GRUB's config for the
+# Secure Boot chain).
 api_check() {
-  local mac=$1 dir=$2 json
+  local mac=$1 dir=$2 want=${3:-'\.ipxe'} json
   json=$(ip netns exec "$LAB_NS_BOOT" curl -sf --max-time 5 "http://$LAB_BOOT_IP:8080/api/clients" 2>/dev/null) || {
     echo "  api: /api/clients not available (HTTP error or no server; not checked)"; return 0; }
   printf '%s\n' "$json" >"$dir/api-clients.json"
@@ -464,8 +622,8 @@ api_check() {
     echo "  api: FAIL: /api/clients shows no http/tftp fetch for $mac"
     return 1
   fi
-  if ! printf '%s\n' "$fetched" | grep -q '\.ipxe'; then
-    echo "  api: FAIL: $mac fetched [$(printf '%s' "$fetched" | tr '\n' ';')] but no .ipxe script"
+  if ! printf '%s\n' "$fetched" | grep -q "$want"; then
+    echo "  api: FAIL: $mac fetched [$(printf '%s' "$fetched" | tr '\n' ';')] but nothing matching $want"
     return 1
   fi
   echo "  api: /api/clients lists $mac with: $(printf '%s' "$fetched" | tr '\n' ';')"
@@ -580,6 +738,52 @@ v6only_check() {
   [ -z "$V6ONLY_FAIL" ]
 }
 
+# uefi-secureboot: the signed chain ran with enforcement on. The console must show the kernel's
+# own "Secure boot enabled" and the initrd's marker line with this machine's MAC (which only
+# the grub.cfg generated for it puts on the command line) and the kernel's lockdown in
+# integrity mode (Debian's kernel turns it on when the firmware booted it with Secure Boot on;
+# the SecureBoot variable itself needs efivarfs, a module the initrd does not load); bootpolicy's log
+# must show each file of the chain sent whole by TFTP: shim, GRUB, the generated grub.cfg,
+# the kernel and the initrd.
+SB_FAIL=""
+secureboot_check() {
+  local mac=$1 dir=$2 serial line f t
+  SB_FAIL=""
+  serial=$(clean_serial "$dir/serial.log")
+  line=$(grep -a -m 1 -oE 'secureboot: Secure boot enabled' <<<"$serial" || true)
+  if [ -n "$line" ]; then echo "  sb: kernel: $line"; else SB_FAIL+=" the kernel did not say 'Secure boot enabled';"; fi
+  line=$(grep -a -m 1 -E "^${MARKER} " <<<"$serial" || true)
+  if grep -qF "$MARKER $mac " <<<"$line" && grep -qE 'secureboot=on|lockdown=integrity' <<<"$line"; then echo "  sb: initrd: $line"
+  else SB_FAIL+=" the marker line [${line:-none}] lacks $mac or lockdown [integrity];"; fi
+  for f in shimx64.efi grubx64.efi 'grub\.cfg[^ ]*' linux initrd.gz; do
+    t=$(grep -E "TFTP transfer" "$SERVER_LOG" | grep -E "file=/?(grub/)?$f( |\$)" | grep -m 1 'outcome=ok' || true)
+    if [ -n "$t" ]; then echo "  sb: $(grep -oE 'file=[^ ]+' <<<"$t") $(grep -oE 'bytes=[0-9]+' <<<"$t") $(grep -oE 'ms=[0-9]+' <<<"$t")"
+    else SB_FAIL+=" no completed TFTP transfer of $f;"; fi
+  done
+  [ -z "$SB_FAIL" ]
+}
+
+# uefi-https: the firmware's boot file came over TLS. bootpolicy's answer to the HTTP boot
+# request names https://192.168.77.2:8443/, the VM opened a connection to that port, and
+# /api/clients shows the boot file fetched with scheme https (the request itself is encrypted
+# on the wire); the per-machine script then comes over HTTP, as the marker shows.
+HTTPS_FAIL=""
+https_check() {
+  local mac=$1 dir=$2 offer syn api
+  HTTPS_FAIL=""
+  offer=$(grep -m 1 -E "$mac (DISCOVER|REQUEST) .*firmware=http-boot .*file=https://$LAB_BOOT_IP:$LAB_TLS_PORT/[^ ]*\.efi" "$SERVER_LOG" || true)
+  if [ -n "$offer" ]; then echo "  https: $(grep -oE '(DISCOVER|REQUEST) .*' <<<"$offer" | cut -c1-160)"
+  else HTTPS_FAIL+=" no DHCP answer with an https://$LAB_BOOT_IP:$LAB_TLS_PORT/ boot file;"; fi
+  syn=$(grep -m 1 -E "^[0-9.]+ tls-syn " "$dir/events.txt" || true)
+  if [ -n "$syn" ]; then echo "  https: TCP connection to port $LAB_TLS_PORT from $(awk '{print $3}' <<<"$syn")"
+  else HTTPS_FAIL+=" no TCP connection to port $LAB_TLS_PORT on the wire;"; fi
+  api=$(jq -r --arg m "${mac//:/}" '[.clients[]? | select((.mac | ascii_downcase | gsub("[^0-9a-f]"; "")) == $m) | .events[]
+        | select(.stage == "http" and .fields.scheme == "https") | .summary] | (map(select(startswith("GET"))) + .) | .[0] // empty' "$dir/api-clients.json" 2>/dev/null || true)
+  if [ -n "$api" ]; then echo "  https: /api/clients: $api"
+  else HTTPS_FAIL+=" /api/clients shows no fetch with scheme https for $mac;"; fi
+  [ -z "$HTTPS_FAIL" ]
+}
+
 # Runs one scenario against one server; returns 0 when it met its expectation.
 run_scenario() {
   local scenario=$1 server=$2 mode=${3:-site}
@@ -591,6 +795,20 @@ run_scenario() {
     fi
     mode=v6only
   fi
+  if https_boot "$scenario" && [ "$server" = dnsmasq ]; then
+    echo "SKIP $scenario/dnsmasq: the reference's proxy ignores HTTPClient (see uefi-http/dnsmasq)"
+    return 0
+  fi
+  if secureboot "$scenario"; then
+    if [ "$server" = dnsmasq ]; then
+      echo "SKIP $scenario/dnsmasq: the reference hands every UEFI client undionly.kpxe (see uefi/dnsmasq)"
+      return 0
+    fi
+    # bootpolicy is the LAN's DHCP server here. Debian's GRUB (2.06-13) takes its TFTP server
+    # from the DHCP ACK only (siaddr), never from the ProxyDHCP offer that shim used: beside a
+    # site server it asks the site for grub.cfg (measured; docs/secure-boot.md).
+    mode=full
+  fi
   local name=$server
   [ "$mode" = full ] && name="$server-full"
   local dir="$WORK/$scenario-$name" mac expect eui
@@ -599,23 +817,31 @@ run_scenario() {
   expect=$(expectation "$server" "$scenario")
   mkdir -p "$dir"
   chmod 755 "$dir"
-  prepare_root "$dir/root"
+  [ "$scenario" = uefi-secureboot ] && secureboot_files
+  https_boot "$scenario" && https_files
+  secureboot "$scenario" && cp /usr/share/OVMF/OVMF_VARS_4M.ms.fd "$dir/"
+  prepare_root "$dir/root" "$scenario"
   SEEN=()
-  echo "== $scenario / $name (MAC $mac, expect: $([ "$expect" = reach ] && echo "marker reached" || echo "reference fails the known way"), timeout ${TIMEOUT}s)"
+  local expect_text="marker reached"
+  [ "$expect" = weakness ] && expect_text="reference fails the known way"
+  [ "$expect" = refusal ] && expect_text="Secure Boot refuses the unsigned file"
+  [ "$expect" = untrusted ] && expect_text="the firmware refuses the server's certificate"
+  echo "== $scenario / $name (MAC $mac, expect: $expect_text, timeout ${TIMEOUT}s)"
+  [ "$scenario" = uefi-secureboot ] && echo "  signed chain: $SB_VERSIONS"
   local first_pid_index=${#LAB_PIDS[@]}
   start_site_dhcp "$dir" "$mode" "$scenario"
   start_boot_server "$server" "$dir" "$mode" "$scenario"
   start_capture "$dir"
 
   local start qargs
-  read -r -d '' qargs < <(qemu_args "$scenario" "$mac") || true
+  read -r -d '' qargs < <(qemu_args "$scenario" "$mac" "$dir") || true
   start=$(date +%s.%N)
   # shellcheck disable=SC2086  # qargs is a word list built above, no user text in it
   lab_spawn "$LAB_NS_NET" "$dir/qemu.log" qemu-system-x86_64 -accel tcg -smp 1 -nodefaults \
     -display none -serial "file:$dir/serial.log" -no-reboot $qargs \
     -netdev tap,id=n0,ifname=tap0,script=no,downscript=no
   local qemu_pid=$LAB_LAST_PID
-  printf '  %7.1f s  VM started (%s)\n' 0 "$(qemu_args "$scenario" "$mac" | tr '\n' ' ')"
+  printf '  %7.1f s  VM started (%s)\n' 0 "$(qemu_args "$scenario" "$mac" "$dir" | tr '\n' ' ')"
 
   local end_entry='failed to load Boot[0-9A-F]+ "UEFI (PXE|HTTP)v4'
   [ "$scenario" = bios ] && end_entry='No more network devices'
@@ -648,9 +874,15 @@ run_scenario() {
   done
   [ -n "$result" ] || result=timeout
 
-  local ok=1 api_ok=0 v6_ok=0
+  local ok=1 api_ok=0 v6_ok=0 sb_ok=0
   if [ "$server" = bootpolicy ] && [ "$result" = reached ]; then
-    api_check "$mac" "$dir" || api_ok=1
+    if [ "$scenario" = uefi-secureboot ]; then
+      api_check "$mac" "$dir" 'grub\.cfg' || api_ok=1
+      secureboot_check "$mac" "$dir" || sb_ok=1
+    else
+      api_check "$mac" "$dir" || api_ok=1
+    fi
+    if [ "$scenario" = uefi-https ]; then https_check "$mac" "$dir" || { sb_ok=1; SB_FAIL=$HTTPS_FAIL; }; fi
     if [ "$mode" = full ]; then lease_check "$mac" "$dir" "$scenario" || api_ok=1; fi
   fi
   if [ "$server" = bootpolicy ] && [ "$scenario" = uefi-ipv6 ]; then v6_check "$mac" "$mode" || v6_ok=1; fi
@@ -673,9 +905,11 @@ run_scenario() {
     reach:reached)
       if [ "$v6_ok" -ne 0 ]; then
         why="marker reached but the boot did not go over IPv6 through bootpolicy:$V6_FAIL"
+      elif [ "$sb_ok" -ne 0 ]; then
+        why="marker reached but the $([ "$scenario" = uefi-https ] && echo "HTTPS boot" || echo "Secure Boot chain") is not proven:$SB_FAIL"
       elif [ "$api_ok" -ne 0 ]; then
         why="marker reached but the server's API does not show the script fetch (or, full DHCP, the lease)"
-      elif [ "$server" = bootpolicy ] && { [ -z "$POLICY" ] || [[ "$POLICY" == *arch-aware.lua ]]; } \
+      elif [ "$server" = bootpolicy ] && ! secureboot "$scenario" && { [ -z "$POLICY" ] || [[ "$POLICY" == *arch-aware.lua ]]; } \
         && ! grep -aqF "bootpolicy: script for $mac (" <<<"$(clean_serial "$dir/serial.log")"; then
         # arch-aware's first line is one argument with spaces, written with the builder's
         # ${bpqXX:string} quoting: iPXE must print it with the spaces back.
@@ -697,6 +931,39 @@ run_scenario() {
       else
         why="expected the reference to fail the known way, but the evidence is missing"
       fi ;;
+    refusal:exhausted|refusal:timeout)
+      # The negative control: arch-aware hands this x64 UEFI client ipxe.efi (Debian's, not
+      # signed for Secure Boot). It must have been sent whole and then refused by the firmware.
+      local sent refused
+      sent=$(grep -E "TFTP transfer" "$SERVER_LOG" | grep -E 'file=/?ipxe\.efi( |$)' | grep -m 1 'outcome=ok' || true)
+      refused=$(grep -a -m 1 -oE 'failed to load Boot[0-9A-F]+ "UEFI PXEv4[^"]*"[^[:cntrl:]]*(Access Denied|Security Violation)' <<<"$(clean_serial "$dir/serial.log")" || true)
+      if [ -n "$sent" ] && [ -n "$refused" ]; then
+        ok=0; why="Secure Boot refused the unsigned ipxe.efi after it was sent whole ($(grep -oE 'bytes=[0-9]+' <<<"$sent")): $(grep -oE '(Access Denied|Security Violation)' <<<"$refused")"
+        echo "  sb: firmware: $(cut -c1-160 <<<"$refused")"
+      else
+        why="expected the firmware to refuse the unsigned ipxe.efi, but the evidence is missing (sent: ${sent:+yes}${sent:-no}, refused on the console: ${refused:+yes}${refused:-no})"
+      fi ;;
+    refusal:reached) why="Secure Boot firmware ran an unsigned ipxe.efi: the marker was reached" ;;
+    untrusted:exhausted|untrusted:timeout)
+      # Without the CA the firmware must have been handed the https:// URL and loaded nothing:
+      # EDK2 (2022.11) with no CA enrolled does not even connect ("Could not retrieve NBP file
+      # size"), so nothing may reach the server's HTTP port; with another CA it connects (the
+      # handshake is where it refuses), and the lab requires that connection.
+      local console
+      console=$(clean_serial "$dir/serial.log")
+      if grep -qE "DISCOVER .*firmware=http-boot .*file=https://$LAB_BOOT_IP:$LAB_TLS_PORT/" "$SERVER_LOG" \
+        && grep -aqE "URI: https://$LAB_BOOT_IP:$LAB_TLS_PORT/" <<<"$console" \
+        && ! grep -qE '^[0-9.]+ http ' "$dir/events.txt" \
+        && { [ "$scenario" != uefi-https-wrong-ca ] || { grep -qE '^[0-9.]+ tls-syn ' "$dir/events.txt" \
+               && grep -q 'https: TLS handshake failed' "$SERVER_LOG"; }; } \
+        && grep -aqE 'failed to load Boot[0-9A-F]+ "UEFI HTTPv4' <<<"$console"; then
+        ok=0
+        why="the firmware was given https://$LAB_BOOT_IP:$LAB_TLS_PORT/... and, $([ "$scenario" = uefi-https-wrong-ca ] && echo "trusting another CA" || echo "trusting no CA"), loaded nothing: $(grep -a -m 1 -oE 'Error: Could not retrieve NBP file size[^[:cntrl:]]*' <<<"$console" || echo 'no file')$(grep -qE '^[0-9.]+ tls-syn ' "$dir/events.txt" && echo ' (after connecting to the TLS port)' || echo ' (it never connected)')"
+        [ "$scenario" = uefi-https-wrong-ca ] && echo "  https: server: $(grep -m 1 'https: TLS handshake failed' "$SERVER_LOG" | grep -oE 'error=[^]]*\]?[^ ]*' | cut -c1-140)"
+      else
+        why="expected an https:// URL on the console and no file loaded, but the evidence is missing"
+      fi ;;
+    untrusted:reached) why="the firmware booted over HTTPS without the lab's CA" ;;
     weakness:reached) why="the dnsmasq reference unexpectedly reached the marker" ;;
     *) why="result: $result" ;;
   esac
@@ -760,13 +1027,17 @@ if [ "$CI_MODE" -eq 1 ]; then
     runs+=("bios bootpolicy" "uefi bootpolicy" "uefi-http bootpolicy" "uefi-ipv6 bootpolicy")
     runs+=("bios bootpolicy full" "uefi bootpolicy full" "uefi-http bootpolicy full" "uefi-ipv6 bootpolicy full")
     runs+=("uefi-ipv6-only bootpolicy" "uefi-http-ipv6 bootpolicy")
+    # Secure Boot (~17 s, and ~8 s for the unsigned control) and HTTPS boot (~13 s; ~7 s each
+    # for the two refusals).
+    runs+=("uefi-secureboot bootpolicy" "uefi-secureboot-unsigned bootpolicy")
+    runs+=("uefi-https bootpolicy" "uefi-https-untrusted bootpolicy" "uefi-https-wrong-ca bootpolicy")
   elif [ -n "${BOOTPOLICY:-}" ]; then
     # A binary was named (scripts/test.sh does): one that does not work is a failure, not a skip.
     echo "FAIL */bootpolicy: $BOOTPOLICY_WHY"
-    failed=$((failed + 10))
+    failed=$((failed + 15))
   else
     echo "SKIP */bootpolicy: $BOOTPOLICY_WHY"
-    skipped=$((skipped + 10))
+    skipped=$((skipped + 15))
   fi
   ci_end=$((SECONDS + BUDGET))
   for r in "${runs[@]}"; do
@@ -786,7 +1057,11 @@ fi
 if [ "$SERVER" = bootpolicy ]; then
   find_bootpolicy || lab_die "bootpolicy: $BOOTPOLICY_WHY (set BOOTPOLICY=/path/to/bootpolicy, or use --server dnsmasq)"
 fi
-if [ "$SCENARIO" = all ]; then scenarios=(bios uefi uefi-http uefi-ipv6 uefi-ipv6-only uefi-http-ipv6); else scenarios=("$SCENARIO"); fi
+if [ "$SCENARIO" = all ]; then
+  scenarios=(bios uefi uefi-http uefi-ipv6 uefi-ipv6-only uefi-http-ipv6 uefi-secureboot uefi-secureboot-unsigned uefi-https uefi-https-untrusted uefi-https-wrong-ca)
+else
+  scenarios=("$SCENARIO")
+fi
 status=0
 for sc in "${scenarios[@]}"; do
   run_scenario "$sc" "$SERVER" "$DHCP_MODE" || status=1

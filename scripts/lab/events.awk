@@ -6,13 +6,14 @@
 #   <epoch> dhcp6-rep4011 <client-address> <boot-file-url>   its answer from port 4011
 #   <epoch> tftp <path> <client-address>
 #   <epoch> http <path> <client-address>              a GET toward the server (IPv4 or IPv6 client)
+#   <epoch> tls-syn <client-address> -                a TCP connection opened to the HTTPS port (-v tlsport=, 8443)
 #   <epoch> dhcp-reply <client-mac> -                  a DHCPv4 answer from any server (ports 67 -> 68)
 # A DHCP request counts as iPXE when it carries option 175 or user class "iPXE" (what the
 # dnsmasq reference matches with --dhcp-match=IPXEBOOT,175); anything else is the firmware.
 # A DHCPv6 Solicit is the client's when its client-ID holds the MAC (DUID-LL/LLT) or it comes
 # from the MAC's EUI-64 link-local address.
 # Usage: awk -v mac=52:54:00:77:00:01 [-v eui=fe80::5054:ff:fe77:1] -f events.awk packets.txt
-BEGIN { machex = tolower(mac); gsub(/:/, "", machex) }
+BEGIN { machex = tolower(mac); gsub(/:/, "", machex); if (tlsport == "") tlsport = 8443 }
 function flush() {
   if (req && (mac == "" || reqmac == mac)) {
     kind = ipxe ? "dhcp-ipxe" : "dhcp-fw"
@@ -49,6 +50,8 @@ function portof(hp) { sub(/:$/, "", hp); sub(/^.*\./, "", hp); return hp }
 /^[0-9]+\.[0-9]+ IP/ { flush(); ts = $1; next }
 # tcpdump -vvv puts an IPv4 packet's addresses on its second line: remember the sender.
 /^ +[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+ > / { lastsrc = hostof($1) }
+# A TCP SYN toward the HTTPS port (its requests are encrypted: the connection is what shows).
+/^ +[0-9.]+ > [0-9.]+: Flags \[S\]/ && portof($3) == tlsport { print ts, "tls-syn", hostof($1), "-"; next }
 / > [0-9.]+\.69: .*RRQ "/ {
   p = $0; sub(/^.*RRQ "/, "", p); sub(/".*$/, "", p)
   c = $0; sub(/ > .*$/, "", c); sub(/^.* /, "", c); print ts, "tftp", p, hostof(c); next
