@@ -86,7 +86,7 @@ if [ "${BOOTPOLICY_FUZZ:-1}" = 1 ]; then
 fi
 
 if [ "${BOOTPOLICY_SKIP_LAB:-0}" != 1 ]; then
-  stage "lab: real firmware (QEMU iPXE, OVMF PXE, OVMF HTTP boot) through bootpolicy"
+  stage "lab: real firmware (QEMU iPXE, OVMF PXE, HTTP and HTTPS boot, Secure Boot) through bootpolicy"
   scripts/deps.sh demo >/dev/null || true
   BOOTPOLICY=.build/debug/bootpolicy scripts/lab.sh --ci --server bootpolicy --budget 1200 2>&1 | tee artifacts/lab.log
   st=${PIPESTATUS[0]}
