@@ -67,10 +67,17 @@ cc -c "$WORK/icu.S" -o "$WORK/icu.o"
 put "$WORK/icu.o" "$SCRATCH/objects/icu.o"
 
 # --- the binary ----------------------------------------------------------------------------
+# The link flags, each for the image's size (docs/install.md, "The binary"):
+#   --no-export-dynamic  swiftc's static-stdlib-args.lnk passes -export-dynamic, which put every
+#       symbol of every package object (41,000: NIO, GRDB, BoringSSL, ours) in .dynsym and
+#       made each one a --gc-sections root. Nothing looks them up (the runtime's own libraries
+#       are --exclude-libs ALL already; the one dlsym, setns, is libc's): 4.3 MB.
+#   --icf=safe           identical code folded where no address is taken.
+link_flags=(-Xlinker --no-export-dynamic -Xlinker --icf=safe)
 say "swift build -c release --static-swift-stdlib (commit $commit)"
 if ! swift build -c release --static-swift-stdlib --product bootpolicy --scratch-path "$SCRATCH" -j 2 \
      -Xlinker "$SCRATCH/objects/stamp.o" -Xlinker "$SCRATCH/objects/icu.o" -Xlinker "--wrap=$icu_symbol" \
-     -Xlinker --icf=safe >"$WORK/build.log" 2>&1; then
+     "${link_flags[@]}" >"$WORK/build.log" 2>&1; then
   grep -E "error" "$WORK/build.log" | head -n 30 >&2; tail -n 5 "$WORK/build.log" >&2
   echo "package: build failed" >&2; exit 1
 fi
@@ -80,7 +87,7 @@ cp "$bin" "$stripped"
 strip --remove-section=.comment --remove-section=.note --strip-unneeded "$stripped"
 version=$("$stripped" version | awk '{print $2}')
 "$stripped" --version | grep -q "commit $commit" || { echo "package: the binary does not say commit $commit" >&2; exit 1; }
-say "bootpolicy $("$stripped" --version), $(( $(stat -c %s "$stripped") / 1048576 )) MiB stripped"
+say "bootpolicy $("$stripped" --version), $(( $(stat -c %s "$stripped") / 1048576 )) MiB stripped ($(stat -c %s "$stripped") bytes)"
 # A smoke test of what the trimmed ICU data could break (dates in JSON logs, the API's times):
 # serve on loopback for a moment, and every line must have come out before it was stopped.
 smoke_root=$WORK/smoke
