@@ -78,8 +78,19 @@ put "$WORK/icu.o" "$SCRATCH/objects/icu.o"
 #       libc refuses it at load instead of crashing). Given to swiftc, the flag only selects
 #       the linker; compiling ignores it.
 #   --icf=safe           identical code folded where no address is taken.
+#   -L static-libstdc++  libstdc++ linked in: a folder holding only GCC's libstdc++.a, searched
+#       before GCC's own (where -lstdc++ finds the .so), so the 2.2 MB shared library leaves
+#       the image for the 0.5 MB of it the binary uses. Nothing else in the process loads
+#       libstdc++ (liblua5.4 and libsqlite3 are C), so there is one copy.
+stdcxx=$(dirname "$(command -v swift)")/clang
+stdcxx=$("$stdcxx" -print-file-name=libstdc++.a)
+[ -f "$stdcxx" ] || { echo "package: no libstdc++.a (libstdc++-12-dev)" >&2; exit 1; }
+mkdir -p "$SCRATCH/static-libstdc++"
+if [ "$(readlink "$SCRATCH/static-libstdc++/libstdc++.a" 2>/dev/null)" != "$stdcxx" ]; then
+  ln -sfn "$stdcxx" "$SCRATCH/static-libstdc++/libstdc++.a"; rm -f "$SCRATCH/release/bootpolicy"
+fi
 link_flags=(-Xswiftc -use-ld=lld -Xlinker -z -Xlinker pack-relative-relocs
-            -Xlinker --no-export-dynamic -Xlinker --icf=safe)
+            -Xlinker --no-export-dynamic -Xlinker --icf=safe -Xswiftc "-L$SCRATCH/static-libstdc++")
 say "swift build -c release --static-swift-stdlib (commit $commit)"
 if ! swift build -c release --static-swift-stdlib --product bootpolicy --scratch-path "$SCRATCH" -j 2 \
      -Xlinker "$SCRATCH/objects/stamp.o" -Xlinker "$SCRATCH/objects/icu.o" -Xlinker "--wrap=$icu_symbol" \
@@ -88,6 +99,9 @@ if ! swift build -c release --static-swift-stdlib --product bootpolicy --scratch
   echo "package: build failed" >&2; exit 1
 fi
 bin=$SCRATCH/release/bootpolicy
+if readelf -d "$bin" | grep -q 'NEEDED.*libstdc++'; then
+  echo "package: the binary loads libstdc++.so: the linker found it before $SCRATCH/static-libstdc++" >&2; exit 1
+fi
 stripped=$WORK/bootpolicy
 cp "$bin" "$stripped"
 strip --remove-section=.comment --remove-section=.note --strip-unneeded "$stripped"
