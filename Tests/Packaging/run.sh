@@ -95,7 +95,8 @@ loaded=$(podman --runtime runc load -q -i "$oci" 2>&1)
 check "podman load -i $oci (${loaded##*: })" grep -q "bootpolicy:$version" <<<"$loaded"
 image=localhost/bootpolicy:$version
 size=$(podman image inspect --format '{{.Size}}' "$image" 2>/dev/null || echo 0)
-check "the image is <= 60 MB ($size bytes)" test "$size" -gt 0 -a "$size" -le 60000000
+limit=60000000
+check "the image is <= 60 MB ($size bytes, $(( limit - size )) left)" test "$size" -gt 0 -a "$size" -le "$limit"
 check "the image's bootpolicy names commit $commit" \
   grep -q "commit $commit" <<<"$(podman --runtime runc run --rm --entrypoint /usr/bin/bootpolicy "$image" --version 2>&1)"
 # As the seed runs dnsmasq: host networking (here the lab's boot namespace), the lab's folder
