@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
 done
 say() { echo "package: $*"; }
 
-BOOTPOLICY_EXTRA_DEPS="dpkg-dev binutils $([ "$LINT" = 1 ] && echo lintian) $([ "$IMAGE" = 1 ] && echo podman runc)" \
+BOOTPOLICY_EXTRA_DEPS="dpkg-dev binutils libstdc++-12-dev $([ "$LINT" = 1 ] && echo lintian) $([ "$IMAGE" = 1 ] && echo podman runc)" \
   scripts/deps.sh test >/dev/null
 
 SCRATCH=$REPO/.build-package
