@@ -88,7 +88,7 @@ fi
 if [ "${BOOTPOLICY_SKIP_LAB:-0}" != 1 ]; then
   stage "lab: real firmware (QEMU iPXE, OVMF PXE, HTTP and HTTPS boot, Secure Boot) through bootpolicy"
   scripts/deps.sh demo >/dev/null || true
-  BOOTPOLICY=.build/debug/bootpolicy scripts/lab.sh --ci --server bootpolicy --budget 1200 2>&1 | tee artifacts/lab.log
+  BOOTPOLICY=.build/debug/bootpolicy scripts/lab.sh --ci --server bootpolicy --budget 1500 2>&1 | tee artifacts/lab.log
   st=${PIPESTATUS[0]}
   read -r p f < <(tally artifacts/lab.log || echo "0 0")
   count lab "$st" "${p:-0}" "${f:-0}"
