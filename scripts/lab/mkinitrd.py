@@ -5,13 +5,17 @@ for the lab's Secure Boot scenario: no root needed for the device node, no cpio 
     mkinitrd.py INIT_BINARY OUT.gz
 """
 import gzip
+import itertools
 import sys
 
+INODES = itertools.count(101)
 
-def entry(name, mode, data=b"", rdev=(0, 0), ino=[100]):
-    ino[0] += 1
+
+def entry(name, mode, data=b"", rdev=(0, 0)):
+    """One newc record: the header's 13 hex fields (inode, mode, uid, gid, links, mtime, size,
+    device major/minor, rdev major/minor, name size, check), the name, the data, each padded to 4."""
     name_b = name.encode() + b"\0"
-    fields = [ino[0], mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name_b), 0]
+    fields = [next(INODES), mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name_b), 0]
     header = b"070701" + b"".join(b"%08X" % f for f in fields)
     out = header + name_b
     out += b"\0" * (-len(out) % 4)
