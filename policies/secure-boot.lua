@@ -14,6 +14,11 @@
 -- netboot image, which reads grub/grub.cfg from the server it came from), and a kernel from
 -- linux-image-amd64 (/boot/vmlinuz-*, signed) in the TFTP/HTTP root.
 --
+-- Proven in the lab (scripts/lab.sh --scenario uefi-secureboot, docs/secure-boot.md), with two
+-- limits of Debian 12's GRUB: it takes its TFTP server from the DHCP ACK only, so beside a
+-- site DHCP server (ProxyDHCP) it asks the site for grub.cfg unless the site's next-server is
+-- this server (or bootpolicy is the DHCP server); and after UEFI HTTP boot it finds no network.
+--
 -- config (all optional):
 --   shim        the first file (default "shimx64.efi")
 --   kernel      the kernel path as GRUB fetches it, relative to its root (default "linux")
