@@ -67,8 +67,10 @@ int main(void) {
         memmove(lockdown, open_b + 1, strlen(open_b + 1) + 1);
     }
 
-    /* SecureBoot-8be4df61-...: 4 bytes of attributes, then one byte, 1 when it is on. */
-    const char *secureboot = "unknown";
+    /* SecureBoot-8be4df61-...: 4 bytes of attributes, then one byte, 1 when it is on. Debian
+     * builds efivarfs as a module, which this initrd does not load: then the field is left out
+     * and the kernel's own "Secure boot enabled" line and its lockdown mode are the evidence. */
+    const char *secureboot = NULL;
     unsigned char var[8];
     int fd = open("/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c", O_RDONLY);
     if (fd >= 0) {
@@ -78,9 +80,10 @@ int main(void) {
         secureboot = "no-efi";
     }
 
-    printf("\n%s %s kernel=%s secureboot=%s lockdown=%s\n",
+    printf("\n%s %s kernel=%s%s%s lockdown=%s\n",
            MARKER,
-           arg(cmdline, "bootpolicy.mac", mac, sizeof mac, "no-mac"), release, secureboot,
+           arg(cmdline, "bootpolicy.mac", mac, sizeof mac, "no-mac"), release,
+           secureboot ? " secureboot=" : "", secureboot ? secureboot : "",
            lockdown[0] ? lockdown : "unknown");
     printf("cmdline: %s\n", cmdline);
     fflush(stdout);
