@@ -24,6 +24,8 @@ Servers, alternating within each repeat (a shared machine: medians over repeats)
   the policy's boot file URL (option 59).
 - **bootpolicy-boot** (boot-only, no range): the boot file URL and vendor class PXEClient, no
   address: what it does beside a site DHCPv6 server.
+- **bootpolicy-before** (stateful, as `bootpolicy`, from `--before-binary`): an older build,
+  for a before/after pair measured in the same run, alternating with the others.
 - **kea**: kea-dhcp6 2.2, memfile lease database with persist (its file in the run's temporary
   folder; a Solicit/Advertise writes no lease), multi-threading (2 threads, queue 64), subnet
   fd78::/64 with the same pool on bpb-s, and option 59 `bootfile-url` always sent.
@@ -73,7 +75,7 @@ def server_cmd(kind, binary, work):
         return ["env", f"KEA_PIDFILE_DIR={work}", "KEA_LOCKFILE_DIR=none", "kea-dhcp6", "-c", path]
     cmd = [binary, "serve", "--interface", SRV_IF, "--no-tftp", "--no-http", "--no-dhcp", "--dhcp6",
            "--policy", "default", "--log-level", "warning", "--state", "memory"]
-    if kind == "bootpolicy":
+    if kind in ("bootpolicy", "bootpolicy-before"):
         cmd += ["--dhcp-range", f"{POOL_START},{POOL_END},64,1h"]
     return cmd
 
@@ -169,6 +171,7 @@ def versions():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=".build/release/bootpolicy")
+    ap.add_argument("--before-binary", help="the binary server `bootpolicy-before` runs (stateful, as `bootpolicy`)")
     ap.add_argument("--rates", default="1000,5000,10000,20000,30000,40000")
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
@@ -204,7 +207,8 @@ def main():
                 logpath = os.path.join(args.logdir, f"dhcp6-{kind}-{rep}.log")
                 try:
                     with open(logpath, "w") as log:
-                        p = lab.spawn(SRV, server_cmd(kind, binary, work), log)
+                        which = os.path.abspath(args.before_binary) if kind == "bootpolicy-before" else binary
+                        p = lab.spawn(SRV, server_cmd(kind, which, work), log)
                     if not wait_ready(p, netboot=True):
                         raise SystemExit(f"{kind} never answered a Solicit; see {logpath}")
                     for solicit in kinds:

@@ -113,7 +113,8 @@ struct clinux_batch {
     char *bytes;
     struct mmsghdr messages[64];
     struct iovec vectors[64];
-    struct sockaddr_in names[64];
+    /* Room for either family's address: an IPv4 socket's sender fills the sockaddr_in part. */
+    struct sockaddr_in6 names[64];
     /* cmsghdr + in_pktinfo, with room to spare, per datagram. */
     uint64_t control[64][8];
     clinux_datagram datagrams[64];
@@ -167,9 +168,22 @@ int clinux_batch_receive(clinux_batch *batch, int fd, int wait, int slots) {
         clinux_datagram *d = &batch->datagrams[i];
         d->length = (int)batch->messages[i].msg_len;
         d->truncated = (h->msg_flags & MSG_TRUNC) != 0;
-        d->family = h->msg_namelen >= sizeof(struct sockaddr_in) ? batch->names[i].sin_family : 0;
-        d->source = batch->names[i].sin_addr.s_addr;
-        d->source_port = batch->names[i].sin_port;
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)&batch->names[i];
+        const struct sockaddr_in6 *v6 = &batch->names[i];
+        d->family = 0;
+        d->source = 0;
+        d->source_port = 0;
+        d->scope_id = 0;
+        if (h->msg_namelen >= sizeof(struct sockaddr_in) && v4->sin_family == AF_INET) {
+            d->family = AF_INET;
+            d->source = v4->sin_addr.s_addr;
+            d->source_port = v4->sin_port;
+        } else if (h->msg_namelen >= sizeof(struct sockaddr_in6) && v6->sin6_family == AF_INET6) {
+            d->family = AF_INET6;
+            memcpy(d->source6, &v6->sin6_addr, 16);
+            d->source_port = v6->sin6_port;
+            d->scope_id = v6->sin6_scope_id;
+        }
         d->interface_index = -1;
         d->destination = 0;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
@@ -184,6 +198,38 @@ int clinux_batch_receive(clinux_batch *batch, int fd, int wait, int slots) {
     return count;
 }
 
+/* sendmmsg(2) of `n` (at most 64) prepared messages. sendmmsg stops at the first failure and,
+ * if something was sent before it, reports only the count. The next call starts at the failed
+ * one, so it fails first and gives its errno; it is then skipped. Returns how many failed. */
+static int send_prepared(int fd, struct mmsghdr *messages, int n, int flags, int *errors) {
+    int failed = 0;
+    int next = 0;
+    for (int i = 0; i < n; i++) errors[i] = 0;
+    while (next < n) {
+        int sent = sendmmsg(fd, messages + next, (unsigned)(n - next), flags);
+        if (sent > 0) {
+            next += sent;
+            continue;
+        }
+        errors[next] = sent < 0 ? errno : EIO;
+        failed++;
+        next++;
+    }
+    return failed;
+}
+
+/* Points a message at its one vector and its address. */
+static void prepare_message(struct mmsghdr *message, struct iovec *vector, const void *bytes, int length,
+                            void *name, socklen_t name_length) {
+    memset(message, 0, sizeof *message);
+    vector->iov_base = (void *)bytes;
+    vector->iov_len = (size_t)length;
+    message->msg_hdr.msg_name = name;
+    message->msg_hdr.msg_namelen = name_length;
+    message->msg_hdr.msg_iov = vector;
+    message->msg_hdr.msg_iovlen = 1;
+}
+
 int clinux_send_datagrams(int fd, const clinux_outgoing *datagrams, int count, int *errors) {
     struct mmsghdr messages[64];
     struct iovec vectors[64];
@@ -192,35 +238,36 @@ int clinux_send_datagrams(int fd, const clinux_outgoing *datagrams, int count, i
     /* Up to 64 per sendmmsg; a longer list goes in several. */
     for (int base = 0; base < count; base += 64) {
         int n = count - base < 64 ? count - base : 64;
-        memset(messages, 0, sizeof(struct mmsghdr) * (size_t)n);
         for (int i = 0; i < n; i++) {
             const clinux_outgoing *d = &datagrams[base + i];
-            vectors[i].iov_base = (void *)d->bytes;
-            vectors[i].iov_len = (size_t)d->length;
             memset(&names[i], 0, sizeof names[i]);
             names[i].sin_family = AF_INET;
             names[i].sin_addr.s_addr = d->address;
             names[i].sin_port = d->port;
-            messages[i].msg_hdr.msg_name = &names[i];
-            messages[i].msg_hdr.msg_namelen = sizeof names[i];
-            messages[i].msg_hdr.msg_iov = &vectors[i];
-            messages[i].msg_hdr.msg_iovlen = 1;
-            errors[base + i] = 0;
+            prepare_message(&messages[i], &vectors[i], d->bytes, d->length, &names[i], sizeof names[i]);
         }
-        /* sendmmsg stops at the first failure and, if something was sent before it, reports
-         * only the count. The next call starts at the failed one, so it fails first and gives
-         * its errno; it is then skipped. */
-        int next = 0;
-        while (next < n) {
-            int sent = sendmmsg(fd, messages + next, (unsigned)(n - next), MSG_DONTWAIT);
-            if (sent > 0) {
-                next += sent;
-                continue;
-            }
-            errors[base + next] = sent < 0 ? errno : EIO;
-            failed++;
-            next++;
+        failed += send_prepared(fd, messages, n, MSG_DONTWAIT, errors + base);
+    }
+    return failed;
+}
+
+int clinux_send_datagrams6(int fd, const clinux_outgoing6 *datagrams, int count, int flags, int *errors) {
+    struct mmsghdr messages[64];
+    struct iovec vectors[64];
+    struct sockaddr_in6 names[64];
+    int failed = 0;
+    for (int base = 0; base < count; base += 64) {
+        int n = count - base < 64 ? count - base : 64;
+        for (int i = 0; i < n; i++) {
+            const clinux_outgoing6 *d = &datagrams[base + i];
+            memset(&names[i], 0, sizeof names[i]);
+            names[i].sin6_family = AF_INET6;
+            memcpy(&names[i].sin6_addr, d->address, 16);
+            names[i].sin6_port = d->port;
+            names[i].sin6_scope_id = d->scope_id;
+            prepare_message(&messages[i], &vectors[i], d->bytes, d->length, &names[i], sizeof names[i]);
         }
+        failed += send_prepared(fd, messages, n, flags, errors + base);
     }
     return failed;
 }

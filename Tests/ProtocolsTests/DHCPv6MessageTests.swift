@@ -154,6 +154,16 @@ import Testing
         #expect(back.addresses.first?.validLifetime == 600)
         #expect(back.options.status?.code == 0 && back.options.status?.message == "ok")
     }
+
+    /// The names policies and logs see: the case names, but for the three RFC spellings.
+    @Test func messageTypeNames() {
+        let special: [DHCPv6MessageType: String] = [.informationRequest: "information-request", .relayForward: "relay-forw",
+                                                    .relayReply: "relay-repl"]
+        for type in DHCPv6MessageType.allCases {
+            #expect(type.name == special[type] ?? "\(type)")
+        }
+        #expect(DHCPv6MessageType.solicit.name == "solicit")
+    }
 }
 
 /// A public DHCPv6 capture (tcpdump's test suite: an Arista switch's zero-touch provisioning,

@@ -249,20 +249,31 @@ enum V6 {
         return l
     }()
 
+    /// [::1]:`port`.
+    static func loopback(port: Int) -> sockaddr_in6 {
+        var to = sockaddr_in6()
+        to.sin6_family = sa_family_t(AF_INET6)
+        to.sin6_port = in_port_t(UInt16(port).bigEndian)
+        withUnsafeMutableBytes(of: &to.sin6_addr) { $0[15] = 1 }
+        return to
+    }
+
+    /// sendto(2) of `bytes` from `fd`: what it returned.
+    @discardableResult
+    static func send(_ bytes: [UInt8], from fd: CInt, to: sockaddr_in6) -> Int {
+        var to = to
+        return bytes.withUnsafeBytes { b in
+            withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                sendto(fd, b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+        }
+    }
+
     /// Sends `bytes` from a fresh socket on [::1] and returns the first reply within `timeout`.
     static func exchange(_ bytes: [UInt8], port: Int, timeout: Int = 2000) throws -> [UInt8]? {
         let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
         #expect(fd >= 0)
         defer { close(fd) }
-        var to = sockaddr_in6()
-        to.sin6_family = sa_family_t(AF_INET6)
-        to.sin6_port = in_port_t(UInt16(port).bigEndian)
-        withUnsafeMutableBytes(of: &to.sin6_addr) { $0[15] = 1 }
-        let sent = bytes.withUnsafeBytes { b in
-            withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                sendto(fd, b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
-        }
-        #expect(sent == bytes.count)
+        #expect(send(bytes, from: fd, to: loopback(port: port)) == bytes.count)
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         guard poll(&p, 1, Int32(timeout)) == 1 else { return nil }
         var buffer = [UInt8](repeating: 0, count: 2048)
@@ -312,16 +323,8 @@ enum V6 {
         let port = try #require(server.listening.first?.port)
         let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
         defer { close(fd) }
-        var to = sockaddr_in6()
-        to.sin6_family = sa_family_t(AF_INET6)
-        to.sin6_port = in_port_t(UInt16(port).bigEndian)
-        withUnsafeMutableBytes(of: &to.sin6_addr) { $0[15] = 1 }
-        func send(_ bytes: [UInt8]) {
-            _ = bytes.withUnsafeBytes { b in
-                withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
-            }
-        }
+        let to = Self.loopback(port: port)
+        func send(_ bytes: [UInt8]) { Self.send(bytes, from: fd, to: to) }
         let solicit = try V6.fixture("ovmf-pxe6")
         var inner = solicit
         for _ in 0..<9 {  // nine relays: one past the limit
@@ -365,6 +368,37 @@ enum V6 {
         #expect(try Self.exchange(solicit, port: port).flatMap { try DHCPv6Packet(bytes: $0).message.type } == .advertise)
         print("dhcpv6 hostile input: \(hostile.count) sent, \(stats.malformed) malformed, \(stats.answered) answered, silenced \(stats.silenced.map { "\($0.key.rawValue)=\($0.value)" }.sorted().joined(separator: " "))")
         await server.shutdown()
+    }
+
+    /// A burst queued before the server reads it is taken in batches (recvmmsg) and answered
+    /// with one sendmmsg a batch: every Solicit gets its own Advertise, to its sender's port.
+    @Test func aBurstIsAnsweredInFull() async throws {
+        let server = DHCPv6Server(configuration: .init(bindAddress: "::1", ports: [0], responder: DHCPv6Responder(serverDUID: V6.serverDUID)),
+                                  decider: FixedDecider(decision: BootDecision(filename: "ipxe.efi")), logger: Self.quiet)
+        try await server.start()
+        let port = try #require(server.listening.first?.port)
+        let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        let to = Self.loopback(port: port)
+        let count = 100
+        var solicit = try V6.packet("ovmf-pxe6").message
+        for xid in 1...count {
+            solicit.transactionID = UInt32(xid)
+            let bytes = solicit.bytes
+            #expect(Self.send(bytes, from: fd, to: to) == bytes.count)
+        }
+        var answered = Set<UInt32>()
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while answered.count < count, poll(&p, 1, 2000) == 1 {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            guard n > 0, let m = try? DHCPv6Packet(bytes: Array(buffer[..<n])).message, m.type == .advertise else { continue }
+            answered.insert(m.transactionID)
+        }
+        #expect(answered == Set((1...count).map { UInt32($0) }))
+        await server.shutdown()
+        let stats = server.statistics
+        #expect(stats.received == count && stats.answered == count, "\(stats)")
     }
 
     @Test func aPortInUseIsABindErrorNamingIt() async throws {

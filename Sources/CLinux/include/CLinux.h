@@ -24,13 +24,17 @@ typedef struct {
     int length;
     /// The datagram was longer than its slot; the rest is lost.
     int truncated;
-    /// AF_INET, or 0 when the sender's address was not IPv4.
+    /// AF_INET or AF_INET6 (the sender's address family), or 0 when it was neither.
     int family;
+    /// AF_INET: the sender's address.
     uint32_t source;
     uint16_t source_port;
     /// IP_PKTINFO: the arrival interface (-1 when absent) and the header's destination address.
     int interface_index;
     uint32_t destination;
+    /// AF_INET6: the sender's address and its scope (the link of a link-local one).
+    uint8_t source6[16];
+    uint32_t scope_id;
 } clinux_datagram;
 
 /// A receive batch: `slots` (1-64) buffers of `slot_size` bytes with their recvmmsg headers,
@@ -62,6 +66,17 @@ typedef struct {
 /// sendmmsg(2) of `count` datagrams (64 per call) with MSG_DONTWAIT, going on past one that
 /// fails: `errors[i]` gets 0 or that datagram's errno. Returns how many failed.
 int clinux_send_datagrams(int fd, const clinux_outgoing *datagrams, int count, int *errors);
+/// One datagram to send over IPv6: to `address` (16 bytes) `port` (network order) on the
+/// link `scope_id` (0: any).
+typedef struct {
+    const void *bytes;
+    int length;
+    uint8_t address[16];
+    uint16_t port;
+    uint32_t scope_id;
+} clinux_outgoing6;
+/// As clinux_send_datagrams, to IPv6 addresses, with `flags` (0 or MSG_DONTWAIT).
+int clinux_send_datagrams6(int fd, const clinux_outgoing6 *datagrams, int count, int flags, int *errors);
 /// Names the calling thread (first 15 bytes), as ps, top and perf show it.
 void clinux_name_thread(const char *name);
 /// Asks the scheduler for a short time slice for the calling thread (sched_setattr(2) with

@@ -1,5 +1,6 @@
 import CLinux
 import Foundation
+import Logging
 import NIOCore
 import Synchronization
 
@@ -47,11 +48,23 @@ extension ProxyDHCPServer {
     /// waiting until it finds it empty, then sleeps again; a helper that is itself behind wakes
     /// the next one. Helpers never wait in the socket themselves, so at ordinary rates only the
     /// first thread is woken, with its Lua state and caches warm.
+    ///
+    /// The threads do not know the protocol: each asks `makeAnswer` once for the function that
+    /// answers what it read (`Answerer` here, `DHCPv6Server.BatchAnswerer` for DHCPv6).
     final class ReceiveThread: @unchecked Sendable {
+        /// One thread's answering of the `count` datagrams in a batch it read. Called on that
+        /// thread only, so it may keep buffers of its own from one call to the next.
+        typealias Answer = (_ batch: OpaquePointer, _ count: Int) -> Void
+
         let fd: CInt
         let port: Int
-        let core: Core
-        let resolver: ArrivalResolver
+        /// The head of the threads' log lines ("proxydhcp", "dhcpv6").
+        let label: String
+        let logger: Logger
+        /// This socket's largest datagram read whole.
+        let slotSize: Int
+        private let makeAnswer: @Sendable () -> Answer
+        private let helperWoken: @Sendable () -> Void
         private let stopping = Atomic<Bool>(false)
         /// The threads `start` started, for `stop` to wait for.
         private let exits = ThreadExits()
@@ -90,21 +103,38 @@ extension ProxyDHCPServer {
         /// wake it.
         static let wakeInterval = timeval(tv_sec: 0, tv_usec: 250_000)
 
-        init(fd: CInt, port: Int, core: Core, resolver: ArrivalResolver, helpers: Int = 0) {
+        /// A DHCPv4 socket's: `Core` answers each datagram.
+        convenience init(fd: CInt, port: Int, core: Core, resolver: ArrivalResolver, helpers: Int = 0) {
+            let answerer = Answerer(fd: fd, port: port, core: core, resolver: resolver)
+            self.init(fd: fd, port: port, label: "proxydhcp", logger: core.logger, helpers: helpers,
+                      helperWoken: { core.countHelperWakeup() },
+                      makeAnswer: {
+                          var work = Answerer.Work()
+                          return { batch, count in answerer.answer(batch, count: count, work: &work) }
+                      })
+        }
+
+        init(fd: CInt, port: Int, label: String, logger: Logger, slotSize: Int = ReceiveThread.slotSize, helpers: Int,
+             helperWoken: @escaping @Sendable () -> Void, makeAnswer: @escaping @Sendable () -> Answer) {
             self.fd = fd
             self.port = port
-            self.core = core
-            self.resolver = resolver
+            self.label = label
+            self.logger = logger
+            self.slotSize = slotSize
+            self.helperWoken = helperWoken
+            self.makeAnswer = makeAnswer
             self.helpers = (0..<max(0, helpers)).map { _ in Helper() }
         }
 
-        func start(name: String) {
+        /// `helperName` names helper `i` (from 0); by default, for a `bp-dhcp-` name, the
+        /// helper's number goes early ("bp-dhcp1-67-eth0"): kernel thread names keep 15 bytes,
+        /// and a long interface name cannot cut it off there.
+        func start(name: String, helperName: ((Int) -> String)? = nil) {
             var timeout = Self.wakeInterval
             _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             for index in -1..<helpers.count {
-                // Kernel thread names keep 15 bytes: the helper's number goes early
-                // ("bp-dhcp1-67-eth0"), where a long interface name cannot cut it off.
-                let threadName = index < 0 ? name : name.replacingOccurrences(of: "bp-dhcp-", with: "bp-dhcp\(index + 1)-")
+                let threadName = index < 0 ? name
+                    : helperName?(index) ?? name.replacingOccurrences(of: "bp-dhcp-", with: "bp-dhcp\(index + 1)-")
                 let thread = Thread { [self] in
                     // Thread.name set from outside does not reach the kernel on Linux.
                     clinux_name_thread(threadName)
@@ -116,7 +146,7 @@ extension ProxyDHCPServer {
                     // which costs nothing but that latency.
                     let refused = clinux_request_slice(Self.requestedSlice)
                     if refused != 0, index < 0 {
-                        core.logger.debug("proxydhcp: kernel did not take the short scheduler slice", metadata: ["errno": "\(refused)"])
+                        logger.debug("\(label): kernel did not take the short scheduler slice", metadata: ["errno": "\(refused)"])
                     }
                     run(helper: index)
                     exits.exited()
@@ -140,12 +170,12 @@ extension ProxyDHCPServer {
 
         /// The first thread (`helper` -1) waits in the socket; helper `i` waits to be woken.
         private func run(helper index: Int) {
-            guard let batch = clinux_batch_create(CInt(Self.batch), CInt(Self.slotSize)) else {
-                core.logger.error("proxydhcp: cannot allocate a receive batch", metadata: ["port": "\(port)"])
+            guard let batch = clinux_batch_create(CInt(Self.batch), CInt(slotSize)) else {
+                logger.error("\(label): cannot allocate a receive batch", metadata: ["port": "\(port)"])
                 return
             }
             defer { clinux_batch_free(batch) }
-            var work = Work()
+            let answer = makeAnswer()
             if index >= 0 {
                 let me = helpers[index]
                 let next = index + 1 < helpers.count ? helpers[index + 1] : nil
@@ -158,8 +188,8 @@ extension ProxyDHCPServer {
                     while !isStopping {
                         let count = Int(clinux_batch_receive(batch, fd, 0, CInt(Self.batch)))
                         guard count > 0 else { break }
-                        if count >= Self.helpAt, next?.wakeIfIdle() == true { core.countHelperWakeup() }
-                        answer(batch, count: count, work: &work)
+                        if count >= Self.helpAt, next?.wakeIfIdle() == true { helperWoken() }
+                        answer(batch, count)
                     }
                 }
                 return
@@ -176,7 +206,7 @@ extension ProxyDHCPServer {
                     let error = errno
                     if error == EAGAIN || error == EWOULDBLOCK || error == EINTR { continue }
                     failuresInARow += 1
-                    core.logger.debug("proxydhcp receive failed", metadata: ["port": "\(port)", "errno": "\(error)"])
+                    logger.debug("\(label) receive failed", metadata: ["port": "\(port)", "errno": "\(error)"])
                     // A persistent error must not spin a core: back off, bounded.
                     if failuresInARow > 3 { usleep(useconds_t(min(failuresInARow, 100) * 1_000)) }
                     continue
@@ -190,9 +220,44 @@ extension ProxyDHCPServer {
                 } else if clinux_monotonic_ns() &- calledAt < Self.queuedWithin {
                     behind = true  // no sleep in between: the datagram was already waiting
                 }
-                if count >= Self.helpAt, helpers.first?.wakeIfIdle() == true { core.countHelperWakeup() }
-                answer(batch, count: count, work: &work)
+                if count >= Self.helpAt, helpers.first?.wakeIfIdle() == true { helperWoken() }
+                answer(batch, count)
             }
+        }
+
+        /// Never fatal: an unreachable relay or a full queue costs that one reply (counted).
+        static func sendto(fd: CInt, _ bytes: ByteBuffer, to address: IPv4Address, port: Int) -> SocketError? {
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = in_port_t(UInt16(truncatingIfNeeded: port).bigEndian)
+            sin.sin_addr.s_addr = address.rawValue.bigEndian
+            let sent = bytes.withUnsafeReadableBytes { buffer in
+                withUnsafePointer(to: &sin) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        Glibc.sendto(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
+                }
+            }
+            return sent < 0 ? SocketError(operation: "sendto", errno: errno) : nil
+        }
+
+        /// IP_PKTINFO from <linux/in.h>.
+        static let ipPacketInfo: Int32 = 8
+    }
+
+    /// What a DHCPv4 socket's receive threads do with a batch: `Core` decides each datagram,
+    /// the replies go out together.
+    final class Answerer: @unchecked Sendable {
+        let fd: CInt
+        let port: Int
+        let core: Core
+        let resolver: ArrivalResolver
+
+        init(fd: CInt, port: Int, core: Core, resolver: ArrivalResolver) {
+            self.fd = fd
+            self.port = port
+            self.core = core
+            self.resolver = resolver
         }
 
         /// One thread's reusable buffers: clear() keeps their storage (the parser copies what
@@ -210,7 +275,7 @@ extension ProxyDHCPServer {
         /// Answers the `count` datagrams in `batch`, then sends the replies: one sendto for one,
         /// one sendmmsg for several. Replies whose decisions changed durable state wait for one
         /// commit together, so a batch costs one disk sync, not one per reply.
-        private func answer(_ batch: OpaquePointer, count: Int, work: inout Work) {
+        func answer(_ batch: OpaquePointer, count: Int, work: inout Work) {
             if count > 1 { core.countBacklog(count) }
             work.outgoing.clear()
             work.replies.removeAll(keepingCapacity: true)
@@ -249,7 +314,7 @@ extension ProxyDHCPServer {
             core.countAnswering(work.replies.count)
             if work.replies.count == 1 {
                 let reply = work.replies[0]
-                if let error = Self.sendto(fd: fd, work.outgoing, to: reply.address, port: reply.port) {
+                if let error = ReceiveThread.sendto(fd: fd, work.outgoing, to: reply.address, port: reply.port) {
                     core.countSendFailure(error, to: "\(reply.address):\(reply.port)")
                 } else {
                     core.countSent(reply.type)
@@ -275,24 +340,5 @@ extension ProxyDHCPServer {
                 }
             }
         }
-
-        /// Never fatal: an unreachable relay or a full queue costs that one reply (counted).
-        static func sendto(fd: CInt, _ bytes: ByteBuffer, to address: IPv4Address, port: Int) -> SocketError? {
-            var sin = sockaddr_in()
-            sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = in_port_t(UInt16(truncatingIfNeeded: port).bigEndian)
-            sin.sin_addr.s_addr = address.rawValue.bigEndian
-            let sent = bytes.withUnsafeReadableBytes { buffer in
-                withUnsafePointer(to: &sin) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        Glibc.sendto(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                    }
-                }
-            }
-            return sent < 0 ? SocketError(operation: "sendto", errno: errno) : nil
-        }
-
-        /// IP_PKTINFO from <linux/in.h>.
-        static let ipPacketInfo: Int32 = 8
     }
 }

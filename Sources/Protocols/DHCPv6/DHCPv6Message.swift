@@ -7,11 +7,21 @@ public enum DHCPv6MessageType: UInt8, Sendable, CaseIterable {
 
     /// Lower-case names as policies and logs see them (`solicit`, `information-request`).
     public var name: String {
+        // Spelled out: "\(self)" went through the runtime's reflection for every request.
         switch self {
+        case .solicit: return "solicit"
+        case .advertise: return "advertise"
+        case .request: return "request"
+        case .confirm: return "confirm"
+        case .renew: return "renew"
+        case .rebind: return "rebind"
+        case .reply: return "reply"
+        case .release: return "release"
+        case .decline: return "decline"
+        case .reconfigure: return "reconfigure"
         case .informationRequest: return "information-request"
         case .relayForward: return "relay-forw"
         case .relayReply: return "relay-repl"
-        default: return "\(self)"
         }
     }
 

@@ -115,83 +115,160 @@ public final class DHCPv6Server: Service, @unchecked Sendable {
         await shutdown()
     }
 
-    /// One socket and the threads that answer it: each blocks in recvfrom(2), decides on its
-    /// own thread and answers with sendto(2). No event loop between them: with a NIO channel
-    /// and a thread pool, the two hops and NIO's send path were over half of the CPU per
-    /// answer in the bench (perf, 30,000 Solicits/s), the Lua decision a tenth. The kernel
-    /// hands each datagram to one waiting thread; when all are busy the socket's 4 MiB queue
-    /// holds the rest, and past that the kernel drops (counted as UdpRcvbufErrors).
+    /// One socket and the threads that answer it: `ProxyDHCPServer.ReceiveThread`, the DHCPv4
+    /// server's, which says why. The first thread blocks in recvmmsg(2) for one datagram and
+    /// answers it with sendto(2); behind, it reads what is queued (up to 16) in one call and
+    /// sends the replies in one sendmmsg(2), and a large batch wakes a helper. Before, each of
+    /// `deciders` threads did recvfrom, decide, sendto: two system calls per Solicit, and at
+    /// saturation both threads woke for every datagram. No queue of our own: when the threads
+    /// are behind the socket's 4 MiB queue holds the rest, and past that the kernel drops
+    /// (counted as Udp6RcvbufErrors).
     final class SocketThreads: @unchecked Sendable {
         let socket: PlannedSocket
         let core: Core
         let count: Int
-        private let stopping = Atomic<Bool>(false)
-        private let exits = ThreadExits()
+        private let receiver: ProxyDHCPServer.ReceiveThread
 
         init(socket: PlannedSocket, core: Core, count: Int) {
             self.socket = socket
             self.core = core
             self.count = count
+            let answerer = BatchAnswerer(socket: socket, core: core)
+            // A DHCPv6 datagram may be as long as UDP allows (a relayed one): read it whole.
+            receiver = ProxyDHCPServer.ReceiveThread(
+                fd: socket.fd, port: answerer.port, label: "dhcpv6", logger: core.logger, slotSize: 65_536,
+                helpers: max(1, count) - 1, helperWoken: {},
+                makeAnswer: {
+                    var work = BatchAnswerer.Work()
+                    return { batch, count in answerer.answer(batch, count: count, work: &work) }
+                })
         }
 
         func start() {
-            var timeout = timeval(tv_sec: 0, tv_usec: 250_000)  // to look at the stop flag
-            _ = setsockopt(socket.fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            for i in 0..<count {
-                let name = "bp-dhcp6-\(socket.port)" + (i > 0 ? ".\(i)" : "")
-                let thread = Thread { [self] in
-                    clinux_name_thread(String(name.prefix(15)))
-                    run()
-                    exits.exited()
-                }
-                exits.started()
-                thread.start()
-            }
+            let name = "bp-dhcp6-\(socket.port)"
+            receiver.start(name: name, helperName: { "\(name).\($0 + 1)" })
         }
 
         func stop() async {
-            stopping.store(true, ordering: .releasing)
-            _ = Glibc.shutdown(socket.fd, CInt(SHUT_RDWR))
-            await exits.wait()
+            await receiver.stop()
+        }
+    }
+
+    /// What a socket's receive threads do with a batch: `Core` decides each datagram, the
+    /// replies whose bindings must be durable wait for one commit together (one disk sync a
+    /// batch, not one a Reply), then they go out, to each sender (its scope id kept for a
+    /// link-local one) at the port the reply names.
+    final class BatchAnswerer: @unchecked Sendable {
+        let fd: CInt
+        let core: Core
+        let interface: String?
+        /// 547 or 4011: the role of the socket, whatever port it is bound to.
+        let port: Int
+        /// Our address for URLs: the interface's, else the one bound (never the wildcard).
+        let ours: IPv6Address?
+
+        init(socket: PlannedSocket, core: Core) {
+            fd = socket.fd
+            self.core = core
+            interface = socket.interface?.name
+            port = socket.role == 0 ? 547 : 4011
+            ours = socket.interface?.address ?? IPv6Address(socket.bindAddress).flatMap { $0.isAny ? nil : $0 }
         }
 
-        private func run() {
-            let fd = socket.fd
-            // Our address for URLs: the interface's, else the one bound (never the wildcard).
-            let ours = socket.interface?.address ?? IPv6Address(socket.bindAddress).flatMap { $0.isAny ? nil : $0 }
-            let port = socket.role == 0 ? 547 : 4011
-            var buffer = [UInt8](repeating: 0, count: 65_536)
-            while !stopping.load(ordering: .acquiring) {
-                var from = sockaddr_in6()
-                var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-                let n = buffer.withUnsafeMutableBytes { b in
-                    withUnsafeMutablePointer(to: &from) {
-                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, b.baseAddress, b.count, 0, $0, &length) }
-                    }
+        /// One thread's reusable lists.
+        struct Work {
+            var decided: [(decided: Core.Decided, scope: UInt32)] = []
+            /// The batch's replies, one after another.
+            var outgoing: [UInt8] = []
+            var replies: [(offset: Int, length: Int, to: IPv6Address, port: Int, scope: UInt32, type: DHCPv6MessageType)] = []
+            var errors = [CInt](repeating: 0, count: ProxyDHCPServer.ReceiveThread.batch)
+
+            init() {
+                decided.reserveCapacity(ProxyDHCPServer.ReceiveThread.batch)
+                replies.reserveCapacity(ProxyDHCPServer.ReceiveThread.batch)
+            }
+        }
+
+        func answer(_ batch: OpaquePointer, count: Int, work: inout Work) {
+            work.decided.removeAll(keepingCapacity: true)
+            work.replies.removeAll(keepingCapacity: true)
+            work.outgoing.removeAll(keepingCapacity: true)
+            for i in 0..<count {
+                let datagram = clinux_batch_datagram(batch, CInt(i)).pointee
+                guard datagram.length > 0, datagram.family == AF_INET6 else { continue }
+                let source = withUnsafeBytes(of: datagram.source6) { IPv6Address(bytes: $0)! }
+                let arrival = DHCPv6Responder.Arrival(port: port, interface: interface, source: source,
+                                                      sourcePort: Int(UInt16(bigEndian: datagram.source_port)), serverAddress: ours)
+                let bytes = [UInt8](UnsafeRawBufferPointer(start: clinux_batch_bytes(batch, CInt(i)), count: Int(datagram.length)))
+                guard let decided = core.decide(bytes, arrival: arrival) else { continue }
+                if decided.mark == 0 {
+                    // Nothing to wait for (every Solicit): finished at once, not kept.
+                    if let reply = core.finish(decided, durable: true) { add(reply, scope: datagram.scope_id, to: &work) }
+                } else {
+                    work.decided.append((decided, datagram.scope_id))
                 }
-                guard n > 0, from.sin6_family == sa_family_t(AF_INET6) else { continue }
-                let source = withUnsafeBytes(of: from.sin6_addr) { IPv6Address(bytes: $0)! }
-                let arrival = DHCPv6Responder.Arrival(port: port, interface: socket.interface?.name, source: source,
-                                                      sourcePort: Int(UInt16(bigEndian: from.sin6_port)), serverAddress: ours)
-                guard let reply = core.process(Array(buffer[..<n]), arrival: arrival) else { continue }
-                // To the sender (its scope id kept for a link-local one), at the port the reply names.
-                var to = from
-                if reply.destination != source {
-                    withUnsafeMutableBytes(of: &to.sin6_addr) { raw in for (i, b) in reply.destination.bytes.enumerated() { raw[i] = b } }
+            }
+            if !work.decided.isEmpty {
+                let durable = core.awaitDurable(through: work.decided.lazy.map(\.decided.mark).max() ?? 0)
+                for (decided, scope) in work.decided {
+                    if let reply = core.finish(decided, durable: durable) { add(reply, scope: scope, to: &work) }
                 }
-                to.sin6_port = in_port_t(UInt16(reply.destinationPort).bigEndian)
-                let bytes = reply.bytes
-                let sent = bytes.withUnsafeBytes { b in
+            }
+            if work.replies.count == 1 {
+                let reply = work.replies[0]
+                var to = sockaddr_in6()
+                to.sin6_family = sa_family_t(AF_INET6)
+                to.sin6_port = in_port_t(UInt16(truncatingIfNeeded: reply.port).bigEndian)
+                to.sin6_scope_id = reply.scope
+                withUnsafeMutableBytes(of: &to.sin6_addr) { Self.store(reply.to, in: $0) }
+                let sent = work.outgoing.withUnsafeBytes { b in
                     withUnsafePointer(to: &to) {
                         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
                     }
                 }
-                if sent == bytes.count {
-                    core.countSent(reply.packet.message.type)
+                if sent == reply.length {
+                    core.countSent(reply.type)
                 } else {
-                    core.countSendFailure(ProxyDHCPServer.SocketError(operation: "sendto", errno: errno), to: "[\(reply.destination)]:\(reply.destinationPort)")
+                    core.countSendFailure(ProxyDHCPServer.SocketError(operation: "sendto", errno: errno), to: "[\(reply.to)]:\(reply.port)")
+                }
+            } else if work.replies.count > 1 {
+                let failed = work.outgoing.withUnsafeBytes { bytes in
+                    let outgoing = work.replies.map { reply in
+                        var o = clinux_outgoing6()
+                        o.bytes = UnsafeRawPointer(bytes.baseAddress! + reply.offset)
+                        o.length = CInt(reply.length)
+                        withUnsafeMutableBytes(of: &o.address) { Self.store(reply.to, in: $0) }
+                        o.port = UInt16(truncatingIfNeeded: reply.port).bigEndian
+                        o.scope_id = reply.scope
+                        return o
+                    }
+                    // Blocking, as the sendto of one reply is.
+                    return work.errors.withUnsafeMutableBufferPointer { errors in
+                        clinux_send_datagrams6(fd, outgoing, CInt(outgoing.count), 0, errors.baseAddress)
+                    }
+                }
+                for (i, reply) in work.replies.enumerated() {
+                    if failed > 0, work.errors[i] != 0 {
+                        core.countSendFailure(ProxyDHCPServer.SocketError(operation: "sendmmsg", errno: work.errors[i]),
+                                              to: "[\(reply.to)]:\(reply.port)")
+                    } else {
+                        core.countSent(reply.type)
+                    }
                 }
             }
+        }
+
+        private func add(_ reply: DHCPv6Responder.Reply, scope: UInt32, to work: inout Work) {
+            let offset = work.outgoing.count
+            work.outgoing.append(contentsOf: reply.bytes)
+            work.replies.append((offset, work.outgoing.count - offset, reply.destination, reply.destinationPort, scope,
+                                 reply.packet.message.type))
+        }
+
+        /// The address's sixteen bytes, in network order, at the start of `raw`.
+        static func store(_ address: IPv6Address, in raw: UnsafeMutableRawBufferPointer) {
+            raw.storeBytes(of: address.high.bigEndian, toByteOffset: 0, as: UInt64.self)
+            raw.storeBytes(of: address.low.bigEndian, toByteOffset: 8, as: UInt64.self)
         }
     }
 
@@ -340,7 +417,31 @@ public final class DHCPv6Server: Service, @unchecked Sendable {
             dropped[reason.rawValue]?.increment()
         }
 
+        /// A reply decided, not yet logged or sent: it may have to wait for the binding it made
+        /// to be durable (`mark`), together with others of its batch.
+        struct Decided {
+            var reply: DHCPv6Responder.Reply
+            /// The journal mark to wait for; 0: it changed nothing durable.
+            var mark: UInt64
+            var request: BootRequest
+            var decision: BootDecision?
+            var arrival: DHCPv6Responder.Arrival
+        }
+
+        /// One datagram, all the way: `decide`, then `finish` once what it bound is durable.
         func process(_ bytes: [UInt8], arrival: DHCPv6Responder.Arrival) -> DHCPv6Responder.Reply? {
+            guard let decided = decide(bytes, arrival: arrival) else { return nil }
+            return finish(decided, durable: decided.mark == 0 || awaitDurable(through: decided.mark))
+        }
+
+        /// Whether the pool's journal made everything through `mark` durable in time.
+        func awaitDurable(through mark: UInt64) -> Bool {
+            guard mark != 0, let pool = responder.pool else { return true }
+            return pool.journal.awaitDurable(through: mark)
+        }
+
+        /// The datagram's reply, or nil when it gets none (counted and logged here then).
+        func decide(_ bytes: [UInt8], arrival: DHCPv6Responder.Arrival) -> Decided? {
             lock.withLock { stats.received += 1 }
             receivedCounter.increment()
             let packet: DHCPv6Packet
@@ -372,9 +473,7 @@ public final class DHCPv6Server: Service, @unchecked Sendable {
                 outcome = responder.answer(s, arrival: arrival, decision: decision, mac: request.mac)
             }
             // Inside the log calls' autoclosures: with info off it costs nothing per packet.
-            func head() -> String {
-                "DHCPv6(\(arrival.interface ?? "-")) \(request.messageType ?? "?") \(request.mac.isEmpty ? (request.duid ?? "-") : request.mac) arch=\(request.arch ?? "-") firmware=\(request.firmware.rawValue)"
-            }
+            func head() -> String { Self.head(request, arrival) }
             switch outcome.result {
             case let .failure(reason):
                 silence(reason)
@@ -384,16 +483,27 @@ public final class DHCPv6Server: Service, @unchecked Sendable {
                 if reason == .ignoredByPolicy || reason == .noDecision { record(request, decision, end: reason.rawValue, outcome: reason.rawValue) }
                 return nil
             case let .success(reply):
-                if outcome.mark != 0, let pool = responder.pool, !pool.journal.awaitDurable(through: outcome.mark) {
-                    silence(.stateNotDurable)
-                    logger.warning("\(head()) -> silent (state_not_durable): the binding could not be made durable in time")
-                    return nil
-                }
-                logger.info("\(head()) -> \(reply.packet.message.type.name.uppercased())\(reply.address.map { " \($0)" } ?? "") url=\(reply.bootFileURL ?? "-") to [\(reply.destination)]:\(reply.destinationPort)",
-                            metadata: ["policy": "\(decision?.policy ?? "-")"])
-                record(request, decision, end: reply.bootFileURL ?? "-", outcome: "answered")
-                return reply
+                return Decided(reply: reply, mark: outcome.mark, request: request, decision: decision, arrival: arrival)
             }
+        }
+
+        /// A decided reply once its batch's commit is over: logged, recorded and returned to be
+        /// sent, or, when what it bound is not `durable`, silenced.
+        func finish(_ decided: Decided, durable: Bool) -> DHCPv6Responder.Reply? {
+            let reply = decided.reply
+            guard durable else {
+                silence(.stateNotDurable)
+                logger.warning("\(Self.head(decided.request, decided.arrival)) -> silent (state_not_durable): the binding could not be made durable in time")
+                return nil
+            }
+            logger.info("\(Self.head(decided.request, decided.arrival)) -> \(reply.packet.message.type.name.uppercased())\(reply.address.map { " \($0)" } ?? "") url=\(reply.bootFileURL ?? "-") to [\(reply.destination)]:\(reply.destinationPort)",
+                        metadata: ["policy": "\(decided.decision?.policy ?? "-")"])
+            record(decided.request, decided.decision, end: reply.bootFileURL ?? "-", outcome: "answered")
+            return reply
+        }
+
+        static func head(_ request: BootRequest, _ arrival: DHCPv6Responder.Arrival) -> String {
+            "DHCPv6(\(arrival.interface ?? "-")) \(request.messageType ?? "?") \(request.mac.isEmpty ? (request.duid ?? "-") : request.mac) arch=\(request.arch ?? "-") firmware=\(request.firmware.rawValue)"
         }
 
         func record(_ request: BootRequest, _ decision: BootDecision?, end: String, outcome: String) {

@@ -30,12 +30,14 @@ public struct IPv6Address: Sendable, Hashable, Comparable, CustomStringConvertib
     public init?(_ text: String) {
         var t = Substring(text)
         if t.hasPrefix("["), t.hasSuffix("]") { t = t.dropFirst().dropLast() }
-        guard t.contains(":"), !t.contains("%") else { return nil }
+        // Byte tests, not Foundation's substring search (a DHCPv6 answer parses one or two):
+        // inet_pton refuses anything but ASCII, so nothing else could have passed.
+        guard t.utf8.contains(UInt8(ascii: ":")), !t.utf8.contains(UInt8(ascii: "%")) else { return nil }
         var raw = in6_addr()
         let ok = String(t).withCString { inet_pton(AF_INET6, $0, &raw) } == 1
         guard ok else { return nil }
-        let bytes = withUnsafeBytes(of: &raw) { Array($0) }
-        self.init(bytes: bytes)
+        guard let parsed = withUnsafeBytes(of: &raw, { IPv6Address(bytes: $0) }) else { return nil }
+        self = parsed
     }
 
     public static let any = IPv6Address(high: 0, low: 0)
@@ -82,11 +84,15 @@ public struct IPv6Address: Sendable, Hashable, Comparable, CustomStringConvertib
 
     public var description: String {
         var raw = in6_addr()
-        let b = bytes
-        withUnsafeMutableBytes(of: &raw) { for i in 0..<16 { $0[i] = b[i] } }
-        var out = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        guard inet_ntop(AF_INET6, &raw, &out, socklen_t(out.count)) != nil else { return "::" }
-        return String(cString: out)
+        withUnsafeMutableBytes(of: &raw) {
+            $0.storeBytes(of: high.bigEndian, toByteOffset: 0, as: UInt64.self)
+            $0.storeBytes(of: low.bigEndian, toByteOffset: 8, as: UInt64.self)
+        }
+        // On the stack: every DHCPv6 answer prints an address or two.
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(INET6_ADDRSTRLEN)) { out in
+            guard inet_ntop(AF_INET6, &raw, out.baseAddress, socklen_t(out.count)) != nil else { return "::" }
+            return String(cString: out.baseAddress!)
+        }
     }
 
     /// `[fd77::2]`: the form a URL holds (RFC 3986 §3.2.2).
