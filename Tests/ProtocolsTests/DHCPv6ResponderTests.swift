@@ -268,6 +268,17 @@ enum V6 {
         }
     }
 
+    /// A server on [::1] (one port the kernel picks) answering with `ipxe.efi`, started, and a
+    /// client socket with the server's address: for the tests that send their own datagrams.
+    static func startedServer(_ responder: DHCPv6Responder) async throws -> (server: DHCPv6Server, fd: CInt, to: sockaddr_in6) {
+        let server = DHCPv6Server(configuration: .init(bindAddress: "::1", ports: [0], responder: responder),
+                                  decider: FixedDecider(decision: BootDecision(filename: "ipxe.efi")), logger: quiet)
+        try await server.start()
+        let port = try #require(server.listening.first?.port)
+        let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
+        return (server, fd, loopback(port: port))
+    }
+
     /// Sends `bytes` from a fresh socket on [::1] and returns the first reply within `timeout`.
     static func exchange(_ bytes: [UInt8], port: Int, timeout: Int = 2000) throws -> [UInt8]? {
         let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
@@ -316,14 +327,9 @@ enum V6 {
     /// than the packet, and 10,000 mutations of the recorded Solicits. Every datagram is counted
     /// exactly once, none crashes the server, and it still answers a real Solicit afterwards.
     @Test func malformedAndMutatedPacketsAreDroppedAndCounted() async throws {
-        let server = DHCPv6Server(configuration: .init(bindAddress: "::1", ports: [0], responder: DHCPv6Responder(
-                                      serverDUID: V6.serverDUID, pool: DHCPv6LeasePool(ranges: [try V6.range()]))),
-                                  decider: FixedDecider(decision: BootDecision(filename: "ipxe.efi")), logger: Self.quiet)
-        try await server.start()
-        let port = try #require(server.listening.first?.port)
-        let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
+        let (server, fd, to) = try await Self.startedServer(DHCPv6Responder(
+            serverDUID: V6.serverDUID, pool: DHCPv6LeasePool(ranges: [try V6.range()])))
         defer { close(fd) }
-        let to = Self.loopback(port: port)
         func send(_ bytes: [UInt8]) { Self.send(bytes, from: fd, to: to) }
         let solicit = try V6.fixture("ovmf-pxe6")
         var inner = solicit
@@ -365,7 +371,7 @@ enum V6 {
         #expect(stats.received == hostile.count, "received \(stats.received) of \(hostile.count) (loopback drops?)")
         #expect(stats.accountedFor == stats.received, "\(stats)")
         #expect(stats.malformed >= 7, "\(stats)")
-        #expect(try Self.exchange(solicit, port: port).flatMap { try DHCPv6Packet(bytes: $0).message.type } == .advertise)
+        #expect(try Self.exchange(solicit, port: Int(UInt16(bigEndian: to.sin6_port))).flatMap { try DHCPv6Packet(bytes: $0).message.type } == .advertise)
         print("dhcpv6 hostile input: \(hostile.count) sent, \(stats.malformed) malformed, \(stats.answered) answered, silenced \(stats.silenced.map { "\($0.key.rawValue)=\($0.value)" }.sorted().joined(separator: " "))")
         await server.shutdown()
     }
@@ -373,13 +379,8 @@ enum V6 {
     /// A burst queued before the server reads it is taken in batches (recvmmsg) and answered
     /// with one sendmmsg a batch: every Solicit gets its own Advertise, to its sender's port.
     @Test func aBurstIsAnsweredInFull() async throws {
-        let server = DHCPv6Server(configuration: .init(bindAddress: "::1", ports: [0], responder: DHCPv6Responder(serverDUID: V6.serverDUID)),
-                                  decider: FixedDecider(decision: BootDecision(filename: "ipxe.efi")), logger: Self.quiet)
-        try await server.start()
-        let port = try #require(server.listening.first?.port)
-        let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
+        let (server, fd, to) = try await Self.startedServer(DHCPv6Responder(serverDUID: V6.serverDUID))
         defer { close(fd) }
-        let to = Self.loopback(port: port)
         let count = 100
         var solicit = try V6.packet("ovmf-pxe6").message
         for xid in 1...count {
