@@ -115,6 +115,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--clients", type=int, default=10000)
     ap.add_argument("--servers", default="kea,dnsmasq,bootpolicy,bootpolicy-normal")
+    ap.add_argument("--before-binary", help="another bootpolicy build, run as server kind bootpolicy-before "
+                    "(the same flags as bootpolicy), to compare two builds in one run")
     ap.add_argument("--out")
     ap.add_argument("--logdir", default="/tmp/bp-bench-logs")
     args = ap.parse_args()
@@ -130,7 +132,13 @@ def main():
                 logpath = os.path.join(args.logdir, f"dora-{kind}-{rep}.log")
                 try:
                     with open(logpath, "w") as log:
-                        p = lab.spawn(SRV, server_cmd(kind, binary, work), log)
+                        if kind == "bootpolicy-before":
+                            if not args.before_binary:
+                                raise SystemExit("server bootpolicy-before needs --before-binary")
+                            cmd = server_cmd("bootpolicy", os.path.abspath(args.before_binary), work)
+                        else:
+                            cmd = server_cmd(kind, binary, work)
+                        p = lab.spawn(SRV, cmd, log)
                     if not wait_ready(p):
                         raise SystemExit(f"{kind} never ACKed; see {logpath}")
                     for rate in rates:

@@ -21,6 +21,8 @@ public final class SQLiteStateBackend: StateBackend, @unchecked Sendable {
 
     public let path: String
     public var description: String { "sqlite:\(path)" }
+    /// GRDB runs a write on the calling thread (its queue is entered synchronously).
+    public var callerMayCommit: Bool { true }
     private let queue: DatabaseQueue
     /// A second connection that copies the WAL into the database, on a thread of its own.
     private let checkpointer: DatabaseQueue

@@ -56,8 +56,8 @@ public struct StoredClients: Sendable {
 }
 
 /// Where client memory is made durable: SQLite (one server) or PostgreSQL (several sharing
-/// one truth). Only the writer thread calls `commit`, `sweep` and `probe`, one call at a time;
-/// `load` runs once, before the first commit.
+/// one truth). `commit`, `sweep` and `probe` are called one at a time (by the writer thread,
+/// or by a waiting caller when `callerMayCommit`); `load` runs once, before the first commit.
 public protocol StateBackend: AnyObject, Sendable {
     /// For logs and the status page: `sqlite:/var/lib/bootpolicy/state.db`.
     var description: String { get }
@@ -69,6 +69,11 @@ public protocol StateBackend: AnyObject, Sendable {
     func sweep(now: Date, scriptsBefore: Date) throws
     /// A cheap check that the store answers again after a failed commit.
     func probe() throws
+    /// A thread waiting for its changes may run the commit itself when no commit is under
+    /// way (one call at a time still), saving two thread hand-offs per durable answer. Only
+    /// for a backend whose commit is a plain blocking call on the caller's thread (SQLite);
+    /// PostgreSQL's commit waits on its event loops, so its waiters leave it to the writer.
+    var callerMayCommit: Bool { get }
     /// For a store several servers share: starts handing other servers' changes to
     /// `follower`. A store only this server writes has nothing to follow.
     func follow(_ follower: StateFollower)
@@ -77,6 +82,7 @@ public protocol StateBackend: AnyObject, Sendable {
 
 extension StateBackend {
     public func probe() throws {}
+    public var callerMayCommit: Bool { false }
     public func follow(_ follower: StateFollower) {}
 }
 
@@ -121,6 +127,17 @@ final class StateWriter: @unchecked Sendable {
     private var waiters: [CommitWaiter] = []
     /// When the oldest change still queued was queued.
     private var oldestPending: Date?
+    /// A commit or sweep is running (on the writer thread or a waiting caller's): the
+    /// backend takes one call at a time.
+    private var committing = false
+    /// Threads asleep on `cond` for a commit to end (waiters, and the writer while a caller
+    /// commits): a caller's commit wakes them; with none asleep it wakes nobody.
+    private var sleepers = 0
+    /// Until when the writer thread sleeps (nil while it works): a change queued after an
+    /// idle spell wakes it only when that is later than the change's linger deadline.
+    private var writerSleepsUntil: Date?
+    /// From the backend: waiters may commit themselves (`StateBackend.callerMayCommit`).
+    private let callerMayCommit: Bool
     /// The longest a change nobody waits for stays queued.
     static let lingerLimit: TimeInterval = 0.05
     /// Changes queued that wake the writer even with nobody waiting (bounds a batch).
@@ -140,6 +157,7 @@ final class StateWriter: @unchecked Sendable {
     init(backend: StateBackend, scriptTTL: TimeInterval, sweepEvery: TimeInterval = 60, logger: Logger) {
         self.backend = backend
         self.backendDescription = backend.description
+        self.callerMayCommit = backend.callerMayCommit
         self.scriptTTL = scriptTTL
         self.sweepEvery = sweepEvery
         self.logger = logger
@@ -184,11 +202,13 @@ final class StateWriter: @unchecked Sendable {
     /// wakes the writer once, only so that it sleeps again until `lingerLimit` from now rather
     /// than until its next sweep: without it a change nobody waited for (a script, a DHCP
     /// RELEASE) stayed queued for up to `sweepEvery`, and a kill meanwhile lost it. It does not
-    /// commit early, so commits still group.
+    /// commit early, so commits still group. A writer already due back within the linger
+    /// limit is left asleep (a caller that commits itself leaves it so, see `wait`).
     private func noteQueued() {
         if oldestPending == nil {
-            oldestPending = Date()
-            cond.broadcast()
+            let now = Date()
+            oldestPending = now
+            if let until = writerSleepsUntil, until > now.addingTimeInterval(Self.lingerLimit) { cond.broadcast() }
         } else if pending.count >= Self.batchLimit {
             cond.broadcast()
         }
@@ -210,16 +230,84 @@ final class StateWriter: @unchecked Sendable {
         return pending[key] != nil || inFlight.contains(key)
     }
 
+    /// Blocks until every change up to `mark` is committed (true) or `timeout` passes (false).
+    /// With a backend that allows it (`callerMayCommit`), a caller that finds no commit under
+    /// way commits everything queued itself, other threads' changes included, and those
+    /// threads wait for it (leader and followers: commits still group under load). At low
+    /// rates that saves the wake-up of the writer and the wake-up back per durable answer,
+    /// the p99 of a DHCP ACK. After a failed commit callers wait for the writer's retries.
     func wait(through mark: UInt64, timeout: TimeInterval) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         cond.lock()
         defer { cond.unlock() }
         while committed < mark {
-            if !flushWanted {
+            if callerMayCommit, !committing, failure == nil, !stopping, !pending.isEmpty {
+                commitQueued(onWriter: false)
+                continue
+            }
+            if !flushWanted && !(callerMayCommit && committing && failure == nil) {
                 flushWanted = true
                 cond.broadcast()
             }
-            if !cond.wait(until: deadline) { return committed >= mark }
+            sleepers += 1
+            let woke = cond.wait(until: deadline)
+            sleepers -= 1
+            if !woke { return committed >= mark }
+        }
+        return true
+    }
+
+    /// Takes every queued change and commits it in one transaction; called with the lock
+    /// held and `committing` false, returns with it held. The lock is let go around the
+    /// backend's call. On failure the changes go back under any newer ones and the writer is
+    /// asked to retry (it keeps the pause between tries). True when the commit succeeded.
+    @discardableResult
+    private func commitQueued(onWriter: Bool) -> Bool {
+        let batch = pending
+        let through = queued
+        inFlight = Set(batch.keys)
+        pending = [:]
+        oldestPending = nil
+        flushWanted = false
+        committing = true
+        cond.unlock()
+
+        let started = DispatchTime.now().uptimeNanoseconds
+        var failed: Error?
+        if !batch.isEmpty {
+            do { try backend.commit(Array(batch.values)) } catch { failed = error }
+        }
+        var ready: [@Sendable (Bool) -> Void] = []
+        if failed == nil, !batch.isEmpty {
+            commitTime.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
+            commits.increment()
+            changes.increment(by: batch.count)
+        } else if failed != nil {
+            failures.increment()
+        }
+
+        cond.lock()
+        committing = false
+        inFlight = []
+        if let failed {
+            for (key, change) in batch where pending[key] == nil { pending[key] = change }
+            failure = "\(failed)"
+            if oldestPending == nil { oldestPending = Date() }
+            if !onWriter { flushWanted = true }
+            cond.broadcast()
+            return false
+        }
+        committed = through
+        failure = nil
+        ready = satisfiedWaiters()
+        // The writer commits for whoever asked it, so it always wakes them; a caller that
+        // committed for itself wakes only threads asleep on a commit (none at low rates).
+        // An empty batch changed nothing anyone waits for.
+        if !batch.isEmpty && (onWriter || sleepers > 0) { cond.broadcast() }
+        if !ready.isEmpty {
+            cond.unlock()
+            for done in ready { done(true) }
+            cond.lock()
         }
         return true
     }
@@ -290,61 +378,56 @@ final class StateWriter: @unchecked Sendable {
                 let now = Date()
                 if now >= nextSweep { break }
                 if let oldest = oldestPending, now.timeIntervalSince(oldest) >= Self.lingerLimit { break }
-                _ = cond.wait(until: oldestPending.map { min(nextSweep, $0.addingTimeInterval(Self.lingerLimit)) } ?? nextSweep)
+                let until = oldestPending.map { min(nextSweep, $0.addingTimeInterval(Self.lingerLimit)) } ?? nextSweep
+                writerSleepsUntil = until
+                _ = cond.wait(until: until)
+                writerSleepsUntil = nil
             }
-            let batch = pending
-            let through = queued
-            inFlight = Set(batch.keys)
-            pending = [:]
-            oldestPending = nil
-            flushWanted = false
+            // A caller is committing: what it took is its own; wait for it, then look again.
+            while committing {
+                sleepers += 1
+                cond.wait()
+                sleepers -= 1
+            }
             let stop = stopping
+            let ok = commitQueued(onWriter: true)
+            let reason = failure
             cond.unlock()
 
-            if !batch.isEmpty {
-                let started = DispatchTime.now().uptimeNanoseconds
-                do {
-                    try backend.commit(Array(batch.values))
-                    commitTime.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
-                    commits.increment()
-                    changes.increment(by: batch.count)
-                    cond.lock()
-                    committed = through
-                    inFlight = []
-                    failure = nil
-                    cond.broadcast()
-                    let ready = satisfiedWaiters()
-                    cond.unlock()
-                    for done in ready { done(true) }
-                    if failing { logger.notice("state store writes again", metadata: ["store": "\(backendDescription)"]) }
-                    failing = false
-                    pause = 0.05
-                } catch {
-                    failures.increment()
-                    cond.lock()
-                    for (key, change) in batch where pending[key] == nil { pending[key] = change }
-                    inFlight = []
-                    failure = "\(error)"
-                    if oldestPending == nil { oldestPending = Date() }
-                    cond.unlock()
-                    if !failing {
-                        logger.error("state store cannot commit; changes stay queued and answers that need them wait: \(error)",
-                                     metadata: ["store": "\(backendDescription)"])
-                    }
-                    failing = true
-                    if stop { break }
-                    Thread.sleep(forTimeInterval: pause)
-                    pause = min(1, pause * 2)
-                    continue
+            if ok {
+                if failing { logger.notice("state store writes again", metadata: ["store": "\(backendDescription)"]) }
+                failing = false
+                pause = 0.05
+            } else {
+                if !failing {
+                    logger.error("state store cannot commit; changes stay queued and answers that need them wait: \(reason ?? "")",
+                                 metadata: ["store": "\(backendDescription)"])
                 }
+                failing = true
+                if stop { break }
+                Thread.sleep(forTimeInterval: pause)
+                pause = min(1, pause * 2)
+                continue
             }
             if stop { break }
             if Date() >= nextSweep {
+                cond.lock()
+                while committing {
+                    sleepers += 1
+                    cond.wait()
+                    sleepers -= 1
+                }
+                committing = true
+                cond.unlock()
                 let t = Date()
                 do { try backend.sweep(now: t, scriptsBefore: t.addingTimeInterval(-scriptTTL)) } catch {
                     logger.warning("state store sweep failed: \(error)", metadata: ["store": "\(backendDescription)"])
                 }
                 nextSweep = t.addingTimeInterval(sweepEvery)
+                cond.lock()
+                committing = false
+                if sleepers > 0 { cond.broadcast() }
+                cond.unlock()
             }
         }
         done.signal()
