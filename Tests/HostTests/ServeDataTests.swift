@@ -31,7 +31,9 @@ import Testing
         let port = try server.startReady().port("http")
         func fetch() throws -> String { try runTool("/usr/bin/curl", ["-sS", "http://127.0.0.1:\(port)/x"]).output }
         #expect(try fetch() == "web-01 1 \(port)\n", "policies see data and the port really served on")
-        #expect(server.text.contains("data loaded: machines (1 entries from machines.yaml)"), "\(server.text)")
+        // The log reaches the test through a pipe read on another thread: wait for the line
+        // (bounded) rather than read what has arrived so far (it once had only the first line).
+        #expect(server.waitFor("data loaded: machines (1 entries from machines.yaml)", timeout: 10), "\(server.text)")
 
         // An editor's save: a new file renamed over the old one.
         func waitForContent(_ want: String, within seconds: Double) throws -> Double? {
