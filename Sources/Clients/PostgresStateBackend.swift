@@ -428,11 +428,45 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
     /// waits for the first, then finds the row held and updates nothing: it is told `held`.
     /// Committed (BEGIN ... COMMIT, for the reason `commit` gives) before it returns.
     public func claim(_ lease: Lease, now: Date) -> LeaseClaim {
+        switch claimRow(address: lease.address.description, client: lease.client, mac: lease.mac, hostname: lease.hostname,
+                        expires: lease.expires, now: now) {
+        case .unavailable(let why): return .unavailable(why)
+        case .granted: return .granted
+        case .held(let row):
+            // The statement's snapshot may predate the holder's commit: then it is unknown.
+            let holder = row.flatMap { r in r.client != lease.client ? Lease(address: lease.address, client: r.client, mac: r.mac,
+                                                                                 hostname: r.hostname, expires: r.expires, state: r.state) : nil }
+            return .held(holder)
+        }
+    }
+
+    /// The same claim for a DHCPv6 binding: one table, so a v4 and a v6 server, or two v6
+    /// servers with overlapping ranges, are held to it alike.
+    public func claim6(_ lease: Lease6, now: Date) -> Lease6Claim {
+        switch claimRow(address: lease.address.description, client: lease.client, mac: lease.mac, hostname: nil,
+                        expires: lease.expires, now: now) {
+        case .unavailable(let why): return .unavailable(why)
+        case .granted: return .granted
+        case .held(let row):
+            let holder = row.flatMap { r in r.client != lease.client ? Lease6(address: lease.address, client: r.client, mac: r.mac,
+                                                                                  expires: r.expires, state: r.state) : nil }
+            return .held(holder)
+        }
+    }
+
+    /// A lease row as the claim read it.
+    struct ClaimedRow {
+        var client: String, mac: String, hostname: String?, expires: Date, state: Lease.State
+    }
+    enum ClaimOutcome { case granted, held(ClaimedRow?), unavailable(String) }
+
+    /// The claim's statement (see `claim`), for either family; the error explained on failure.
+    private func claimRow(address a: String, client c: String, mac m: String, hostname h: String?, expires: Date,
+                          now: Date) -> ClaimOutcome {
         claimLock.lock()
         defer { claimLock.unlock() }
         let logger = quietLogger
-        let (a, c, m, h, e, t) = (lease.address.description, lease.client, lease.mac, lease.hostname,
-                                  min(lease.expires.timeIntervalSince1970, 1e15), now.timeIntervalSince1970)
+        let (e, t) = (min(expires.timeIntervalSince1970, 1e15), now.timeIntervalSince1970)
         do {
             let connection: PostgresConnection
             if let open = claimConnection, !open.isClosed {
@@ -443,7 +477,7 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
                 }
                 claimConnection = connection
             }
-            let outcome: (Bool, Lease?) = try blocking(closing: { [self] in claimConnection }) {
+            let outcome: (Bool, ClaimedRow?) = try blocking(closing: { [self] in claimConnection }) {
                 try await connection.withTransaction(logger: logger) { tx in
                     let rows = try await tx.query("""
                         WITH claimed AS (
@@ -458,12 +492,12 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
                         FROM (SELECT 1) AS one LEFT JOIN dhcp_lease l ON l.address = \(a)
                         """, logger: logger)
                     var granted = false
-                    var holder: Lease?
+                    var holder: ClaimedRow?
                     for try await (n, client, mac, hostname, expires, state) in rows.decode((Int64, String?, String?, String?, Double?, String?).self) {
                         granted = n > 0
                         if let client, let mac, let expires, let state = state.flatMap(Lease.State.init(rawValue:)) {
-                            holder = Lease(address: lease.address, client: client, mac: mac, hostname: hostname,
-                                           expires: Date(timeIntervalSince1970: expires), state: state)
+                            holder = ClaimedRow(client: client, mac: mac, hostname: hostname,
+                                                expires: Date(timeIntervalSince1970: expires), state: state)
                         }
                     }
                     // Delivered at COMMIT, to the other servers' lease feeds (`followLeases`).
@@ -471,9 +505,7 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
                     return (granted, holder)
                 }
             }
-            if outcome.0 { return .granted }
-            // The statement's snapshot may predate the holder's commit: then it is unknown.
-            return .held(outcome.1.flatMap { $0.client != lease.client ? $0 : nil })
+            return outcome.0 ? .granted : .held(outcome.1)
         } catch {
             if let open = claimConnection { try? open.close().wait() }
             claimConnection = nil

@@ -463,18 +463,22 @@ struct WriterLeaseJournal: LeaseJournal {
     func claim(_ lease: Lease, now: Date) -> LeaseClaim? { (writer.backend as? SharedLeaseStore)?.claim(lease, now: now) }
 }
 
-/// DHCPv6 bindings through a state writer, as `WriterLeaseJournal`. Not claimed across
-/// servers sharing PostgreSQL: each server's DHCPv6 ranges must not overlap another's.
+/// DHCPv6 bindings through a state writer, as `WriterLeaseJournal`; with PostgreSQL claimed
+/// in the shared table like DHCPv4 leases, so servers whose ranges overlap never bind one
+/// address to two clients.
 struct WriterLease6Journal: Lease6Journal {
     let writer: StateWriter
     func record(_ lease: Lease6) -> UInt64 { writer.enqueueMarked(.lease6(lease)) }
     func awaitDurable(through mark: UInt64) -> Bool { writer.wait(through: mark, timeout: WriterLeaseJournal.timeout) }
+    func claim(_ lease: Lease6, now: Date) -> Lease6Claim? { (writer.backend as? SharedLeaseStore)?.claim6(lease, now: now) }
 }
 
 /// A store several servers hand out addresses from: it grants a lease only when no other
 /// client holds the address there.
 public protocol SharedLeaseStore: AnyObject, Sendable {
     func claim(_ lease: Lease, now: Date) -> LeaseClaim
+    /// The same for a DHCPv6 binding (the same table, keyed by address).
+    func claim6(_ lease: Lease6, now: Date) -> Lease6Claim
     /// Hands `apply` the leases other servers claim, as they commit them.
     func followLeases(_ apply: @escaping @Sendable ([Lease]) -> Void)
 }

@@ -237,9 +237,6 @@ extension ServerFactory {
             if directory.location == "memory" {
                 logger.warning("dhcpv6: bindings are kept in memory only and forgotten at restart; give --state FILE to keep them")
             }
-            if directory.sharedLeaseStore != nil {
-                logger.warning("dhcpv6: servers sharing PostgreSQL do not claim DHCPv6 addresses from each other yet: give each its own dhcp6.ranges")
-            }
             logger.notice("dhcpv6 ranges (\(directory.loadedLeases6.count) bindings loaded): \(ranges.map { "\($0) (/\($0.prefixLength), lease \($0.leaseTime == UInt32.max ? "infinite" : "\($0.leaseTime) s"))" }.joined(separator: ", "))")
         }
         let listen = configuration.dhcp6.listen

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Testing
 @testable import Clients
+import Protocols
 import TestSupport
 
 /// The PostgreSQL store against a real server: the throwaway one scripts/pg.sh starts
@@ -127,6 +128,60 @@ struct PostgresStateBackendTests {
             }
             #expect(converged != nil, "\(mac): A \(String(describing: a.state.get(mac: mac))), B \(String(describing: b.state.get(mac: mac)))")
         }
+    }
+
+    /// Two DHCPv6 servers on one database with the same range (64 addresses) and 96 clients
+    /// binding through both at once: the table's claim decides, so no address is granted to
+    /// two clients, every granted binding is the one the table holds, and a client that moves
+    /// to the other server keeps its address. (Without the claim each server's memory granted
+    /// what the other had bound.)
+    @Test func twoServersNeverBindOneIPv6AddressTwice() throws {
+        let db = try TestPostgres.freshDatabase()
+        defer { TestPostgres.dropDatabase(db.name) }
+        let a = try TestPostgres.open(db.url), b = try TestPostgres.open(db.url)
+        defer { a.close(); b.close() }
+        let range = try #require(try DHCPv6Range.parse("fd77::100,fd77::13f,64,1h"))
+        let pools = [DHCPv6LeasePool(ranges: [range], journal: a.lease6Journal),
+                     DHCPv6LeasePool(ranges: [range], journal: b.lease6Journal)]
+        final class Granted: @unchecked Sendable {
+            let lock = NSLock()
+            var byAddress: [IPv6Address: [String]] = [:]
+            var refused = 0
+        }
+        let granted = Granted()
+        let workers = pools.enumerated().map { n, pool in
+            TestPostgres.Worker {
+                for i in 0..<48 {
+                    let client = String(format: "0001000100000000%02x%02x/00000001", n, i)
+                    // As a client would: Solicit, Request; a refused Request starts over.
+                    for _ in 0..<4 {
+                        guard case let .success(address) = pool.offer(client: client, in: range) else { break }
+                        if case let .success((_, mark)) = pool.bind(client: client, mac: "", address: address, in: range) {
+                            _ = pool.journal.awaitDurable(through: mark)
+                            granted.lock.withLock { granted.byAddress[address, default: []].append(client) }
+                            break
+                        }
+                        granted.lock.withLock { granted.refused += 1 }
+                    }
+                }
+            }
+        }
+        #expect(workers.allSatisfy { $0.join(timeout: 60) })
+        let twice = granted.byAddress.filter { $0.value.count > 1 }
+        #expect(twice.isEmpty, "granted to two clients: \(twice)")
+        #expect(granted.byAddress.count == 64, "every address granted once: \(granted.byAddress.count)")
+        print("postgres dhcpv6 claims: \(granted.byAddress.count) bindings over two servers, \(granted.refused) Requests refused (held by the other)")
+        for (address, clients) in granted.byAddress {
+            let row = try TestPostgres.psql("SELECT client_id FROM dhcp_lease WHERE address = '\(address)' AND state = 'bound'", database: db.name)
+            #expect(row == clients.first, "\(address): the table holds \(row), granted to \(clients)")
+        }
+        // A client bound through A renews through B: its own row, so granted again.
+        let (address, clients) = try #require(granted.byAddress.first)
+        let moved = pools[1].bind(client: clients[0], mac: "", address: address, in: range)
+        guard case .success = moved else { Issue.record("the client's own address through the other server: \(moved)"); return }
+        // And another client through B is refused that address.
+        let other = pools[1].bind(client: "00010001ffffffffffff/00000001", mac: "", address: address, in: range)
+        guard case .failure(.notAssignable) = other else { Issue.record("another client got it through B: \(other)"); return }
     }
 
     /// The database dies under writes and comes back: no crash; writes are refused while it

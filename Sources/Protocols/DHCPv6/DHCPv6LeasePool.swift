@@ -104,6 +104,24 @@ public protocol Lease6Journal: Sendable {
     /// Queues the lease's new state; the mark to wait for.
     func record(_ lease: Lease6) -> UInt64
     func awaitDurable(through mark: UInt64) -> Bool
+    /// For a store several servers share: grants `lease` there, durably, only if no other
+    /// client holds its address (as `LeaseJournal.claim` does for DHCPv4, in the same table).
+    /// Nil: the store is this server's alone and the pool's memory decides.
+    func claim(_ lease: Lease6, now: Date) -> Lease6Claim?
+}
+
+extension Lease6Journal {
+    public func claim(_ lease: Lease6, now: Date) -> Lease6Claim? { nil }
+}
+
+/// What a shared store said to a DHCPv6 claim.
+public enum Lease6Claim: Sendable, Equatable {
+    /// Committed: the binding is this client's.
+    case granted
+    /// Another client (through another server) holds the address; its record, when known.
+    case held(Lease6?)
+    /// The store did not answer: no Reply may claim the binding.
+    case unavailable(String)
 }
 
 /// Nothing durable: tests, and `--state none`.
@@ -120,6 +138,9 @@ public final class DHCPv6LeasePool: @unchecked Sendable {
         case exhausted
         /// Not in a served range, or held by another client or quarantined.
         case notAssignable
+        /// The shared store did not answer the claim: no Reply may grant the address (the
+        /// client retries).
+        case storeUnavailable(String)
     }
 
     public let ranges: [DHCPv6Range]
@@ -232,21 +253,42 @@ public final class DHCPv6LeasePool: @unchecked Sendable {
     public var offerCount: Int { lock.withLock { offers.count } }
 
     /// Binds `address` to `client` until now + the range's lease; the journal mark to wait for.
+    /// With a shared store (PostgreSQL, several servers) the store is asked first and its
+    /// answer counts: an address another server bound for another client is refused, and
+    /// remembered so that the client's next Solicit is advertised another.
     public func bind(client: String, mac: String, address: IPv6Address, in range: DHCPv6Range, now: Date = Date()) -> Result<(Lease6, UInt64), Failure> {
-        let lease: Lease6? = lock.withLock {
-            guard range.contains(address), isFree(address, for: client, now: now) else { return nil }
+        let expires = range.leaseTime == UInt32.max ? Date.distantFuture : now.addingTimeInterval(TimeInterval(range.leaseTime))
+        let lease = Lease6(address: address, client: client, mac: mac, expires: expires)
+        // Memory first (no I/O for what it already refuses), then the shared store.
+        guard lock.withLock({ range.contains(address) && isFree(address, for: client, now: now) }) else { return .failure(.notAssignable) }
+        var claimed = false
+        switch journal.claim(lease, now: now) {
+        case nil: break
+        case .granted?: claimed = true
+        case let .held(holder)?:
+            lock.withLock {
+                put(holder ?? Lease6(address: address, client: "", mac: "", expires: now.addingTimeInterval(offerHold), state: .declined))
+                if let o = offers.removeValue(forKey: client), offered[o.address] == client { offered[o.address] = nil }
+                leasesGauge.record(byAddress.count)
+            }
+            return .failure(.notAssignable)
+        case let .unavailable(why)?:
+            return .failure(.storeUnavailable(why))
+        }
+        let bound: Bool = lock.withLock {
+            // (A granted claim is the shared store's word: memory follows it.)
+            if !claimed, !isFree(address, for: client, now: now) { return false }
             if let previous = byClient[client], previous != address, byAddress[previous]?.client == client {
                 byAddress[previous] = nil
             }
-            let expires = range.leaseTime == UInt32.max ? Date.distantFuture : now.addingTimeInterval(TimeInterval(range.leaseTime))
-            let lease = Lease6(address: address, client: client, mac: mac, expires: expires)
             put(lease)
             if let o = offers.removeValue(forKey: client), offered[o.address] == client { offered[o.address] = nil }
             leasesGauge.record(byAddress.count)
-            return lease
+            return true
         }
-        guard let lease else { return .failure(.notAssignable) }
-        return .success((lease, journal.record(lease)))
+        guard bound else { return .failure(.notAssignable) }
+        // A claimed binding is committed already.
+        return .success((lease, claimed ? 0 : journal.record(lease)))
     }
 
     /// The client's live binding of `address`, if it has one.

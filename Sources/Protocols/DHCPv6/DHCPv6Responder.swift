@@ -233,6 +233,9 @@ public struct DHCPv6Responder: Sendable {
         var given: IPv6Address?
         let rapid = m.type == .solicit && m.options.contains(DHCPv6OptionCode.rapidCommit)
         let iaNAs = m.options.iaNAs
+        // A shared store that did not answer a claim: no Reply (it could not grant what it
+        // says); the client retransmits, as after a commit that was not durable in time.
+        var unavailable = false
         switch m.type {
         case .solicit, .request, .renew, .rebind:
             let commit = m.type != .solicit || rapid
@@ -254,6 +257,7 @@ public struct DHCPv6Responder: Sendable {
                 if let a = address, commit {
                     switch pool.bind(client: key, mac: mac, address: a, in: range, now: now) {
                     case let .success((_, m)): mark = max(mark, m)
+                    case .failure(.storeUnavailable): unavailable = true
                     case .failure: address = nil
                     }
                 }
@@ -281,6 +285,7 @@ public struct DHCPv6Responder: Sendable {
                 // Nothing to offer at all: RFC 8415 §18.3.9 Advertise with NoAddrsAvail.
                 o.append(DHCPv6OptionCode.statusCode, DHCPv6Options.statusValue(.noAddrsAvail, "no addresses available"))
             }
+            if unavailable { return Outcome(result: .failure(.stateNotDurable)) }
             if rapid { o.append(DHCPv6OptionCode.rapidCommit, []) }
         case .release, .decline:
             for ia in iaNAs {

@@ -477,9 +477,15 @@ public final class DHCPv6Server: Service, @unchecked Sendable {
             switch outcome.result {
             case let .failure(reason):
                 silence(reason)
-                let level: Logger.Level = (reason == .ignoredByPolicy || reason == .noDecision || reason == .noServerAddress
-                                           || reason == .poolExhausted || reason == .replyTooLarge) ? .info : .debug
-                logger.log(level: level, "\(head()) -> silent (\(reason.rawValue))", metadata: ["policy": "\(decision?.policy ?? "-")"])
+                if reason == .stateNotDurable {
+                    // The responder's only such failure: a shared store that did not answer a claim.
+                    logger.warning("\(head()) -> silent (state_not_durable): the shared state store did not answer the binding's claim; the client retries",
+                                   metadata: ["policy": "\(decision?.policy ?? "-")"])
+                } else {
+                    let level: Logger.Level = (reason == .ignoredByPolicy || reason == .noDecision || reason == .noServerAddress
+                                               || reason == .poolExhausted || reason == .replyTooLarge) ? .info : .debug
+                    logger.log(level: level, "\(head()) -> silent (\(reason.rawValue))", metadata: ["policy": "\(decision?.policy ?? "-")"])
+                }
                 if reason == .ignoredByPolicy || reason == .noDecision { record(request, decision, end: reason.rawValue, outcome: reason.rawValue) }
                 return nil
             case let .success(reply):
