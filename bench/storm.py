@@ -285,6 +285,22 @@ async def storm(args):
 REFERENCE = "dnsmasq+nginx"
 
 
+def tree_cpu_seconds(pid):
+    """CPU seconds of `pid` and its live descendants (nginx's workers are its master's
+    children, and their time is in no field of the master's stat until they are reaped)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += cpu_seconds(p)
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
 def build_c_client():
     """bench/storm_client.c compiled into a fresh temp folder; the binary's path."""
     exe = os.path.join(tempfile.mkdtemp(prefix="bp-storm-client-"), "storm_client")
@@ -390,7 +406,7 @@ def run(args):
                 if kind != "bootpolicy":
                     time.sleep(1)  # dnsmasq has no health endpoint: give its sockets a moment
                 rss_before = sum(status_kb(p.pid, "VmRSS") for p in procs)
-                cpu_before = sum(cpu_seconds(p.pid) for p in procs)
+                cpu_before = sum(tree_cpu_seconds(p.pid) for p in procs)
                 if args.client == "c":
                     cmd = [client_exe, "--server", SRV_ADDR, "--iface", CLI_IF, "--clients", str(args.clients),
                            "--deadline", str(args.deadline), "--boot-file", BOOT_FILE,
@@ -430,7 +446,7 @@ def run(args):
                 # nginx's workers are children of its master: their memory is not in the sum.
                 r.update(server=kind, repeat=rep, tftp_bytes=len(data), http_file_bytes=big, rss_before_kb=rss_before,
                          rss_peak_sampled_kb=peak_rss, vmhwm_kb=sum(status_kb(p.pid, "VmHWM") for p in procs),
-                         server_cpu_s=round(sum(cpu_seconds(p.pid) for p in procs) - cpu_before, 2),
+                         server_cpu_s=round(sum(tree_cpu_seconds(p.pid) for p in procs) - cpu_before, 2),
                          server_alive=all(p.poll() is None for p in procs))
                 results.append(r)
                 print(f"storm {kind} rep={rep} client={args.client} ok={r['ok']}/{r['clients']} failures={r['failures']} "
