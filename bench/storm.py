@@ -301,6 +301,24 @@ def tree_cpu_seconds(pid):
     return total
 
 
+NS_COUNTERS = {"Udp": ("InDatagrams", "RcvbufErrors", "InErrors", "SndbufErrors"),
+               "TcpExt": ("ListenOverflows", "ListenDrops", "TCPTimeouts", "TCPSynRetrans")}
+
+
+def ns_counters(ns):
+    """The namespace's UDP and TCP counters above (/proc/net/snmp and /proc/net/netstat)."""
+    out = {}
+    for f in ("snmp", "netstat"):
+        text = subprocess.run(["ip", "netns", "exec", ns, "cat", f"/proc/net/{f}"], capture_output=True, text=True).stdout
+        rows = [l.split() for l in text.splitlines()]
+        for names, values in zip(rows[0::2], rows[1::2]):
+            group = names[0].rstrip(":")
+            for k, v in zip(names[1:], values[1:]):
+                if k in NS_COUNTERS.get(group, ()):
+                    out[f"{group}.{k}"] = int(v)
+    return out
+
+
 def build_c_client():
     """bench/storm_client.c compiled into a fresh temp folder; the binary's path."""
     exe = os.path.join(tempfile.mkdtemp(prefix="bp-storm-client-"), "storm_client")
@@ -406,6 +424,7 @@ def run(args):
                 if kind != "bootpolicy":
                     time.sleep(1)  # dnsmasq has no health endpoint: give its sockets a moment
                 rss_before = sum(status_kb(p.pid, "VmRSS") for p in procs)
+                counters_before = {ns: ns_counters(ns) for ns in (SRV, CLI)}
                 cpu_before = sum(tree_cpu_seconds(p.pid) for p in procs)
                 if args.client == "c":
                     cmd = [client_exe, "--server", SRV_ADDR, "--iface", CLI_IF, "--clients", str(args.clients),
@@ -439,6 +458,11 @@ def run(args):
                     udp = [l.split() for l in snmp.splitlines() if l.startswith("Udp:")]
                     if len(udp) == 2:
                         r[f"{side}_udp"] = {k: int(v) for k, v in zip(udp[0][1:], udp[1][1:]) if k in ("InDatagrams", "RcvbufErrors", "InErrors", "SndbufErrors")}
+                # The same counters as this storm's deltas (the namespaces live for every repeat),
+                # TCP's too: a SYN dropped at a full listen queue costs its client a 1 s resend.
+                for ns, side in ((SRV, "server"), (CLI, "client")):
+                    after = ns_counters(ns)
+                    r[f"{side}_counters"] = {k: v - counters_before[ns].get(k, 0) for k, v in after.items()}
                 if kind == "bootpolicy":
                     m = subprocess.run(["ip", "netns", "exec", CLI, "curl", "-s", "--max-time", "5", f"http://{SRV_ADDR}:{HTTP_PORT}/metrics"],
                                        capture_output=True, text=True).stdout
@@ -453,7 +477,7 @@ def run(args):
                       f"all_done={r['seconds']:.2f}s medians dhcp/tftp/http/client={r['median_dhcp_s']}/{r['median_tftp_s']}/"
                       f"{r['median_http_s']}/{r['median_client_s']} server_cpu={r['server_cpu_s']}s "
                       f"client_cpu={r.get('client_cpu_s')}s VmHWM={r['vmhwm_kb']/1024:.1f}MB (before {rss_before/1024:.1f}MB) "
-                      f"reasons={r['failure_reasons']} udp server={r.get('server_udp')} client={r.get('client_udp')}", file=sys.stderr, flush=True)
+                      f"reasons={r['failure_reasons']} server={r['server_counters']} client={r['client_counters']}", file=sys.stderr, flush=True)
                 for p in procs:
                     lab.stop(p)
     write_results(results, args.out)
