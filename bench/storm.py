@@ -305,8 +305,9 @@ NS_COUNTERS = {"Udp": ("InDatagrams", "RcvbufErrors", "InErrors", "SndbufErrors"
                "TcpExt": ("ListenOverflows", "ListenDrops", "TCPTimeouts", "TCPSynRetrans")}
 
 
-def ns_counters(ns):
-    """The namespace's UDP and TCP counters above (/proc/net/snmp and /proc/net/netstat)."""
+def ns_counters(ns, every=False):
+    """The namespace's UDP and TCP counters above (/proc/net/snmp and /proc/net/netstat);
+    `every`: all of those files' counters."""
     out = {}
     for f in ("snmp", "netstat"):
         text = subprocess.run(["ip", "netns", "exec", ns, "cat", f"/proc/net/{f}"], capture_output=True, text=True).stdout
@@ -314,9 +315,16 @@ def ns_counters(ns):
         for names, values in zip(rows[0::2], rows[1::2]):
             group = names[0].rstrip(":")
             for k, v in zip(names[1:], values[1:]):
-                if k in NS_COUNTERS.get(group, ()):
+                if every or k in NS_COUNTERS.get(group, ()):
                     out[f"{group}.{k}"] = int(v)
     return out
+
+
+def softnet_dropped():
+    """Packets the host dropped at a full per-CPU input backlog (/proc/net/softnet_stat, second
+    column, summed over CPUs): a veth delivers through it. Host-wide, not per namespace."""
+    with open("/proc/net/softnet_stat") as f:
+        return sum(int(l.split()[1], 16) for l in f if l.strip())
 
 
 def build_c_client():
@@ -424,7 +432,8 @@ def run(args):
                 if kind != "bootpolicy":
                     time.sleep(1)  # dnsmasq has no health endpoint: give its sockets a moment
                 rss_before = sum(status_kb(p.pid, "VmRSS") for p in procs)
-                counters_before = {ns: ns_counters(ns) for ns in (SRV, CLI)}
+                counters_before = {ns: ns_counters(ns, every=True) for ns in (SRV, CLI)}
+                softnet_before = softnet_dropped()
                 cpu_before = sum(tree_cpu_seconds(p.pid) for p in procs)
                 if args.client == "c":
                     cmd = [client_exe, "--server", SRV_ADDR, "--iface", CLI_IF, "--clients", str(args.clients),
@@ -460,9 +469,12 @@ def run(args):
                         r[f"{side}_udp"] = {k: int(v) for k, v in zip(udp[0][1:], udp[1][1:]) if k in ("InDatagrams", "RcvbufErrors", "InErrors", "SndbufErrors")}
                 # The same counters as this storm's deltas (the namespaces live for every repeat),
                 # TCP's too: a SYN dropped at a full listen queue costs its client a 1 s resend.
+                r["softnet_dropped"] = softnet_dropped() - softnet_before
                 for ns, side in ((SRV, "server"), (CLI, "client")):
-                    after = ns_counters(ns)
-                    r[f"{side}_counters"] = {k: v - counters_before[ns].get(k, 0) for k, v in after.items()}
+                    after = ns_counters(ns, every=True)
+                    delta = {k: v - counters_before[ns].get(k, 0) for k, v in after.items()}
+                    r[f"{side}_counters"] = {f"{g}.{k}": delta.get(f"{g}.{k}", 0) for g, ks in NS_COUNTERS.items() for k in ks}
+                    r[f"{side}_counters_nonzero"] = {k: v for k, v in delta.items() if v}
                 if kind == "bootpolicy":
                     m = subprocess.run(["ip", "netns", "exec", CLI, "curl", "-s", "--max-time", "5", f"http://{SRV_ADDR}:{HTTP_PORT}/metrics"],
                                        capture_output=True, text=True).stdout
