@@ -443,6 +443,7 @@ def run(args):
                            "--blksize", str(BLKSIZE)]
                     cmd += ["--big-url", "/" + BIG_FILE, "--big-size", str(big)] if big else []
                     cmd += ["--check-mac"] if kind == "bootpolicy" else []  # nginx's script is one fixed file
+                    cmd += ["--rcvbuf", str(args.client_rcvbuf)] if args.client_rcvbuf else []
                 else:
                     cmd = [sys.executable, os.path.abspath(__file__), "client",
                            "--server", SRV_ADDR, "--iface", CLI_IF, "--clients", str(args.clients),
@@ -480,7 +481,7 @@ def run(args):
                                        capture_output=True, text=True).stdout
                     r["dhcp_metrics"] = [l for l in m.splitlines() if l.startswith("bootpolicy_dhcp_") and not l.startswith("#")][:40]
                 # nginx's workers are children of its master: their memory is not in the sum.
-                r.update(server=kind, repeat=rep, tftp_bytes=len(data), http_file_bytes=big, rss_before_kb=rss_before,
+                r.update(server=kind, repeat=rep, client_rcvbuf=args.client_rcvbuf, tftp_bytes=len(data), http_file_bytes=big, rss_before_kb=rss_before,
                          rss_peak_sampled_kb=peak_rss, vmhwm_kb=sum(status_kb(p.pid, "VmHWM") for p in procs),
                          server_cpu_s=round(sum(tree_cpu_seconds(p.pid) for p in procs) - cpu_before, 2),
                          server_alive=all(p.poll() is None for p in procs))
@@ -510,6 +511,8 @@ def main():
     r.add_argument("--logdir", default="/tmp/bp-bench-logs")
     r.add_argument("--client", choices=("c", "python"), default="c",
                    help="load generator: bench/storm_client.c (default) or this script's asyncio client")
+    r.add_argument("--client-rcvbuf", type=int, default=0,
+                   help="C client only: fixed SO_RCVBUF per HTTP connection (default: kernel autotuning)")
     r.add_argument("--out")
     c = sub.add_parser("client")
     c.add_argument("--server", required=True)
