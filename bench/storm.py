@@ -444,6 +444,7 @@ def run(args):
                     cmd += ["--big-url", "/" + BIG_FILE, "--big-size", str(big)] if big else []
                     cmd += ["--check-mac"] if kind == "bootpolicy" else []  # nginx's script is one fixed file
                     cmd += ["--rcvbuf", str(args.client_rcvbuf)] if args.client_rcvbuf else []
+                    cmd += ["--start", args.start_stage]
                 else:
                     cmd = [sys.executable, os.path.abspath(__file__), "client",
                            "--server", SRV_ADDR, "--iface", CLI_IF, "--clients", str(args.clients),
@@ -481,7 +482,7 @@ def run(args):
                                        capture_output=True, text=True).stdout
                     r["dhcp_metrics"] = [l for l in m.splitlines() if l.startswith("bootpolicy_dhcp_") and not l.startswith("#")][:40]
                 # nginx's workers are children of its master: their memory is not in the sum.
-                r.update(server=kind, repeat=rep, client_rcvbuf=args.client_rcvbuf, tftp_bytes=len(data), http_file_bytes=big, rss_before_kb=rss_before,
+                r.update(server=kind, repeat=rep, client_rcvbuf=args.client_rcvbuf, start_stage=args.start_stage, tftp_bytes=len(data), http_file_bytes=big, rss_before_kb=rss_before,
                          rss_peak_sampled_kb=peak_rss, vmhwm_kb=sum(status_kb(p.pid, "VmHWM") for p in procs),
                          server_cpu_s=round(sum(tree_cpu_seconds(p.pid) for p in procs) - cpu_before, 2),
                          server_alive=all(p.poll() is None for p in procs))
@@ -513,6 +514,8 @@ def main():
                    help="load generator: bench/storm_client.c (default) or this script's asyncio client")
     r.add_argument("--client-rcvbuf", type=int, default=0,
                    help="C client only: fixed SO_RCVBUF per HTTP connection (default: kernel autotuning)")
+    r.add_argument("--start-stage", choices=("dhcp", "tftp", "http"), default="dhcp",
+                   help="C client only, a diagnostic: every client starts at this stage at once")
     r.add_argument("--out")
     c = sub.add_parser("client")
     c.add_argument("--server", required=True)
