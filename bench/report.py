@@ -507,9 +507,11 @@ def main():
         w("## Boot storm (bootpolicy, arch-aware policy)")
         w("")
         n = storm[0]["clients"]
-        w(f"{n} simulated PXE BIOS clients start at once (bench/storm.py, Python asyncio in bp-bench-cli): "
+        c_storm = storm[0].get("client", "python") == "c"
+        w(f"{n} simulated PXE BIOS clients start at once (bench/storm.py, "
+          f"{'bench/storm_client.c' if c_storm else 'Python asyncio'} in bp-bench-cli): "
           "ProxyDHCP DISCOVER/OFFER from a distinct MAC, TFTP download of the 70 KB boot file the OFFER names "
-          "(blksize 1432, SHA-256 checked), then HTTP GET of `/boot.ipxe?mac=...` (checked to be that machine's "
+          f"(blksize 1432, {'length, tsize and a 64-bit hash' if c_storm else 'SHA-256'} checked), then HTTP GET of `/boot.ipxe?mac=...` (checked to be that machine's "
           "script). Firmware-like bounded retries; deadline 90 s.")
         w("")
         w("| repeat | done | failures | time until all done s | median client s (dhcp / tftp / http) | VmHWM MB | highest sampled VmRSS MB | RSS before MB |")
@@ -536,23 +538,29 @@ def main():
     if compare:
         mc = load("storm-compare-machine.json") or {}
         first = compare[0]
+        c_client = first.get("client", "python") == "c"
         w("## Boot storm against dnsmasq + nginx (bench/storm.py)")
         w("")
         w(f"The issue's storm: {first['clients']} simulated PXE BIOS clients at once, each: ProxyDHCP "
-          f"DISCOVER/OFFER, the {first['tftp_bytes'] // 1024} KB boot file by TFTP (blksize 1432, SHA-256 checked), "
+          f"DISCOVER/OFFER, the {first['tftp_bytes'] // 1024} KB boot file by TFTP (blksize 1432, "
+          f"{'length, tsize and a 64-bit hash of the payload' if c_client else 'SHA-256'} checked), "
           f"its iPXE script over HTTP, then a {first['http_file_bytes'] >> 20} MB file over HTTP (length checked). "
           "Against bootpolicy (arch-aware policy, the script generated per machine) and against the seed's setup "
           "doing the same: dnsmasq in ProxyDHCP mode with its own TFTP server (`--tftp-max` raised to the client "
           "count) and nginx serving the script as a fixed file and the large file. The two alternate, "
-          f"{max(r['repeat'] for r in compare) + 1} repeats, one client process (Python asyncio) for both. "
+          f"{max(r['repeat'] for r in compare) + 1} repeats, one client process for both "
+          f"({'bench/storm_client.c, one epoll loop' if c_client else 'Python asyncio'}). "
           f"Measured at {mc.get('commit', '?')} on {mc.get('date', '?')}, load {mc.get('load_before', '?')} before. "
           f"Command: `{mc.get('command', 'python3 bench/storm.py run --servers bootpolicy,dnsmasq+nginx --tftp-kb 1024 --http-mb 30')}`.")
         w("")
-        w("| server | repeat | done | failures | time until all done s | median client s (dhcp / tftp / http) | server CPU s | VmHWM MB |")
-        w("|---|---|---:|---:|---:|---|---:|---:|")
+        w("| server | repeat | done | failures | time until all done s | median client s (dhcp / tftp / http) | p99 client s | "
+          "DHCP retries | listen-queue overflows | server CPU s | VmHWM MB |")
+        w("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
         for r in compare:
             w(f"| {r['server']} | {r['repeat']} | {r['ok']}/{r['clients']} | {r['failures']} | {fmt(r['seconds'], 2)} | "
               f"{fmt(r['median_client_s'], 3)} ({fmt(r['median_dhcp_s'], 3)} / {fmt(r['median_tftp_s'], 3)} / {fmt(r['median_http_s'], 3)}) | "
+              f"{fmt(r.get('p99_client_s'), 3)} | {fmt(r.get('dhcp_retries'))} | "
+              f"{fmt(r.get('server_counters', {}).get('TcpExt.ListenOverflows'))} | "
               f"{fmt(r.get('server_cpu_s'), 1)} | {fmt(r['vmhwm_kb'] / 1024, 1)} |")
         by = {}
         for r in compare:
@@ -564,7 +572,8 @@ def main():
             w("")
             w(f"Medians: bootpolicy {fmt(tb, 2)} s, dnsmasq + nginx {fmt(tr, 2)} s (ratio {fmt(tb / tr, 2)}); "
               f"failures: bootpolicy {fails}, dnsmasq + nginx {sum(r['failures'] for r in ref)}. "
-              "(nginx's memory is its master's only: its workers are not counted.)")
+              "(nginx's memory is its master's only: its workers are not counted; its CPU counts them"
+              f"{'' if 'server_counters' in first else ' only from 2026-12-07 on'}.)")
             targets.append(("1,000-client storm (DHCP, 1 MB TFTP, script, 30 MB HTTP): time <= dnsmasq + nginx, 0 failures (ratio)",
                             tb / tr, tb <= tr and fails == 0))
         w("")

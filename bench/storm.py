@@ -13,6 +13,11 @@ Retries as firmware does, bounded: DHCP 4 tries, TFTP 5 retransmits per block, w
 --deadline seconds. Measures time until every client is done, failures by stage and
 bootpolicy's peak RSS (VmHWM) and the highest VmRSS sampled during the storm.
 
+Two clients do that sequence: `--client c` (the default), bench/storm_client.c, one epoll loop
+compiled here with gcc -O2 (the TFTP payload checked by length and a 64-bit word hash instead
+of SHA-256, and it also reports p99s, retries and its own CPU time); `--client python`, this
+script's asyncio `client` mode, which on two cores was itself the storm's bottleneck.
+
     bench/storm.py run --binary .build/release/bootpolicy [--clients 1000] [--repeats 3]
     bench/storm.py run --servers bootpolicy,dnsmasq+nginx --tftp-kb 1024 --http-mb 30 \
         --out bench/results/storm-compare.json     # the issue's storm, side by side
@@ -21,6 +26,8 @@ bootpolicy's peak RSS (VmHWM) and the highest VmRSS sampled during the storm.
 this script's `client` mode in bp-bench-cli; everything is removed on exit.
 """
 import argparse, asyncio, hashlib, hmac, json, os, random, socket, struct, subprocess, sys, tempfile, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import CLI, CLI_IF, SRV, SRV_ADDR, SRV_IF, Lab, cpu_seconds, status_kb, write_nginx_conf, write_results  # noqa: E402
@@ -278,6 +285,77 @@ async def storm(args):
 REFERENCE = "dnsmasq+nginx"
 
 
+def tree_cpu_seconds(pid):
+    """CPU seconds of `pid` and its live descendants (nginx's workers are its master's
+    children, and their time is in no field of the master's stat until they are reaped)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += cpu_seconds(p)
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+NS_COUNTERS = {"Udp": ("InDatagrams", "RcvbufErrors", "InErrors", "SndbufErrors"),
+               "TcpExt": ("ListenOverflows", "ListenDrops", "TCPTimeouts", "TCPSynRetrans")}
+
+
+def ns_counters(ns, every=False):
+    """The namespace's UDP and TCP counters above (/proc/net/snmp and /proc/net/netstat);
+    `every`: all of those files' counters."""
+    out = {}
+    for f in ("snmp", "netstat"):
+        text = subprocess.run(["ip", "netns", "exec", ns, "cat", f"/proc/net/{f}"], capture_output=True, text=True).stdout
+        rows = [l.split() for l in text.splitlines()]
+        for names, values in zip(rows[0::2], rows[1::2]):
+            group = names[0].rstrip(":")
+            for k, v in zip(names[1:], values[1:]):
+                if every or k in NS_COUNTERS.get(group, ()):
+                    out[f"{group}.{k}"] = int(v)
+    return out
+
+
+def softnet_dropped():
+    """Packets the host dropped at a full per-CPU input backlog (/proc/net/softnet_stat, second
+    column, summed over CPUs): a veth delivers through it. Host-wide, not per namespace."""
+    with open("/proc/net/softnet_stat") as f:
+        return sum(int(l.split()[1], 16) for l in f if l.strip())
+
+
+def build_c_client():
+    """bench/storm_client.c compiled into a fresh temp folder; the binary's path."""
+    exe = os.path.join(tempfile.mkdtemp(prefix="bp-storm-client-"), "storm_client")
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", exe, os.path.join(HERE, "storm_client.c"), "-lm"], check=True)
+    return exe
+
+
+def parse_c_result(line):
+    """storm_client's key=value line as the record the Python client gives (ok, failures,
+    failure_reasons, seconds, medians), with every other field it prints kept as well."""
+    fields = dict(kv.split("=", 1) for kv in line.split())
+    r = {}
+    for k, v in fields.items():
+        if k == "reasons":
+            continue
+        try:
+            r[k] = int(v)
+        except ValueError:
+            r[k] = None if v == "nan" else float(v)
+    reasons = {}
+    if fields.get("reasons", "-") != "-":
+        for item in fields["reasons"].split(","):
+            stage, why, n = item.rsplit(":", 2)
+            reasons[f"{stage}: {why.replace('_', ' ')}"] = int(n)
+    r.update(ok=r["done"], failures=r["failed"], failure_reasons=reasons,
+             seconds_all_done=r["seconds"] if r["all_done"] else None)
+    return r
+
+
 
 def start_servers(lab, kind, args, binary, root, config, confdir, log):
     """The processes serving one storm: bootpolicy alone, or dnsmasq and nginx."""
@@ -327,6 +405,13 @@ def run(args):
         f.write(f"tftp:\n  max_transfers: {max(512, args.clients)}\n  max_transfers_per_client: {max(512, args.clients)}\n"
                 f"http:\n  script_key: {keyfile}\n  max_connections_per_client: {max(64, args.clients + 24)}\n")
     servers = args.servers.split(",")
+    if args.client == "c":
+        client_exe = build_c_client()
+        # The tokens the policy will check, one a line for client i: the C client has no HMAC.
+        tokens = os.path.join(confdir, "tokens")
+        with open(tokens, "w") as f:
+            for i in range(args.clients):
+                f.write(script_token(key, ":".join(f"{b:02x}" for b in (0x52, 0x54, 0x01, (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF))) + "\n")
     with Lab() as lab:
         for rep in range(args.repeats):
             for kind in servers:  # alternated, so drift on a shared machine hits both alike
@@ -347,13 +432,26 @@ def run(args):
                 if kind != "bootpolicy":
                     time.sleep(1)  # dnsmasq has no health endpoint: give its sockets a moment
                 rss_before = sum(status_kb(p.pid, "VmRSS") for p in procs)
-                cpu_before = sum(cpu_seconds(p.pid) for p in procs)
-                client = subprocess.Popen(
-                    ["ip", "netns", "exec", CLI, sys.executable, os.path.abspath(__file__), "client",
-                     "--server", SRV_ADDR, "--iface", CLI_IF, "--clients", str(args.clients),
-                     "--deadline", str(args.deadline), "--sha256", sha, "--key", key, "--http-bytes", str(big)]
-                    + (["--static-script"] if kind != "bootpolicy" else []),
-                    stdout=subprocess.PIPE, text=True, preexec_fn=__import__("benchlib").raise_nofile)
+                counters_before = {ns: ns_counters(ns, every=True) for ns in (SRV, CLI)}
+                softnet_before = softnet_dropped()
+                cpu_before = sum(tree_cpu_seconds(p.pid) for p in procs)
+                if args.client == "c":
+                    cmd = [client_exe, "--server", SRV_ADDR, "--iface", CLI_IF, "--clients", str(args.clients),
+                           "--deadline", str(args.deadline), "--boot-file", BOOT_FILE,
+                           "--boot-path", os.path.join(root, BOOT_FILE), "--tokens", tokens,
+                           "--script", "/boot.ipxe?mac=%m&arch=bios&token=%t", "--http-port", str(HTTP_PORT),
+                           "--blksize", str(BLKSIZE)]
+                    cmd += ["--big-url", "/" + BIG_FILE, "--big-size", str(big)] if big else []
+                    cmd += ["--check-mac"] if kind == "bootpolicy" else []  # nginx's script is one fixed file
+                    cmd += ["--rcvbuf", str(args.client_rcvbuf)] if args.client_rcvbuf else []
+                    cmd += ["--start", args.start_stage]
+                else:
+                    cmd = [sys.executable, os.path.abspath(__file__), "client",
+                           "--server", SRV_ADDR, "--iface", CLI_IF, "--clients", str(args.clients),
+                           "--deadline", str(args.deadline), "--sha256", sha, "--key", key, "--http-bytes", str(big)]
+                    cmd += ["--static-script"] if kind != "bootpolicy" else []
+                client = subprocess.Popen(["ip", "netns", "exec", CLI] + cmd,
+                                          stdout=subprocess.PIPE, text=True, preexec_fn=__import__("benchlib").raise_nofile)
                 lab.procs.append(client)
                 peak_rss = 0
                 while client.poll() is None:  # sample while the storm runs (bounded by the client's deadline)
@@ -362,7 +460,8 @@ def run(args):
                 out = client.stdout.read()
                 if client.returncode != 0 or not out.strip():
                     raise SystemExit(f"storm client failed (exit {client.returncode})")
-                r = json.loads(out)
+                r = parse_c_result(out) if args.client == "c" else json.loads(out)
+                r["client"] = args.client
                 # Where lost datagrams went: receive-buffer overflows in each namespace, and
                 # what bootpolicy counted of its DHCP answers.
                 for ns, side in ((SRV, "server"), (CLI, "client")):
@@ -370,19 +469,29 @@ def run(args):
                     udp = [l.split() for l in snmp.splitlines() if l.startswith("Udp:")]
                     if len(udp) == 2:
                         r[f"{side}_udp"] = {k: int(v) for k, v in zip(udp[0][1:], udp[1][1:]) if k in ("InDatagrams", "RcvbufErrors", "InErrors", "SndbufErrors")}
+                # The same counters as this storm's deltas (the namespaces live for every repeat),
+                # TCP's too: a SYN dropped at a full listen queue costs its client a 1 s resend.
+                r["softnet_dropped"] = softnet_dropped() - softnet_before
+                for ns, side in ((SRV, "server"), (CLI, "client")):
+                    after = ns_counters(ns, every=True)
+                    delta = {k: v - counters_before[ns].get(k, 0) for k, v in after.items()}
+                    r[f"{side}_counters"] = {f"{g}.{k}": delta.get(f"{g}.{k}", 0) for g, ks in NS_COUNTERS.items() for k in ks}
+                    r[f"{side}_counters_nonzero"] = {k: v for k, v in delta.items() if v}
                 if kind == "bootpolicy":
                     m = subprocess.run(["ip", "netns", "exec", CLI, "curl", "-s", "--max-time", "5", f"http://{SRV_ADDR}:{HTTP_PORT}/metrics"],
                                        capture_output=True, text=True).stdout
                     r["dhcp_metrics"] = [l for l in m.splitlines() if l.startswith("bootpolicy_dhcp_") and not l.startswith("#")][:40]
                 # nginx's workers are children of its master: their memory is not in the sum.
-                r.update(server=kind, repeat=rep, tftp_bytes=len(data), http_file_bytes=big, rss_before_kb=rss_before,
+                r.update(server=kind, repeat=rep, client_rcvbuf=args.client_rcvbuf, start_stage=args.start_stage, tftp_bytes=len(data), http_file_bytes=big, rss_before_kb=rss_before,
                          rss_peak_sampled_kb=peak_rss, vmhwm_kb=sum(status_kb(p.pid, "VmHWM") for p in procs),
-                         server_cpu_s=round(sum(cpu_seconds(p.pid) for p in procs) - cpu_before, 2),
+                         server_cpu_s=round(sum(tree_cpu_seconds(p.pid) for p in procs) - cpu_before, 2),
                          server_alive=all(p.poll() is None for p in procs))
                 results.append(r)
-                print(f"storm {kind} rep={rep} ok={r['ok']}/{r['clients']} failures={r['failures']} "
-                      f"all_done={r['seconds']:.2f}s VmHWM={r['vmhwm_kb']/1024:.1f}MB (before {rss_before/1024:.1f}MB) "
-                      f"reasons={r['failure_reasons']} udp server={r.get('server_udp')} client={r.get('client_udp')}", file=sys.stderr, flush=True)
+                print(f"storm {kind} rep={rep} client={args.client} ok={r['ok']}/{r['clients']} failures={r['failures']} "
+                      f"all_done={r['seconds']:.2f}s medians dhcp/tftp/http/client={r['median_dhcp_s']}/{r['median_tftp_s']}/"
+                      f"{r['median_http_s']}/{r['median_client_s']} server_cpu={r['server_cpu_s']}s "
+                      f"client_cpu={r.get('client_cpu_s')}s VmHWM={r['vmhwm_kb']/1024:.1f}MB (before {rss_before/1024:.1f}MB) "
+                      f"reasons={r['failure_reasons']} server={r['server_counters']} client={r['client_counters']}", file=sys.stderr, flush=True)
                 for p in procs:
                     lab.stop(p)
     write_results(results, args.out)
@@ -401,6 +510,12 @@ def main():
     r.add_argument("--tftp-kb", type=int, default=70, help="size of the boot file each client fetches by TFTP")
     r.add_argument("--http-mb", type=int, default=0, help="a file of this size each client fetches over HTTP last")
     r.add_argument("--logdir", default="/tmp/bp-bench-logs")
+    r.add_argument("--client", choices=("c", "python"), default="c",
+                   help="load generator: bench/storm_client.c (default) or this script's asyncio client")
+    r.add_argument("--client-rcvbuf", type=int, default=0,
+                   help="C client only: fixed SO_RCVBUF per HTTP connection (default: kernel autotuning)")
+    r.add_argument("--start-stage", choices=("dhcp", "tftp", "http"), default="dhcp",
+                   help="C client only, a diagnostic: every client starts at this stage at once")
     r.add_argument("--out")
     c = sub.add_parser("client")
     c.add_argument("--server", required=True)
