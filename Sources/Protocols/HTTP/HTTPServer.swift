@@ -203,7 +203,11 @@ public final class HTTPServer: Service, @unchecked Sendable {
         let channel: Channel
         do {
             channel = try await ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 256)
+                // A boot storm connects a rack's worth of machines at once: with 256, 1,000
+                // clients overflowed the accept queue 938-2,214 times a storm and each dropped
+                // SYN was retried after 1 s, then 3 s (bench/STORM-COMPARE.md; nginx uses
+                // 511). The kernel caps this at net.core.somaxconn (4096 by default).
+                .serverChannelOption(.backlog, value: 4096)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { child in
                     guard self.admit(child) else {
