@@ -124,7 +124,8 @@ import Glibc
 
         let metrics = try get(base + "/metrics")
         #expect(metrics.contains("bootpolicy_shadow_diffs_total{field=\"filename\"}"), "\(metrics.prefix(2000))")
-        #expect(a.text.contains("shadow chain differs"), "\(a.text)")
+        // The log comes through a pipe read on another thread: wait for the line (bounded).
+        #expect(a.waitFor("shadow chain differs", timeout: 10), "\(a.text)")
         let page = try get(base + "/")
         #expect(page.contains("differs: filename"))
 
