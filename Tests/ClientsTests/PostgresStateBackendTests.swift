@@ -175,10 +175,16 @@ struct PostgresStateBackendTests {
             let row = try TestPostgres.psql("SELECT client_id FROM dhcp_lease WHERE address = '\(address)' AND state = 'bound'", database: db.name)
             #expect(row == clients.first, "\(address): the table holds \(row), granted to \(clients)")
         }
-        // A client bound through A renews through B: its own row, so granted again.
-        let (address, clients) = try #require(granted.byAddress.first)
-        let moved = pools[1].bind(client: clients[0], mac: "", address: address, in: range)
-        guard case .success = moved else { Issue.record("the client's own address through the other server: \(moved)"); return }
+        // Every client renews through each server: its own row, so granted again, also where
+        // a server's memory holds a stand-in for a holder a claim did not name (a CI run found
+        // an owner refused by such a stand-in).
+        for (address, clients) in granted.byAddress {
+            for pool in pools {
+                let again = pool.bind(client: clients[0], mac: "", address: address, in: range)
+                guard case .success = again else { Issue.record("\(clients[0]) renewing \(address): \(again)"); return }
+            }
+        }
+        let (address, _) = try #require(granted.byAddress.first)
         // And another client through B is refused that address.
         let other = pools[1].bind(client: "00010001ffffffffffff/00000001", mac: "", address: address, in: range)
         guard case .failure(.notAssignable) = other else { Issue.record("another client got it through B: \(other)"); return }
