@@ -471,7 +471,6 @@ struct WriterLease6Journal: Lease6Journal {
     func record(_ lease: Lease6) -> UInt64 { writer.enqueueMarked(.lease6(lease)) }
     func awaitDurable(through mark: UInt64) -> Bool { writer.wait(through: mark, timeout: WriterLeaseJournal.timeout) }
     func claim(_ lease: Lease6, now: Date) -> Lease6Claim? { (writer.backend as? SharedLeaseStore)?.claim6(lease, now: now) }
-    var sharesBindings: Bool { writer.backend is SharedLeaseStore }
 }
 
 /// A store several servers hand out addresses from: it grants a lease only when no other

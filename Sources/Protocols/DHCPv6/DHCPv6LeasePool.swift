@@ -108,15 +108,10 @@ public protocol Lease6Journal: Sendable {
     /// client holds its address (as `LeaseJournal.claim` does for DHCPv4, in the same table).
     /// Nil: the store is this server's alone and the pool's memory decides.
     func claim(_ lease: Lease6, now: Date) -> Lease6Claim?
-    /// Whether `claim` asks a shared store: then the store, not this server's memory, says
-    /// whether an address is free for a Request (memory may hold a stand-in for a holder the
-    /// store did not name, and must not refuse that holder itself).
-    var sharesBindings: Bool { get }
 }
 
 extension Lease6Journal {
     public func claim(_ lease: Lease6, now: Date) -> Lease6Claim? { nil }
-    public var sharesBindings: Bool { false }
 }
 
 /// What a shared store said to a DHCPv6 claim.
@@ -264,14 +259,10 @@ public final class DHCPv6LeasePool: @unchecked Sendable {
     public func bind(client: String, mac: String, address: IPv6Address, in range: DHCPv6Range, now: Date = Date()) -> Result<(Lease6, UInt64), Failure> {
         let expires = range.leaseTime == UInt32.max ? Date.distantFuture : now.addingTimeInterval(TimeInterval(range.leaseTime))
         let lease = Lease6(address: address, client: client, mac: mac, expires: expires)
-        // Memory first (no I/O for what it already refuses), then the shared store; with a
-        // shared store only the range is checked here: the claim decides (a stand-in put below
-        // for a holder the store did not name would otherwise refuse that holder itself when
-        // it moves to this server, as a CI run of the two-server test found).
-        let shared = journal.sharesBindings
-        guard range.contains(address), shared || lock.withLock({ isFree(address, for: client, now: now) }) else {
-            return .failure(.notAssignable)
-        }
+        // With a shared store the claim decides, not memory: a stand-in put below for a holder
+        // the store did not name would otherwise refuse that holder itself when it moves to
+        // this server (a CI run of the two-server test found it). Alone, memory decides.
+        guard range.contains(address) else { return .failure(.notAssignable) }
         var claimed = false
         switch journal.claim(lease, now: now) {
         case nil: break
