@@ -70,7 +70,8 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
     /// This server in NOTIFY payloads, so that it skips its own changes.
     let origin: String
     static let channel = "bootpolicy_state"
-    /// Claims granted: "origin address" (the lease feed between servers sharing a pool).
+    /// Claims granted and lease rows committed: "origin address ..." (the lease feed between
+    /// servers sharing a pool).
     static let leaseChannel = "bootpolicy_lease"
     /// A NOTIFY payload must stay under 8,000 bytes; MACs are sent in pieces below that.
     static let payloadLimit = 7_000
@@ -86,7 +87,7 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
     private var connection: PostgresConnection?
     private var closed = false
     private var listener: Task<Void, Never>?
-    private var leaseListener: Task<Void, Never>?
+    private var leaseListeners: [Task<Void, Never>] = []
     private let connectionIDs = NIOLockedValueBox(0)
 
     /// Connects (at most `connectTimeout`), and creates or upgrades the schema.
@@ -337,11 +338,16 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
             }
         }
         let payloads = Self.payloads(origin: origin, macs: upMACs + cleared)
+        // Lease rows written here (releases, declines, SQLite-style records) go to the other
+        // servers' lease feeds too, as claims do: a release through one server frees the
+        // address in the others' memory.
+        let leasePayloads = Self.payloads(origin: origin, macs: lAddr)
         let now = Date().timeIntervalSince1970
         let logger = quietLogger
         let (um, uj, ue, cl, sm, sf, st, sp, ss) = (upMACs, upJSON, upExpires, cleared, scMACs, scFiles, scTexts, scPolicies, scStored)
         let (hf, hp) = (scHasFile, scHasPolicy)
         let (la, lc, lm, lh, lhh, le, ls) = (lAddr, lClient, lMAC, lHost, lHasHost, lExpires, lState)
+        let lp = leasePayloads
         // One statement for the upserts, the deletes, the scripts and the NOTIFYs (sent by
         // PostgreSQL at commit), inside BEGIN ... COMMIT: three round trips where a statement
         // each took up to six. Not the statement alone: in the extended protocol its implicit
@@ -378,14 +384,17 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
                         WHERE dhcp_lease.client_id = excluded.client_id OR dhcp_lease.state = 'released' OR dhcp_lease.expires <= \(now)
                         RETURNING 1
                     )
-                    SELECT pg_notify(\(Self.channel), p) FROM UNNEST(\(payloads)::text[]) AS n(p)
+                    SELECT pg_notify(n.c, n.p) FROM (
+                        SELECT \(Self.channel)::text AS c, p FROM UNNEST(\(payloads)::text[]) AS s(p)
+                        UNION ALL SELECT \(Self.leaseChannel)::text, p FROM UNNEST(\(lp)::text[]) AS l(p)
+                    ) AS n
                     """, logger: logger)
                 for try await _ in rows {}
             }
         }
     }
 
-    /// `origin mac mac ...`, split so that no payload passes `payloadLimit`.
+    /// `origin mac mac ...` (or addresses), split so that no payload passes `payloadLimit`.
     static func payloads(origin: String, macs: [String]) -> [String] {
         var out: [String] = []
         var current = origin
@@ -584,6 +593,24 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
     /// (re)connection), so this server's pool offers what is free in the table rather than
     /// learning of another's lease from a collision. Only an optimisation: the claim decides.
     public func followLeases(_ apply: @escaping @Sendable ([Lease]) -> Void) {
+        followLeaseFeed(family: "dhcpv4", isFamily: { !$0.contains(":") },
+                        read: { c, addresses, logger in try await Self.leases(on: c, addresses: addresses, logger: logger) },
+                        apply: apply)
+    }
+
+    /// The same feed for DHCPv6 bindings (one table and one channel; a listener of its own,
+    /// which reads only the rows of its family).
+    public func followLeases6(_ apply: @escaping @Sendable ([Lease6]) -> Void) {
+        followLeaseFeed(family: "dhcpv6", isFamily: { $0.contains(":") },
+                        read: { c, addresses, logger in try await Self.leases6(on: c, addresses: addresses, logger: logger) },
+                        apply: apply)
+    }
+
+    /// Listens on the lease channel; at each (re)connection hands `apply` every row of the
+    /// family, then the rows each notification names (other servers' claims, in that family).
+    private func followLeaseFeed<L: Sendable>(family: String, isFamily: @escaping @Sendable (String) -> Bool,
+                                              read: @escaping @Sendable (PostgresConnection, [String]?, Logger) async throws -> [L],
+                                              apply: @escaping @Sendable ([L]) -> Void) {
         let configuration = configuration()
         let group = group, quiet = quietLogger, origin = origin
         let id = nextID()
@@ -595,15 +622,15 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
                     let c = try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: id, logger: quiet)
                     open = c
                     try await c.listen(on: Self.leaseChannel) { notifications in
-                        apply(try await Self.leases(on: c, addresses: nil, logger: quiet))
+                        apply(try await read(c, nil, quiet))
                         pause = 100_000_000
                         for try await notification in notifications {
-                            let addresses = Self.macs(in: notification.payload, skipping: origin)
+                            let addresses = Self.macs(in: notification.payload, skipping: origin).filter(isFamily)
                             guard !addresses.isEmpty else { continue }
-                            apply(try await Self.leases(on: c, addresses: Array(addresses), logger: quiet))
+                            apply(try await read(c, Array(addresses), quiet))
                         }
                     }
-                    throw StateError("the lease feed's connection ended")
+                    throw StateError("the \(family) lease feed's connection ended")
                 } catch {
                     try? await open?.close()
                     if Task.isCancelled { break }
@@ -612,7 +639,7 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
                 }
             }
         }
-        lock.withLock { leaseListener = task }
+        lock.withLock { leaseListeners.append(task) }
     }
 
     /// The rows of `addresses` (nil: every row).
@@ -630,9 +657,12 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
         return out
     }
 
-    /// The DHCPv6 rows (their addresses are IPv6 text).
-    static func leases6(on c: PostgresConnection, logger: Logger) async throws -> [Lease6] {
-        let rows = try await c.query("SELECT address, client_id, mac, expires, state FROM dhcp_lease WHERE address LIKE '%:%'", logger: logger)
+    /// The DHCPv6 rows of `addresses` (nil: every one; their addresses are IPv6 text).
+    static func leases6(on c: PostgresConnection, addresses: [String]? = nil, logger: Logger) async throws -> [Lease6] {
+        let rows = try await c.query("""
+            SELECT address, client_id, mac, expires, state FROM dhcp_lease
+            WHERE address LIKE '%:%' AND (\(addresses == nil) OR address = ANY(\(addresses ?? [])::text[]))
+            """, logger: logger)
         var out: [Lease6] = []
         for try await (address, client, mac, expires, state) in rows.decode((String, String, String, Double, String).self) {
             guard let a = IPv6Address(address), let s = Lease.State(rawValue: state) else { continue }
@@ -643,13 +673,13 @@ public final class PostgresStateBackend: StateBackend, SharedLeaseStore, @unchec
     }
 
     public func close() {
-        let (first, task, leaseTask, c): (Bool, Task<Void, Never>?, Task<Void, Never>?, PostgresConnection?) = lock.withLock {
-            defer { closed = true; listener = nil; leaseListener = nil; connection = nil }
-            return (!closed, listener, leaseListener, connection)
+        let (first, task, leaseTasks, c): (Bool, Task<Void, Never>?, [Task<Void, Never>], PostgresConnection?) = lock.withLock {
+            defer { closed = true; listener = nil; leaseListeners = []; connection = nil }
+            return (!closed, listener, leaseListeners, connection)
         }
         guard first else { return }
         task?.cancel()
-        leaseTask?.cancel()
+        for t in leaseTasks { t.cancel() }
         if let claim = claimLock.withLock({ claimConnection }) { try? claim.close().wait() }
         try? c?.close().wait()
         try? group.syncShutdownGracefully()

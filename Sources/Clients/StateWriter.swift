@@ -481,4 +481,6 @@ public protocol SharedLeaseStore: AnyObject, Sendable {
     func claim6(_ lease: Lease6, now: Date) -> Lease6Claim
     /// Hands `apply` the leases other servers claim, as they commit them.
     func followLeases(_ apply: @escaping @Sendable ([Lease]) -> Void)
+    /// The same for DHCPv6 bindings.
+    func followLeases6(_ apply: @escaping @Sendable ([Lease6]) -> Void)
 }

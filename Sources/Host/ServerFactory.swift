@@ -234,6 +234,9 @@ extension ServerFactory {
         if !ranges.isEmpty {
             pool = DHCPv6LeasePool(ranges: ranges, journal: directory.lease6Journal, loaded: directory.loadedLeases6,
                                    declineQuarantine: TimeInterval(configuration.dhcp.declineQuarantine))
+            if let shared = directory.sharedLeaseStore, let pool {
+                shared.followLeases6 { [pool] in pool.remoteChanged($0) }
+            }
             if directory.location == "memory" {
                 logger.warning("dhcpv6: bindings are kept in memory only and forgotten at restart; give --state FILE to keep them")
             }

@@ -190,6 +190,38 @@ struct PostgresStateBackendTests {
         guard case .failure(.notAssignable) = other else { Issue.record("another client got it through B: \(other)"); return }
     }
 
+    /// The DHCPv6 lease feed: a binding made through A reaches B's memory, so B advertises
+    /// that client the same address, withdraws an advertisement of it to another client and
+    /// stops advertising it; a release through A frees it in B. (Without the feed, B learns
+    /// of A's binding only when a Request for it is refused.)
+    @Test func aDHCPv6BindingThroughOneServerReachesTheOther() throws {
+        let db = try TestPostgres.freshDatabase()
+        defer { TestPostgres.dropDatabase(db.name) }
+        let a = try TestPostgres.open(db.url), b = try TestPostgres.open(db.url)
+        defer { a.close(); b.close() }
+        let range = try #require(try DHCPv6Range.parse("fd77::200,fd77::203,64,1h"))
+        let poolA = DHCPv6LeasePool(ranges: [range], journal: a.lease6Journal)
+        let poolB = DHCPv6LeasePool(ranges: [range], journal: b.lease6Journal)
+        try #require(b.sharedLeaseStore).followLeases6 { [poolB] in poolB.remoteChanged($0) }
+        let x = "00010001aaaaaaaaaaaa/00000001", y = "00010001bbbbbbbbbbbb/00000001"
+        // B advertises an address to Y; A binds that same address to X (A knows nothing of B's
+        // advertisement, and the table has no row for it, so the claim grants it).
+        guard case let .success(address) = poolB.offer(client: y, in: range) else { Issue.record("B advertised nothing"); return }
+        guard case let .success((_, mark)) = poolA.bind(client: x, mac: "52:54:00:00:0a:01", address: address, in: range) else {
+            Issue.record("A did not bind \(address)"); return
+        }
+        #expect(poolA.journal.awaitDurable(through: mark))
+        let seen = TestPostgres.within(2) { poolB.lease(of: x)?.address == address }
+        #expect(seen != nil, "B did not learn of A's binding of \(address) within 2 s")
+        if let seen { print("postgres dhcpv6 lease feed: A's binding known to B after \(Int(seen * 1000)) ms") }
+        #expect(poolB.offer(client: x, in: range) == .success(address), "B advertises X another address")
+        let toY = poolB.offer(client: y, in: range)
+        #expect(toY != .success(address), "B still advertises X's address to Y")
+        // Released through A: free in B again.
+        _ = poolA.journal.awaitDurable(through: poolA.release(client: x, address: address))
+        #expect(TestPostgres.within(2) { poolB.lease(of: x) == nil } != nil, "B kept X's released binding")
+    }
+
     /// The database dies under writes and comes back: no crash; writes are refused while it
     /// is down; every write acknowledged (durable) before is there after; the servers recover
     /// by themselves, and a change made while a listener was away reaches it.

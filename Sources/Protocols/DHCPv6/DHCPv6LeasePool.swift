@@ -328,6 +328,34 @@ public final class DHCPv6LeasePool: @unchecked Sendable {
         return journal.record(lease)
     }
 
+    /// Bindings another server sharing the store committed (its lease feed), in this pool's
+    /// ranges: taken as they are, and an advertisement of those addresses to another client
+    /// withdrawn, so a Solicit here is advertised what is free in the table rather than what
+    /// a Request would then be refused. Only an optimisation: the claim decides.
+    public func remoteChanged(_ leases: [Lease6], now: Date = Date()) {
+        lock.withLock {
+            for lease in leases where ranges.contains(where: { $0.contains(lease.address) }) {
+                let a = lease.address
+                if lease.isLive(at: now) {
+                    if let holder = offered[a], holder != lease.client {
+                        offered[a] = nil
+                        offers[holder] = nil
+                    }
+                    // The client moved there to another address: its old one here is free.
+                    if let previous = byClient[lease.client], previous != a, byAddress[previous]?.client == lease.client {
+                        byAddress[previous] = nil
+                    }
+                    put(lease)
+                } else if let mine = byAddress[a], mine.client == lease.client {
+                    // Released or expired there: free here too.
+                    byAddress[a] = nil
+                    if byClient[lease.client] == a { byClient[lease.client] = nil }
+                }
+            }
+            leasesGauge.record(byAddress.count)
+        }
+    }
+
     private func put(_ lease: Lease6) {
         byAddress[lease.address] = lease
         if !lease.client.isEmpty { byClient[lease.client] = lease.address }
