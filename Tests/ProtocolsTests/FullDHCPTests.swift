@@ -397,4 +397,56 @@ struct FixedProbe: AddressProbe {
         #expect(ack.messageType == .ack && ack.yiaddr == offer.yiaddr)
         #expect(pool.lease(at: offer.yiaddr)?.state == .bound)
     }
+    /// Holds the thread of its first decision for `hold` µs; the others as StaticBootDecider.
+    final class FirstDecisionHolds: BootDecider, @unchecked Sendable {
+        let hold: useconds_t
+        private let lock = NSLock()
+        private var calls = 0
+        init(hold: useconds_t) { self.hold = hold }
+        func decide(_ request: BootRequest) -> BootDecision? {
+            if lock.withLock({ calls += 1; return calls }) == 1 { usleep(hold) }
+            return StaticBootDecider().decide(request)
+        }
+    }
+
+    /// Overload: a DISCOVER that waited in the socket longer than `discoverMaxWait` is dropped
+    /// unanswered and counted as `overloaded`, while a REQUEST queued beside it is answered.
+    /// One thread; the first DISCOVER's decision holds it 400 ms, so the 20 DISCOVERs and the
+    /// REQUEST sent meanwhile wait that long. With shedding off (0) all 21 DISCOVERs are
+    /// answered; either way the REQUEST is ACKed.
+    @Test(arguments: [UInt64(100_000_000), 0]) func stale_discovers_are_shed_and_requests_still_answered(maxWait: UInt64) async throws {
+        let range = try DHCPRange(start: IPv4Address(127, 77, 0, 10), end: IPv4Address(127, 77, 0, 60), subnet: IPv4Network("127.0.0.0/8")!)
+        let pool = LeasePool(ranges: [range])
+        var configuration = ProxyDHCPServer.Configuration(bindAddress: "127.0.0.1", ports: [0], threadsPerSocket: 1,
+                                                          fullDHCP: FullDHCPResponder(pool: pool))
+        configuration.discoverMaxWait = maxWait
+        let server = ProxyDHCPServer(configuration: configuration, decider: FirstDecisionHolds(hold: 400_000), logger: Self.quiet)
+        try await server.start()
+        let port = try #require(server.listening.first?.port)
+        let client = try UDPProbe(bind: "127.0.0.1", port: 0)
+        func message(_ type: DHCPMessageType, _ n: UInt8, _ options: [(UInt8, [UInt8])] = []) -> DHCPMessage {
+            var m = Self.message(type, mac: n, options: options)
+            m.xid = 0x5EED_0000 + UInt32(n)
+            return m
+        }
+        client.send(message(.discover, 0).bytes, to: .loopback, port: port)
+        usleep(50_000)  // the thread is inside the first decision now
+        for n in 1...20 { client.send(message(.discover, UInt8(n)).bytes, to: .loopback, port: port) }
+        // SELECTING for an address of the range, naming us: answered (ACK) whether or not it
+        // was offered, as RFC 2131 lets a server that has the address free.
+        client.send(message(.request, 99, [(50, [127, 77, 0, 50]), (54, [127, 0, 0, 1])]).bytes, to: .loopback, port: port)
+        let replies = client.receive(timeout: 3, limit: maxWait == 0 ? 22 : 2).compactMap { try? DHCPMessage(bytes: $0.bytes) }
+        let stats = server.statistics
+        await server.shutdown()
+        let offers = replies.filter { $0.messageType == .offer }.map { $0.xid - 0x5EED_0000 }
+        let acks = replies.filter { $0.messageType == .ack }.map { $0.xid - 0x5EED_0000 }
+        #expect(acks == [99], "the queued REQUEST is answered: \(replies.map { ($0.messageType, $0.xid) })")
+        if maxWait == 0 {
+            #expect(offers.count == 21 && stats.silenced[.overloaded] == nil)
+        } else {
+            #expect(offers == [0], "only the DISCOVER read before the wait is offered: \(offers)")
+            #expect(stats.silenced[.overloaded] == 20)
+            #expect(stats.received == 22 && stats.accountedFor == 22)
+        }
+    }
 }
