@@ -115,9 +115,8 @@ struct clinux_batch {
     struct iovec vectors[64];
     /* Room for either family's address: an IPv4 socket's sender fills the sockaddr_in part. */
     struct sockaddr_in6 names[64];
-    /* cmsghdr + in_pktinfo and cmsghdr + timespec (32 bytes each on 64-bit), with room to
-     * spare, per datagram. */
-    uint64_t control[64][12];
+    /* cmsghdr + in_pktinfo, with room to spare, per datagram. */
+    uint64_t control[64][8];
     clinux_datagram datagrams[64];
 };
 
@@ -187,17 +186,12 @@ int clinux_batch_receive(clinux_batch *batch, int fd, int wait, int slots) {
         }
         d->interface_index = -1;
         d->destination = 0;
-        d->received_ns = 0;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
             if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
                 struct in_pktinfo info;
                 memcpy(&info, CMSG_DATA(c), sizeof info);
                 d->interface_index = info.ipi_ifindex;
                 d->destination = info.ipi_addr.s_addr;
-            } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
-                struct timespec t;
-                memcpy(&t, CMSG_DATA(c), sizeof t);
-                d->received_ns = (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
             }
         }
     }
@@ -282,17 +276,6 @@ uint64_t clinux_thread_cpu_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t clinux_realtime_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
-int clinux_receive_timestamps(int fd) {
-    int one = 1;
-    return setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
 }
 
 uint64_t clinux_monotonic_ns(void) {

@@ -19,9 +19,6 @@ struct Configuration: Codable, Equatable {
         var pingTimeoutMs: Int = 100
         /// Seconds a declined address is offered to nobody.
         var declineQuarantine: Int = 600
-        /// Full DHCP under overload: a DISCOVER that waited in the socket longer than this is
-        /// dropped so that REQUESTs are answered first; 0: never.
-        var discoverMaxWaitMs: Int = 100
 
         /// One `dhcp.ranges` entry: `range` is `START,END[,NETMASK][,LEASE]` as for
         /// `--dhcp-range`; the rest are the options its clients are told.
@@ -52,7 +49,6 @@ struct Configuration: Codable, Equatable {
         }
         enum CodingKeys: String, CodingKey {
             case ports, enabled, threads, ranges, reservations, ping, pingTimeoutMs = "ping_timeout_ms", declineQuarantine = "decline_quarantine"
-            case discoverMaxWaitMs = "discover_max_wait_ms"
         }
         init() {}
         init(from decoder: Decoder) throws {
@@ -65,7 +61,6 @@ struct Configuration: Codable, Equatable {
             ping = try c.decodeIfPresent(Bool.self, forKey: .ping) ?? ping
             pingTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .pingTimeoutMs) ?? pingTimeoutMs
             declineQuarantine = try c.decodeIfPresent(Int.self, forKey: .declineQuarantine) ?? declineQuarantine
-            discoverMaxWaitMs = try c.decodeIfPresent(Int.self, forKey: .discoverMaxWaitMs) ?? discoverMaxWaitMs
         }
     }
     /// DHCPv6 (`--dhcp6`): boot-only answers to netboot clients beside the site's DHCPv6
@@ -405,7 +400,7 @@ struct Configuration: Codable, Equatable {
     static let schema: [String: Set<String>] = [
         "": ["interfaces", "listen", "proxy", "server_address", "dhcp", "dhcp6", "tftp", "http", "policies", "data", "limits", "log", "state", "api",
              "shadow", "shadow_limits", "journal", "user"],
-        "dhcp": ["ports", "enabled", "threads", "ranges", "reservations", "ping", "ping_timeout_ms", "decline_quarantine", "discover_max_wait_ms"],
+        "dhcp": ["ports", "enabled", "threads", "ranges", "reservations", "ping", "ping_timeout_ms", "decline_quarantine"],
         "dhcp6": ["enabled", "ports", "ranges", "listen"],
         "tftp": ["enabled", "root", "port", "max_transfers", "max_transfers_per_client", "threads"],
         "http": ["enabled", "port", "root", "address", "request_timeout", "idle_timeout", "max_connections", "max_connections_per_client",

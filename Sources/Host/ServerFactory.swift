@@ -55,13 +55,11 @@ extension ServerFactory {
         guard (1...16).contains(threads) else {
             throw ExitMessage("bootpolicy serve: dhcp.threads must be between 1 and 16 (got \(threads))")
         }
-        var server = ProxyDHCPServer.Configuration(
-            interfaces: interfaces.map(\.name), bindAddress: configuration.listen ?? "0.0.0.0",
-            ports: configuration.dhcp.ports, serverAddress: serverAddress, threadsPerSocket: threads,
-            fullDHCP: full, proxy: configuration.proxy)
-        server.discoverMaxWait = UInt64(max(0, configuration.dhcp.discoverMaxWaitMs)) * 1_000_000
-        return ProxyDHCPServer(configuration: server, decider: decider, events: timeline, logger: logger,
-                               onServerRunning: onServerRunning)
+        return ProxyDHCPServer(
+            configuration: .init(interfaces: interfaces.map(\.name), bindAddress: configuration.listen ?? "0.0.0.0",
+                                 ports: configuration.dhcp.ports, serverAddress: serverAddress, threadsPerSocket: threads,
+                                 fullDHCP: full, proxy: configuration.proxy),
+            decider: decider, events: timeline, logger: logger, onServerRunning: onServerRunning)
     }
 }
 
@@ -136,9 +134,6 @@ extension ServerFactory {
         }
         guard (1...5000).contains(dhcp.pingTimeoutMs) else { throw DHCPPlanError("dhcp.ping_timeout_ms must be 1-5000 (got \(dhcp.pingTimeoutMs))") }
         guard dhcp.declineQuarantine >= 0 else { throw DHCPPlanError("dhcp.decline_quarantine must not be negative") }
-        guard (0...60_000).contains(dhcp.discoverMaxWaitMs) else {
-            throw DHCPPlanError("dhcp.discover_max_wait_ms must be 0 (never shed) to 60000 (got \(dhcp.discoverMaxWaitMs))")
-        }
         return (ranges, reservations)
     }
 

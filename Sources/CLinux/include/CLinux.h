@@ -35,9 +35,6 @@ typedef struct {
     /// AF_INET6: the sender's address and its scope (the link of a link-local one).
     uint8_t source6[16];
     uint32_t scope_id;
-    /// SO_TIMESTAMPNS: when the kernel received it (CLOCK_REALTIME ns), 0 when the socket
-    /// does not ask for stamps (`clinux_receive_timestamps`).
-    uint64_t received_ns;
 } clinux_datagram;
 
 /// A receive batch: `slots` (1-64) buffers of `slot_size` bytes with their recvmmsg headers,
@@ -55,11 +52,6 @@ const clinux_datagram *clinux_batch_datagram(const clinux_batch *batch, int i);
 int clinux_batch_receive(clinux_batch *batch, int fd, int wait, int slots);
 /// CLOCK_MONOTONIC in nanoseconds (vDSO, no system call).
 uint64_t clinux_monotonic_ns(void);
-/// clock_gettime(CLOCK_REALTIME) in ns: the clock SO_TIMESTAMPNS stamps with.
-uint64_t clinux_realtime_ns(void);
-/// setsockopt(SO_TIMESTAMPNS): every datagram read by `clinux_batch_receive` carries its
-/// kernel receive time. 0, or -1 with errno.
-int clinux_receive_timestamps(int fd);
 
 /* CPU time the calling thread has used, in nanoseconds. */
 uint64_t clinux_thread_cpu_ns(void);

@@ -109,25 +109,6 @@ public struct DHCPMessage: Sendable, Equatable {
     }
 
     /// Decodes one message from the readable bytes of `buffer` (all of them are consumed).
-    /// A BOOTREQUEST's option 53 read straight from its bytes, without decoding the message
-    /// (the receive thread's look at what it may shed under overload); nil when it is not a
-    /// well-formed request with option 53 in the options field.
-    public static func peekType(_ bytes: UnsafeRawBufferPointer) -> DHCPMessageType? {
-        guard bytes.count > 240, bytes[0] == 1, bytes[236] == 99, bytes[237] == 130, bytes[238] == 83, bytes[239] == 99 else { return nil }
-        var i = 240
-        while i < bytes.count {
-            let code = bytes[i]
-            if code == 255 { return nil }
-            if code == 0 { i += 1; continue }
-            guard i + 1 < bytes.count else { return nil }
-            let length = Int(bytes[i + 1])
-            guard i + 2 + length <= bytes.count else { return nil }
-            if code == 53 { return length == 1 ? DHCPMessageType(rawValue: bytes[i + 2]) : nil }
-            i += 2 + length
-        }
-        return nil
-    }
-
     public init(from buffer: inout ByteBuffer) throws {
         func need<T>(_ value: T?, _ field: String, _ size: Int, _ buffer: ByteBuffer) throws -> T {
             guard let value else {

@@ -78,9 +78,6 @@ public struct ProxyDHCPResponder: Sendable {
         case declined
         /// `--no-proxy` and the request is from no subnet of a `--dhcp-range`.
         case notServed = "not_served"
-        /// Full DHCP under overload: a DISCOVER that waited in the socket longer than
-        /// `dhcp.discover_max_wait_ms`, dropped so that REQUESTs are answered first.
-        case overloaded
     }
 
     /// Relays (giaddr) we answer; nil answers any relay.

@@ -260,10 +260,6 @@ extension ProxyDHCPServer {
             self.resolver = resolver
         }
 
-        /// A wait longer than this is the wall clock stepping (the stamps are CLOCK_REALTIME),
-        /// not a queue: nothing is shed for it.
-        static let clockStep: UInt64 = 30_000_000_000
-
         /// One thread's reusable buffers: clear() keeps their storage (the parser copies what
         /// it keeps, so nothing holds on to the request bytes).
         struct Work {
@@ -283,8 +279,6 @@ extension ProxyDHCPServer {
             if count > 1 { core.countBacklog(count) }
             work.outgoing.clear()
             work.replies.removeAll(keepingCapacity: true)
-            // Received before this (kernel stamps, CLOCK_REALTIME): waited too long (0: never).
-            let staleBefore = core.discoverMaxWait == 0 || port != 67 ? 0 : clinux_realtime_ns() &- core.discoverMaxWait
             for i in 0..<count {
                 let datagram = clinux_batch_datagram(batch, CInt(i)).pointee
                 guard datagram.family == sa_family_t(AF_INET) else { continue }
@@ -292,12 +286,6 @@ extension ProxyDHCPServer {
                 let sourcePort = Int(UInt16(bigEndian: datagram.source_port))
                 if datagram.truncated != 0 {
                     core.countOversized(from: source, port: sourcePort, arrivalPort: port)
-                    continue
-                }
-                if staleBefore != 0, datagram.received_ns != 0, datagram.received_ns < staleBefore,
-                   staleBefore &- datagram.received_ns < Self.clockStep,
-                   DHCPMessage.peekType(UnsafeRawBufferPointer(start: clinux_batch_bytes(batch, CInt(i)), count: Int(datagram.length))) == .discover {
-                    core.shed(waited: staleBefore &- datagram.received_ns &+ core.discoverMaxWait)
                     continue
                 }
                 let arrival = resolver.resolve(

@@ -43,10 +43,6 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         /// Answer PXE requests from subnets full DHCP does not serve as a ProxyDHCP server
         /// (false: `--no-proxy`, such requests are silenced as `not_served`).
         public var proxy: Bool
-        /// Full DHCP under overload: a DISCOVER that waited in the socket longer than this
-        /// (nanoseconds; 0: never) is dropped unanswered, counted as `overloaded`, so that the
-        /// REQUESTs of exchanges under way are answered first (`dhcp.discover_max_wait_ms`).
-        public var discoverMaxWait: UInt64 = 0
 
         /// One per core, at most 4: past that the socket's own queue is the limit.
         public static var defaultThreadsPerSocket: Int { min(4, max(1, ProcessInfo.processInfo.activeProcessorCount)) }
@@ -107,8 +103,7 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
     ) {
         self.configuration = configuration
         self.core = Core(responder: configuration.responder, decider: decider, events: events, logger: logger,
-                         full: configuration.fullDHCP, proxy: configuration.proxy,
-                         discoverMaxWait: configuration.fullDHCP == nil ? 0 : configuration.discoverMaxWait)
+                         full: configuration.fullDHCP, proxy: configuration.proxy)
         self.onServerRunning = onServerRunning
     }
 
@@ -131,10 +126,6 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             let logicalPort = isPXE ? 4011 : 67
             let resolver = ArrivalResolver(interface: socket.interface, serverAddress: configuration.serverAddress ?? socket.address,
                                            devices: plan.devices)
-            if core.discoverMaxWait != 0, !isPXE, clinux_receive_timestamps(socket.fd) != 0 {
-                // Without receive stamps nothing is shed: the server answers as before.
-                core.logger.warning("dhcp: SO_TIMESTAMPNS refused (errno \(errno)); stale DISCOVERs are not shed under overload")
-            }
             let thread = ReceiveThread(fd: socket.fd, port: logicalPort, core: core, resolver: resolver,
                                        helpers: configuration.threadsPerSocket - 1)
             thread.start(name: "bp-dhcp-\(socket.port)" + (socket.interface.map { "-\($0)" } ?? ""))
@@ -342,10 +333,6 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         let logger: Logger
         let full: FullDHCPResponder?
         let proxy: Bool
-        /// See `Configuration.discoverMaxWait` (0 without full DHCP).
-        let discoverMaxWait: UInt64
-        /// Shed DISCOVERs not yet logged, and when the last line about them was written.
-        private var shedLog: (said: UInt64, unsaid: Int) = (0, 0)
         private let lock = NSLock()
         /// Malformed, silenced and send failures; the two counts every packet moves are atomics
         /// (a lock round trip each was a few per cent of an answer).
@@ -366,9 +353,8 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
         private let helperWakeupCounter = Counter(label: "bootpolicy_dhcp_helper_wakeups_total")
 
         init(responder: ProxyDHCPResponder, decider: BootDecider, events: BootEventSink, logger: Logger,
-             full: FullDHCPResponder? = nil, proxy: Bool = true, discoverMaxWait: UInt64 = 0) {
+             full: FullDHCPResponder? = nil, proxy: Bool = true) {
             self.full = full
-            self.discoverMaxWait = discoverMaxWait
             self.proxy = proxy
             self.responder = responder
             self.decider = decider
@@ -418,27 +404,6 @@ public final class ProxyDHCPServer: Service, @unchecked Sendable {
             lock.withLock { stats.sendFailures += 1 }
             sendFailureCounter.increment()
             logger.warning("proxydhcp send failed", metadata: ["to": "\(destination)", "error": "\(error)"])
-        }
-
-        /// A DISCOVER that waited `waited` ns in the socket, past `discoverMaxWait`: dropped
-        /// unanswered so that the REQUESTs behind it are answered sooner. Counted; one warning
-        /// every 10 s at most says how many.
-        func shed(waited: UInt64) {
-            countReceived()
-            droppedCounters[ProxyDHCPResponder.Silence.overloaded.rawValue]?.increment()
-            let now = clinux_monotonic_ns()
-            let unsaid: Int? = lock.withLock {
-                stats.silenced[.overloaded, default: 0] += 1
-                if shedLog.said != 0, now &- shedLog.said < 10_000_000_000 {
-                    shedLog.unsaid += 1
-                    return nil
-                }
-                defer { shedLog = (now, 0) }
-                return shedLog.unsaid
-            }
-            if let unsaid {
-                logger.warning("dhcp overloaded: dropping DISCOVERs that waited more than \(discoverMaxWait / 1_000_000) ms in the socket (this one \(waited / 1_000_000) ms), so that REQUESTs of exchanges under way are answered first; the clients retransmit (\(unsaid + 1) since the last warning; dhcp.discover_max_wait_ms)")
-            }
         }
 
         /// A datagram longer than the receive slot arrived cut: dropped as malformed.
