@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blaster.h"
+
 #define BATCH_MAX 1024
 #define PACKET 400 /* room; a DISCOVER here is 305 bytes, as perfdhcp's */
 
@@ -144,23 +146,12 @@ int main(int argc, char **argv) {
             uint64_t mac = 0x020000000000ull | (uint64_t)(seed % (uint64_t)clients);
             iov[i].iov_base = packets[i];
             iov[i].iov_len = build(packets[i], first_xid + (uint32_t)(next + i), mac, local.s_addr);
-            memset(&msgs[i], 0, sizeof msgs[i]);
-            msgs[i].msg_hdr.msg_name = &to;
-            msgs[i].msg_hdr.msg_namelen = sizeof to;
-            msgs[i].msg_hdr.msg_iov = &iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
         }
-        int off = 0;
-        while (off < n) {
-            int m = sendmmsg(fd, msgs + off, (unsigned)(n - off), 0);
-            if (m <= 0) break; /* a full queue drops the rest of this batch: counted as sent, unanswered */
-            off += m;
-        }
+        blaster_address(msgs, iov, n, &to);
+        blaster_send(fd, msgs, n); /* what a full queue drops counts as sent, unanswered */
         next += n;
         atomic_store(&sent, next);
-        tick.tv_nsec += 1000000;
-        if (tick.tv_nsec >= 1000000000) { tick.tv_sec++; tick.tv_nsec -= 1000000000; }
-        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &tick, NULL);
+        blaster_next_millisecond(&tick);
     }
     double elapsed = now() - start;
     usleep(500000); /* late answers */

@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blaster.h"
+
 #define BATCH_MAX 1024
 #define RX_BATCH 64
 #define PACKET 400 /* room; a DISCOVER here is 300 bytes (padded, as perfdhcp's), a REQUEST too */
@@ -198,21 +200,10 @@ static void *receiver(void *arg) {
             }
         }
         if (nreq == 0) continue;
-        for (int i = 0; i < nreq; i++) {
-            memset(&out[i], 0, sizeof out[i]);
-            out[i].msg_hdr.msg_name = &to;
-            out[i].msg_hdr.msg_namelen = sizeof to;
-            out[i].msg_hdr.msg_iov = &oiov[i];
-            out[i].msg_hdr.msg_iovlen = 1;
-        }
+        blaster_address(out, oiov, nreq, &to);
         uint64_t ts = clock_ns(CLOCK_REALTIME);
-        int off = 0;
-        while (off < nreq) {
-            int m = sendmmsg(fd, out + off, (unsigned)(nreq - off), 0);
-            if (m <= 0) break; /* a full queue drops the rest: those REQUESTs are not counted */
-            for (int i = off; i < off + m; i++) slot[oxid[i] & (SLOTS - 1)].ns = ts;
-            off += m;
-        }
+        int off = blaster_send(fd, out, nreq); /* a full queue drops the rest: not counted */
+        for (int i = 0; i < off; i++) slot[oxid[i] & (SLOTS - 1)].ns = ts;
         atomic_fetch_add(&requests, off);
     }
     return NULL;
@@ -273,23 +264,12 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++) {
             iov[i].iov_base = packets[i];
             iov[i].iov_len = build_discover(packets[i], first_xid + (uint32_t)(next + i));
-            memset(&msgs[i], 0, sizeof msgs[i]);
-            msgs[i].msg_hdr.msg_name = &to;
-            msgs[i].msg_hdr.msg_namelen = sizeof to;
-            msgs[i].msg_hdr.msg_iov = &iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
         }
-        int off = 0;
-        while (off < n) {
-            int m = sendmmsg(fd, msgs + off, (unsigned)(n - off), 0);
-            if (m <= 0) break; /* a full queue drops the rest of this batch: counted as sent, unanswered */
-            off += m;
-        }
+        blaster_address(msgs, iov, n, &to);
+        blaster_send(fd, msgs, n); /* what a full queue drops counts as sent, unanswered */
         next += n;
         atomic_store(&discovers, next);
-        tick.tv_nsec += 1000000;
-        if (tick.tv_nsec >= 1000000000) { tick.tv_sec++; tick.tv_nsec -= 1000000000; }
-        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &tick, NULL);
+        blaster_next_millisecond(&tick);
     }
     double elapsed = now() - start;
     usleep(500000); /* late answers, and the REQUESTs' ACKs */
