@@ -41,15 +41,7 @@ static double now(void) {
 }
 
 static size_t build(uint8_t *p, uint32_t xid, uint64_t mac, uint32_t giaddr) {
-    memset(p, 0, PACKET);
-    p[0] = 1; p[1] = 1; p[2] = 6; p[3] = 1;
-    uint32_t x = htonl(xid);
-    memcpy(p + 4, &x, 4);
-    memcpy(p + 24, &giaddr, 4);
-    for (int i = 0; i < 6; i++) p[28 + i] = (uint8_t)(mac >> (8 * (5 - i)));
-    uint8_t *o = p + 236;
-    *o++ = 99; *o++ = 130; *o++ = 83; *o++ = 99;
-    *o++ = 53; *o++ = 1; *o++ = 1;
+    uint8_t *o = blaster_request(p, PACKET, xid, mac, giaddr, 1);
     static const uint8_t prl[] = {55, 7, 1, 28, 2, 3, 15, 6, 12};
     memcpy(o, prl, sizeof prl); o += sizeof prl;
     static const char vc[] = "PXEClient:Arch:00000:UNDI:002001";
@@ -99,28 +91,12 @@ static void *receiver(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 5) {
-        fprintf(stderr, "usage: %s LOCAL_ADDR SERVER_ADDR RATE SECONDS [CLIENTS]\n", argv[0]);
-        return 2;
-    }
     struct in_addr local, server;
-    if (!inet_aton(argv[1], &local) || !inet_aton(argv[2], &server)) { fprintf(stderr, "bad address\n"); return 2; }
-    long rate = atol(argv[3]);
-    double seconds = atof(argv[4]);
-    long clients = argc > 5 ? atol(argv[5]) : 100000;
-    if (rate <= 0 || rate > 1000 * BATCH_MAX || seconds <= 0 || seconds > 60 || clients <= 0) {
-        fprintf(stderr, "rate 1..%d, seconds 0..60, clients > 0\n", 1000 * BATCH_MAX);
-        return 2;
-    }
-    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    int one = 1, big = 8 << 20;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big);
-    struct timeval tv = {0, 100000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in me = {.sin_family = AF_INET, .sin_port = htons(67), .sin_addr = local};
-    if (bind(fd, (struct sockaddr *)&me, sizeof me) != 0) { perror("bind"); return 1; }
+    long rate, clients = 100000;
+    double seconds;
+    int bad = blaster_arguments(argc, argv, BATCH_MAX, &local, &server, &rate, &seconds, &clients);
+    if (bad) return bad;
+    if ((fd = blaster_socket(local)) < 0) return 1;
 
     pthread_t rx;
     pthread_create(&rx, NULL, receiver, NULL);
