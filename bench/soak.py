@@ -246,6 +246,11 @@ def run(args):
                 break  # the server died: the verdict says so
             if now >= next_sample:
                 samples.append({"t": round(now - t0, 1), "rss_mb": round(status_kb(p.pid, "VmRSS") / 1024, 1),
+                                # What the RSS is: the heap and stacks, file pages (the binary,
+                                # SQLite's mapped WAL index), shared memory.
+                                "anon_mb": round(status_kb(p.pid, "RssAnon") / 1024, 1),
+                                "file_mb": round(status_kb(p.pid, "RssFile") / 1024, 1),
+                                "shmem_mb": round(status_kb(p.pid, "RssShmem") / 1024, 1),
                                 "fds": fds(p.pid), "threads": status_kb(p.pid, "Threads")})
                 next_sample += 10
             if now >= next_reload:
@@ -276,6 +281,9 @@ def run(args):
         "reloads_refused_in_log": log_text.count("policy reload failed"),
         "rss_first_mb": median([s["rss_mb"] for s in first]), "rss_last_mb": median([s["rss_mb"] for s in last]),
         "rss_max_mb": max((s["rss_mb"] for s in samples), default=0),
+        "anon_first_mb": median([s["anon_mb"] for s in first]), "anon_last_mb": median([s["anon_mb"] for s in last]),
+        "file_first_mb": median([s["file_mb"] for s in first]), "file_last_mb": median([s["file_mb"] for s in last]),
+        "shmem_first_mb": median([s["shmem_mb"] for s in first]), "shmem_last_mb": median([s["shmem_mb"] for s in last]),
         "fds_first": median([s["fds"] for s in first]), "fds_last": median([s["fds"] for s in last]),
         "fds_max": max((s["fds"] for s in samples), default=0),
         "threads_first": median([s["threads"] for s in first]), "threads_last": median([s["threads"] for s in last]),
