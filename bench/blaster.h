@@ -1,5 +1,6 @@
-/* What the bench's IPv4 load generators (dhcp_blaster.c, dora_blaster.c) share: sending a
- * prepared batch with sendmmsg, and the millisecond pacing of their send loops. */
+/* What the bench's IPv4 load generators (dhcp_blaster.c, dora_blaster.c) share: their
+ * arguments, the relay socket, the BOOTREQUEST header, sending a prepared batch with sendmmsg,
+ * and the millisecond pacing of their send loops. */
 #ifndef BP_BLASTER_H
 #define BP_BLASTER_H
 #include <arpa/inet.h>
